@@ -1,0 +1,11 @@
+"""lessonlib: the thin library behind the Lesson 2 notebooks (image classification with a pretrained CNN)."""
+from lessonlib import datasets
+from lessonlib.data import ImageClassifierData
+from lessonlib.learner import ConvLearner
+from lessonlib.runtime import setup, smoke_mode
+from lessonlib.transforms import tfms_from_model, transforms_basic, transforms_side_on, transforms_top_down
+
+__all__ = [
+    "ConvLearner", "ImageClassifierData", "datasets", "setup", "smoke_mode",
+    "tfms_from_model", "transforms_basic", "transforms_side_on", "transforms_top_down",
+]

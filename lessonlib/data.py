@@ -1,0 +1,250 @@
+"""Image folders to DataLoaders: `ImageClassifierData.from_paths(PATH, tfms, bs)`.
+
+The layout is fast.ai's: `PATH/train/<class>/*.jpg`, `PATH/valid/<class>/*.jpg` and,
+optionally, an unlabelled `PATH/test/*.jpg`. The layout is checked before anything is
+trained, every image is decoded once up front (so a broken file is reported by name,
+never discovered as a crash inside a DataLoader worker), and every image reaches the
+model as RGB, whatever mode it was saved in.
+"""
+import hashlib
+import json
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile
+from torch.utils.data import DataLoader, Dataset
+
+from lessonlib.runtime import default_device, home
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+LAYOUT_HELP = "expected PATH/{trn}/<class>/<image>, PATH/{val}/<class>/<image> (e.g. train/cats/cat.1.jpg)"
+
+
+def to_rgb(img):
+    """`img` as an RGB image: transparency onto white, 16-bit and CMYK converted properly."""
+    if img.mode == "RGB":
+        return img
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in {"RGBA", "LA", "PA", "RGBa", "La"}:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode in {"I", "I;16", "I;16B", "I;16L", "F"}:
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if a.max() > 255 else 255.0
+        return Image.fromarray((a / top * 255).clip(0, 255).astype(np.uint8)).convert("RGB")
+    return img.convert("RGB")   # L, 1, CMYK, YCbCr, P without transparency
+
+
+def load_image(path, min_side=None):
+    """Decode `path` into an RGB PIL image; with `min_side`, JPEG decoding may skip detail beyond it."""
+    with Image.open(path) as img:
+        if min_side and img.format == "JPEG":
+            img.draft("RGB", (min_side, min_side))   # DCT scaling: decode at 1/2, 1/4, 1/8 size when enough
+        img.load()
+        return to_rgb(img)
+
+
+def image_files(folder):
+    """Sorted image files directly inside `folder` (by extension; hidden files ignored)."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+
+
+def _subfolders(folder):
+    return sorted(p.name for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def check_layout(path, trn_name="train", val_name="valid", test_name=None):
+    """Check the folder layout; return (classes, {split: (files, labels)}) or raise a clear error."""
+    path = Path(path)
+    help_ = LAYOUT_HELP.format(trn=trn_name, val=val_name)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} does not exist or is not a folder; {help_}")
+    splits = {}
+    classes = None
+    for split in (trn_name, val_name):
+        folder = path / split
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no {split}/ folder in {path} (it has {_subfolders(path)}); {help_}")
+        found = _subfolders(folder)
+        if not found:
+            loose = len(image_files(folder))
+            raise ValueError(f"{split}/ has no class folders" + (f" but {loose} loose images" if loose else "")
+                             + f": put each class's images in its own folder; {help_}")
+        if classes is None:
+            classes = found
+            if len(classes) < 2:
+                raise ValueError(f"{split}/ has only the class {classes}: a classifier needs at least two "
+                                 f"class folders; {help_}")
+        elif found != classes:
+            raise ValueError(f"{split}/ has classes {found} but {trn_name}/ has {classes}: "
+                             f"the folder names under {trn_name}/ and {split}/ must match")
+        files, labels = [], []
+        for label, cls in enumerate(classes):
+            these = image_files(folder / cls)
+            if not these:
+                others = [p.name for p in (folder / cls).iterdir()][:5]
+                raise ValueError(f"{split}/{cls}/ has no images (extensions {sorted(IMAGE_EXTENSIONS)})"
+                                 + (f"; it holds {others}" if others else ""))
+            files += these
+            labels += [label] * len(these)
+        splits[split] = (files, labels)
+    if test_name is not None:
+        folder = path / test_name
+        if not folder.is_dir():
+            raise FileNotFoundError(f"test_name={test_name!r} but there is no {test_name}/ folder in {path}")
+        files = image_files(folder)
+        if not files:
+            raise ValueError(f"{test_name}/ has no images: the test set is a flat folder of images")
+        splits[test_name] = (files, [-1] * len(files))
+    return classes, splits
+
+
+def _decode_error(path, min_side):
+    try:
+        load_image(path, min_side)
+        return None
+    except Exception as e:   # any decoder error means "unusable image"; we report it, never crash
+        return f"{type(e).__name__}: {e}"
+
+
+def find_unreadable(files, min_side=None):
+    """{file: reason} for the images that cannot be decoded; results cached by name, size and mtime."""
+    stats = "\n".join(f"{f}|{os.stat(f).st_size}|{os.stat(f).st_mtime_ns}" for f in files)
+    key = hashlib.sha256(stats.encode()).hexdigest()[:24]
+    cache = home() / "scans" / f"{key}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    ImageFile.LOAD_TRUNCATED_IMAGES = False   # a truncated file is an error, not grey pixels
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:   # PIL releases the GIL
+        reasons = list(pool.map(lambda f: _decode_error(f, min_side), files))
+    bad = {str(f): r for f, r in zip(files, reasons) if r is not None}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps(bad))
+    os.replace(tmp, cache)
+    return bad
+
+
+class ImageDataset(Dataset):
+    """Images and integer labels (-1 for an unlabelled test set) with a transform."""
+
+    def __init__(self, files, labels, tfm, min_side=None):
+        self.fnames = [Path(f) for f in files]
+        self.y = np.asarray(labels, dtype=np.int64)
+        self.tfm = tfm
+        self.min_side = min_side
+
+    def __len__(self):
+        return len(self.fnames)
+
+    def get_image(self, i):
+        """The i-th image as an RGB PIL image, untransformed."""
+        return load_image(self.fnames[i], self.min_side)
+
+    def __getitem__(self, i):
+        try:
+            img = self.get_image(i)
+        except Exception as e:   # e.g. the file changed after the check: name it
+            raise RuntimeError(f"could not read {self.fnames[i]}: {e}") from e
+        return self.tfm(img), int(self.y[i])
+
+
+def default_num_workers():
+    """DataLoader workers: none on a 2-core CPU (the model needs both), more to feed a GPU."""
+    cores = os.cpu_count() or 1
+    if default_device().type == "cuda":
+        return min(8, cores)
+    return 0 if cores <= 2 else min(4, cores // 2)
+
+
+class ImageClassifierData:
+    """Train, validation and optional test images with their DataLoaders.
+
+    Build it with `ImageClassifierData.from_paths(PATH, tfms=tfms, bs=64)`.
+    `classes` are the class folder names; `trn_dl`, `val_dl`, `test_dl` the loaders;
+    `fix_dl` goes over the training images in order without augmentation (for precompute).
+    """
+
+    def __init__(self, path, classes, trn_ds, val_ds, test_ds, tfms, bs, num_workers):
+        self.path, self.classes, self.tfms, self.bs = Path(path), list(classes), tfms, bs
+        self.trn_ds, self.val_ds, self.test_ds = trn_ds, val_ds, test_ds
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        fixed = ImageDataset(trn_ds.fnames, trn_ds.y, tfms.valid, trn_ds.min_side)
+        self.trn_dl = self._loader(trn_ds, shuffle=True)
+        self.fix_dl = self._loader(fixed)
+        self.val_dl = self._loader(val_ds)
+        self.test_dl = self._loader(test_ds) if test_ds is not None else None
+
+    @property
+    def c(self):
+        """Number of classes."""
+        return len(self.classes)
+
+    @property
+    def sz(self):
+        return self.tfms.sz
+
+    @property
+    def trn_y(self):
+        return self.trn_ds.y
+
+    @property
+    def val_y(self):
+        return self.val_ds.y
+
+    is_multi = False
+
+    def _loader(self, ds, shuffle=False):
+        # A final mini-batch of one image would break BatchNorm in training: drop only that case.
+        drop_last = shuffle and len(ds) % self.bs == 1
+        workers = self.num_workers
+        return DataLoader(ds, batch_size=self.bs, shuffle=shuffle, drop_last=drop_last, num_workers=workers,
+                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+
+    def __repr__(self):
+        test = f", test {len(self.test_ds)}" if self.test_ds is not None else ""
+        return (f"ImageClassifierData({self.path}: classes {self.classes}; train {len(self.trn_ds)}, "
+                f"valid {len(self.val_ds)}{test} images; sz={self.sz}, bs={self.bs})")
+
+    @classmethod
+    def from_paths(cls, path, tfms, bs=64, trn_name="train", val_name="valid", test_name=None, num_workers=None):
+        """Read an image-folder data set.
+
+        Args:
+            path: folder holding `trn_name/<class>/`, `val_name/<class>/` and optionally `test_name/`.
+            tfms: the result of `tfms_from_model(...)`.
+            bs: mini-batch size.
+            trn_name, val_name, test_name: the split folders' names (test_name=None: no test set).
+            num_workers: DataLoader worker processes (None: 0 on a 2-core CPU, up to 8 with a GPU).
+
+        Example:
+            >>> data = ImageClassifierData.from_paths(PATH, tfms=tfms_from_model("resnet34", 224), bs=64)
+        """
+        if not hasattr(tfms, "valid"):
+            raise TypeError("tfms must come from tfms_from_model(arch, sz, ...)")
+        if not isinstance(bs, int) or bs < 1:
+            raise ValueError(f"bs={bs!r}: the mini-batch size must be a positive whole number")
+        classes, splits = check_layout(path, trn_name, val_name, test_name)
+        everything = [f for files, _ in splits.values() for f in files]
+        bad = find_unreadable(everything, tfms.load_size)
+        if bad:
+            listing = "\n".join(f"  {Path(f).relative_to(path)}: {reason}" for f, reason in sorted(bad.items()))
+            warnings.warn(f"skipping {len(bad)} image(s) that cannot be decoded:\n{listing}", stacklevel=2)
+        datasets = {}
+        for split, (files, labels) in splits.items():
+            keep = [(f, y) for f, y in zip(files, labels) if str(f) not in bad]
+            if split != test_name:
+                for label, name in enumerate(classes):
+                    if not any(y == label for _, y in keep):
+                        raise ValueError(f"{split}/{name}/ has no readable images left")
+            tfm = tfms.train if split == trn_name else tfms.valid
+            datasets[split] = ImageDataset([f for f, _ in keep], [y for _, y in keep], tfm, tfms.load_size)
+        test_ds = datasets.get(test_name) if test_name is not None else None
+        return cls(path, classes, datasets[trn_name], datasets[val_name], test_ds, tfms, bs, num_workers)

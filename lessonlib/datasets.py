@@ -1,0 +1,1 @@
+from lessonlib.runtime import home

@@ -1,0 +1,311 @@
+"""`ConvLearner`: a pretrained body, a new head, and the lesson's training verbs.
+
+    learn = ConvLearner.pretrained("resnet34", data, precompute=True)
+    learn.fit(1e-2, 1)            # trains the head on cached activations of the frozen body
+    learn.precompute = False      # full forward passes again, so augmentation takes effect
+    learn.unfreeze()              # every layer group trains
+    learn.fit([1e-4, 1e-3, 1e-2], 3, cycle_len=1)
+"""
+import hashlib
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lessonlib import models, training
+from lessonlib.runtime import default_device, home
+from lessonlib.schedules import Recorder, sgdr, sgdr_epochs
+
+GROUP_NAMES = ["early body", "late body", "head"]
+
+
+class TensorBatches:
+    """Mini-batches sliced straight from tensors (the cached activations): no per-item overhead."""
+
+    def __init__(self, x, y, bs, shuffle=False):
+        self.x, self.y, self.bs, self.shuffle = x, y, bs, shuffle
+
+    def __len__(self):
+        n = len(self.x)
+        full, rest = divmod(n, self.bs)
+        return full + (rest > 1 or (rest == 1 and not self.shuffle))
+
+    def __iter__(self):
+        n = len(self.x)
+        order = torch.randperm(n) if self.shuffle else torch.arange(n)
+        for i in range(len(self)):
+            idx = order[i * self.bs:(i + 1) * self.bs]
+            yield self.x[idx], self.y[idx]
+
+
+def _weights_digest(module):
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _files_digest(files):
+    h = hashlib.sha256()
+    for f in files:
+        st = os.stat(f)
+        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+class ConvLearner:
+    """A pretrained convolutional body with a new head for `data`'s classes.
+
+    Make one with `ConvLearner.pretrained(arch, data, precompute=False)`. Attributes:
+    `model` (body then head), `history` (every epoch trained so far), `sched` (learning
+    rates and losses per mini-batch of the latest fit).
+    """
+
+    def __init__(self, data, body, head, metrics=None):
+        self.data, self.body, self.head = data, body, head
+        self.arch = body.name
+        self.model = nn.Sequential(body.module, head)
+        self.metrics = list(metrics) if metrics else [training.accuracy]
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.history = pd.DataFrame()
+        self.sched = None
+        self.bn_frozen = False
+        self._precompute = False
+        self._activations = {}   # cache key -> (features, labels), kept while the body is unchanged
+        self._body_digest = None
+        self.freeze()
+
+    @classmethod
+    def pretrained(cls, arch, data, precompute=False, xtra_fc=512, ps=(0.25, 0.5), metrics=None):
+        """A learner whose body holds ImageNet weights for `arch`, frozen, and whose head is new.
+
+        Args:
+            arch: "resnet34", "resnet50", "efficientnet_lite0", or a torchvision function. Without
+                network access to torchvision's weights, the packaged ImageNet efficientnet_lite0 is
+                used instead, and one line says so.
+            data: an `ImageClassifierData`.
+            precompute: compute the frozen body's activations once and train the head on them.
+            xtra_fc: width of the head's hidden layer; ps: its two dropout probabilities.
+            metrics: functions (log_preds, y) -> float shown per epoch (default: accuracy).
+
+        Example:
+            >>> learn = ConvLearner.pretrained("resnet34", data, precompute=True)
+            >>> learn.fit(1e-2, 1)
+        """
+        body = models.create_body(arch)
+        head = models.create_head(body.n_features, data.c, xtra_fc, ps)
+        learn = cls(data, body, head, metrics)
+        learn.precompute = precompute
+        return learn
+
+    def __repr__(self):
+        frozen = sum(not any(p.requires_grad for p in g.parameters()) for g in self.layer_groups)
+        return (f"ConvLearner({self.arch}, {self.data.c} classes, precompute={self.precompute}, "
+                f"{frozen} of 3 layer groups frozen)")
+
+    # ------------------------------------------------------------ layer groups, freezing
+    @property
+    def layer_groups(self):
+        """[early body, late body, head]: what differential learning rates address."""
+        return models.layer_groups(self.body.module, self.head)
+
+    def freeze_to(self, n):
+        """Freeze layer groups before index `n` and let the rest train."""
+        for i, group in enumerate(self.layer_groups):
+            for p in group.parameters():
+                p.requires_grad_(i >= n)
+
+    def freeze(self):
+        """Train only the head (the state after `pretrained`)."""
+        self.freeze_to(len(self.layer_groups) - 1)
+
+    def unfreeze(self):
+        """Let every layer train; switches precompute off, since the body's activations will change."""
+        if self.precompute:
+            print("unfreeze(): precompute switched off, because the body now trains and its cached "
+                  "activations would be stale.")
+            self.precompute = False
+        self.freeze_to(0)
+
+    def bn_freeze(self, flag=True):
+        """Keep the body's BatchNorm layers in eval mode (running mean/var fixed) while training."""
+        self.bn_frozen = bool(flag)
+
+    def _train_mode(self):
+        self.model.train()
+        for m in self.body.module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                frozen = not any(p.requires_grad for p in m.parameters(recurse=False))
+                if self.bn_frozen or frozen:
+                    m.eval()   # a frozen layer's statistics must not drift either
+
+    # ------------------------------------------------------------ precompute
+    @property
+    def precompute(self):
+        """True: the head trains on the frozen body's cached activations (no augmentation)."""
+        return self._precompute
+
+    @precompute.setter
+    def precompute(self, flag):
+        if flag and any(p.requires_grad for g in self.layer_groups[:-1] for p in g.parameters()):
+            raise ValueError("precompute=True needs a frozen body: call learn.freeze() first")
+        if flag and self.data.tfms.augments:
+            print("Note: precompute is on, so data augmentation does nothing: the activations are computed "
+                  "once from un-augmented images. Set learn.precompute = False to train with augmentation.")
+        self._precompute = bool(flag)
+        if flag:
+            for split in self._splits():
+                self._cached_activations(split)
+
+    def _forget_activations(self):
+        self._activations.clear()
+        self._body_digest = None
+
+    def _splits(self):
+        splits = {"train": self.data.fix_dl, "valid": self.data.val_dl}
+        if self.data.test_dl is not None:
+            splits["test"] = self.data.test_dl
+        return splits
+
+    def _activation_key(self, split):
+        ds = self._splits()[split].dataset
+        if self._body_digest is None:
+            self._body_digest = _weights_digest(self.body.module)
+        parts = [self.arch, str(self.data.sz), repr(self.data.tfms.valid), self._body_digest, _files_digest(ds.fnames)]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+    def _cached_activations(self, split):
+        """(features, labels) of the frozen body for `split`: from memory, from disk, or computed once."""
+        key = self._activation_key(split)
+        if key in self._activations:
+            return self._activations[key]
+        path = home() / "precompute" / f"{key}.pt"
+        if path.exists():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            found = (saved["x"], saved["y"])
+        else:
+            device = default_device()
+            self.body.module.to(device).eval()
+            found = training.get_preds(self.body.module, self._splits()[split], device,
+                                       desc=f"precompute {split}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            torch.save({"x": found[0], "y": found[1]}, tmp)
+            os.replace(tmp, path)   # atomic: an interrupted run never leaves a half-written cache
+        self._activations[key] = found
+        return found
+
+    # ------------------------------------------------------------ training
+    def _group_lrs(self, lrs):
+        groups = self.layer_groups
+        arr = np.atleast_1d(np.asarray(lrs, dtype=float))
+        if arr.size == 1:
+            return [float(arr[0])] * len(groups)
+        if arr.size != len(groups):
+            raise ValueError(f"got {arr.size} learning rates but this model has {len(groups)} layer groups "
+                             f"({', '.join(GROUP_NAMES)}): give one rate, or one per group")
+        return [float(v) for v in arr]
+
+    def _batches(self, split, shuffle=False):
+        """Mini-batches for the model being trained: images, or cached activations with precompute."""
+        if self.precompute:
+            x, y = self._cached_activations(split)
+            return TensorBatches(x, y, self.data.bs, shuffle)
+        return {"train": self.data.trn_dl, "valid": self.data.val_dl, "test": self.data.test_dl}[split]
+
+    def fit(self, lrs, n_cycle, cycle_len=None, cycle_mult=1, wd=0.0, momentum=0.9):
+        """Train with SGD (momentum 0.9) and print the table `[epoch, trn_loss, val_loss, accuracy, time]`.
+
+        Args:
+            lrs: one learning rate, or one per layer group ([early body, late body, head]).
+            n_cycle: number of cycles; without `cycle_len` each cycle is one epoch at a constant rate.
+            cycle_len: epochs per cycle of SGDR (cosine annealing, restarting each cycle).
+            cycle_mult: each cycle is this many times longer than the previous one.
+            wd: weight decay.
+
+        Example:
+            >>> learn.fit(1e-2, 3, cycle_len=1)                 # 3 epochs, the rate restarts each epoch
+            >>> learn.fit([1e-4, 1e-3, 1e-2], 3, cycle_len=1, cycle_mult=2)   # 1 + 2 + 4 = 7 epochs
+        """
+        rates = self._group_lrs(lrs)
+        if not (isinstance(n_cycle, int) and n_cycle >= 1):
+            raise ValueError(f"n_cycle={n_cycle!r}: it must be a whole number of cycles, 1 or more")
+        device = default_device()
+        chosen = [(name, g, lr) for name, g, lr in zip(GROUP_NAMES, self.layer_groups, rates)
+                  if any(p.requires_grad for p in g.parameters())]
+        if self.precompute:
+            chosen = [c for c in chosen if c[1] is self.head]
+        param_groups = [{"params": [p for p in g.parameters() if p.requires_grad], "lr": lr} for _, g, lr in chosen]
+        optimizer = torch.optim.SGD(param_groups, lr=rates[-1], momentum=momentum, weight_decay=wd)
+        train_batches, valid_batches = self._batches("train", shuffle=True), self._batches("valid")
+        scheduler = sgdr(optimizer, len(train_batches), cycle_len, cycle_mult)
+        self.sched = Recorder(optimizer, [name for name, _, _ in chosen])
+        model = self.head if self.precompute else self.model
+        model.to(device)
+        if device.type == "cuda" and not self.precompute:
+            model.to(memory_format=torch.channels_last)
+        train_mode = self.head.train if self.precompute else self._train_mode
+        table = training.EpochTable()
+        try:
+            training.fit(model, train_batches, valid_batches, self.loss_fn, optimizer,
+                         sgdr_epochs(n_cycle, cycle_len, cycle_mult), device, scheduler, self.metrics,
+                         train_mode=train_mode, on_batch=self.sched.on_batch, table=table)
+        finally:
+            done = table.frame()
+            if len(done):
+                done.insert(0, "fit", int(self.history["fit"].max()) + 1 if len(self.history) else 1)
+                self.history = pd.concat([self.history, done], ignore_index=True)
+            if not self.precompute:
+                self._forget_activations()   # the body may have changed
+        return None
+
+    # ------------------------------------------------------------ predictions
+    def predict_with_targs(self, is_test=False):
+        """(log-probabilities as a numpy array, targets) on the validation (or test) set."""
+        split = "test" if is_test else "valid"
+        if is_test and self.data.test_dl is None:
+            raise ValueError("this data has no test set: pass test_name='test' to ImageClassifierData.from_paths")
+        device = default_device()
+        model = self.head if self.precompute else self.model
+        model.to(device).eval()
+        out, y = training.get_preds(model, self._batches(split), device)
+        return F.log_softmax(out, dim=1).numpy(), y.numpy()
+
+    def predict(self, is_test=False):
+        """Log-probabilities, one row per image of the validation (or test) set, as in the lesson."""
+        return self.predict_with_targs(is_test)[0]
+
+    # ------------------------------------------------------------ save, load
+    def _model_path(self, name):
+        if not name or any(c in name for c in "/\\") or name.startswith("."):
+            raise ValueError(f"name={name!r}: use a plain name such as '224_lastlayer'")
+        return home() / "models" / f"{name}.pt"
+
+    def save(self, name):
+        """Write the whole model's weights to LESSONLIB_HOME/models/<name>.pt (atomically)."""
+        path = self._model_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"model": self.model.state_dict(), "arch": self.arch, "classes": self.data.classes}, tmp)
+        os.replace(tmp, path)
+        print(f"saved to {path}")
+        return path
+
+    def load(self, name):
+        """Read weights written by `save(name)` into this learner's model."""
+        path = self._model_path(name)
+        if not path.exists():
+            saved = sorted(p.stem for p in path.parent.glob("*.pt")) if path.parent.exists() else []
+            raise FileNotFoundError(f"no saved model {name!r} in {path.parent}; saved models: {saved}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state["arch"] != self.arch or list(state["classes"]) != list(self.data.classes):
+            raise ValueError(f"{name!r} holds a {state['arch']} model for classes {state['classes']}, "
+                             f"but this learner is {self.arch} for {self.data.classes}")
+        self.model.load_state_dict(state["model"])
+        self._forget_activations()
+        return self

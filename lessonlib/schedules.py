@@ -1,0 +1,65 @@
+"""Learning-rate schedules per mini-batch: constant, and SGDR (cosine annealing with restarts).
+
+SGDR is torch's own `CosineAnnealingWarmRestarts`, stepped once per mini-batch: the rate
+falls along a cosine from the chosen value toward zero over `cycle_len` epochs, then jumps
+back up; each cycle lasts `cycle_mult` times longer than the one before.
+"""
+from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
+
+
+def sgdr_epochs(n_cycle, cycle_len=None, cycle_mult=1):
+    """Total epochs of `fit(lr, n_cycle, cycle_len, cycle_mult)`: 3, 1, 2 gives 1 + 2 + 4 = 7."""
+    if cycle_len is None:
+        return n_cycle
+    return sum(cycle_len * cycle_mult ** i for i in range(n_cycle))
+
+
+def sgdr(optimizer, iters_per_epoch, cycle_len=None, cycle_mult=1):
+    """The per-mini-batch scheduler for `fit`: None (constant rate) without `cycle_len`."""
+    if cycle_len is None:
+        return None
+    if int(cycle_mult) != cycle_mult or cycle_mult < 1:
+        raise ValueError(f"cycle_mult={cycle_mult!r}: it must be a whole number, 1 or more")
+    return CosineAnnealingWarmRestarts(optimizer, T_0=int(cycle_len * iters_per_epoch), T_mult=int(cycle_mult))
+
+
+class Recorder:
+    """What one `fit` did per mini-batch: the learning rate of each layer group and the loss.
+
+    `learn.sched` is the Recorder of the latest `fit`; `plot_lr()` and `plot_loss()` draw it.
+    """
+
+    def __init__(self, optimizer, group_names=None):
+        self.optimizer = optimizer
+        self.group_names = group_names or [f"group {i}" for i in range(len(optimizer.param_groups))]
+        self.lrs, self.losses = [], []
+        self._rates = self._read()
+
+    def _read(self):
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    def on_batch(self, loss):
+        """Record a mini-batch's loss and the rates it was trained with (the scheduler has since stepped)."""
+        self.losses.append(loss)
+        self.lrs.append(self._rates)
+        self._rates = self._read()
+
+    def plot_lr(self, ax=None):
+        """Learning rate of each layer group against iteration."""
+        import matplotlib.pyplot as plt
+        ax = ax or plt.subplots(figsize=(6, 3))[1]
+        for i, name in enumerate(self.group_names):
+            ax.plot([row[i] for row in self.lrs], label=name)
+        ax.set(xlabel="iteration (mini-batch)", ylabel="learning rate")
+        if len(self.group_names) > 1:
+            ax.set_yscale("log")
+            ax.legend()
+        return ax
+
+    def plot_loss(self, ax=None):
+        """Training loss of each mini-batch against iteration."""
+        import matplotlib.pyplot as plt
+        ax = ax or plt.subplots(figsize=(6, 3))[1]
+        ax.plot(self.losses)
+        ax.set(xlabel="iteration (mini-batch)", ylabel="training loss")
+        return ax

@@ -1,0 +1,180 @@
+"""The training loop: one epoch of mini-batches, evaluation, and the per-epoch table.
+
+Plain PyTorch with the speed-ups a GPU needs (bf16 autocast, or fp16 with a gradient
+scaler where bf16 is missing; channels_last; pinned, non-blocking copies). On the CPU
+it runs in fp32. Ctrl-C never leaves a half-applied optimizer step behind.
+"""
+import contextlib
+import signal
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+
+def accuracy(log_preds, y):
+    """Fraction of rows whose highest score is the true class."""
+    return float((torch.as_tensor(log_preds).argmax(dim=1) == torch.as_tensor(y)).float().mean())
+
+
+def autocast_for(device):
+    """(autocast context factory, GradScaler or None) for mixed precision on `device`."""
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)), None
+        return (lambda: torch.autocast("cuda", dtype=torch.float16)), torch.amp.GradScaler("cuda")
+    return contextlib.nullcontext, None
+
+
+def to_device(x, device):
+    """Copy a batch to `device` without blocking; images go channels_last on CUDA."""
+    x = x.to(device, non_blocking=True)
+    if device.type == "cuda" and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Hold Ctrl-C until the block ends, so an optimizer step is applied whole or not at all."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = []
+    previous = signal.signal(signal.SIGINT, lambda *_: pressed.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pressed:
+            raise KeyboardInterrupt
+
+
+def train_epoch(model, batches, loss_fn, optimizer, device, scheduler=None, on_batch=None, desc="train"):
+    """One pass over `batches`, one optimizer step each; returns the mean training loss."""
+    autocast, scaler = autocast_for(device)
+    total, n = 0.0, 0
+    for x, y in tqdm(batches, desc=desc, leave=False, disable=None):
+        x, y = to_device(x, device), y.to(device, non_blocking=True)
+        with autocast():
+            loss = loss_fn(model(x), y)                      # forward
+        with deferred_interrupt():
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is None:                               # backward and step
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            if scheduler is not None:
+                scheduler.step()
+        loss = loss.item()
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"the training loss became {loss}: the learning rate is probably too "
+                                     f"high; try one ten times smaller (learn.lr_find() helps choose)")
+        if on_batch is not None:
+            on_batch(loss)
+        total, n = total + loss * len(y), n + len(y)
+    return total / max(n, 1)
+
+
+@torch.no_grad()
+def get_preds(model, batches, device, desc="predict"):
+    """(log-probabilities or raw outputs, targets) over `batches`, in order, on the CPU in fp32."""
+    autocast, _ = autocast_for(device)
+    outs, ys = [], []
+    for x, y in tqdm(batches, desc=desc, leave=False, disable=None):
+        with autocast():
+            outs.append(model(to_device(x, device)).float().cpu())
+        ys.append(y)
+    return torch.cat(outs), torch.cat(ys)
+
+
+def evaluate(model, batches, loss_fn, device, metrics=(accuracy,)):
+    """(validation loss, [metric values]) of `model` in eval mode over `batches`."""
+    was_training = model.training
+    model.eval()
+    try:
+        out, y = get_preds(model, batches, device, desc="valid")
+    finally:
+        model.train(was_training)
+    loss = float(loss_fn(out, y))
+    log_preds = F.log_softmax(out, dim=1) if out.dim() == 2 else out
+    return loss, [m(log_preds, y) for m in metrics]
+
+
+class EpochTable:
+    """The lesson's table, `epoch trn_loss val_loss accuracy time`, growing one row per epoch.
+
+    In a notebook it is one DataFrame updated in place; elsewhere each row is printed.
+    """
+
+    def __init__(self):
+        self.rows, self.handle = [], None
+        self.in_notebook = _in_notebook()
+
+    def add(self, row):
+        self.rows.append(row)
+        df = self.frame()
+        if self.in_notebook:
+            from IPython.display import display
+            if self.handle is None:
+                self.handle = display(df, display_id=True)
+            else:
+                self.handle.update(df)
+        else:
+            lines = df.to_string(index=False, float_format=lambda v: f"{v:.6f}").splitlines()
+            print("\n".join(lines if len(self.rows) == 1 else lines[-1:]), flush=True)
+
+    def frame(self):
+        return pd.DataFrame(self.rows)
+
+
+def _in_notebook():
+    try:
+        from IPython import get_ipython
+        shell = get_ipython()
+    except ImportError:
+        return False
+    return shell is not None and "ZMQ" in type(shell).__name__
+
+
+def fit(model, train_batches, valid_batches, loss_fn, optimizer, epochs, device, scheduler=None,
+        metrics=(accuracy,), train_mode=None, on_batch=None, table=None):
+    """Train for `epochs` epochs; return the table `[epoch, trn_loss, val_loss, <metrics>, time]`.
+
+    Args:
+        train_batches, valid_batches: iterables of (x, y) mini-batches (DataLoaders, or anything
+            that can be iterated again each epoch).
+        scheduler: stepped after every mini-batch (e.g. SGDR's cosine annealing).
+        train_mode: called at the start of each epoch to put the model in training mode
+            (default `model.train()`; a learner keeps frozen BatchNorm layers in eval mode).
+        on_batch: called with each mini-batch's training loss.
+        table: an `EpochTable` to fill (its rows survive a Ctrl-C); a new one by default.
+    """
+    table = table if table is not None else EpochTable()
+    names = [getattr(m, "__name__", f"metric{i}") for i, m in enumerate(metrics)]
+    epoch = 0
+    try:
+        for epoch in range(epochs):
+            start = time.perf_counter()
+            (train_mode or model.train)()
+            trn_loss = train_epoch(model, train_batches, loss_fn, optimizer, device, scheduler, on_batch,
+                                   desc=f"epoch {epoch + 1}/{epochs}")
+            val_loss, values = evaluate(model, valid_batches, loss_fn, device, metrics)
+            row = {"epoch": epoch, "trn_loss": trn_loss, "val_loss": val_loss, **dict(zip(names, values)),
+                   "time": round(time.perf_counter() - start, 2)}
+            table.add(row)
+    except KeyboardInterrupt:
+        model.eval()
+        print(f"Interrupted during epoch {epoch}: the weights are those after the last whole mini-batch; "
+              f"{len(table.rows)} finished epoch(s) are in the history.")
+        raise
+    finally:
+        model.eval()
+    return table.frame()
