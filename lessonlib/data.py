@@ -106,6 +106,20 @@ def check_layout(path, trn_name="train", val_name="valid", test_name=None):
     return classes, splits
 
 
+def folder_summary(path):
+    """A table of how many images each split and class folder holds (one level of class folders)."""
+    import pandas as pd
+
+    rows = []
+    for split in sorted(p for p in Path(path).iterdir() if p.is_dir() and not p.name.startswith(".")):
+        loose = image_files(split)
+        if loose:
+            rows.append({"folder": split.name, "class": "(unlabelled)", "images": len(loose)})
+        for cls in _subfolders(split):
+            rows.append({"folder": split.name, "class": cls, "images": len(image_files(split / cls))})
+    return pd.DataFrame(rows, columns=["folder", "class", "images"])
+
+
 def _decode_error(path, min_side):
     try:
         load_image(path, min_side)

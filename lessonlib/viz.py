@@ -1,0 +1,42 @@
+"""Pictures: images in a grid with titles, and a batch of training images with labels."""
+import math
+
+import numpy as np
+
+
+def plot_images(images, titles=None, cols=4, size=2.6, suptitle=None):
+    """Show images (PIL, HWC arrays, or CHW uint8 tensors) in a grid with optional titles."""
+    import matplotlib.pyplot as plt
+
+    images = [_as_hwc(im) for im in images]
+    if not images:
+        raise ValueError("no images to show")
+    cols = min(cols, len(images))
+    rows = math.ceil(len(images) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + (0.4 if suptitle else 0)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, im) in enumerate(zip(axes.flat, images)):
+        ax.imshow(im)
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=10)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def _as_hwc(im):
+    if hasattr(im, "permute"):   # a CHW tensor
+        return im.detach().cpu().permute(1, 2, 0).numpy()
+    return np.asarray(im)
+
+
+def show_batch(data, n=8, split="train"):
+    """Show `n` images as the model receives them (after transforms), titled with their class."""
+    ds = data.trn_ds if split == "train" else data.val_ds
+    idxs = np.random.default_rng(0).choice(len(ds), size=min(n, len(ds)), replace=False)
+    items = [ds[i] for i in idxs]
+    return plot_images([x for x, _ in items], [data.classes[y] for _, y in items],
+                       suptitle=f"{split}: {len(items)} images as the model sees them ({data.sz} px)")
