@@ -78,6 +78,7 @@ class ConvLearner:
         self._precompute = False
         self._activations = {}   # cache key -> (features, labels), kept while the body is unchanged
         self._body_digest = None
+        self.model.eval()
         self.freeze()
 
     @classmethod
@@ -256,12 +257,13 @@ class ConvLearner:
                          sgdr_epochs(n_cycle, cycle_len, cycle_mult), device, scheduler, self.metrics,
                          train_mode=train_mode, on_batch=self.sched.on_batch, table=table)
         finally:
+            self.model.eval()
             done = table.frame()
             if len(done):
                 done.insert(0, "fit", int(self.history["fit"].max()) + 1 if len(self.history) else 1)
                 self.history = pd.concat([self.history, done], ignore_index=True)
-            if not self.precompute:
-                self._forget_activations()   # the body may have changed
+            if any(p.requires_grad for g in self.layer_groups[:-1] for p in g.parameters()):
+                self._forget_activations()   # the body trained: its cached activations are stale
         return None
 
     # ------------------------------------------------------------ predictions

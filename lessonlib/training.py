@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 def accuracy(log_preds, y):
     """Fraction of rows whose highest score is the true class."""
-    return float((torch.as_tensor(log_preds).argmax(dim=1) == torch.as_tensor(y)).float().mean())
+    return float((torch.as_tensor(log_preds).argmax(dim=1) == torch.as_tensor(y)).double().mean())
 
 
 def autocast_for(device):

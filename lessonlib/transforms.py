@@ -83,7 +83,7 @@ def tfms_from_model(arch, sz, aug_tfms=None, max_zoom=1.0):
     valid = v2.Compose([v2.ToImage(), resize, v2.CenterCrop(sz)])
     augments = list(aug_tfms or [])
     if max_zoom > 1.0:
-        augments.insert(0, v2.RandomAffine(degrees=0, scale=(1.0, max_zoom), interpolation=interpolation))
+        augments.insert(0, v2.RandomAffine(degrees=0, scale=(1.0, max_zoom), interpolation=v2.InterpolationMode.BILINEAR))
     if not augments:
         return Tfms(valid, valid, sz, name, max_zoom)
     train = v2.Compose([v2.ToImage(), resize, *augments, v2.RandomCrop(sz)])

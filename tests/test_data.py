@@ -1,0 +1,134 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lessonlib.data import ImageClassifierData, check_layout, folder_summary, load_image
+from lessonlib.transforms import tfms_from_model, transforms_side_on
+from tests.helpers import make_folders, write_image
+
+TFMS = tfms_from_model("efficientnet_lite0", 32, aug_tfms=transforms_side_on)
+
+
+def test_reads_the_dogscats_layout(tmp_path):
+    make_folders(tmp_path, n_train=5, n_valid=3, n_test=4)
+    data = ImageClassifierData.from_paths(tmp_path, tfms=TFMS, bs=4, test_name="test")
+    assert data.classes == ["cats", "dogs"] and data.c == 2
+    assert (len(data.trn_ds), len(data.val_ds), len(data.test_ds)) == (10, 6, 4)
+    assert list(data.val_y) == [0, 0, 0, 1, 1, 1]
+    x, y = next(iter(data.val_dl))
+    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.uint8 and y.tolist() == [0, 0, 0, 1]
+    assert sum(len(b[0]) for b in data.trn_dl) == 10
+    assert folder_summary(tmp_path).images.sum() == 20
+
+
+def test_other_folder_names(tmp_path):
+    make_folders(tmp_path)
+    (tmp_path / "train").rename(tmp_path / "training")
+    data = ImageClassifierData.from_paths(tmp_path, tfms=TFMS, bs=4, trn_name="training")
+    assert len(data.trn_ds) == 12
+
+
+def test_a_last_batch_of_one_is_dropped_only_when_shuffling(tmp_path):
+    make_folders(tmp_path, n_train=5, n_valid=5)   # 10 images, bs 3: 3+3+3+1
+    data = ImageClassifierData.from_paths(tmp_path, tfms=TFMS, bs=3)
+    assert [len(y) for _, y in data.trn_dl] == [3, 3, 3]
+    assert [len(y) for _, y in data.val_dl] == [3, 3, 3, 1]
+
+
+@pytest.mark.parametrize("breakage, error, match", [
+    (lambda p: __import__("shutil").rmtree(p / "train"), FileNotFoundError, r"no train/ folder in .* \['valid'\]"),
+    (lambda p: __import__("shutil").rmtree(p / "valid"), FileNotFoundError, "no valid/ folder"),
+    (lambda p: (p / "valid" / "dogs").rename(p / "valid" / "dog"), ValueError,
+     r"valid/ has classes \['cats', 'dog'\] but train/ has \['cats', 'dogs'\]: the folder names"),
+    (lambda p: [f.unlink() for f in (p / "train" / "dogs").iterdir()], ValueError, "train/dogs/ has no images"),
+    (lambda p: __import__("shutil").rmtree(p / "train" / "dogs") or __import__("shutil").rmtree(p / "valid" / "dogs"),
+     ValueError, "at least two class folders"),
+])
+def test_broken_layouts_give_clear_errors(tmp_path, breakage, error, match):
+    make_folders(tmp_path)
+    breakage(tmp_path)
+    with pytest.raises(error, match=match):
+        ImageClassifierData.from_paths(tmp_path, tfms=TFMS)
+
+
+def test_images_directly_in_train(tmp_path):
+    for i in range(3):
+        write_image(tmp_path / "train" / f"{i}.jpg", (1, 2, 3))
+    (tmp_path / "valid").mkdir()
+    with pytest.raises(ValueError, match="train/ has no class folders but 3 loose images"):
+        check_layout(tmp_path)
+
+
+def test_missing_path_and_missing_test_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ImageClassifierData.from_paths(tmp_path / "nope", tfms=TFMS)
+    make_folders(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no test/ folder"):
+        ImageClassifierData.from_paths(tmp_path, tfms=TFMS, test_name="test")
+
+
+def test_bad_arguments(tmp_path):
+    make_folders(tmp_path)
+    with pytest.raises(TypeError, match="tfms_from_model"):
+        ImageClassifierData.from_paths(tmp_path, tfms=None)
+    with pytest.raises(ValueError, match="bs=0"):
+        ImageClassifierData.from_paths(tmp_path, tfms=TFMS, bs=0)
+
+
+def test_undecodable_files_are_skipped_with_one_warning(tmp_path):
+    make_folders(tmp_path)
+    good = (tmp_path / "train" / "cats" / "cats.0.jpg").read_bytes()
+    (tmp_path / "train" / "cats" / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (tmp_path / "train" / "dogs" / "notes.jpg").write_text("this is a text file, not a photo")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = ImageClassifierData.from_paths(tmp_path, tfms=TFMS, bs=4)
+    messages = [str(w.message) for w in caught if "cannot be decoded" in str(w.message)]
+    assert len(messages) == 1
+    assert "truncated.jpg" in messages[0] and "notes.jpg" in messages[0] and "skipping 2 image(s)" in messages[0]
+    assert len(data.trn_ds) == 12
+    assert sum(len(y) for _, y in data.trn_dl) == 12   # a full epoch, no crash in the loader
+
+
+def test_a_class_with_only_broken_images_is_an_error(tmp_path):
+    make_folders(tmp_path)
+    for f in (tmp_path / "valid" / "dogs").iterdir():
+        f.write_text("broken")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="valid/dogs/ has no readable images left"):
+            ImageClassifierData.from_paths(tmp_path, tfms=TFMS)
+
+
+def test_image_modes_become_rgb(tmp_path):
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))      # fully transparent red
+    rgba.putpixel((0, 0), (0, 0, 255, 255))               # one opaque blue pixel
+    rgba.save(tmp_path / "alpha.png")
+    Image.new("L", (4, 4), 77).save(tmp_path / "grey.jpg")
+    Image.new("CMYK", (4, 4), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    pal = Image.new("P", (4, 4), 1)
+    pal.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    pal.save(tmp_path / "palette.png")
+    Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16)).save(tmp_path / "deep.png")
+
+    alpha = load_image(tmp_path / "alpha.png")
+    assert alpha.mode == "RGB"
+    assert alpha.getpixel((0, 0)) == (0, 0, 255) and alpha.getpixel((3, 3)) == (255, 255, 255)
+    grey = load_image(tmp_path / "grey.jpg")
+    assert grey.mode == "RGB" and all(abs(v - 77) <= 2 for v in grey.getpixel((1, 1)))
+    red = load_image(tmp_path / "cmyk.jpg").getpixel((1, 1))
+    assert red[0] > 200 and red[1] < 40 and red[2] < 40
+    assert load_image(tmp_path / "palette.png").getpixel((2, 2)) == (10, 200, 30)
+    assert load_image(tmp_path / "deep.png").getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_mixed_modes_train_side_by_side(tmp_path):
+    make_folders(tmp_path)
+    write_image(tmp_path / "train" / "cats" / "alpha.png", (200, 80, 40, 128), mode="RGBA")
+    write_image(tmp_path / "train" / "dogs" / "grey.jpg", 90, mode="L")
+    data = ImageClassifierData.from_paths(tmp_path, tfms=TFMS, bs=14)
+    x, _ = next(iter(data.fix_dl))
+    assert x.shape == (14, 3, 32, 32)

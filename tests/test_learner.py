@@ -1,0 +1,199 @@
+import math
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from lessonlib import learner as learner_module
+from lessonlib import training
+from lessonlib.data import ImageClassifierData
+from lessonlib.learner import ConvLearner
+from lessonlib.transforms import tfms_from_model, transforms_side_on
+from tests.helpers import make_folders
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("LESSONLIB_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def data(tmp_path, home):
+    make_folders(tmp_path / "pets", n_train=12, n_valid=6, n_test=3)
+    tfms = tfms_from_model("efficientnet_lite0", 32, aug_tfms=transforms_side_on, max_zoom=1.1)
+    return ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms, bs=8, test_name="test")
+
+
+def body_state(learn):
+    return {k: v.clone() for k, v in learn.body.module.state_dict().items()}
+
+
+def same_state(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_precompute_is_cached_on_disk_and_reused(data, home, monkeypatch, capsys):
+    torch.manual_seed(0)
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    assert "augmentation does nothing" in capsys.readouterr().out
+    assert len(list((home / "precompute").glob("*.pt"))) == 3   # train, valid, test
+    x, y = learn._cached_activations("train")
+    assert x.shape == (24, 2560) and y.tolist() == list(data.trn_y)
+
+    monkeypatch.setattr(training, "get_preds", lambda *a, **k: pytest.fail("activations must come from disk"))
+    again = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    assert torch.equal(again._cached_activations("train")[0], x)
+
+
+def test_fit_prints_the_lesson_table_and_keeps_history(data, capsys):
+    torch.manual_seed(0)
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    before = body_state(learn)
+    learn.fit(1e-2, 3)
+    out = capsys.readouterr().out
+    assert out.split("\n")[1].split()[:4] == ["epoch", "trn_loss", "val_loss", "accuracy"]
+    assert list(learn.history.columns) == ["fit", "epoch", "trn_loss", "val_loss", "accuracy", "time"]
+    assert learn.history.epoch.tolist() == [0, 1, 2]
+    assert learn.history.val_loss.iloc[-1] < math.log(2) and learn.history.accuracy.iloc[-1] >= 0.9
+    assert same_state(before, body_state(learn))   # the head trained, the body did not
+    learn.fit(1e-2, 1)
+    assert learn.history.fit.tolist() == [1, 1, 1, 2]
+
+
+def test_full_forward_with_frozen_body_leaves_body_and_bn_stats_alone(data):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    before = body_state(learn)
+    learn.fit(1e-2, 1)
+    assert same_state(before, body_state(learn))
+
+
+def test_unfreeze_and_one_rate_per_layer_group(data):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    learn.unfreeze()
+    assert not learn.precompute
+    assert all(p.requires_grad for p in learn.model.parameters())
+    learn.fit(np.array([1e-4, 1e-3, 1e-2]), 1)
+    assert learn.sched.lrs[0] == [1e-4, 1e-3, 1e-2]
+    assert learn.sched.group_names == ["early body", "late body", "head"]
+    with pytest.raises(ValueError, match="got 2 learning rates but this model has 3 layer groups"):
+        learn.fit([1e-3, 1e-2], 1)
+    learn.freeze_to(1)
+    assert not any(p.requires_grad for p in learn.layer_groups[0].parameters())
+    assert all(p.requires_grad for p in learn.layer_groups[1].parameters())
+
+
+def test_precompute_needs_a_frozen_body(data):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    learn.unfreeze()
+    with pytest.raises(ValueError, match="freeze"):
+        learn.precompute = True
+
+
+def test_sgdr_rates_follow_cosine_with_restarts(data):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    learn.fit(1e-2, 2, cycle_len=1, cycle_mult=2)   # 1 + 2 = 3 epochs
+    per_epoch = 3   # 24 images, bs 8
+    assert len(learn.history) == 3
+    expected = []
+    for cycle_epochs in (1, 2):
+        T = cycle_epochs * per_epoch
+        expected += [0.5 * 1e-2 * (1 + math.cos(math.pi * t / T)) for t in range(T)]
+    got = [row[0] for row in learn.sched.lrs]
+    assert np.allclose(got, expected, rtol=0, atol=1e-9)
+
+
+def test_bn_freeze_keeps_running_statistics(data):
+    def bn_stats(learn):
+        return [m.running_mean.clone() for m in learn.body.module.modules()
+                if isinstance(m, torch.nn.BatchNorm2d)]
+
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    learn.unfreeze()
+    learn.bn_freeze(True)
+    before = bn_stats(learn)
+    learn.fit(1e-4, 1)
+    assert all(torch.equal(a, b) for a, b in zip(before, bn_stats(learn)))
+    learn.bn_freeze(False)
+    learn.fit(1e-4, 1)
+    assert not all(torch.equal(a, b) for a, b in zip(before, bn_stats(learn)))
+
+
+def test_predict_returns_log_probabilities(data):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    log_preds = learn.predict()
+    assert log_preds.shape == (12, 2) and np.allclose(np.exp(log_preds).sum(1), 1, atol=1e-5)
+    assert learn.predict(is_test=True).shape == (3, 2)
+    learn.precompute = False
+    assert np.allclose(learn.predict(), log_preds, atol=1e-4)   # the same model, with or without the cache
+
+
+def test_predict_on_missing_test_set(data, tmp_path):
+    tfms = tfms_from_model("efficientnet_lite0", 32)
+    no_test = ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms, bs=8)
+    learn = ConvLearner.pretrained("efficientnet_lite0", no_test)
+    with pytest.raises(ValueError, match="test_name='test'"):
+        learn.predict(is_test=True)
+
+
+def test_save_and_load(data, home, capsys):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    learn.fit(1e-2, 1)
+    path = learn.save("224_lastlayer")
+    assert str(path) in capsys.readouterr().out and path.parent == home / "models"
+    assert [p.name for p in path.parent.iterdir()] == ["224_lastlayer.pt"]   # no temporary file left
+    other = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    other.load("224_lastlayer")
+    assert np.allclose(other.predict(), learn.predict(), atol=1e-6)
+    with pytest.raises(FileNotFoundError, match=r"saved models: \['224_lastlayer'\]"):
+        other.load("nothing")
+    with pytest.raises(ValueError, match="plain name"):
+        other.save("../outside")
+
+
+def test_ctrl_c_keeps_finished_epochs_and_a_consistent_model(data, monkeypatch):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    calls = {"n": 0}
+    original = learner_module.Recorder.on_batch
+
+    def interrupt_in_second_epoch(self, loss):
+        original(self, loss)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(learner_module.Recorder, "on_batch", interrupt_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        learn.fit(1e-2, 3)
+    assert len(learn.history) == 1 and not learn.model.training
+    assert all(torch.isfinite(p).all() for p in learn.model.parameters())
+
+
+def test_an_interrupt_waits_for_the_optimizer_step():
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with training.deferred_interrupt():
+            os.kill(os.getpid(), signal.SIGINT)
+            steps.append("finished the step")
+    assert steps == ["finished the step"]
+
+
+def test_a_diverging_loss_says_what_to_do(data):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    learn.loss_fn = lambda out, y: out.sum() * float("nan")
+    with pytest.raises(FloatingPointError, match="learning rate is probably too high"):
+        learn.fit(1e-2, 1)
+
+
+def test_bad_fit_arguments(data):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    with pytest.raises(ValueError, match="n_cycle"):
+        learn.fit(1e-2, 0)
+    with pytest.raises(ValueError, match="cycle_mult"):
+        learn.fit(1e-2, 2, cycle_len=1, cycle_mult=1.5)
+
+
+def test_accuracy_metric():
+    log_preds = torch.log(torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]))
+    assert training.accuracy(log_preds, torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)

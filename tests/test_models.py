@@ -1,0 +1,98 @@
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from skimage.data import chelsea
+from torchvision.transforms import v2
+
+from lessonlib import models
+
+CAT_CLASSES = {281, 282, 285}   # ImageNet: tabby, tiger cat, Egyptian cat
+
+
+@pytest.fixture(autouse=True)
+def forget_resolutions():
+    models._resolved.clear()
+    yield
+    models._resolved.clear()
+
+
+def test_packaged_weights_load_strictly_and_see_a_cat():
+    model = models.packaged_efficientnet_lite0().eval()
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(4.69e6, rel=0.01)
+    img = torch.from_numpy(chelsea()).permute(2, 0, 1)
+    x = v2.Compose([v2.Resize(224, interpolation=v2.InterpolationMode.BICUBIC, antialias=True), v2.CenterCrop(224)])(img)
+    with torch.no_grad():
+        probs = model(models.ImageNormalize((0.5,) * 3, (0.5,) * 3)(x[None])).softmax(1)[0]
+    assert int(probs.argmax()) in CAT_CLASSES
+    assert float(probs[list(CAT_CLASSES)].sum()) > 0.7
+
+
+def test_key_conversion_covers_every_block():
+    state = {"_conv_stem.weight": 0, "_blocks.0._depthwise_conv.weight": 1, "_blocks.15._project_conv.weight": 2,
+             "_blocks.1._expand_conv.weight": 3, "_bn1.bias": 4, "_fc.weight": 5}
+    out = models.convert_efficientnet_lite0_keys(state)
+    assert out == {"conv_stem.weight": 0, "blocks.0.0.conv_dw.weight": 1, "blocks.6.0.conv_pwl.weight": 2,
+                   "blocks.1.0.conv_pw.weight": 3, "bn2.bias": 4, "classifier.weight": 5}
+
+
+def test_offline_resnet_falls_back_with_one_clear_line(monkeypatch, capsys):
+    def no_network(name):
+        raise urllib.error.URLError("Name or service not known")
+    monkeypatch.setattr(models, "_torchvision_pretrained", no_network)
+    name, model = models.load_pretrained("resnet34")
+    lines = [l for l in capsys.readouterr().out.splitlines() if l]
+    assert name == "efficientnet_lite0"
+    assert len(lines) == 1 and "resnet34" in lines[0] and "packaged ImageNet efficientnet_lite0" in lines[0]
+    models.load_pretrained("resnet34")   # remembered: no second attempt, no second line
+    assert "packaged" not in capsys.readouterr().out
+
+
+def test_lessonlib_offline_skips_the_download(monkeypatch, capsys):
+    monkeypatch.setenv("LESSONLIB_OFFLINE", "1")
+    monkeypatch.setattr(models, "_torchvision_pretrained", lambda name: pytest.fail("must not try to download"))
+    assert models.load_pretrained(torchvision.models.resnet50)[0] == "efficientnet_lite0"
+    assert "LESSONLIB_OFFLINE" in capsys.readouterr().out
+
+
+def test_online_resnet_uses_torchvision_weights(monkeypatch, capsys):
+    fake = torchvision.models.resnet34(weights=None)
+    monkeypatch.setattr(models, "_torchvision_pretrained", lambda name: fake)
+    body = models.create_body("resnet34")
+    assert body.name == "resnet34" and body.n_features == 1024
+    assert capsys.readouterr().out == ""
+    assert body.module[1][0] is fake.conv1 and body.module[2][1] is fake.layer4
+
+
+def test_unknown_arch_lists_the_choices():
+    with pytest.raises(ValueError, match="resnet34"):
+        models.arch_name("resnet35")
+
+
+def test_normalize_matches_torchvision():
+    x = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    mean, std = models.IMAGENET_STATS
+    expected = v2.Normalize(mean, std)(x.float() / 255)
+    assert torch.allclose(models.ImageNormalize(mean, std)(x), expected, atol=1e-5)
+    assert torch.allclose(models.ImageNormalize(mean, std)(x.float() / 255), expected, atol=1e-5)
+
+
+def test_concat_pool_matches_torch():
+    x = torch.randn(2, 5, 7, 7)
+    expected = torch.cat([F.adaptive_max_pool2d(x, 1), F.adaptive_avg_pool2d(x, 1)], 1).flatten(1)
+    assert torch.allclose(models.AdaptiveConcatPool2d()(x), expected, atol=1e-6)
+
+
+def test_three_layer_groups_partition_the_model():
+    body = models.create_body("efficientnet_lite0")
+    head = models.create_head(body.n_features, 2)
+    groups = models.layer_groups(body.module, head)
+    ids = [id(p) for g in groups for p in g.parameters()]
+    assert len(groups) == 3 and len(ids) == len(set(ids))
+    whole = torch.nn.Sequential(body.module, head)
+    assert set(ids) == {id(p) for p in whole.parameters()}
+    assert whole(torch.zeros(2, 3, 64, 64, dtype=torch.uint8)).shape == (2, 2)
+    assert np.isclose(body.n_features, 2 * 1280)
