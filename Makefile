@@ -1,0 +1,27 @@
+# Two commands: `make lab` (install, then open the first lesson) and `make test` (install, then run every test).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED_DATA := $(abspath ../shared/datasets)
+
+.PHONY: lab test install clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -r requirements.txt
+	touch $@
+
+lab: install
+	$(BIN)/jupyter lab notebooks/00_start_here.ipynb
+
+# Smoke mode: a tiny sample and small images, so the whole suite runs on 2 CPU cores in minutes.
+# The real photos are read from ../shared/datasets when it exists (LESSONLIB_DATA_MIRROR).
+test: install
+	LESSONLIB_SMOKE=1 $(if $(wildcard $(SHARED_DATA)),LESSONLIB_DATA_MIRROR=$${LESSONLIB_DATA_MIRROR:-$(SHARED_DATA)}) \
+		$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from lessonlib.exercises import EXERCISES, check, solution
+from tests.helpers import make_folders
+
+
+class FakeData:
+    trn_dl = [None] * 7
+
+
+@pytest.fixture
+def context(tmp_path):
+    path = make_folders(tmp_path / "pets", n_train=5, n_valid=2)
+    log_preds = np.log(np.array([[0.9, 0.1], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]]))
+    y = np.array([0, 0, 1, 1])   # rows 1 and 3 are wrong; row 1 more confidently
+    return {"00-count-dogs": {"path": path}, "00-valid-cats": {"path": path},
+            "01-batches-per-epoch": {"data": FakeData()},
+            "01-error-rate": {"log_preds": log_preds, "y": y}, "01-most-wrong": {"log_preds": log_preds, "y": y}}
+
+
+@pytest.mark.parametrize("key", sorted(EXERCISES))
+def test_every_solution_passes_and_a_blank_answer_gets_a_hint(key, context, capsys):
+    names = {"PATH": context[key].get("path"), "np": np, **context[key]}
+    exec(EXERCISES[key].solution, names)
+    assert check(key, names["answer"], **context[key]) is True
+    assert "Correct!" in capsys.readouterr().out
+    if key != "01-most-wrong":
+        assert check(key, None, **context[key]) is False
+        assert EXERCISES[key].hint in capsys.readouterr().out
+
+
+def test_wrong_answers_are_rejected(context):
+    assert check("00-count-dogs", 4, **context["00-count-dogs"]) is False
+    assert check("00-valid-cats", context["00-valid-cats"]["path"] / "valid" / "dogs", **context["00-valid-cats"]) is False
+    assert check("01-error-rate", 0.25, **context["01-error-rate"]) is False
+    assert check("01-most-wrong", 3, **context["01-most-wrong"]) is False
+    assert check("01-most-wrong", 1, **context["01-most-wrong"]) is True
+
+
+def test_no_mistakes_means_none(context):
+    y = np.array([0, 1, 1, 0])
+    assert check("01-most-wrong", None, log_preds=context["01-error-rate"]["log_preds"], y=y) is True
+
+
+def test_unknown_exercise_and_solution(capsys):
+    with pytest.raises(KeyError, match="00-count-dogs"):
+        check("99-nothing", 1)
+    solution("00-count-dogs")
+    assert "train" in capsys.readouterr().out
