@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 lab: install
-	$(BIN)/jupyter lab notebooks/00_start_here.ipynb
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00_start_here.ipynb
 
 # Smoke mode: a tiny sample and small images, so the whole suite runs on 2 CPU cores in minutes.
 # The real photos are read from ../shared/datasets when it exists (LESSONLIB_DATA_MIRROR).
