@@ -42,6 +42,22 @@ def _most_wrong(answer, log_preds, y):
     return answer is not None and int(answer) == int(wrong[np.argmax(log_preds[wrong].max(1))])
 
 
+def _one_step(answer):
+    return answer is not None and abs(float(answer) - 0.5) < 1e-9
+
+
+def _within(answer, target, factor=1.5):
+    return answer is not None and float(answer) > 0 and target / factor <= float(answer) <= target * factor
+
+
+def _min_lr(answer, lrf):
+    return _within(answer, lrf.min_loss_lr)
+
+
+def _lesson_rule(answer, lrf):
+    return _within(answer, lrf.min_loss_lr / 10)
+
+
 EXERCISES = {
     "00-count-dogs": Exercise(
         "How many photos of dogs are in the training set?",
@@ -75,6 +91,23 @@ EXERCISES = {
         "wrong = np.flatnonzero(log_preds.argmax(1) != y)\n"
         "answer = int(wrong[np.argmax(log_preds[wrong].max(1))]) if len(wrong) else None",
         _most_wrong),
+    "02-one-step": Exercise(
+        "Gradient descent on f(w) = w**2 starting at w = 1: which learning rate reaches the bottom (w = 0) "
+        "in exactly one step?",
+        "One step is w - lr * f'(w) with f'(w) = 2w. Set 1 - lr * 2 * 1 = 0 and solve for lr.",
+        "answer = 0.5",
+        _one_step),
+    "02-min-lr": Exercise(
+        "Read the finder's result: at which learning rate is the smoothed loss lowest?",
+        "lrf.lrs holds the rates and lrf.smoothed the smoothed losses, one per mini-batch: find the index "
+        "of the smallest smoothed loss with np.argmin and look up that rate.",
+        "answer = lrf.lrs[np.argmin(lrf.smoothed)]",
+        _min_lr),
+    "02-lesson-rule": Exercise(
+        "Apply the lesson's rule to the same curve: which learning rate do you pick?",
+        "The lesson takes the rate one order of magnitude below the loss minimum: the minimum's rate / 10.",
+        "answer = lrf.lrs[np.argmin(lrf.smoothed)] / 10",
+        _lesson_rule),
 }
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lessonlib import models, training
+from lessonlib.lr_finder import find_lr, losses_at
 from lessonlib.runtime import default_device, home
 from lessonlib.schedules import Recorder, sgdr, sgdr_epochs
 
@@ -236,21 +237,10 @@ class ConvLearner:
         rates = self._group_lrs(lrs)
         if not (isinstance(n_cycle, int) and n_cycle >= 1):
             raise ValueError(f"n_cycle={n_cycle!r}: it must be a whole number of cycles, 1 or more")
-        device = default_device()
-        chosen = [(name, g, lr) for name, g, lr in zip(GROUP_NAMES, self.layer_groups, rates)
-                  if any(p.requires_grad for p in g.parameters())]
-        if self.precompute:
-            chosen = [c for c in chosen if c[1] is self.head]
-        param_groups = [{"params": [p for p in g.parameters() if p.requires_grad], "lr": lr} for _, g, lr in chosen]
-        optimizer = torch.optim.SGD(param_groups, lr=rates[-1], momentum=momentum, weight_decay=wd)
+        device, model, optimizer, names, train_mode = self._prepare(rates, wd, momentum)
         train_batches, valid_batches = self._batches("train", shuffle=True), self._batches("valid")
         scheduler = sgdr(optimizer, len(train_batches), cycle_len, cycle_mult)
-        self.sched = Recorder(optimizer, [name for name, _, _ in chosen])
-        model = self.head if self.precompute else self.model
-        model.to(device)
-        if device.type == "cuda" and not self.precompute:
-            model.to(memory_format=torch.channels_last)
-        train_mode = self.head.train if self.precompute else self._train_mode
+        self.sched = Recorder(optimizer, names)
         table = training.EpochTable()
         try:
             training.fit(model, train_batches, valid_batches, self.loss_fn, optimizer,
@@ -265,6 +255,53 @@ class ConvLearner:
             if any(p.requires_grad for g in self.layer_groups[:-1] for p in g.parameters()):
                 self._forget_activations()   # the body trained: its cached activations are stale
         return None
+
+    def _prepare(self, rates, wd=0.0, momentum=0.9):
+        """(device, model to train, SGD optimizer with one group per trainable layer group, names, train mode)."""
+        device = default_device()
+        chosen = [(name, g, lr) for name, g, lr in zip(GROUP_NAMES, self.layer_groups, rates)
+                  if any(p.requires_grad for p in g.parameters())]
+        if self.precompute:
+            chosen = [c for c in chosen if c[1] is self.head]
+        param_groups = [{"params": [p for p in g.parameters() if p.requires_grad], "lr": lr} for _, g, lr in chosen]
+        optimizer = torch.optim.SGD(param_groups, lr=rates[-1], momentum=momentum, weight_decay=wd)
+        model = self.head if self.precompute else self.model
+        model.to(device)
+        if device.type == "cuda" and not self.precompute:
+            model.to(memory_format=torch.channels_last)
+        train_mode = self.head.train if self.precompute else self._train_mode
+        return device, model, optimizer, [name for name, _, _ in chosen], train_mode
+
+    def lr_find(self, start_lr=1e-7, end_lr=10, num_it=100, wd=0.0):
+        """Run the learning-rate finder; print its suggestions; return an `LRFinder`.
+
+        The rate grows exponentially from `start_lr` to `end_lr` over `num_it` mini-batches
+        (the training data is cycled if shorter). `start_lr` may hold one rate per layer group:
+        their ratios are kept. Weights, BatchNorm statistics and random state are restored
+        afterwards, exactly. `learn.sched.plot()` then shows loss against learning rate.
+
+        Example:
+            >>> lrf = learn.lr_find()
+            >>> learn.sched.plot()
+            >>> learn.fit(lrf.suggestion, 3)
+        """
+        rates = self._group_lrs(start_lr)
+        device, model, optimizer, names, train_mode = self._prepare(rates, wd)
+        result = find_lr(model, optimizer, self.loss_fn, self._batches("train", shuffle=True),
+                         start_lr=rates[-1], end_lr=end_lr, num_it=num_it, device=device,
+                         train_mode=train_mode, group_names=names)
+        self.model.eval()
+        self.sched = result.recorder
+        result.report()
+        return result
+
+    def try_lr(self, lr, num_it=20):
+        """Losses of `num_it` mini-batches trained at a constant `lr`, after which everything is restored."""
+        device, model, optimizer, _, train_mode = self._prepare(self._group_lrs(lr))
+        losses = losses_at(model, optimizer, self.loss_fn, self._batches("train", shuffle=True), lr, num_it,
+                           device, train_mode)
+        self.model.eval()
+        return losses
 
     # ------------------------------------------------------------ predictions
     def predict_with_targs(self, is_test=False):

@@ -4,7 +4,17 @@ SGDR is torch's own `CosineAnnealingWarmRestarts`, stepped once per mini-batch: 
 falls along a cosine from the chosen value toward zero over `cycle_len` epochs, then jumps
 back up; each cycle lasts `cycle_mult` times longer than the one before.
 """
+import numpy as np
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
+
+
+def smooth(losses, beta=0.98):
+    """Bias-corrected exponential moving average of a sequence of losses."""
+    out, avg = [], 0.0
+    for i, loss in enumerate(losses, start=1):
+        avg = beta * avg + (1 - beta) * loss
+        out.append(avg / (1 - beta ** i))
+    return np.array(out)
 
 
 def sgdr_epochs(n_cycle, cycle_len=None, cycle_mult=1):
@@ -38,11 +48,31 @@ class Recorder:
     def _read(self):
         return [g["lr"] for g in self.optimizer.param_groups]
 
+    def record(self, rates, loss):
+        """Record one mini-batch: the rate of each group it was trained with, and its loss."""
+        self.lrs.append(list(rates))
+        self.losses.append(loss)
+
     def on_batch(self, loss):
         """Record a mini-batch's loss and the rates it was trained with (the scheduler has since stepped)."""
-        self.losses.append(loss)
-        self.lrs.append(self._rates)
+        self.record(self._rates, loss)
         self._rates = self._read()
+
+    def plot(self, n_skip=10, n_skip_end=5, ax=None):
+        """Smoothed loss against the last group's learning rate, log x axis: the lesson's plot after `lr_find()`.
+
+        The first `n_skip` and last `n_skip_end` mini-batches are left out, as the lesson's plot did.
+        """
+        import matplotlib.pyplot as plt
+        ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+        n = len(self.losses)
+        if n_skip + n_skip_end >= n:
+            n_skip, n_skip_end = 0, 0
+        sl = slice(n_skip, n - n_skip_end)
+        ax.plot([row[-1] for row in self.lrs][sl], smooth(self.losses)[sl])
+        ax.set_xscale("log")
+        ax.set(xlabel="learning rate (log scale)", ylabel="loss")
+        return ax
 
     def plot_lr(self, ax=None):
         """Learning rate of each layer group against iteration."""

@@ -1,0 +1,287 @@
+"""The learning-rate range test ("LR finder") and how to read it.
+
+Train on mini-batches while the learning rate grows exponentially from tiny to huge, and
+record the loss. The loss first barely moves (rate too low), then falls fast, then shoots
+up (rate too high). The lesson's rule: take the rate at the loss minimum and divide it by 10.
+Afterwards everything is put back exactly as it was: weights, BatchNorm statistics,
+optimizer state and random number generators, so running the finder never changes
+what training does next.
+"""
+import contextlib
+import copy
+import random
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from lessonlib.schedules import Recorder, smooth
+from lessonlib.training import autocast_for, to_device
+
+# The default is "valley": on dogscats-mini with precompute, the lesson's rule ("order_below_min")
+# lands ~40x above valley because the moving average lags the raw loss by tens of mini-batches,
+# and fit(rate, 3) there reached 0.99 against 0.995 for valley (see 02_learning_rate_finder.ipynb).
+DEFAULT_SUGGESTION = "valley"
+RULES = {
+    "order_below_min": "the rate at the smoothed loss minimum, divided by 10 (the lesson's rule)",
+    "steepest": "where the smoothed loss falls fastest against log(learning rate)",
+    "valley": "two thirds of the way down the longest stretch where the smoothed loss keeps falling",
+}
+
+
+# ---------------------------------------------------------------- exact save and restore
+
+@contextlib.contextmanager
+def preserved_state(model, optimizer=None):
+    """Run a block, then put back model weights and buffers, train/eval modes, optimizer state and RNGs."""
+    weights = copy.deepcopy(model.state_dict())
+    modes = {m: m.training for m in model.modules()}
+    opt_state = copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None
+    rng = (torch.get_rng_state(), np.random.get_state(), random.getstate(),
+           torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    try:
+        yield
+    finally:
+        model.load_state_dict(weights)
+        for m, mode in modes.items():
+            m.training = mode
+        if optimizer is not None:
+            optimizer.load_state_dict(opt_state)
+        torch.set_rng_state(rng[0])
+        np.random.set_state(rng[1])
+        random.setstate(rng[2])
+        if rng[3] is not None:
+            torch.cuda.set_rng_state_all(rng[3])
+
+
+def _cycle(batches):
+    while True:
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the training data has no mini-batches")
+
+
+# ---------------------------------------------------------------- the sweep
+
+def find_lr(model, optimizer, loss_fn, train_batches, start_lr=1e-7, end_lr=10, num_it=100, beta=0.98,
+            stop_div=True, device=None, train_mode=None, group_names=None):
+    """LR range test on a plain PyTorch model; returns an `LRFinder` and restores every state.
+
+    Args:
+        model, optimizer, loss_fn: as in any training loop. The optimizer's current per-group
+            rates set the ratios between groups (a differential-rate setup stays differential);
+            the last group sweeps from `start_lr` to `end_lr`.
+        train_batches: (x, y) mini-batches, cycled when shorter than `num_it`.
+        num_it: mini-batches in the sweep (len(train_batches) for exactly one epoch).
+        beta: smoothing of the loss; stop_div: stop once the smoothed loss passes 4x its best.
+
+    Example:
+        >>> lrf = find_lr(model, torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9), loss_fn, train_dl)
+        >>> lrf.plot(); lrf.suggestion
+    """
+    if not (0 < start_lr < end_lr):
+        raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
+    if num_it < 2:
+        raise ValueError(f"num_it={num_it}: the sweep needs at least 2 mini-batches")
+    device = device or next(model.parameters()).device
+    ratios = np.array([g["lr"] for g in optimizer.param_groups], dtype=float)
+    ratios = ratios / ratios[-1] if ratios[-1] > 0 else np.ones_like(ratios)
+    growth = (end_lr / start_lr) ** (1 / (num_it - 1))
+    autocast, scaler = autocast_for(device)
+    recorder = Recorder(optimizer, group_names)
+    best, stopped = np.inf, None
+    with preserved_state(model, optimizer):
+        (train_mode or model.train)()
+        avg = 0.0
+        for i, (x, y) in zip(range(num_it), _cycle(train_batches)):
+            for g, ratio in zip(optimizer.param_groups, ratios):
+                g["lr"] = start_lr * ratio * growth ** i
+            x, y = to_device(x, device), y.to(device, non_blocking=True)
+            with autocast():
+                loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            value = loss.item()
+            recorder.record([g["lr"] for g in optimizer.param_groups], value)
+            avg = beta * avg + (1 - beta) * value
+            smoothed = avg / (1 - beta ** (i + 1))
+            if not np.isfinite(smoothed) or (stop_div and smoothed > 4 * best):
+                stopped = i
+                break
+            best = min(best, smoothed)
+        optimizer.zero_grad(set_to_none=True)
+    return LRFinder(recorder, beta, num_it, stopped)
+
+
+def losses_at(model, optimizer, loss_fn, train_batches, lr, num_it=20, device=None, train_mode=None):
+    """Train `num_it` mini-batches at a constant `lr` and return their losses; then restore everything."""
+    device = device or next(model.parameters()).device
+    autocast, scaler = autocast_for(device)
+    losses = []
+    with preserved_state(model, optimizer):
+        (train_mode or model.train)()
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        for _, (x, y) in zip(range(num_it), _cycle(train_batches)):
+            x, y = to_device(x, device), y.to(device, non_blocking=True)
+            with autocast():
+                loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            losses.append(loss.item())
+            if not np.isfinite(losses[-1]):
+                break
+        optimizer.zero_grad(set_to_none=True)
+    return np.array(losses)
+
+
+def describe_region(lrf, lr):
+    """(label, sentence) saying what training at `lr` would do, read off the finder's curve.
+
+    Past the smoothed minimum: too high. Within 10x of the default suggestion: good. Between
+    the two: high (still learning, but jumpy). Below: "low" once the loss has come a fifth of the
+    way down from its early plateau (median of the first tenth) to its minimum for good, else "too low".
+    """
+    lrs, smoothed = lrf.lrs, lrf.smoothed
+    i_min = int(np.nanargmin(smoothed))
+    plateau = float(np.median(smoothed[:max(1, len(smoothed) // 10)]))
+    still = np.flatnonzero(smoothed[:i_min + 1] >= plateau - 0.2 * (plateau - smoothed[i_min]))
+    first_moving = lrs[still[-1] + 1] if len(still) else lrs[0]   # from here on, the loss stays lower
+    if lr > lrs[i_min]:
+        return "too high", ("past the minimum: the loss rises again, training is unstable or diverges. "
+                            "Choose a rate at least 10x smaller.")
+    if lr > 10 * lrf.suggestion:
+        return "high", ("the loss still falls on average, but jumps around from one mini-batch to the next: "
+                        "close to the edge. The lesson's rule stays about 10x below the minimum.")
+    if lr >= lrf.suggestion / 10:
+        return "good", "the loss falls quickly and steadily: a rate to train with."
+    if lr >= first_moving:
+        return "low", "the loss goes down, but slowly: training works, it just needs many more mini-batches."
+    return "too low", "the loss barely moves: each step is so small that the model hardly learns."
+
+
+# ---------------------------------------------------------------- reading the curve
+
+def suggest_order_below_min(lrs, smoothed):
+    """The lesson's rule: the learning rate at the smoothed-loss minimum, divided by 10."""
+    return float(lrs[int(np.nanargmin(smoothed))] / 10)
+
+
+def suggest_steepest(lrs, smoothed, skip=10):
+    """The learning rate where the smoothed loss falls fastest per unit of log10(learning rate).
+
+    The first `skip` points are left out: the moving average is still settling there.
+    """
+    end = int(np.nanargmin(smoothed)) + 1
+    skip = skip if end - skip >= 3 else 0
+    if end < 3:
+        return float(lrs[0])
+    slope = np.gradient(smoothed[skip:end], np.log10(lrs[skip:end]))
+    return float(lrs[skip + int(np.nanargmin(slope))])
+
+
+def suggest_valley(lrs, smoothed):
+    """Two thirds of the way down the longest run of ever-lower smoothed losses (fastai v2's valley)."""
+    n = len(smoothed)
+    length = np.ones(n, dtype=int)
+    for i in range(1, n):   # longest decreasing subsequence ending at i
+        for j in range(i):
+            if smoothed[i] < smoothed[j] and length[j] + 1 > length[i]:
+                length[i] = length[j] + 1
+    end = int(np.argmax(length))
+    start = end - int(length[end]) + 1
+    third = (end - start) / 3
+    return float(lrs[start + int(third) + int(third / 2)])
+
+
+SUGGESTERS = {"order_below_min": suggest_order_below_min, "steepest": suggest_steepest, "valley": suggest_valley}
+
+
+@dataclass
+class LRFinder:
+    """What `lr_find` measured: per mini-batch learning rates and losses, and the suggestions.
+
+    `lrs` are the last layer group's rates (the head's); `losses` the raw losses; `smoothed`
+    their bias-corrected moving average; `suggestions` one rate per rule in `RULES`;
+    `suggestion` the default rule's ("valley": see DEFAULT_SUGGESTION for why not the lesson's rule).
+    """
+    recorder: Recorder
+    beta: float = 0.98
+    num_it: int = 100
+    stopped_at: int = None
+    default: str = DEFAULT_SUGGESTION
+    notes: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.lrs = np.array([row[-1] for row in self.recorder.lrs])
+        self.losses = np.array(self.recorder.losses)
+        self.smoothed = smooth(self.losses, self.beta)
+        finite = np.isfinite(self.smoothed)
+        lrs, smoothed = self.lrs[finite], self.smoothed[finite]
+        if len(smoothed) < 3:
+            raise ValueError("the sweep stopped after fewer than 3 mini-batches: lower start_lr")
+        self.suggestions = {name: rule(lrs, smoothed) for name, rule in SUGGESTERS.items()}
+        i_min = int(np.argmin(smoothed))
+        if smoothed[-1] < 1.1 * smoothed[i_min] and self.stopped_at is None:
+            self.notes.append("the loss never turned up: the sweep may be too short, so the minimum may lie "
+                              "beyond end_lr; try a larger end_lr or num_it")
+        if smoothed[i_min] > 0.95 * smoothed[0] or i_min < 0.05 * len(smoothed):
+            self.notes.append("the loss never clearly went down: start_lr may already be too high, or the "
+                              "model is not learning")
+        values = list(self.suggestions.values())
+        if max(values) / min(values) > 10:
+            self.notes.append("the suggestions disagree by more than 10x: look at the plot before choosing")
+
+    @property
+    def suggestion(self):
+        """The default suggestion, the float to pass to `learn.fit`."""
+        return self.suggestions[self.default]
+
+    @property
+    def min_loss_lr(self):
+        """The learning rate at which the smoothed loss was lowest."""
+        return float(self.lrs[int(np.nanargmin(self.smoothed))])
+
+    def report(self):
+        """Print the suggestions with their rules, and any warning about the curve."""
+        for name, lr in self.suggestions.items():
+            mark = "  <- default" if name == self.default else ""
+            print(f"{name:>16}: {lr:.2e}   {RULES[name]}{mark}")
+        for note in self.notes:
+            warnings.warn(note, stacklevel=3)
+
+    def plot(self, suggestions=True, skip_start=0, skip_end=0, ax=None):
+        """Raw and smoothed loss against learning rate (log scale), with a marker per suggestion."""
+        import matplotlib.pyplot as plt
+        ax = ax or plt.subplots(figsize=(7, 4))[1]
+        sl = slice(skip_start, len(self.lrs) - skip_end)
+        ax.plot(self.lrs[sl], self.losses[sl], alpha=0.3, label="loss per mini-batch")
+        ax.plot(self.lrs[sl], self.smoothed[sl], label="smoothed loss")
+        if suggestions:
+            for (name, lr), color in zip(self.suggestions.items(), ("C3", "C2", "C4")):
+                y = np.interp(np.log10(lr), np.log10(self.lrs), self.smoothed)
+                ax.plot([lr], [y], "o", color=color, markersize=9,
+                        label=f"{name}: {lr:.1e}" + (" (default)" if name == self.default else ""))
+        ax.set_xscale("log")
+        ax.set(xlabel="learning rate (log scale)", ylabel="loss", title="learning-rate finder")
+        finite = self.smoothed[np.isfinite(self.smoothed)]
+        low = 0 if np.nanmin(self.losses[np.isfinite(self.losses)]) >= 0 else None
+        ax.set_ylim(bottom=low, top=min(np.nanmax(finite), 4 * np.nanmin(finite)) * 1.1)
+        ax.legend(fontsize=8)
+        return ax

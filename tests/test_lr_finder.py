@@ -1,0 +1,159 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lessonlib.data import ImageClassifierData
+from lessonlib.learner import ConvLearner
+from lessonlib.lr_finder import LRFinder, describe_region, find_lr
+from lessonlib.schedules import Recorder
+from lessonlib.transforms import tfms_from_model
+from lessonlib.widgets import LRExplorer
+from tests.helpers import make_folders
+
+
+def toy_problem(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, n, 16)]   # 4 mini-batches
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 2))
+    return model, batches
+
+
+def snapshot(model, optimizer):
+    return ({k: v.clone() for k, v in model.state_dict().items()},
+            {k: {n: t.clone() if torch.is_tensor(t) else t for n, t in s.items()} for k, s in optimizer.state.items()},
+            [dict((k, v) for k, v in g.items() if k != "params") for g in optimizer.param_groups],
+            torch.get_rng_state().clone(), np.random.get_state()[1].copy(), random.getstate())
+
+
+def assert_same(a, b):
+    assert a[0].keys() == b[0].keys() and all(torch.equal(a[0][k], b[0][k]) for k in a[0])
+    assert a[1].keys() == b[1].keys()
+    for k in a[1]:
+        assert all(torch.equal(a[1][k][n], b[1][k][n]) for n in a[1][k])
+    assert a[2] == b[2]
+    assert torch.equal(a[3], b[3]) and np.array_equal(a[4], b[4]) and a[5] == b[5]
+
+
+def test_a_diverging_sweep_restores_everything_bit_for_bit():
+    torch.manual_seed(0)
+    model, batches = toy_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    model.train()
+    loss = nn.functional.cross_entropy(model(batches[0][0]), batches[0][1])
+    loss.backward()
+    optimizer.step()   # the optimizer now has momentum buffers worth restoring
+    model.eval()
+    before = snapshot(model, optimizer)
+    lrf = find_lr(model, optimizer, nn.functional.cross_entropy, batches, start_lr=1e-4, end_lr=1e6, num_it=100)
+    assert lrf.stopped_at is not None and len(lrf.losses) < 100   # it diverged and stopped early
+    assert_same(before, snapshot(model, optimizer))
+    assert not model.training
+
+
+def test_rates_grow_exponentially_between_the_bounds_and_the_loader_cycles():
+    model, batches = toy_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    lrf = find_lr(model, optimizer, nn.functional.cross_entropy, batches, start_lr=1e-6, end_lr=1e-2, num_it=30,
+                  stop_div=False)
+    assert len(lrf.lrs) == 30   # 4 mini-batches, cycled
+    assert lrf.lrs[0] == pytest.approx(1e-6) and lrf.lrs[-1] == pytest.approx(1e-2)
+    assert np.allclose(np.diff(np.log(lrf.lrs)), np.log(1e4) / 29)
+
+
+def test_group_rates_keep_their_ratios():
+    model, batches = toy_problem()
+    optimizer = torch.optim.SGD([{"params": model[0].parameters(), "lr": 1e-3},
+                                 {"params": model[4].parameters(), "lr": 1e-2}])
+    lrf = find_lr(model, optimizer, nn.functional.cross_entropy, batches, num_it=20, stop_div=False)
+    rates = np.array(lrf.recorder.lrs)
+    assert np.allclose(rates[:, 0] / rates[:, 1], 0.1)
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-3, 1e-2]
+
+
+def synthetic_finder(curve, lrs):
+    rec = Recorder(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0))
+    for lr, loss in zip(lrs, curve):
+        rec.record([lr], float(loss))
+    return LRFinder(rec, beta=0.0)   # beta 0: the smoothed curve is the curve itself
+
+
+def bowl_curve():
+    """Flat (barely falling) up to 1e-5, a cosine descent to 1e-1, then a parabola up: minimum at 1e-1."""
+    x = np.linspace(-7, 1, 161)   # log10 of the rate, steps of 0.05
+    loss = 0.2 + 2 * (x + 1) ** 2
+    descent = (x >= -5) & (x <= -1)
+    loss[descent] = 0.2 + 0.4 * (1 + np.cos(np.pi * (x[descent] + 5) / 4))
+    loss[x < -5] = 1.0 + 1e-3 * (-5 - x[x < -5])
+    return 10 ** x, loss
+
+
+def test_suggestions_on_a_curve_with_a_known_answer():
+    lrs, loss = bowl_curve()
+    lrf = synthetic_finder(loss, lrs)
+    assert lrf.min_loss_lr == pytest.approx(1e-1)
+    assert lrf.suggestions["order_below_min"] == pytest.approx(1e-2)
+    assert lrf.suggestions["steepest"] == pytest.approx(1e-3, rel=0.13)   # the cosine falls fastest mid-way
+    assert 1e-5 < lrf.suggestions["valley"] < 1e-1
+    assert lrf.suggestion == lrf.suggestions["valley"]
+    assert describe_region(lrf, 1e-6)[0] == "too low"
+    assert describe_region(lrf, lrf.suggestion)[0] == "good"
+    assert describe_region(lrf, 5e-1)[0] == "too high"
+
+
+def test_warnings_for_curves_that_never_turn_up_or_never_go_down():
+    lrs = np.logspace(-7, 1, 50)
+    falling = synthetic_finder(np.linspace(1, 0.1, 50), lrs)
+    assert any("never turned up" in n for n in falling.notes)
+    rising = synthetic_finder(np.r_[np.full(10, 1.0), np.linspace(1.01, 3, 40)], lrs)
+    assert any("never clearly went down" in n for n in rising.notes)
+    lrs, loss = bowl_curve()
+    assert any("disagree" in n for n in synthetic_finder(loss, lrs).notes)
+    with pytest.warns(UserWarning, match="never turned up"):
+        falling.report()
+
+
+@pytest.fixture
+def learn(tmp_path, monkeypatch):
+    monkeypatch.setenv("LESSONLIB_HOME", str(tmp_path / "home"))
+    make_folders(tmp_path / "pets", n_train=12, n_valid=4)
+    data = ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms_from_model("efficientnet_lite0", 32), bs=8)
+    torch.manual_seed(0)
+    return ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+
+
+def test_learner_lr_find_changes_nothing_and_feeds_sched(learn, capsys):
+    weights = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    rng = torch.get_rng_state().clone()
+    lrf = learn.lr_find(num_it=40)
+    assert "<- default" in capsys.readouterr().out
+    assert all(torch.equal(weights[k], v) for k, v in learn.model.state_dict().items())
+    assert torch.equal(rng, torch.get_rng_state())
+    assert learn.sched is lrf.recorder and len(learn.sched.losses) == len(lrf.lrs)
+    assert learn.sched.plot().get_xscale() == "log"
+    learn.sched.plot_lr()
+    lrf.plot(suggestions=True)
+
+
+def test_lr_explorer_driven_without_a_browser(learn):
+    lrf = learn.lr_find(num_it=40)
+    explorer = LRExplorer(learn, lrf, num_it=5)
+    assert explorer.lr == lrf.suggestion and explorer.label == "good"
+    explorer.set_lr(1e9)
+    assert explorer.lr == lrf.lrs[-1] and explorer.label == "too high"
+    weights = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    losses = explorer.train()
+    assert len(losses) == 5 and explorer.runs[explorer.lr] is losses
+    assert all(torch.equal(weights[k], v) for k, v in learn.model.state_dict().items())
+    box = explorer.widget()
+    slider, text = box.children[0], box.children[1]
+    slider.value = float(lrf.lrs[0])
+    assert explorer.lr == pytest.approx(lrf.lrs[0], rel=1e-6)
+    assert explorer.label in text.value
+    box.children[2].click()
+    assert len(explorer.runs) == 2
+    explorer.draw()
