@@ -192,7 +192,7 @@ class ConvLearner:
             found = (saved["x"], saved["y"])
         else:
             device = default_device()
-            self.body.module.to(device).eval()
+            training.prepare_model(self.body.module, device).eval()
             found = training.get_preds(self.body.module, self._splits()[split], device,
                                        desc=f"precompute {split}")
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -266,9 +266,7 @@ class ConvLearner:
         param_groups = [{"params": [p for p in g.parameters() if p.requires_grad], "lr": lr} for _, g, lr in chosen]
         optimizer = torch.optim.SGD(param_groups, lr=rates[-1], momentum=momentum, weight_decay=wd)
         model = self.head if self.precompute else self.model
-        model.to(device)
-        if device.type == "cuda" and not self.precompute:
-            model.to(memory_format=torch.channels_last)
+        training.prepare_model(model, device)
         train_mode = self.head.train if self.precompute else self._train_mode
         return device, model, optimizer, [name for name, _, _ in chosen], train_mode
 
@@ -311,7 +309,7 @@ class ConvLearner:
             raise ValueError("this data has no test set: pass test_name='test' to ImageClassifierData.from_paths")
         device = default_device()
         model = self.head if self.precompute else self.model
-        model.to(device).eval()
+        training.prepare_model(model, device).eval()
         out, y = training.get_preds(model, self._batches(split), device)
         return F.log_softmax(out, dim=1).numpy(), y.numpy()
 

@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,10 @@ class FakeData:
     trn_dl = [None] * 7
 
 
+_lrs = np.logspace(-7, 1, 81)
+FINDER = SimpleNamespace(lrs=_lrs, smoothed=(np.log10(_lrs) + 2) ** 2, min_loss_lr=1e-2)   # minimum at 1e-2
+
+
 @pytest.fixture
 def context(tmp_path):
     path = make_folders(tmp_path / "pets", n_train=5, n_valid=2)
@@ -16,7 +22,8 @@ def context(tmp_path):
     y = np.array([0, 0, 1, 1])   # rows 1 and 3 are wrong; row 1 more confidently
     return {"00-count-dogs": {"path": path}, "00-valid-cats": {"path": path},
             "01-batches-per-epoch": {"data": FakeData()},
-            "01-error-rate": {"log_preds": log_preds, "y": y}, "01-most-wrong": {"log_preds": log_preds, "y": y}}
+            "01-error-rate": {"log_preds": log_preds, "y": y}, "01-most-wrong": {"log_preds": log_preds, "y": y},
+            "02-one-step": {}, "02-min-lr": {"lrf": FINDER}, "02-lesson-rule": {"lrf": FINDER}}
 
 
 @pytest.mark.parametrize("key", sorted(EXERCISES))
@@ -36,6 +43,9 @@ def test_wrong_answers_are_rejected(context):
     assert check("01-error-rate", 0.25, **context["01-error-rate"]) is False
     assert check("01-most-wrong", 3, **context["01-most-wrong"]) is False
     assert check("01-most-wrong", 1, **context["01-most-wrong"]) is True
+    assert check("02-one-step", 0.25) is False
+    assert check("02-min-lr", 1e-1, lrf=FINDER) is False and check("02-min-lr", 1.2e-2, lrf=FINDER) is True
+    assert check("02-lesson-rule", 1e-2, lrf=FINDER) is False and check("02-lesson-rule", 1e-3, lrf=FINDER) is True
 
 
 def test_no_mistakes_means_none(context):
