@@ -45,3 +45,75 @@ def plot_val_with_title(data, idxs, probs, title):
     images = [data.val_ds.get_image(i) for i in idxs]
     titles = [f"{data.classes[probs[i].argmax()]} {probs[i].max():.3f}" for i in idxs]
     return plot_images(images, titles, suptitle=title)
+
+
+def plot_confusion_matrix(y, preds, classes, ax=None):
+    """Counts of true class (rows) against predicted class (columns), drawn by scikit-learn."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    ax = ax or plt.subplots(figsize=(3.5, 3.5))[1]
+    ConfusionMatrixDisplay.from_predictions(y, preds, display_labels=classes, ax=ax, colorbar=False,
+                                            cmap="Blues")
+    return ax
+
+
+def top_losses(log_preds, y, n=4):
+    """(indices, losses) of the `n` images with the highest loss: the most confident mistakes first."""
+    log_preds, y = np.asarray(log_preds), np.asarray(y)
+    losses = -log_preds[np.arange(len(y)), y]
+    order = np.argsort(-losses)[:n]
+    return order, losses[order]
+
+
+def plot_top_losses(data, log_preds, y, n=4):
+    """The `n` validation images with the highest loss, titled label / prediction / loss / probability."""
+    idxs, losses = top_losses(log_preds, y, n)
+    probs = np.exp(np.asarray(log_preds))
+    titles = [f"{data.classes[y[i]]} / {data.classes[probs[i].argmax()]}\nloss {l:.2f}, p {probs[i, y[i]]:.2f}"
+              for i, l in zip(idxs, losses)]
+    return plot_images([data.val_ds.get_image(i) for i in idxs], titles,
+                       suptitle="highest loss: true / predicted, loss, probability of the true class")
+
+
+def grad_cam(learn, x, cls=None):
+    """Grad-CAM heat map (h x w, 0..1) of where the body's last feature maps support class `cls`.
+
+    `x` is one uint8 image tensor (3, sz, sz) as the model receives it; `cls` defaults to the
+    predicted class. Each feature map is weighted by the mean gradient of the class score with
+    respect to it; the weighted sum, with negatives cut off (ReLU), is the heat map.
+    """
+    import torch
+
+    body = learn.body.module
+    device = next(learn.model.parameters()).device
+    learn.model.eval()
+    with torch.enable_grad():
+        features = body[:3](x[None].to(device)).detach().requires_grad_(True)   # normalise, early, late
+        scores = learn.head(body[3](features))
+        cls = int(scores.argmax()) if cls is None else int(cls)
+        (grad,) = torch.autograd.grad(scores[0, cls], features)
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * features).sum(dim=1))[0].detach().float().cpu()
+    return (cam / cam.max()).numpy() if cam.max() > 0 else cam.numpy()
+
+
+def plot_heatmaps(learn, idxs, n_cols=4):
+    """Validation images with their Grad-CAM heat map laid over them, titled with the prediction."""
+    import matplotlib.pyplot as plt
+    import torch.nn.functional as F
+    import torch
+
+    data = learn.data
+    fig, axes = plt.subplots(1, len(idxs), figsize=(2.8 * len(idxs), 3), squeeze=False)
+    for ax, i in zip(axes[0], idxs):
+        x, label = data.val_ds.tfm(data.val_ds.get_image(i)), data.val_ds.y[i]
+        cam = grad_cam(learn, x)
+        big = F.interpolate(torch.as_tensor(cam)[None, None], size=x.shape[1:], mode="bilinear")[0, 0]
+        ax.imshow(x.permute(1, 2, 0).numpy())
+        ax.imshow(big.numpy(), cmap="jet", alpha=0.4)
+        ax.set_title(f"true: {data.classes[label]}", fontsize=10)
+        ax.axis("off")
+    fig.suptitle("where the network looked (Grad-CAM for the predicted class)")
+    fig.tight_layout()
+    return fig

@@ -16,7 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch.utils.data import DataLoader
+
 from lessonlib import models, training
+from lessonlib.data import ImageDataset
 from lessonlib.lr_finder import find_lr, losses_at
 from lessonlib.runtime import default_device, home
 from lessonlib.schedules import Recorder, sgdr, sgdr_epochs
@@ -316,6 +319,37 @@ class ConvLearner:
     def predict(self, is_test=False):
         """Log-probabilities, one row per image of the validation (or test) set, as in the lesson."""
         return self.predict_with_targs(is_test)[0]
+
+    def TTA(self, n_aug=4, is_test=False):
+        """Test-time augmentation: log-probabilities of the plain images and of `n_aug` augmented copies.
+
+        Returns `(log_preds, y)` with `log_preds` of shape (n_aug + 1, images, classes), as in the
+        lesson: average the probabilities with `probs = np.mean(np.exp(log_preds), 0)`. The augmented
+        copies use the training transforms (random crops, flips, zoom, lighting); the body runs on
+        them even when precompute is on, since cached activations cannot be augmented.
+
+        Example:
+            >>> log_preds, y = learn.TTA()
+            >>> probs = np.mean(np.exp(log_preds), 0)
+            >>> accuracy = (probs.argmax(1) == y).mean()
+        """
+        if not self.data.tfms.augments:
+            raise ValueError("TTA needs training augmentations: build the data with tfms_from_model(..., "
+                             "aug_tfms=transforms_side_on) or max_zoom > 1")
+        if is_test and self.data.test_dl is None:
+            raise ValueError("this data has no test set: pass test_name='test' to ImageClassifierData.from_paths")
+        plain, y = self.predict_with_targs(is_test)
+        ds = self.data.test_ds if is_test else self.data.val_ds
+        augmented = ImageDataset(ds.fnames, ds.y, self.data.tfms.train, ds.min_side)
+        loader = DataLoader(augmented, batch_size=self.data.bs, num_workers=self.data.num_workers,
+                            pin_memory=torch.cuda.is_available())
+        device = default_device()
+        model = training.prepare_model(self.model, device).eval()
+        runs = [plain]
+        for i in range(n_aug):
+            out, _ = training.get_preds(model, loader, device, desc=f"TTA {i + 1}/{n_aug}")
+            runs.append(F.log_softmax(out, dim=1).numpy())
+        return np.stack(runs), y
 
     # ------------------------------------------------------------ save, load
     def _model_path(self, name):

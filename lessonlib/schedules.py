@@ -93,3 +93,38 @@ class Recorder:
         ax.plot(self.losses)
         ax.set(xlabel="iteration (mini-batch)", ylabel="training loss")
         return ax
+
+
+def schedule_rates(make_scheduler, n_iter, lr=1.0):
+    """The rate a scheduler gives at each of `n_iter` mini-batches, on a throwaway optimizer.
+
+    Example:
+        >>> schedule_rates(lambda opt: CosineAnnealingWarmRestarts(opt, T_0=10), 30, lr=1e-2)
+    """
+    import torch
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = make_scheduler(optimizer)
+    rates = []
+    for _ in range(n_iter):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return np.array(rates)
+
+
+def one_cycle(optimizer, total_steps, max_lr):
+    """One-cycle: warm up to `max_lr`, then anneal far below it (torch's `OneCycleLR`), for comparison."""
+    from torch.optim.lr_scheduler import OneCycleLR
+    return OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps)
+
+
+def plot_schedules(schedules, ax=None):
+    """Plot {name: per-iteration rates} on one axis."""
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(7, 3))[1]
+    for name, rates in schedules.items():
+        ax.plot(rates, label=name)
+    ax.set(xlabel="iteration (mini-batch)", ylabel="learning rate")
+    ax.legend()
+    return ax

@@ -197,3 +197,22 @@ def test_bad_fit_arguments(data):
 def test_accuracy_metric():
     log_preds = torch.log(torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]))
     assert training.accuracy(log_preds, torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)
+
+
+def test_tta_stacks_plain_and_augmented_predictions(data):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    learn.fit(1e-2, 1)
+    log_preds, y = learn.TTA(n_aug=3)
+    assert log_preds.shape == (4, 12, 2) and list(y) == list(data.val_y)
+    assert np.allclose(log_preds[0], learn.predict(), atol=1e-4)   # the first is the plain prediction
+    assert not np.allclose(log_preds[1], log_preds[2])             # augmented copies differ
+    probs = np.mean(np.exp(log_preds), 0)
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert learn.TTA(n_aug=1, is_test=True)[0].shape == (2, 3, 2)
+
+
+def test_tta_needs_augmentation(tmp_path, home):
+    make_folders(tmp_path / "plain")
+    data = ImageClassifierData.from_paths(tmp_path / "plain", tfms=tfms_from_model("efficientnet_lite0", 32), bs=4)
+    with pytest.raises(ValueError, match="aug_tfms"):
+        ConvLearner.pretrained("efficientnet_lite0", data).TTA()

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import torch
+
+from lessonlib.data import ImageClassifierData
+from lessonlib.interpret import (grad_cam, most_by_correct, most_uncertain, plot_confusion_matrix, plot_heatmaps,
+                                 plot_top_losses, random_by_correct, top_losses)
+from lessonlib.learner import ConvLearner
+from lessonlib.transforms import tfms_from_model, transforms_side_on
+from tests.helpers import make_folders
+
+PROBS = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.7, 0.3], [0.55, 0.45]])
+Y = np.array([0, 0, 1, 1, 0])   # rows 1 and 3 are wrong
+
+
+def test_selections():
+    preds = PROBS.argmax(1)
+    assert sorted(random_by_correct(preds, Y, False)) == [1, 3]
+    assert list(most_by_correct(PROBS, Y, 0, True)) == [0, 4]
+    assert list(most_by_correct(PROBS, Y, 1, False)) == [3]
+    assert list(most_uncertain(PROBS, 2)) == [4, 1]
+    idxs, losses = top_losses(np.log(PROBS), Y, 2)
+    assert list(idxs) == [3, 1] and np.allclose(losses, [-np.log(0.3), -np.log(0.4)])
+
+
+def test_confusion_matrix_plot_counts():
+    ax = plot_confusion_matrix(Y, PROBS.argmax(1), ["cats", "dogs"])
+    texts = sorted(t.get_text() for t in ax.texts)
+    assert texts == ["1", "1", "1", "2"]
+
+
+@pytest.fixture
+def learn(tmp_path, monkeypatch):
+    monkeypatch.setenv("LESSONLIB_HOME", str(tmp_path / "home"))
+    make_folders(tmp_path / "pets", n_train=8, n_valid=3)
+    tfms = tfms_from_model("efficientnet_lite0", 64, aug_tfms=transforms_side_on)
+    data = ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms, bs=8)
+    torch.manual_seed(0)
+    return ConvLearner.pretrained("efficientnet_lite0", data)
+
+
+def test_grad_cam_matches_the_hook_recipe(learn):
+    x = learn.data.val_ds[0][0]
+    cam = grad_cam(learn, x, cls=1)
+    # the usual recipe, independently: hooks on the last feature block of the whole model
+    saved = {}
+    block = learn.body.module[2]
+
+    def keep(module, inputs, out):
+        saved["a"] = out
+        out.register_hook(lambda g: saved.update(g=g))
+    handle = block.register_forward_hook(keep)
+    learn.model.eval()
+    with torch.enable_grad():
+        learn.model((x[None].float() / 255).requires_grad_(True))[0, 1].backward()   # the body is frozen
+    handle.remove()
+    expected = torch.relu((saved["g"].mean((2, 3), keepdim=True) * saved["a"]).sum(1))[0].detach()
+    expected = (expected / expected.max()).numpy()
+    assert cam.shape == (2, 2) and np.allclose(cam, expected, atol=1e-5)
+    assert cam.min() >= 0 and cam.max() == pytest.approx(1.0)
+
+
+def test_plots_run(learn):
+    log_preds = learn.predict()
+    plot_top_losses(learn.data, log_preds, learn.data.val_y, n=3)
+    plot_heatmaps(learn, [0, 3])
