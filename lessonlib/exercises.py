@@ -58,6 +58,23 @@ def _lesson_rule(answer, lrf):
     return _within(answer, lrf.min_loss_lr / 10)
 
 
+def _sgdr_epochs(answer):
+    return answer == 7
+
+
+def _mid_cycle(answer):
+    return answer is not None and abs(float(answer) - 5e-3) < 1e-9
+
+
+def _tta_accuracy(answer, log_preds, y):
+    probs = np.mean(np.exp(np.asarray(log_preds)), 0)
+    return answer is not None and abs(float(answer) - float((probs.argmax(1) == np.asarray(y)).mean())) < 1e-9
+
+
+def _bn_frozen(answer):
+    return answer is False
+
+
 EXERCISES = {
     "00-count-dogs": Exercise(
         "How many photos of dogs are in the training set?",
@@ -108,6 +125,29 @@ EXERCISES = {
         "The lesson takes the rate one order of magnitude below the loss minimum: the minimum's rate / 10.",
         "answer = lrf.lrs[np.argmin(lrf.smoothed)] / 10",
         _lesson_rule),
+    "04-sgdr-epochs": Exercise(
+        "How many epochs does learn.fit(1e-2, 3, cycle_len=1, cycle_mult=2) train?",
+        "3 cycles; the first lasts cycle_len = 1 epoch and each next one cycle_mult = 2 times longer.",
+        "answer = 1 + 2 + 4",
+        _sgdr_epochs),
+    "04-mid-cycle": Exercise(
+        "With learn.fit(1e-2, 1, cycle_len=1), what is the learning rate half way through the epoch?",
+        "The cosine goes from lr to 0: lr * (1 + cos(pi * t / T)) / 2, with t / T = 1/2.",
+        "answer = 1e-2 * (1 + np.cos(np.pi / 2)) / 2",
+        _mid_cycle),
+    "05-tta-accuracy": Exercise(
+        "Compute the TTA accuracy from `log_preds, y = learn.TTA()`.",
+        "log_preds has one slice per version of each image: average the probabilities over them "
+        "(np.mean(np.exp(log_preds), 0)), take the most probable class, and compare with y.",
+        "answer = (np.mean(np.exp(log_preds), 0).argmax(1) == y).mean()",
+        _tta_accuracy),
+    "05-bn-freeze": Exercise(
+        "After learn.bn_freeze(True), do the running means of the body's BatchNorm layers change while "
+        "training? Answer True or False.",
+        "bn_freeze keeps the body's BatchNorm layers in eval mode: they normalise with the ImageNet "
+        "statistics and do not update them, while their weights still train.",
+        "answer = False",
+        _bn_frozen),
 }
 
 

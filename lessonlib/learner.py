@@ -165,7 +165,7 @@ class ConvLearner:
         self._precompute = bool(flag)
         if flag:
             for split in self._splits():
-                self._cached_activations(split)
+                self.activations(split)
 
     def _forget_activations(self):
         self._activations.clear()
@@ -184,8 +184,12 @@ class ConvLearner:
         parts = [self.arch, str(self.data.sz), repr(self.data.tfms.valid), self._body_digest, _files_digest(ds.fnames)]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
-    def _cached_activations(self, split):
-        """(features, labels) of the frozen body for `split`: from memory, from disk, or computed once."""
+    def activations(self, split="train"):
+        """(features, labels): the frozen body's output for every image of `split` ("train", "valid", "test").
+
+        Computed once (un-augmented), then kept in memory and on disk under LESSONLIB_HOME/precompute,
+        keyed by backbone, weights, image size and files. This is what precompute trains the head on.
+        """
         key = self._activation_key(split)
         if key in self._activations:
             return self._activations[key]
@@ -219,7 +223,7 @@ class ConvLearner:
     def _batches(self, split, shuffle=False):
         """Mini-batches for the model being trained: images, or cached activations with precompute."""
         if self.precompute:
-            x, y = self._cached_activations(split)
+            x, y = self.activations(split)
             return TensorBatches(x, y, self.data.bs, shuffle)
         return {"train": self.data.trn_dl, "valid": self.data.val_dl, "test": self.data.test_dl}[split]
 

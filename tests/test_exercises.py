@@ -23,7 +23,9 @@ def context(tmp_path):
     return {"00-count-dogs": {"path": path}, "00-valid-cats": {"path": path},
             "01-batches-per-epoch": {"data": FakeData()},
             "01-error-rate": {"log_preds": log_preds, "y": y}, "01-most-wrong": {"log_preds": log_preds, "y": y},
-            "02-one-step": {}, "02-min-lr": {"lrf": FINDER}, "02-lesson-rule": {"lrf": FINDER}}
+            "02-one-step": {}, "02-min-lr": {"lrf": FINDER}, "02-lesson-rule": {"lrf": FINDER},
+            "04-sgdr-epochs": {}, "04-mid-cycle": {}, "05-bn-freeze": {},
+            "05-tta-accuracy": {"log_preds": np.log(np.stack([np.exp(log_preds)] * 3)), "y": y}}
 
 
 @pytest.mark.parametrize("key", sorted(EXERCISES))
@@ -32,7 +34,7 @@ def test_every_solution_passes_and_a_blank_answer_gets_a_hint(key, context, caps
     exec(EXERCISES[key].solution, names)
     assert check(key, names["answer"], **context[key]) is True
     assert "Correct!" in capsys.readouterr().out
-    if key != "01-most-wrong":
+    if key not in ("01-most-wrong", "05-bn-freeze"):
         assert check(key, None, **context[key]) is False
         assert EXERCISES[key].hint in capsys.readouterr().out
 
@@ -44,6 +46,8 @@ def test_wrong_answers_are_rejected(context):
     assert check("01-most-wrong", 3, **context["01-most-wrong"]) is False
     assert check("01-most-wrong", 1, **context["01-most-wrong"]) is True
     assert check("02-one-step", 0.25) is False
+    assert check("04-sgdr-epochs", 3) is False and check("05-bn-freeze", True) is False
+    assert check("05-bn-freeze", 0) is False   # False itself, not something falsy
     assert check("02-min-lr", 1e-1, lrf=FINDER) is False and check("02-min-lr", 1.2e-2, lrf=FINDER) is True
     assert check("02-lesson-rule", 1e-2, lrf=FINDER) is False and check("02-lesson-rule", 1e-3, lrf=FINDER) is True
 

@@ -40,12 +40,12 @@ def test_precompute_is_cached_on_disk_and_reused(data, home, monkeypatch, capsys
     learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
     assert "augmentation does nothing" in capsys.readouterr().out
     assert len(list((home / "precompute").glob("*.pt"))) == 3   # train, valid, test
-    x, y = learn._cached_activations("train")
+    x, y = learn.activations("train")
     assert x.shape == (24, 2560) and y.tolist() == list(data.trn_y)
 
     monkeypatch.setattr(training, "get_preds", lambda *a, **k: pytest.fail("activations must come from disk"))
     again = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
-    assert torch.equal(again._cached_activations("train")[0], x)
+    assert torch.equal(again.activations("train")[0], x)
 
 
 def test_fit_prints_the_lesson_table_and_keeps_history(data, capsys):
