@@ -151,7 +151,8 @@ class ImageDataset(Dataset):
 
     def __init__(self, files, labels, tfm, min_side=None):
         self.fnames = [Path(f) for f in files]
-        self.y = np.asarray(labels, dtype=np.int64)
+        labels = np.asarray(labels)
+        self.y = labels.astype(np.float32) if labels.ndim == 2 else labels.astype(np.int64)   # multi-hot rows
         self.tfm = tfm
         self.min_side = min_side
 
@@ -167,7 +168,8 @@ class ImageDataset(Dataset):
             img = self.get_image(i)
         except Exception as e:   # e.g. the file changed after the check: name it
             raise RuntimeError(f"could not read {self.fnames[i]}: {e}") from e
-        return self.tfm(img), int(self.y[i])
+        y = self.y[i]
+        return self.tfm(img), (torch.from_numpy(y) if y.ndim else int(y))
 
 
 def default_num_workers():
@@ -176,6 +178,50 @@ def default_num_workers():
     if default_device().type == "cuda":
         return min(8, cores)
     return 0 if cores <= 2 else min(4, cores // 2)
+
+
+def _check_arguments(tfms, bs):
+    if not hasattr(tfms, "valid"):
+        raise TypeError("tfms must come from tfms_from_model(arch, sz, ...)")
+    if not isinstance(bs, int) or bs < 1:
+        raise ValueError(f"bs={bs!r}: the mini-batch size must be a positive whole number")
+
+
+def _unreadable_with_warning(path, files, tfms):
+    """Decode-check `files`; warn once, listing the broken ones; return {file: reason}."""
+    bad = find_unreadable(files, tfms.load_size)
+    if bad:
+        listing = "\n".join(f"  {Path(f).relative_to(path)}: {reason}" for f, reason in sorted(bad.items()))
+        warnings.warn(f"skipping {len(bad)} image(s) that cannot be decoded:\n{listing}", stacklevel=3)
+    return bad
+
+
+def get_cv_idxs(n, val_pct=0.2, seed=42):
+    """Indices of a reproducible random validation set: `val_pct` of `n` rows, chosen with `seed`."""
+    return np.sort(np.random.RandomState(seed).permutation(n)[:int(val_pct * n)])
+
+
+def read_label_csv(csv_path, folder, suffix=".jpg"):
+    """(files, tags per file) from a CSV of `name,tags` (tags separated by spaces), with clear errors."""
+    import pandas as pd
+
+    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    if df.shape[1] < 2:
+        raise ValueError(f"{csv_path} needs two columns, image name and tags; it has {list(df.columns)}")
+    names, tags = df.iloc[:, 0].str.strip(), df.iloc[:, 1].str.split()
+    dupes = sorted(names[names.duplicated()].unique())
+    if dupes:
+        raise ValueError(f"{csv_path.name}: {len(dupes)} image(s) listed twice, e.g. {dupes[:5]}: "
+                         f"give each image one row, with all its tags separated by spaces")
+    empty = [n for n, t in zip(names, tags) if not t]
+    if empty:
+        raise ValueError(f"{csv_path.name}: {len(empty)} image(s) have no tags, e.g. {empty[:5]}")
+    files = [Path(folder) / f"{n}{suffix}" for n in names]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} image(s) listed in {csv_path.name} are not in {folder}, "
+                                f"e.g. {missing[:5]} (is suffix={suffix!r} right?)")
+    return files, list(tags)
 
 
 class ImageClassifierData:
@@ -213,7 +259,10 @@ class ImageClassifierData:
     def val_y(self):
         return self.val_ds.y
 
-    is_multi = False
+    @property
+    def is_multi(self):
+        """True for multi-label data: each image has a 0/1 vector of tags rather than one class."""
+        return self.trn_ds.y.ndim == 2
 
     def _loader(self, ds, shuffle=False):
         # A final mini-batch of one image would break BatchNorm in training: drop only that case.
@@ -221,6 +270,13 @@ class ImageClassifierData:
         workers = self.num_workers
         return DataLoader(ds, batch_size=self.bs, shuffle=shuffle, drop_last=drop_last, num_workers=workers,
                           pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+
+    def set_size(self, tfms):
+        """The same images with other transforms (e.g. a larger `sz`): a new ImageClassifierData."""
+        def again(ds, tfm):
+            return ImageDataset(ds.fnames, ds.y, tfm, tfms.load_size) if ds is not None else None
+        return type(self)(self.path, self.classes, again(self.trn_ds, tfms.train), again(self.val_ds, tfms.valid),
+                          again(self.test_ds, tfms.valid), tfms, self.bs, self.num_workers)
 
     def __repr__(self):
         test = f", test {len(self.test_ds)}" if self.test_ds is not None else ""
@@ -241,16 +297,9 @@ class ImageClassifierData:
         Example:
             >>> data = ImageClassifierData.from_paths(PATH, tfms=tfms_from_model("resnet34", 224), bs=64)
         """
-        if not hasattr(tfms, "valid"):
-            raise TypeError("tfms must come from tfms_from_model(arch, sz, ...)")
-        if not isinstance(bs, int) or bs < 1:
-            raise ValueError(f"bs={bs!r}: the mini-batch size must be a positive whole number")
+        _check_arguments(tfms, bs)
         classes, splits = check_layout(path, trn_name, val_name, test_name)
-        everything = [f for files, _ in splits.values() for f in files]
-        bad = find_unreadable(everything, tfms.load_size)
-        if bad:
-            listing = "\n".join(f"  {Path(f).relative_to(path)}: {reason}" for f, reason in sorted(bad.items()))
-            warnings.warn(f"skipping {len(bad)} image(s) that cannot be decoded:\n{listing}", stacklevel=2)
+        bad = _unreadable_with_warning(path, [f for files, _ in splits.values() for f in files], tfms)
         datasets = {}
         for split, (files, labels) in splits.items():
             keep = [(f, y) for f, y in zip(files, labels) if str(f) not in bad]
@@ -262,3 +311,46 @@ class ImageClassifierData:
             datasets[split] = ImageDataset([f for f, _ in keep], [y for _, y in keep], tfm, tfms.load_size)
         test_ds = datasets.get(test_name) if test_name is not None else None
         return cls(path, classes, datasets[trn_name], datasets[val_name], test_ds, tfms, bs, num_workers)
+
+    @classmethod
+    def from_csv(cls, path, folder, csv_fname, tfms, suffix=".jpg", val_idxs=None, bs=64, test_name=None,
+                 num_workers=None):
+        """Read images listed in a CSV of `image_name,tags`; several tags per image make it multi-label.
+
+        Args:
+            path: the data set's folder; `folder` (images) and `csv_fname` are inside it.
+            suffix: appended to each name in the CSV to find its file.
+            val_idxs: rows to hold out for validation (default: a seeded 20%, see `get_cv_idxs`).
+            test_name: optional folder of unlabelled images.
+
+        Example:
+            >>> data = ImageClassifierData.from_csv(PATH, "train-jpg", "train_v2.csv", tfms=tfms, bs=64)
+        """
+        _check_arguments(tfms, bs)
+        path = Path(path)
+        files, tags = read_label_csv(path / csv_fname, path / folder, suffix)
+        classes = sorted({t for ts in tags for t in ts})
+        multi = any(len(ts) > 1 for ts in tags)
+        if multi:
+            labels = np.zeros((len(files), len(classes)), dtype=np.float32)
+            for row, ts in enumerate(tags):
+                labels[row, [classes.index(t) for t in ts]] = 1
+        else:
+            labels = np.array([classes.index(ts[0]) for ts in tags])
+        test_files = image_files(path / test_name) if test_name else []
+        bad = _unreadable_with_warning(path, files + test_files, tfms)
+        val_idxs = get_cv_idxs(len(files)) if val_idxs is None else np.asarray(val_idxs)
+        is_val = np.zeros(len(files), dtype=bool)
+        is_val[val_idxs] = True
+        keep = np.array([str(f) not in bad for f in files])
+
+        def subset(mask, tfm):
+            return ImageDataset([f for f, m in zip(files, mask) if m], labels[mask], tfm, tfms.load_size)
+        trn_ds, val_ds = subset(~is_val & keep, tfms.train), subset(is_val & keep, tfms.valid)
+        if len(trn_ds) == 0 or len(val_ds) == 0:
+            raise ValueError(f"the split left {len(trn_ds)} training and {len(val_ds)} validation images")
+        test_ds = None
+        if test_name:
+            good = [f for f in test_files if str(f) not in bad]
+            test_ds = ImageDataset(good, [-1] * len(good), tfms.valid, tfms.load_size)
+        return cls(path, classes, trn_ds, val_ds, test_ds, tfms, bs, num_workers)

@@ -42,6 +42,7 @@ class Entry:
     fetch: str = None           # name of a function of this module that fetches it another way
     synthetic: str = None       # name of a function that writes a stand-in
     smoke_per_class: tuple = None   # (train, valid) images per class in smoke mode, for folder layouts
+    smoke_rows: int = None          # rows of the label CSV kept in smoke mode, for CSV layouts
 
 
 CATALOG = {e.name: e for e in [
@@ -53,7 +54,7 @@ CATALOG = {e.name: e for e in [
     Entry("dogscats-mini", "1,000 real Dogs vs Cats photos (800 train, 200 valid) + 100 unlabelled test",
           synthetic="_synthetic_dogscats", smoke_per_class=(16, 8)),
     Entry("planet-mini", "502 Planet Amazon satellite chips, 128 px, 17 tags (train_v2.csv)",
-          synthetic="_synthetic_planet"),
+          synthetic="_synthetic_planet", smoke_rows=120),
 ]}
 
 
@@ -86,8 +87,12 @@ def get(name, smoke=None):
         raise ValueError(f"unknown data set {name!r}: the catalog has {sorted(CATALOG)}")
     entry = CATALOG[name]
     path = _locate(entry)
-    if (smoke_mode() if smoke is None else smoke) and entry.smoke_per_class:
-        path = smoke_sample(path, entry.smoke_per_class, data_root() / f"{path.name}-smoke")
+    if (smoke_mode() if smoke is None else smoke) and (entry.smoke_per_class or entry.smoke_rows):
+        dest = data_root() / f"{path.name}-smoke"
+        if entry.smoke_per_class:
+            path = smoke_sample(path, entry.smoke_per_class, dest)
+        else:
+            path = smoke_sample_csv(path, entry.smoke_rows, dest)
         print(f"smoke mode: using a small sample of {name} at {path}")
     return path
 
@@ -255,6 +260,22 @@ def smoke_sample(src, per_class, dest):
             (tmp / "test").mkdir()
             for f in image_files(src / test[0])[:n_valid]:
                 shutil.copy2(f, tmp / "test" / f.name)
+    return _atomic_dir(dest, write)
+
+
+def smoke_sample_csv(src, n_rows, dest, folder="train-jpg", csv_name="train_v2.csv", suffix=".jpg"):
+    """A small copy of a CSV-labelled data set: its first `n_rows` rows and their images."""
+    src, dest = Path(src), Path(dest)
+    if dest.is_dir():
+        return dest
+
+    def write(tmp):
+        lines = (src / csv_name).read_text().splitlines()
+        (tmp / csv_name).write_text("\n".join(lines[:n_rows + 1]) + "\n")
+        (tmp / folder).mkdir()
+        for line in lines[1:n_rows + 1]:
+            name = line.split(",")[0]
+            shutil.copy2(src / folder / f"{name}{suffix}", tmp / folder / f"{name}{suffix}")
     return _atomic_dir(dest, write)
 
 

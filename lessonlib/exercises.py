@@ -75,6 +75,38 @@ def _bn_frozen(answer):
     return answer is False
 
 
+def _f2_by_hand(answer):
+    return answer is not None and abs(float(answer) - 0.5) < 1e-6
+
+
+def _best_threshold(answer, probs, targs):
+    from lessonlib.metrics import best_threshold, fbeta
+    _, best, _ = best_threshold(probs, targs)
+    return answer is not None and 0 < float(answer) < 1 and fbeta(probs, targs, 2, float(answer)) >= best - 1e-9
+
+
+def _upper_side_kernel(answer):
+    from lessonlib.convviz import conv2d_valid, relu
+    try:
+        k = np.asarray(answer, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    if k.shape != (3, 3):
+        return False
+    square = np.zeros((10, 10))
+    square[3:7, 3:7] = 1
+    fired = np.flatnonzero(relu(conv2d_valid(square, k)).sum(axis=1) > 1e-9)
+    return len(fired) > 0 and set(fired.tolist()) <= {1, 2}   # only where dark lies above bright
+
+
+def _cell_by_hand(answer):
+    return answer is not None and abs(float(answer) - (-3.0)) < 1e-9
+
+
+def _pool_shape(answer):
+    return answer is not None and tuple(answer) == (2, 12, 12)
+
+
 EXERCISES = {
     "00-count-dogs": Exercise(
         "How many photos of dogs are in the training set?",
@@ -148,6 +180,36 @@ EXERCISES = {
         "statistics and do not update them, while their weights still train.",
         "answer = False",
         _bn_frozen),
+    "09-f2-by-hand": Exercise(
+        "A chip has the tags `clear primary`; the model predicts `clear water`. What is its F2?",
+        "Precision = right predicted tags / predicted tags; recall = right predicted tags / true tags. "
+        "F2 = 5 * precision * recall / (4 * precision + recall).",
+        "precision, recall = 1 / 2, 1 / 2\nanswer = 5 * precision * recall / (4 * precision + recall)",
+        _f2_by_hand),
+    "09-best-threshold": Exercise(
+        "Which threshold maximises F2 on the validation set? (Any threshold that reaches the best F2 counts.)",
+        "Try thresholds from 0.05 to 0.95 in steps of 0.01 with fbeta(probs, targs, 2, t) and keep the best; "
+        "lessonlib.metrics.best_threshold does exactly that.",
+        "from lessonlib.metrics import best_threshold\nanswer = best_threshold(probs, targs)[0]",
+        _best_threshold),
+    "06-upper-side": Exercise(
+        "Write a 3x3 kernel that fires (is positive after ReLU) along the upper side of bright shapes, "
+        "where dark pixels lie above bright ones, and nowhere else.",
+        "Put negative weights on the top row (dark there is good), positive ones on the bottom row (bright "
+        "there is good), zeros in the middle. Try it on a bright square with convviz.conv2d_valid.",
+        "answer = [[-1, -1, -1], [0, 0, 0], [1, 1, 1]]",
+        _upper_side_kernel),
+    "06-cell-by-hand": Exercise(
+        "The 3x3 patch [[0, 1, 1], [0, 1, 1], [0, 0, 1]] meets the left_edge kernel [[1, 0, -1]] * 3. "
+        "What is the output cell, before ReLU?",
+        "Multiply cell by cell and add up: each row gives 1 * (left) + 0 * (middle) - 1 * (right).",
+        "answer = (0 - 1) + (0 - 1) + (0 - 1)",
+        _cell_by_hand),
+    "06-maxpool-shape": Exercise(
+        "conv2 gives 2 channels of 24x24. What shape comes out of the 2x2 max-pool? Answer a tuple.",
+        "Max-pooling keeps the channels and halves the height and the width.",
+        "answer = (2, 12, 12)",
+        _pool_shape),
 }
 
 

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from lessonlib import models, training
 from lessonlib.data import ImageDataset
 from lessonlib.lr_finder import find_lr, losses_at
+from lessonlib.metrics import f2
 from lessonlib.runtime import default_device, home
 from lessonlib.schedules import Recorder, sgdr, sgdr_epochs
 
@@ -74,8 +75,12 @@ class ConvLearner:
         self.data, self.body, self.head = data, body, head
         self.arch = body.name
         self.model = nn.Sequential(body.module, head)
-        self.metrics = list(metrics) if metrics else [training.accuracy]
-        self.loss_fn = nn.CrossEntropyLoss()
+        if data.is_multi:   # several tags per image: one independent yes/no (sigmoid) per tag
+            self.metrics = list(metrics) if metrics else [f2]
+            self.loss_fn = nn.BCEWithLogitsLoss()
+        else:               # one class per image: softmax over the classes
+            self.metrics = list(metrics) if metrics else [training.accuracy]
+            self.loss_fn = nn.CrossEntropyLoss()
         self.history = pd.DataFrame()
         self.sched = None
         self.bn_frozen = False
@@ -112,6 +117,15 @@ class ConvLearner:
         frozen = sum(not any(p.requires_grad for p in g.parameters()) for g in self.layer_groups)
         return (f"ConvLearner({self.arch}, {self.data.c} classes, precompute={self.precompute}, "
                 f"{frozen} of 3 layer groups frozen)")
+
+    def set_data(self, data):
+        """Train on other data with the same classes, e.g. the same images at a larger size."""
+        if list(data.classes) != list(self.data.classes):
+            raise ValueError(f"set_data needs the same classes: {data.classes} is not {self.data.classes}")
+        self.data = data
+        self._forget_activations()
+        if self.precompute:
+            self.precompute = True   # compute the activations of the new images
 
     # ------------------------------------------------------------ layer groups, freezing
     @property
@@ -252,7 +266,8 @@ class ConvLearner:
         try:
             training.fit(model, train_batches, valid_batches, self.loss_fn, optimizer,
                          sgdr_epochs(n_cycle, cycle_len, cycle_mult), device, scheduler, self.metrics,
-                         train_mode=train_mode, on_batch=self.sched.on_batch, table=table)
+                         train_mode=train_mode, on_batch=self.sched.on_batch, table=table,
+                         to_preds=self._to_preds)
         finally:
             self.model.eval()
             done = table.frame()
@@ -318,10 +333,15 @@ class ConvLearner:
         model = self.head if self.precompute else self.model
         training.prepare_model(model, device).eval()
         out, y = training.get_preds(model, self._batches(split), device)
-        return F.log_softmax(out, dim=1).numpy(), y.numpy()
+        return self._to_preds(out).numpy(), y.numpy()
+
+    def _to_preds(self, out):
+        """Log-probabilities (one class per image) or tag probabilities (multi-label) from raw outputs."""
+        return torch.sigmoid(out) if self.data.is_multi else F.log_softmax(out, dim=1)
 
     def predict(self, is_test=False):
-        """Log-probabilities, one row per image of the validation (or test) set, as in the lesson."""
+        """One row per image of the validation (or test) set: log-probabilities of each class, as in the
+        lesson, or for multi-label data the probability of each tag."""
         return self.predict_with_targs(is_test)[0]
 
     def TTA(self, n_aug=4, is_test=False):
@@ -330,7 +350,8 @@ class ConvLearner:
         Returns `(log_preds, y)` with `log_preds` of shape (n_aug + 1, images, classes), as in the
         lesson: average the probabilities with `probs = np.mean(np.exp(log_preds), 0)`. The augmented
         copies use the training transforms (random crops, flips, zoom, lighting); the body runs on
-        them even when precompute is on, since cached activations cannot be augmented.
+        them even when precompute is on, since cached activations cannot be augmented. For
+        multi-label data the slices hold tag probabilities: average them with `np.mean(log_preds, 0)`.
 
         Example:
             >>> log_preds, y = learn.TTA()
@@ -352,7 +373,7 @@ class ConvLearner:
         runs = [plain]
         for i in range(n_aug):
             out, _ = training.get_preds(model, loader, device, desc=f"TTA {i + 1}/{n_aug}")
-            runs.append(F.log_softmax(out, dim=1).numpy())
+            runs.append(self._to_preds(out).numpy())
         return np.stack(runs), y
 
     # ------------------------------------------------------------ save, load

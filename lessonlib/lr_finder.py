@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lessonlib.schedules import Recorder, smooth
-from lessonlib.training import autocast_for, to_device
+from lessonlib.training import autocast_for, train_step
 
 # The default is "valley": on dogscats-mini with precompute, the lesson's rule ("order_below_min")
 # lands ~40x above valley because the moving average lags the raw loss by tens of mini-batches,
@@ -100,18 +100,7 @@ def find_lr(model, optimizer, loss_fn, train_batches, start_lr=1e-7, end_lr=10, 
         for i, (x, y) in zip(range(num_it), _cycle(train_batches)):
             for g, ratio in zip(optimizer.param_groups, ratios):
                 g["lr"] = start_lr * ratio * growth ** i
-            x, y = to_device(x, device), y.to(device, non_blocking=True)
-            with autocast():
-                loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            value = loss.item()
+            value = train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler).item()
             recorder.record([g["lr"] for g in optimizer.param_groups], value)
             avg = beta * avg + (1 - beta) * value
             smoothed = avg / (1 - beta ** (i + 1))
@@ -133,18 +122,7 @@ def losses_at(model, optimizer, loss_fn, train_batches, lr, num_it=20, device=No
         for g in optimizer.param_groups:
             g["lr"] = lr
         for _, (x, y) in zip(range(num_it), _cycle(train_batches)):
-            x, y = to_device(x, device), y.to(device, non_blocking=True)
-            with autocast():
-                loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            losses.append(loss.item())
+            losses.append(train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler).item())
             if not np.isfinite(losses[-1]):
                 break
         optimizer.zero_grad(set_to_none=True)

@@ -69,25 +69,31 @@ def deferred_interrupt():
             raise KeyboardInterrupt
 
 
+def train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler=None):
+    """One mini-batch: forward, backward, optimizer step (whole, even on Ctrl-C); returns the loss tensor."""
+    x, y = to_device(x, device), y.to(device, non_blocking=True)
+    with autocast():
+        loss = loss_fn(model(x), y)                      # forward
+    with deferred_interrupt():
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:                               # backward and step
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+    return loss
+
+
 def train_epoch(model, batches, loss_fn, optimizer, device, scheduler=None, on_batch=None, desc="train"):
     """One pass over `batches`, one optimizer step each; returns the mean training loss."""
     autocast, scaler = autocast_for(device)
     total, n = 0.0, 0
     for x, y in tqdm(batches, desc=desc, leave=False, disable=None):
-        x, y = to_device(x, device), y.to(device, non_blocking=True)
-        with autocast():
-            loss = loss_fn(model(x), y)                      # forward
-        with deferred_interrupt():
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:                               # backward and step
-                loss.backward()
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            if scheduler is not None:
-                scheduler.step()
+        loss = train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler)
+        if scheduler is not None:
+            scheduler.step()
         loss = loss.item()
         if not np.isfinite(loss):
             raise FloatingPointError(f"the training loss became {loss}: the learning rate is probably too "
@@ -110,8 +116,17 @@ def get_preds(model, batches, device, desc="predict"):
     return torch.cat(outs), torch.cat(ys)
 
 
-def evaluate(model, batches, loss_fn, device, metrics=(accuracy,)):
-    """(validation loss, [metric values]) of `model` in eval mode over `batches`."""
+def log_probs(out):
+    """Log-probabilities from a single-label model's raw outputs."""
+    return F.log_softmax(out, dim=1)
+
+
+def evaluate(model, batches, loss_fn, device, metrics=(accuracy,), to_preds=log_probs):
+    """(validation loss, [metric values]) of `model` in eval mode over `batches`.
+
+    Metrics receive `to_preds(outputs)` (log-probabilities by default; tag probabilities for
+    a multi-label model) and the targets.
+    """
     was_training = model.training
     model.eval()
     try:
@@ -119,8 +134,8 @@ def evaluate(model, batches, loss_fn, device, metrics=(accuracy,)):
     finally:
         model.train(was_training)
     loss = float(loss_fn(out, y))
-    log_preds = F.log_softmax(out, dim=1) if out.dim() == 2 else out
-    return loss, [m(log_preds, y) for m in metrics]
+    preds = to_preds(out)
+    return loss, [m(preds, y) for m in metrics]
 
 
 class EpochTable:
@@ -160,7 +175,7 @@ def _in_notebook():
 
 
 def fit(model, train_batches, valid_batches, loss_fn, optimizer, epochs, device, scheduler=None,
-        metrics=(accuracy,), train_mode=None, on_batch=None, table=None):
+        metrics=(accuracy,), train_mode=None, on_batch=None, table=None, to_preds=log_probs):
     """Train for `epochs` epochs; return the table `[epoch, trn_loss, val_loss, <metrics>, time]`.
 
     Args:
@@ -171,6 +186,7 @@ def fit(model, train_batches, valid_batches, loss_fn, optimizer, epochs, device,
             (default `model.train()`; a learner keeps frozen BatchNorm layers in eval mode).
         on_batch: called with each mini-batch's training loss.
         table: an `EpochTable` to fill (its rows survive a Ctrl-C); a new one by default.
+        to_preds: turns raw outputs into what the metrics take (default: log-probabilities).
     """
     table = table if table is not None else EpochTable()
     names = [getattr(m, "__name__", f"metric{i}") for i, m in enumerate(metrics)]
@@ -181,7 +197,7 @@ def fit(model, train_batches, valid_batches, loss_fn, optimizer, epochs, device,
             (train_mode or model.train)()
             trn_loss = train_epoch(model, train_batches, loss_fn, optimizer, device, scheduler, on_batch,
                                    desc=f"epoch {epoch + 1}/{epochs}")
-            val_loss, values = evaluate(model, valid_batches, loss_fn, device, metrics)
+            val_loss, values = evaluate(model, valid_batches, loss_fn, device, metrics, to_preds)
             row = {"epoch": epoch, "trn_loss": trn_loss, "val_loss": val_loss, **dict(zip(names, values)),
                    "time": round(time.perf_counter() - start, 2)}
             table.add(row)

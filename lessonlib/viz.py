@@ -33,10 +33,17 @@ def _as_hwc(im):
     return np.asarray(im)
 
 
+def label_text(classes, y):
+    """A class name, or for a multi-label 0/1 vector the names of the tags present."""
+    if np.ndim(y) == 0:
+        return classes[int(y)]
+    return " ".join(c for c, v in zip(classes, np.asarray(y)) if v > 0.5) or "(none)"
+
+
 def show_batch(data, n=8, split="train"):
     """Show `n` images as the model receives them (after transforms), titled with their class."""
     ds = data.trn_ds if split == "train" else data.val_ds
     idxs = np.random.default_rng(0).choice(len(ds), size=min(n, len(ds)), replace=False)
     items = [ds[i] for i in idxs]
-    return plot_images([x for x, _ in items], [data.classes[y] for _, y in items],
+    return plot_images([x for x, _ in items], [label_text(data.classes, y) for _, y in items],
                        suptitle=f"{split}: {len(items)} images as the model sees them ({data.sz} px)")

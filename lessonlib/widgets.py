@@ -96,3 +96,119 @@ class LRExplorer:
         button.on_click(on_click)
         refresh()
         return w.VBox([slider, text, button, out])
+
+
+class KernelEditor:
+    """Edit a 3x3 kernel and watch the feature map, after ReLU and after max-pooling, change.
+
+    State: `kernel` (3x3 array), `index` (which image), `images`; `outputs()` computes the
+    three grids with `lessonlib.convviz`; `widget()` builds the controls.
+
+    Example:
+        >>> editor = KernelEditor(digits)
+        >>> editor.widget()
+        >>> editor.set_kernel("left_edge"); editor.set_cell(1, 1, 2.0); editor.outputs()["relu"]
+    """
+
+    def __init__(self, images, titles=None, kernel="top_edge"):
+        self.images = [np.asarray(im, dtype=np.float64) for im in images]
+        if not self.images:
+            raise ValueError("give at least one image")
+        self.titles = list(titles) if titles is not None else [f"image {i}" for i in range(len(self.images))]
+        self.index = 0
+        self.set_kernel(kernel)
+
+    def set_kernel(self, kernel):
+        """Use a preset by name (see `convviz.KERNELS`) or any 3x3 array."""
+        from lessonlib.convviz import kernel as preset
+        k = preset(kernel) if isinstance(kernel, str) else np.asarray(kernel, dtype=np.float64)
+        if k.shape != (3, 3):
+            raise ValueError(f"the kernel must be 3x3, got {k.shape}")
+        self.kernel = k.copy()
+        return self.kernel
+
+    def set_cell(self, row, col, value):
+        """Change one number of the kernel."""
+        self.kernel[row, col] = float(value)
+
+    def select(self, index):
+        """Choose which image the kernel runs on."""
+        if not 0 <= index < len(self.images):
+            raise IndexError(f"image {index} does not exist: there are {len(self.images)}")
+        self.index = index
+
+    def outputs(self):
+        """{"conv": feature map, "relu": after ReLU, "pooled": after 2x2 max-pool} for the chosen image."""
+        from lessonlib.convviz import conv2d_fast, maxpool2x2, relu
+        conv = conv2d_fast(self.images[self.index], self.kernel)
+        return {"conv": conv, "relu": relu(conv), "pooled": maxpool2x2(relu(conv))}
+
+    def draw(self, fig=None):
+        """Image, kernel, feature map, ReLU and max-pool, side by side."""
+        import matplotlib.pyplot as plt
+        from lessonlib.convviz import show_grid
+
+        fig = fig or plt.figure(figsize=(13, 3))
+        fig.clear()
+        axes = fig.subplots(1, 5)
+        out = self.outputs()
+        show_grid(self.images[self.index], axes[0], self.titles[self.index], numbers=False, cmap="Greys")
+        show_grid(self.kernel, axes[1], "kernel", numbers=True, cmap="RdBu_r")
+        show_grid(out["conv"], axes[2], "convolution", numbers=False, cmap="RdBu_r")
+        show_grid(out["relu"], axes[3], "after ReLU", numbers=False, cmap="viridis")
+        show_grid(out["pooled"], axes[4], "after 2x2 max-pool", numbers=False, cmap="viridis")
+        fig.tight_layout()
+        return fig
+
+    def widget(self):
+        """A 3x3 grid of number boxes, preset buttons, an image chooser, and the live pictures."""
+        import ipywidgets as w
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+        from lessonlib.convviz import KERNELS
+
+        cells = [[w.FloatText(value=float(self.kernel[i, j]), step=0.5, layout=w.Layout(width="70px"))
+                  for j in range(3)] for i in range(3)]
+        presets = w.ToggleButtons(options=list(KERNELS), value=None, style={"button_width": "90px"})
+        chooser = w.Dropdown(options=[(t, i) for i, t in enumerate(self.titles)], value=self.index,
+                             description="image")
+        out = w.Output()
+        syncing = []
+
+        def refresh():
+            with out:
+                out.clear_output(wait=True)
+                fig = self.draw()
+                display(fig)
+                plt.close(fig)
+
+        def on_cell(i, j):
+            def handler(change):
+                if not syncing:
+                    self.set_cell(i, j, change["new"])
+                    refresh()
+            return handler
+
+        def on_preset(change):
+            if change["new"] is None:
+                return
+            self.set_kernel(change["new"])
+            syncing.append(True)
+            for i in range(3):
+                for j in range(3):
+                    cells[i][j].value = float(self.kernel[i, j])
+            syncing.clear()
+            refresh()
+
+        def on_image(change):
+            self.select(change["new"])
+            refresh()
+
+        for i in range(3):
+            for j in range(3):
+                cells[i][j].observe(on_cell(i, j), names="value")
+        presets.observe(on_preset, names="value")
+        chooser.observe(on_image, names="value")
+        refresh()
+        grid = w.GridBox([c for row in cells for c in row], layout=w.Layout(grid_template_columns="repeat(3, 80px)"))
+        return w.VBox([w.HBox([grid, chooser]), presets, out])

@@ -132,3 +132,51 @@ def test_mixed_modes_train_side_by_side(tmp_path):
     data = ImageClassifierData.from_paths(tmp_path, tfms=TFMS, bs=14)
     x, _ = next(iter(data.fix_dl))
     assert x.shape == (14, 3, 32, 32)
+
+
+def make_csv_set(root, rows, files=None):
+    (root / "imgs").mkdir(parents=True, exist_ok=True)
+    for name in files if files is not None else [r.split(",")[0] for r in rows]:
+        write_image(root / "imgs" / f"{name}.jpg", (len(name) * 20 % 255, 90, 30))
+    (root / "labels.csv").write_text("image_name,tags\n" + "\n".join(rows) + "\n")
+    return root
+
+
+def test_from_csv_multi_label(tmp_path):
+    rows = [f"img{i},{'clear primary' if i % 2 else 'cloudy'}{' water' if i % 3 == 0 else ''}" for i in range(20)]
+    make_csv_set(tmp_path, rows)
+    data = ImageClassifierData.from_csv(tmp_path, "imgs", "labels.csv", tfms=TFMS, bs=4)
+    assert data.is_multi and data.classes == ["clear", "cloudy", "primary", "water"]
+    assert (len(data.trn_ds), len(data.val_ds)) == (16, 4)
+    again = ImageClassifierData.from_csv(tmp_path, "imgs", "labels.csv", tfms=TFMS, bs=4)
+    assert [f.name for f in again.val_ds.fnames] == [f.name for f in data.val_ds.fnames]   # reproducible split
+    x, y = next(iter(data.trn_dl))
+    assert y.dtype == torch.float32 and y.shape == (4, 4) and set(y.unique().tolist()) <= {0.0, 1.0}
+    i = [f.name for f in data.trn_ds.fnames].index("img3.jpg")
+    assert data.trn_ds.y[i].tolist() == [1, 0, 1, 1]
+    chosen = ImageClassifierData.from_csv(tmp_path, "imgs", "labels.csv", tfms=TFMS, bs=4, val_idxs=[0, 1])
+    assert [f.name for f in chosen.val_ds.fnames] == ["img0.jpg", "img1.jpg"]
+
+
+def test_from_csv_single_label_is_not_multi(tmp_path):
+    make_csv_set(tmp_path, [f"a{i},{'cat' if i % 2 else 'dog'}" for i in range(10)])
+    data = ImageClassifierData.from_csv(tmp_path, "imgs", "labels.csv", tfms=TFMS, bs=4)
+    assert not data.is_multi and data.classes == ["cat", "dog"]
+
+
+@pytest.mark.parametrize("rows, files, error, match", [
+    (["a,x", "b,y", "a,z"], ["a", "b"], ValueError, r"listed twice, e\.g\. \['a'\]"),
+    (["a,x", "b,", "c,y"], ["a", "b", "c"], ValueError, r"have no tags, e\.g\. \['b'\]"),
+    (["a,x", "b,y", "c,y"], ["a", "b"], FileNotFoundError, r"not in .*imgs, e\.g\. \['c\.jpg'\]"),
+])
+def test_from_csv_errors(tmp_path, rows, files, error, match):
+    make_csv_set(tmp_path, rows, files)
+    with pytest.raises(error, match=match):
+        ImageClassifierData.from_csv(tmp_path, "imgs", "labels.csv", tfms=TFMS)
+
+
+def test_set_size_keeps_images_and_labels(tmp_path):
+    make_folders(tmp_path)
+    data = ImageClassifierData.from_paths(tmp_path, tfms=TFMS, bs=4)
+    bigger = data.set_size(tfms_from_model("efficientnet_lite0", 48, aug_tfms=transforms_side_on))
+    assert bigger.sz == 48 and bigger.trn_ds.fnames == data.trn_ds.fnames and next(iter(bigger.val_dl))[0].shape[-1] == 48

@@ -118,3 +118,16 @@ def test_oxford_pets_become_cats_and_dogs(data_home):
     assert sorted(p.name for p in (dest / "train" / "cats").iterdir()) == ["Abyssinian_1.jpg", "Bengal_3.jpg"]
     assert [p.name for p in (dest / "train" / "dogs").iterdir()] == ["beagle_2.jpg"]
     assert [p.name for p in (dest / "valid" / "dogs").iterdir()] == ["boxer_4.jpg"]
+
+
+def test_smoke_sample_of_a_csv_set(data_home):
+    src = data_home / "planet"
+    (src / "train-jpg").mkdir(parents=True)
+    rows = []
+    for i in range(10):
+        write_image(src / "train-jpg" / f"train_{i}.jpg", (i, i, i))
+        rows.append(f"train_{i},clear primary")
+    (src / "train_v2.csv").write_text("image_name,tags\n" + "\n".join(rows) + "\n")
+    sample = datasets.smoke_sample_csv(src, 4, data_home / "sample")
+    assert (sample / "train_v2.csv").read_text().splitlines()[1:] == rows[:4]
+    assert sorted(p.name for p in (sample / "train-jpg").iterdir()) == [f"train_{i}.jpg" for i in range(4)]

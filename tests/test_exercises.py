@@ -25,7 +25,9 @@ def context(tmp_path):
             "01-error-rate": {"log_preds": log_preds, "y": y}, "01-most-wrong": {"log_preds": log_preds, "y": y},
             "02-one-step": {}, "02-min-lr": {"lrf": FINDER}, "02-lesson-rule": {"lrf": FINDER},
             "04-sgdr-epochs": {}, "04-mid-cycle": {}, "05-bn-freeze": {},
-            "05-tta-accuracy": {"log_preds": np.log(np.stack([np.exp(log_preds)] * 3)), "y": y}}
+            "05-tta-accuracy": {"log_preds": np.log(np.stack([np.exp(log_preds)] * 3)), "y": y},
+            "06-upper-side": {}, "06-cell-by-hand": {}, "06-maxpool-shape": {},
+            "09-f2-by-hand": {}, "09-best-threshold": {"probs": np.exp(log_preds), "targs": np.eye(2)[y]}}
 
 
 @pytest.mark.parametrize("key", sorted(EXERCISES))
@@ -48,6 +50,12 @@ def test_wrong_answers_are_rejected(context):
     assert check("02-one-step", 0.25) is False
     assert check("04-sgdr-epochs", 3) is False and check("05-bn-freeze", True) is False
     assert check("05-bn-freeze", 0) is False   # False itself, not something falsy
+    assert check("09-f2-by-hand", 0.6) is False
+    assert check("06-upper-side", [[1, 1, 1], [0, 0, 0], [-1, -1, -1]]) is False   # the lower side instead
+    assert check("06-upper-side", np.zeros((3, 3))) is False and check("06-upper-side", [1, 2]) is False
+    assert check("06-maxpool-shape", (2, 24, 24)) is False and check("06-cell-by-hand", 0) is False
+    assert check("09-best-threshold", 0.99, probs=np.exp(context["01-error-rate"]["log_preds"]),
+                 targs=np.eye(2)[context["01-error-rate"]["y"]]) is False
     assert check("02-min-lr", 1e-1, lrf=FINDER) is False and check("02-min-lr", 1.2e-2, lrf=FINDER) is True
     assert check("02-lesson-rule", 1e-2, lrf=FINDER) is False and check("02-lesson-rule", 1e-3, lrf=FINDER) is True
 

@@ -216,3 +216,25 @@ def test_tta_needs_augmentation(tmp_path, home):
     data = ImageClassifierData.from_paths(tmp_path / "plain", tfms=tfms_from_model("efficientnet_lite0", 32), bs=4)
     with pytest.raises(ValueError, match="aug_tfms"):
         ConvLearner.pretrained("efficientnet_lite0", data).TTA()
+
+
+def test_multi_label_learner_uses_sigmoid_and_f2(tmp_path, home):
+    from tests.test_data import make_csv_set
+
+    rows = [f"t{i},{'warm' if i % 2 else 'cool'}{' big' if i % 3 == 0 else ''}" for i in range(30)]
+    make_csv_set(tmp_path / "tags", rows)
+    tfms = tfms_from_model("efficientnet_lite0", 32, aug_tfms=transforms_side_on)
+    data = ImageClassifierData.from_csv(tmp_path / "tags", "imgs", "labels.csv", tfms=tfms, bs=8)
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    assert isinstance(learn.loss_fn, torch.nn.BCEWithLogitsLoss)
+    learn.fit(1e-2, 2)
+    assert list(learn.history.columns) == ["fit", "epoch", "trn_loss", "val_loss", "f2", "time"]
+    probs = learn.predict()
+    assert probs.shape == (6, 3) and probs.min() >= 0 and probs.max() <= 1
+    tta, y = learn.TTA(n_aug=2)
+    assert tta.shape == (3, 6, 3) and y.shape == (6, 3)
+    bigger = data.set_size(tfms_from_model("efficientnet_lite0", 48, aug_tfms=transforms_side_on))
+    learn.set_data(bigger)
+    assert learn.activations("train")[0].shape == (24, learn.body.n_features)
+    with pytest.raises(ValueError, match="same classes"):
+        learn.set_data(ImageClassifierData.from_paths(make_folders(tmp_path / "pets"), tfms=tfms, bs=8))

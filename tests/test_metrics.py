@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+from sklearn.metrics import fbeta_score
+
+from lessonlib.metrics import best_threshold, f2, fbeta, per_tag_report
+
+
+@pytest.fixture
+def random_tags():
+    rng = np.random.default_rng(0)
+    targs = (rng.random((60, 7)) < 0.3).astype(np.float32)
+    targs[0] = 0                                   # an image with no true tag
+    preds = np.clip(targs * 0.5 + rng.random((60, 7)) * 0.6, 0, 1)
+    preds[:, 6] = 0.0                              # a tag never predicted
+    return preds, targs
+
+
+@pytest.mark.parametrize("average", ["samples", "micro", "macro"])
+@pytest.mark.parametrize("beta, thresh", [(2, 0.2), (1, 0.5), (0.5, 0.35)])
+def test_fbeta_matches_scikit_learn(random_tags, average, beta, thresh):
+    preds, targs = random_tags
+    expected = fbeta_score(targs.astype(int), (preds > thresh).astype(int), beta=beta, average=average,
+                           zero_division=0)
+    assert fbeta(preds, targs, beta, thresh, average) == pytest.approx(expected, abs=1e-6)
+
+
+def test_f2_takes_the_best_threshold_between_017_and_024(random_tags):
+    preds, targs = random_tags
+    scores = [fbeta(preds, targs, 2, t) for t in np.arange(0.17, 0.2401, 0.01)]
+    assert len(scores) == 8 and f2(preds, targs) == pytest.approx(max(scores))
+
+
+def test_a_small_example_by_hand():
+    targs = np.array([[1, 1, 0, 0]])
+    preds = np.array([[0.9, 0.1, 0.8, 0.0]])        # predicts tags 0 and 2: 1 right, 1 wrong, 1 missed
+    precision, recall = 1 / 2, 1 / 2
+    assert fbeta(preds, targs) == pytest.approx(5 * precision * recall / (4 * precision + recall))
+
+
+def test_threshold_sweep_and_report(random_tags):
+    preds, targs = random_tags
+    thresh, best, scores = best_threshold(preds, targs)
+    assert best == pytest.approx(scores.max()) and fbeta(preds, targs, 2, thresh) == pytest.approx(best)
+    report = per_tag_report(preds, targs, list("abcdefg"))
+    assert list(report.columns) == ["tag", "images", "precision", "recall", "f2"]
+    assert report.images.sum() == targs.sum()
+    assert report.set_index("tag").loc["g", "recall"] == 0
+
+
+def test_bad_shapes_and_average():
+    with pytest.raises(ValueError, match="images, tags"):
+        fbeta(np.zeros(3), np.zeros(3))
+    with pytest.raises(ValueError, match="average"):
+        fbeta(np.zeros((2, 2)), np.zeros((2, 2)), average="weighted")

@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+
+from lessonlib import convviz
+from lessonlib.widgets import KernelEditor
+
+
+def test_kernel_editor_driven_without_a_browser():
+    square = np.zeros((10, 10))
+    square[3:7, 3:7] = 1
+    editor = KernelEditor([square, square.T * 0.5], ["square", "dim square"])
+    assert np.array_equal(editor.kernel, convviz.kernel("top_edge"))
+    out = editor.outputs()
+    assert out["conv"].shape == (8, 8) and out["pooled"].shape == (4, 4)
+    assert np.allclose(out["relu"], convviz.relu(convviz.conv2d_valid(square, editor.kernel)))
+    editor.set_kernel("identity")
+    editor.set_cell(1, 1, 2.0)
+    assert np.allclose(editor.outputs()["conv"], 2 * square[1:-1, 1:-1])
+    editor.select(1)
+    assert editor.outputs()["conv"].max() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="3x3"):
+        editor.set_kernel(np.ones((2, 2)))
+    with pytest.raises(IndexError):
+        editor.select(5)
+
+
+def test_kernel_editor_widget_controls_drive_the_state():
+    editor = KernelEditor([np.random.default_rng(0).random((12, 12))])
+    box = editor.widget()
+    grid, _ = box.children[0].children
+    presets = box.children[1]
+    presets.value = "sobel_x"
+    assert np.array_equal(editor.kernel, convviz.kernel("sobel_x"))
+    assert [c.value for c in grid.children][:3] == [-1.0, 0.0, 1.0]   # the boxes show the preset
+    grid.children[4].value = 7.0                                       # type into the centre box
+    assert editor.kernel[1, 1] == 7.0
