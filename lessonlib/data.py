@@ -243,6 +243,16 @@ class ImageClassifierData:
         self.test_dl = self._loader(test_ds) if test_ds is not None else None
 
     @property
+    def base_trn_dl(self):
+        """Training images resized and randomly cropped only, for augmentation per batch on the device."""
+        if self.tfms.base is None:
+            raise ValueError("these transforms have no batch augmentation")
+        if getattr(self, "_base_trn_dl", None) is None:
+            ds = ImageDataset(self.trn_ds.fnames, self.trn_ds.y, self.tfms.base, self.trn_ds.min_side)
+            self._base_trn_dl = self._loader(ds, shuffle=True)
+        return self._base_trn_dl
+
+    @property
     def c(self):
         """Number of classes."""
         return len(self.classes)

@@ -28,6 +28,20 @@ from lessonlib.schedules import Recorder, sgdr, sgdr_epochs
 GROUP_NAMES = ["early body", "late body", "head"]
 
 
+class DeviceAugmentedBatches:
+    """Mini-batches moved to the device and augmented there, all images of a batch at once."""
+
+    def __init__(self, loader, augment, device):
+        self.loader, self.augment, self.device = loader, augment, device
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for x, y in self.loader:
+            yield self.augment(training.to_device(x, self.device)), y
+
+
 class TensorBatches:
     """Mini-batches sliced straight from tensors (the cached activations): no per-item overhead."""
 
@@ -84,6 +98,7 @@ class ConvLearner:
         self.history = pd.DataFrame()
         self.sched = None
         self.bn_frozen = False
+        self.augment_on_device = None   # None: per batch on CUDA, per image elsewhere; True/False to choose
         self._precompute = False
         self._activations = {}   # cache key -> (features, labels), kept while the body is unchanged
         self._body_digest = None
@@ -239,7 +254,16 @@ class ConvLearner:
         if self.precompute:
             x, y = self.activations(split)
             return TensorBatches(x, y, self.data.bs, shuffle)
+        if split == "train" and self._augment_per_batch():
+            return DeviceAugmentedBatches(self.data.base_trn_dl, self.data.tfms.batch_augment, default_device())
         return {"train": self.data.trn_dl, "valid": self.data.val_dl, "test": self.data.test_dl}[split]
+
+    def _augment_per_batch(self):
+        if self.data.tfms.batch_augment is None:
+            return False
+        if self.augment_on_device is None:
+            return default_device().type == "cuda"
+        return bool(self.augment_on_device)
 
     def fit(self, lrs, n_cycle, cycle_len=None, cycle_mult=1, wd=0.0, momentum=0.9):
         """Train with SGD (momentum 0.9) and print the table `[epoch, trn_loss, val_loss, accuracy, time]`.

@@ -47,3 +47,12 @@ def show_batch(data, n=8, split="train"):
     items = [ds[i] for i in idxs]
     return plot_images([x for x, _ in items], [label_text(data.classes, y) for _, y in items],
                        suptitle=f"{split}: {len(items)} images as the model sees them ({data.sz} px)")
+
+
+def show_augmentations(data, idx=0, n=8, cols=4):
+    """One training image as it is, then `n` random augmented versions of it, as the model sees them."""
+    ds = data.trn_ds
+    images = [data.tfms.valid(ds.get_image(idx))] + [ds[idx][0] for _ in range(n)]
+    titles = ["original (validation transform)"] + [f"augmented {i + 1}" for i in range(n)]
+    return plot_images(images, titles, cols=cols + 1 if (n + 1) % cols else cols,
+                       suptitle=f"{ds.fnames[idx].name}: {n} random versions")

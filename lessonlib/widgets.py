@@ -212,3 +212,103 @@ class KernelEditor:
         refresh()
         grid = w.GridBox([c for row in cells for c in row], layout=w.Layout(grid_template_columns="repeat(3, 80px)"))
         return w.VBox([w.HBox([grid, chooser]), presets, out])
+
+
+class AugmentationExplorer:
+    """Sliders for zoom, rotation, brightness, contrast and flipping over one image, updated live.
+
+    State: `params` (a dict), `kind` ("side_on" or "top_down"), `image` (PIL); `transform()`
+    builds the torchvision pipeline from them; `samples(n)` draws n augmented versions.
+
+    Example:
+        >>> explorer = AugmentationExplorer(data.trn_ds.get_image(0), sz=224)
+        >>> explorer.widget()
+        >>> explorer.set(rotation=45, kind="top_down"); explorer.samples(8)
+    """
+
+    DEFAULTS = {"zoom": 1.1, "rotation": 10.0, "brightness": 0.05, "contrast": 0.05, "flip_p": 0.5}
+
+    def __init__(self, image, sz=224, kind="side_on", seed=0):
+        self.image, self.sz, self.seed = image, sz, seed
+        self.params = dict(self.DEFAULTS)
+        self.kind = kind
+
+    def set(self, kind=None, **params):
+        """Change any of zoom, rotation, brightness, contrast, flip_p, and the kind of flips."""
+        unknown = set(params) - set(self.DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}: use {sorted(self.DEFAULTS)}")
+        if kind is not None:
+            if kind not in ("side_on", "top_down"):
+                raise ValueError("kind must be 'side_on' (photos) or 'top_down' (satellite, microscope)")
+            self.kind = kind
+        self.params.update({k: float(v) for k, v in params.items()})
+
+    def transform(self):
+        """The per-image training transform these settings describe."""
+        from torchvision.transforms import v2
+
+        from lessonlib.transforms import RandomDihedral
+        p = self.params
+        steps = [v2.ToImage(), v2.Resize(self.sz, antialias=True),
+                 v2.RandomAffine(degrees=p["rotation"], scale=(1.0, max(1.0, p["zoom"])),
+                                 interpolation=v2.InterpolationMode.BILINEAR),
+                 v2.ColorJitter(brightness=p["brightness"], contrast=p["contrast"])]
+        if self.kind == "side_on":
+            steps.append(v2.RandomHorizontalFlip(p["flip_p"]))
+        else:
+            steps.append(v2.RandomApply([RandomDihedral()], p=p["flip_p"]))
+        steps.append(v2.CenterCrop(self.sz))
+        return v2.Compose(steps)
+
+    def samples(self, n=8):
+        """`n` augmented versions of the image (the same draws each time for the same settings)."""
+        import torch
+        state = torch.get_rng_state()
+        torch.manual_seed(self.seed)
+        try:
+            tfm = self.transform()
+            return [tfm(self.image) for _ in range(n)]
+        finally:
+            torch.set_rng_state(state)
+
+    def describe(self):
+        """A sentence on whether these flips suit the kind of image."""
+        if self.kind == "top_down":
+            return ("top_down: all 8 rotations and mirror images. Right for satellite or microscope images, "
+                    "which have no 'up'; wrong for a cat photo: cats are rarely upside down.")
+        return "side_on: mirror left to right only. Right for photos taken from the side, like cats and dogs."
+
+    def widget(self, n=8):
+        """Sliders, a side_on/top_down switch, the explanation and a grid of augmented versions."""
+        import ipywidgets as w
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        from lessonlib.viz import plot_images
+
+        sliders = {
+            "zoom": w.FloatSlider(value=self.params["zoom"], min=1.0, max=2.0, step=0.05, description="max zoom"),
+            "rotation": w.FloatSlider(value=self.params["rotation"], min=0, max=180, step=5, description="rotation (°)"),
+            "brightness": w.FloatSlider(value=self.params["brightness"], min=0, max=0.8, step=0.05, description="brightness"),
+            "contrast": w.FloatSlider(value=self.params["contrast"], min=0, max=0.8, step=0.05, description="contrast"),
+            "flip_p": w.FloatSlider(value=self.params["flip_p"], min=0, max=1, step=0.1, description="flip prob."),
+        }
+        kind = w.ToggleButtons(options=["side_on", "top_down"], value=self.kind)
+        text = w.HTML()
+        out = w.Output()
+
+        def refresh(*_):
+            self.set(kind=kind.value, **{k: s.value for k, s in sliders.items()})
+            text.value = self.describe()
+            with out:
+                out.clear_output(wait=True)
+                fig = plot_images(self.samples(n), cols=4, size=2.2)
+                display(fig)
+                plt.close(fig)
+
+        for s in sliders.values():
+            s.observe(refresh, names="value")
+        kind.observe(refresh, names="value")
+        refresh()
+        return w.VBox([w.HBox([w.VBox(list(sliders.values())), w.VBox([kind, text])]), out])

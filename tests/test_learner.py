@@ -238,3 +238,16 @@ def test_multi_label_learner_uses_sigmoid_and_f2(tmp_path, home):
     assert learn.activations("train")[0].shape == (24, learn.body.n_features)
     with pytest.raises(ValueError, match="same classes"):
         learn.set_data(ImageClassifierData.from_paths(make_folders(tmp_path / "pets"), tfms=tfms, bs=8))
+
+
+def test_per_batch_augmentation_path_trains_and_keeps_labels(data):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    learn.augment_on_device = True     # what happens by default on a CUDA GPU
+    batches = learn._batches("train", shuffle=True)
+    assert isinstance(batches, learner_module.DeviceAugmentedBatches)
+    ys = torch.cat([y for _, y in batches])
+    assert sorted(ys.tolist()) == sorted(data.trn_y.tolist())
+    learn.fit(1e-2, 1)
+    assert len(learn.history) == 1
+    learn.augment_on_device = None
+    assert not isinstance(learn._batches("train"), learner_module.DeviceAugmentedBatches)   # CPU: per image

@@ -34,3 +34,26 @@ def test_kernel_editor_widget_controls_drive_the_state():
     assert [c.value for c in grid.children][:3] == [-1.0, 0.0, 1.0]   # the boxes show the preset
     grid.children[4].value = 7.0                                       # type into the centre box
     assert editor.kernel[1, 1] == 7.0
+
+
+def test_augmentation_explorer_driven_without_a_browser():
+    from PIL import Image
+
+    from lessonlib.widgets import AugmentationExplorer
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    explorer = AugmentationExplorer(img, sz=32)
+    first = explorer.samples(4)
+    assert len(first) == 4 and all(x.shape == (3, 32, 32) for x in first)
+    assert all(np.array_equal(a, b) for a, b in zip(first, explorer.samples(4)))   # same settings, same draws
+    explorer.set(rotation=0, zoom=1.0, brightness=0, contrast=0, flip_p=0)
+    still = explorer.samples(3)
+    assert all(np.array_equal(still[0], s) for s in still)                        # nothing random left
+    explorer.set(kind="top_down", flip_p=1.0)
+    assert "satellite" in explorer.describe()
+    with pytest.raises(ValueError, match="unknown settings"):
+        explorer.set(blur=1)
+    box = explorer.widget(n=4)
+    sliders = box.children[0].children[0].children
+    sliders[1].value = 90.0
+    assert explorer.params["rotation"] == 90.0

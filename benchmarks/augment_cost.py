@@ -1,0 +1,80 @@
+"""What does data augmentation cost, per image on the CPU and per batch on the device?
+
+In one run, on whatever device is present:
+  - the per-image CPU path (PIL decode + torchvision v2 training transforms) on real photos: ms/image;
+  - `BatchAugment` on a batch of 64 images at 224 px on the device: ms/batch;
+  - one resnet34 training step (forward, backward, SGD step) on the same batch, for scale;
+and prints the ratio batch-augmentation / training step (the GPU target is under 10%).
+
+    LESSONLIB_DATA_MIRROR=../shared/datasets python benchmarks/augment_cost.py [--repeats 5]
+"""
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+
+from lessonlib import datasets, tfms_from_model, transforms_side_on
+from lessonlib.data import image_files, load_image
+from lessonlib.runtime import default_device
+from lessonlib.training import autocast_for, prepare_model, to_device
+
+
+def timed(fn, repeats, sync):
+    times = []
+    for _ in range(repeats + 1):           # the first run warms up and is dropped
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--bs", type=int, default=64)
+    parser.add_argument("--sz", type=int, default=224)
+    args = parser.parse_args()
+    device = default_device()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    tfms = tfms_from_model("resnet34", args.sz, aug_tfms=transforms_side_on, max_zoom=1.1)
+
+    files = image_files(datasets.get("dogscats-mini", smoke=False) / "train" / "cats")[:args.bs]
+    cpu_s = timed(lambda: [tfms.train(load_image(f, tfms.load_size)) for f in files], args.repeats, lambda: None)
+
+    batch = torch.stack([tfms.base(load_image(f, tfms.load_size)) for f in files])
+    batch = to_device(batch, device)
+    augment_s = timed(lambda: tfms.batch_augment(batch), args.repeats, sync)
+
+    model = prepare_model(torchvision.models.resnet34(weights=None), device)   # timing only: weights don't matter
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    autocast, _ = autocast_for(device)
+    x = to_device(batch.float() / 255, device)
+    y = torch.randint(0, 1000, (len(x),), device=device)
+
+    def step():
+        with autocast():
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    step_s = timed(step, max(2, args.repeats // 2), sync)
+
+    result = {"device": str(device), "bs": len(files), "sz": args.sz,
+              "cpu_path_ms_per_image": round(1000 * cpu_s / len(files), 2),
+              "batch_augment_ms_per_batch": round(1000 * augment_s, 2),
+              "resnet34_train_step_ms": round(1000 * step_s, 1),
+              "batch_augment_over_train_step": round(augment_s / step_s, 4)}
+    print(json.dumps(result, indent=2))
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"augment_cost_{result['device']}.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
