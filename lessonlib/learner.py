@@ -92,6 +92,11 @@ class ConvLearner:
         if data.is_multi:   # several tags per image: one independent yes/no (sigmoid) per tag
             self.metrics = list(metrics) if metrics else [f2]
             self.loss_fn = nn.BCEWithLogitsLoss()
+            # Start each tag's output at its frequency in the training set instead of 50%: most tags
+            # are absent from most images, and learning that first would waste the first epochs.
+            freq = torch.as_tensor(data.trn_y.mean(0)).clamp(1e-3, 1 - 1e-3)
+            with torch.no_grad():
+                head[-1].bias.copy_(torch.log(freq / (1 - freq)))
         else:               # one class per image: softmax over the classes
             self.metrics = list(metrics) if metrics else [training.accuracy]
             self.loss_fn = nn.CrossEntropyLoss()

@@ -227,6 +227,8 @@ def test_multi_label_learner_uses_sigmoid_and_f2(tmp_path, home):
     data = ImageClassifierData.from_csv(tmp_path / "tags", "imgs", "labels.csv", tfms=tfms, bs=8)
     learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
     assert isinstance(learn.loss_fn, torch.nn.BCEWithLogitsLoss)
+    freq = data.trn_y.mean(0)   # each tag's output starts at its frequency, not at 50%
+    assert np.allclose(torch.sigmoid(learn.head[-1].bias).detach().numpy(), np.clip(freq, 1e-3, 1 - 1e-3), atol=1e-6)
     learn.fit(1e-2, 2)
     assert list(learn.history.columns) == ["fit", "epoch", "trn_loss", "val_loss", "f2", "time"]
     probs = learn.predict()
