@@ -107,6 +107,16 @@ def _pool_shape(answer):
     return answer is not None and tuple(answer) == (2, 12, 12)
 
 
+def _satellite_set(answer):
+    from lessonlib.transforms import transforms_top_down
+    return answer is transforms_top_down
+
+
+def _zoom_20(answer):
+    return (hasattr(answer, "max_zoom") and abs(answer.max_zoom - 1.2) < 1e-9 and answer.augments
+            and answer.sz >= 32)
+
+
 EXERCISES = {
     "00-count-dogs": Exercise(
         "How many photos of dogs are in the training set?",
@@ -157,6 +167,18 @@ EXERCISES = {
         "The lesson takes the rate one order of magnitude below the loss minimum: the minimum's rate / 10.",
         "answer = lrf.lrs[np.argmin(lrf.smoothed)] / 10",
         _lesson_rule),
+    "03-satellite": Exercise(
+        "Which of transforms_basic, transforms_side_on and transforms_top_down fits satellite tiles?",
+        "A satellite tile has no 'up': turned by 90° or mirrored, it is still a valid tile. Which set uses "
+        "all eight of those symmetries?",
+        "from lessonlib.transforms import transforms_top_down\nanswer = transforms_top_down",
+        _satellite_set),
+    "03-zoom": Exercise(
+        "Build transforms for `arch` at size `sz` with the side-on augmentations and up to 20% zoom.",
+        "tfms_from_model takes aug_tfms= (a list such as transforms_side_on) and max_zoom= (1.2 means 20%).",
+        "from lessonlib import tfms_from_model, transforms_side_on\n"
+        "answer = tfms_from_model('resnet34', 224, aug_tfms=transforms_side_on, max_zoom=1.2)",
+        _zoom_20),
     "04-sgdr-epochs": Exercise(
         "How many epochs does learn.fit(1e-2, 3, cycle_len=1, cycle_mult=2) train?",
         "3 cycles; the first lasts cycle_len = 1 epoch and each next one cycle_mult = 2 times longer.",

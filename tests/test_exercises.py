@@ -26,6 +26,7 @@ def context(tmp_path):
             "02-one-step": {}, "02-min-lr": {"lrf": FINDER}, "02-lesson-rule": {"lrf": FINDER},
             "04-sgdr-epochs": {}, "04-mid-cycle": {}, "05-bn-freeze": {},
             "05-tta-accuracy": {"log_preds": np.log(np.stack([np.exp(log_preds)] * 3)), "y": y},
+            "03-satellite": {}, "03-zoom": {},
             "06-upper-side": {}, "06-cell-by-hand": {}, "06-maxpool-shape": {},
             "09-f2-by-hand": {}, "09-best-threshold": {"probs": np.exp(log_preds), "targs": np.eye(2)[y]}}
 
@@ -51,6 +52,9 @@ def test_wrong_answers_are_rejected(context):
     assert check("04-sgdr-epochs", 3) is False and check("05-bn-freeze", True) is False
     assert check("05-bn-freeze", 0) is False   # False itself, not something falsy
     assert check("09-f2-by-hand", 0.6) is False
+    from lessonlib import tfms_from_model, transforms_side_on
+    assert check("03-satellite", transforms_side_on) is False
+    assert check("03-zoom", tfms_from_model("resnet34", 64, aug_tfms=transforms_side_on, max_zoom=1.1)) is False
     assert check("06-upper-side", [[1, 1, 1], [0, 0, 0], [-1, -1, -1]]) is False   # the lower side instead
     assert check("06-upper-side", np.zeros((3, 3))) is False and check("06-upper-side", [1, 2]) is False
     assert check("06-maxpool-shape", (2, 24, 24)) is False and check("06-cell-by-hand", 0) is False
