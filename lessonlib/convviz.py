@@ -143,21 +143,29 @@ def load_digit_image(path):
 
 # ---------------------------------------------------------------- spreadsheet-style views
 
-def show_grid(values, ax=None, title=None, numbers=None, cmap="RdYlGn", fmt="{:.1f}", highlight=None):
+def show_grid(values, ax=None, title=None, numbers=None, cmap="RdYlGn", fmt="{:.1f}", highlight=None,
+              vmin=None, vmax=None, centered=False):
     """A grid coloured like a spreadsheet's colour scale; the numbers are written in when it is small.
 
     highlight: (row, col, height, width) drawn as a box, e.g. the 3x3 patch behind an output cell.
+    vmin, vmax: the colour scale's ends (default: the grid's own); centered: make 0 the middle colour.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
     values = np.asarray(values, dtype=np.float64)
     ax = ax or plt.subplots(figsize=(max(2, values.shape[1] * 0.3), max(2, values.shape[0] * 0.3)))[1]
-    ax.imshow(values, cmap=cmap)
+    if centered:
+        limit = max(np.abs(values).max(), 1e-9)
+        vmin, vmax = -limit, limit
+    image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
     numbers = max(values.shape) <= 14 if numbers is None else numbers
     if numbers:
         for (i, j), v in np.ndenumerate(values):
-            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7 if max(values.shape) > 8 else 9)
+            r, g, b, _ = image.cmap(image.norm(v))
+            color = "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black"   # readable on any cell
+            ax.text(j, i, fmt.format(v), ha="center", va="center", color=color,
+                    fontsize=7 if max(values.shape) > 8 else 9)
     if highlight is not None:
         r, c, h, w = highlight
         ax.add_patch(Rectangle((c - 0.5, r - 0.5), w, h, fill=False, edgecolor="blue", linewidth=2.5))
@@ -182,10 +190,12 @@ def explain_cell(image, kern, row, col):
     patch = image[row:row + k, col:col + k]
     value = float(np.sum(patch * kern))
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), gridspec_kw={"width_ratios": [3, 1, 1, 1]})
-    show_grid(image, axes[0], "input: the 3x3 patch", numbers=False, cmap="Greys", highlight=(row, col, k, k))
-    show_grid(patch, axes[1], "patch", numbers=True, fmt="{:.2f}")
-    show_grid(kern, axes[2], "kernel", numbers=True, fmt="{:.2f}")
-    show_grid(patch * kern, axes[3], "patch x kernel", numbers=True, fmt="{:.2f}")
+    lo, hi = min(0.0, image.min()), max(1.0, image.max())
+    show_grid(image, axes[0], "input: the 3x3 patch", numbers=False, cmap="Greys_r", highlight=(row, col, k, k),
+              vmin=lo, vmax=hi)
+    show_grid(patch, axes[1], "patch", numbers=True, fmt="{:.2f}", cmap="Greys_r", vmin=lo, vmax=hi)
+    show_grid(kern, axes[2], "kernel", numbers=True, fmt="{:.2f}", cmap="RdBu_r", centered=True)
+    show_grid(patch * kern, axes[3], "patch x kernel", numbers=True, fmt="{:.2f}", cmap="RdBu_r", centered=True)
     fig.suptitle(f"output[{row}, {col}] = SUM(patch x kernel) = {value:.2f};  after ReLU: {max(0.0, value):.2f}")
     fig.tight_layout()
     return fig, value
@@ -203,7 +213,7 @@ def show_stages(stages):
     for ax, (title, g) in zip(axes, grids):
         show_grid(g, ax, f"{title}\n{g.shape[0]}x{g.shape[1]}", numbers=False, cmap="viridis")
     fig.suptitle(f"dense output (SUMPRODUCT with its weights): {np.round(stages['dense'], 2).tolist()}")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
     return fig
 
 
