@@ -8,7 +8,6 @@
 """
 import hashlib
 import os
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -378,8 +377,8 @@ class ConvLearner:
 
         Returns `(log_preds, y)` with `log_preds` of shape (n_aug + 1, images, classes), as in the
         lesson: average the probabilities with `probs = np.mean(np.exp(log_preds), 0)`. The augmented
-        copies use the training transforms (random crops, flips, zoom, lighting); the body runs on
-        them even when precompute is on, since cached activations cannot be augmented. For
+        copies are shifted crops of a slightly larger image, mirrored as the training augmentations
+        allow (`tfms.tta`); the body runs on them even when precompute is on. For
         multi-label data the slices hold tag probabilities: average them with `np.mean(log_preds, 0)`.
 
         Example:
@@ -394,7 +393,7 @@ class ConvLearner:
             raise ValueError("this data has no test set: pass test_name='test' to ImageClassifierData.from_paths")
         plain, y = self.predict_with_targs(is_test)
         ds = self.data.test_ds if is_test else self.data.val_ds
-        augmented = ImageDataset(ds.fnames, ds.y, self.data.tfms.train, ds.min_side)
+        augmented = ImageDataset(ds.fnames, ds.y, self.data.tfms.tta, ds.min_side)
         loader = DataLoader(augmented, batch_size=self.data.bs, num_workers=self.data.num_workers,
                             pin_memory=torch.cuda.is_available())
         device = default_device()

@@ -127,3 +127,13 @@ def test_batch_version_of_the_lesson_sets():
     with pytest.raises(ValueError, match="no batch version"):
         BatchAugment.from_tfms([v2.GaussianBlur(3)])
     assert tfms_from_model("resnet34", 32, aug_tfms=[v2.GaussianBlur(3)]).batch_augment is None
+
+
+def test_tta_views_are_crops_and_the_allowed_flips():
+    side = tfms_from_model("resnet34", 32, aug_tfms=transforms_side_on, max_zoom=1.1)
+    kinds = [type(t).__name__ for t in side.tta.transforms]
+    assert kinds == ["ToImage", "Resize", "RandomCrop", "RandomHorizontalFlip"]
+    assert side.tta.transforms[1].size == [35]
+    top = tfms_from_model("resnet34", 32, aug_tfms=transforms_top_down)
+    assert isinstance(top.tta.transforms[-1], RandomDihedral)
+    assert top.tta(photo()).shape == (3, 32, 32)
