@@ -364,3 +364,16 @@ class ImageClassifierData:
             good = [f for f in test_files if str(f) not in bad]
             test_ds = ImageDataset(good, [-1] * len(good), tfms.valid, tfms.load_size)
         return cls(path, classes, trn_ds, val_ds, test_ds, tfms, bs, num_workers)
+
+
+def submission_frame(data, probs, positive):
+    """A Kaggle-style submission: `id` from each test file's name, `label` the probability of `positive`."""
+    import pandas as pd
+
+    if data.test_ds is None:
+        raise ValueError("this data has no test set: pass test_name='test' to ImageClassifierData.from_paths")
+    probs = np.asarray(probs)
+    if probs.shape != (len(data.test_ds), data.c):
+        raise ValueError(f"probs must be (test images, classes) = {(len(data.test_ds), data.c)}, got {probs.shape}")
+    ids = [int(f.stem) if f.stem.isdigit() else f.stem for f in data.test_ds.fnames]
+    return pd.DataFrame({"id": ids, "label": probs[:, data.classes.index(positive)]})

@@ -180,3 +180,16 @@ def test_set_size_keeps_images_and_labels(tmp_path):
     data = ImageClassifierData.from_paths(tmp_path, tfms=TFMS, bs=4)
     bigger = data.set_size(tfms_from_model("efficientnet_lite0", 48, aug_tfms=transforms_side_on))
     assert bigger.sz == 48 and bigger.trn_ds.fnames == data.trn_ds.fnames and next(iter(bigger.val_dl))[0].shape[-1] == 48
+
+
+def test_submission_frame(tmp_path):
+    from lessonlib.data import submission_frame
+
+    make_folders(tmp_path, n_test=3)
+    data = ImageClassifierData.from_paths(tmp_path, tfms=TFMS, bs=4, test_name="test")
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    sub = submission_frame(data, probs, "dogs")
+    assert list(sub.columns) == ["id", "label"] and sub.id.tolist() == [0, 1, 2]
+    assert sub.label.tolist() == [0.1, 0.8, 0.5]
+    with pytest.raises(ValueError, match="probs must be"):
+        submission_frame(data, probs[:2], "dogs")
