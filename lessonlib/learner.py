@@ -14,7 +14,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from torch.utils.data import DataLoader
 
 from lessonlib import models, training
