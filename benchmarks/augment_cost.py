@@ -9,14 +9,13 @@ and prints the ratio batch-augmentation / training step (the GPU target is under
     LESSONLIB_DATA_MIRROR=../shared/datasets python benchmarks/augment_cost.py [--repeats 5]
 """
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torchvision
 
+from _results import save_result   # benchmarks/_results.py
 from lessonlib import datasets, tfms_from_model, transforms_side_on
 from lessonlib.data import image_files, load_image
 from lessonlib.runtime import default_device
@@ -70,10 +69,7 @@ def main():
               "batch_augment_ms_per_batch": round(1000 * augment_s, 2),
               "resnet34_train_step_ms": round(1000 * step_s, 1),
               "batch_augment_over_train_step": round(augment_s / step_s, 4)}
-    print(json.dumps(result, indent=2))
-    out = Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"augment_cost_{result['device']}.json").write_text(json.dumps(result, indent=2))
+    save_result(f"augment_cost_{result['device']}", result)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,13 @@ and prints their ratio. Writes the numbers as JSON to benchmarks/results/.
     LESSONLIB_DATA_MIRROR=../shared/datasets python benchmarks/precompute_speedup.py [--sz 224] [--repeats 3]
 """
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from _results import save_result   # benchmarks/_results.py
 from lessonlib import ConvLearner, ImageClassifierData, datasets, setup, tfms_from_model, transforms_side_on
 from lessonlib.runtime import default_device
 
@@ -58,10 +58,7 @@ def main():
         "speedup_full_over_head": round(full_epoch / statistics.median(head_epochs), 1),
         "accuracy_after_head_epochs": float(learn.history.accuracy.iloc[args.repeats - 1]),
     }
-    print(json.dumps(result, indent=2))
-    out = Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"precompute_speedup_{result['device']}_{args.sz}.json").write_text(json.dumps(result, indent=2))
+    save_result(f"precompute_speedup_{result['device']}_{args.sz}", result)
 
 
 if __name__ == "__main__":

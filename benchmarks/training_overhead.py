@@ -10,14 +10,13 @@ Prints images/s and the ratios lessonlib/minimal and lessonlib/ceiling; writes J
     LESSONLIB_DATA_MIRROR=../shared/datasets python benchmarks/training_overhead.py [--sz 224]
 """
 import argparse
-import json
 import os
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
+from _results import save_result   # benchmarks/_results.py
 from lessonlib import ConvLearner, ImageClassifierData, datasets, setup, tfms_from_model, transforms_side_on
 from lessonlib.runtime import default_device
 from lessonlib.training import autocast_for, prepare_model, to_device
@@ -86,10 +85,7 @@ def main():
 
     result["lessonlib_over_minimal_time"] = round(result["b_minimal_images_per_s"] / result["a_lessonlib_images_per_s"], 3)
     result["lessonlib_over_ceiling_speed"] = round(result["a_lessonlib_images_per_s"] / result["c_ceiling_images_per_s"], 3)
-    print(json.dumps(result, indent=2))
-    out = Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"training_overhead_{result['device']}_{args.sz}.json").write_text(json.dumps(result, indent=2))
+    save_result(f"training_overhead_{result['device']}_{args.sz}", result)
 
 
 if __name__ == "__main__":
