@@ -128,11 +128,18 @@ def _decode_error(path, min_side):
         return f"{type(e).__name__}: {e}"
 
 
+def files_digest(files):
+    """A hash of file names, sizes and modification times: changes whenever any file does."""
+    h = hashlib.sha256()
+    for f in files:
+        st = os.stat(f)
+        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 def find_unreadable(files, min_side=None):
     """{file: reason} for the images that cannot be decoded; results cached by name, size and mtime."""
-    stats = "\n".join(f"{f}|{os.stat(f).st_size}|{os.stat(f).st_mtime_ns}" for f in files)
-    key = hashlib.sha256(stats.encode()).hexdigest()[:24]
-    cache = home() / "scans" / f"{key}.json"
+    cache = home() / "scans" / f"{files_digest(files)[:24]}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     ImageFile.LOAD_TRUNCATED_IMAGES = False   # a truncated file is an error, not grey pixels
@@ -237,10 +244,10 @@ class ImageClassifierData:
         self.trn_ds, self.val_ds, self.test_ds = trn_ds, val_ds, test_ds
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         fixed = ImageDataset(trn_ds.fnames, trn_ds.y, tfms.valid, trn_ds.min_side)
-        self.trn_dl = self._loader(trn_ds, shuffle=True)
-        self.fix_dl = self._loader(fixed)
-        self.val_dl = self._loader(val_ds)
-        self.test_dl = self._loader(test_ds) if test_ds is not None else None
+        self.trn_dl = self.loader(trn_ds, shuffle=True)
+        self.fix_dl = self.loader(fixed)
+        self.val_dl = self.loader(val_ds)
+        self.test_dl = self.loader(test_ds) if test_ds is not None else None
 
     @property
     def base_trn_dl(self):
@@ -249,7 +256,7 @@ class ImageClassifierData:
             raise ValueError("these transforms have no batch augmentation")
         if getattr(self, "_base_trn_dl", None) is None:
             ds = ImageDataset(self.trn_ds.fnames, self.trn_ds.y, self.tfms.base, self.trn_ds.min_side)
-            self._base_trn_dl = self._loader(ds, shuffle=True)
+            self._base_trn_dl = self.loader(ds, shuffle=True)
         return self._base_trn_dl
 
     @property
@@ -274,7 +281,8 @@ class ImageClassifierData:
         """True for multi-label data: each image has a 0/1 vector of tags rather than one class."""
         return self.trn_ds.y.ndim == 2
 
-    def _loader(self, ds, shuffle=False):
+    def loader(self, ds, shuffle=False):
+        """A DataLoader over `ds` with this data's batch size, workers and pinned memory."""
         # A final mini-batch of one image would break BatchNorm in training: drop only that case.
         drop_last = shuffle and len(ds) % self.bs == 1
         workers = self.num_workers

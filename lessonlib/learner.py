@@ -14,10 +14,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from lessonlib import models, training
-from lessonlib.data import ImageDataset
+from lessonlib.data import ImageDataset, files_digest
 from lessonlib.lr_finder import find_lr, losses_at
 from lessonlib.metrics import f2
 from lessonlib.runtime import default_device, home
@@ -67,14 +66,6 @@ def _weights_digest(module):
     return h.hexdigest()
 
 
-def _files_digest(files):
-    h = hashlib.sha256()
-    for f in files:
-        st = os.stat(f)
-        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
-
-
 class ConvLearner:
     """A pretrained convolutional body with a new head for `data`'s classes.
 
@@ -119,7 +110,8 @@ class ConvLearner:
             data: an `ImageClassifierData`.
             precompute: compute the frozen body's activations once and train the head on them.
             xtra_fc: width of the head's hidden layer; ps: its two dropout probabilities.
-            metrics: functions (log_preds, y) -> float shown per epoch (default: accuracy).
+            metrics: functions (preds, y) -> float shown per epoch; preds are log-probabilities, or tag
+                probabilities for multi-label data (default: accuracy, or f2 for multi-label data).
 
         Example:
             >>> learn = ConvLearner.pretrained("resnet34", data, precompute=True)
@@ -213,7 +205,7 @@ class ConvLearner:
         ds = self._splits()[split].dataset
         if self._body_digest is None:
             self._body_digest = _weights_digest(self.body.module)
-        parts = [self.arch, str(self.data.sz), repr(self.data.tfms.valid), self._body_digest, _files_digest(ds.fnames)]
+        parts = [self.arch, str(self.data.sz), repr(self.data.tfms.valid), self._body_digest, files_digest(ds.fnames)]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
     def activations(self, split="train"):
@@ -393,8 +385,7 @@ class ConvLearner:
         plain, y = self.predict_with_targs(is_test)
         ds = self.data.test_ds if is_test else self.data.val_ds
         augmented = ImageDataset(ds.fnames, ds.y, self.data.tfms.tta, ds.min_side)
-        loader = DataLoader(augmented, batch_size=self.data.bs, num_workers=self.data.num_workers,
-                            pin_memory=torch.cuda.is_available())
+        loader = self.data.loader(augmented)
         device = default_device()
         model = training.prepare_model(self.model, device).eval()
         runs = [plain]

@@ -60,7 +60,12 @@ def test_grad_cam_matches_the_hook_recipe(learn):
     assert cam.min() >= 0 and cam.max() == pytest.approx(1.0)
 
 
-def test_plots_run(learn):
-    log_preds = learn.predict()
-    plot_top_losses(learn.data, log_preds, learn.data.val_y, n=3)
-    plot_heatmaps(learn, [0, 3])
+def test_plots_show_the_chosen_images(learn):
+    log_preds, y = learn.predict(), learn.data.val_y
+    fig = plot_top_losses(learn.data, log_preds, y, n=3)
+    idxs, losses = top_losses(log_preds, y, 3)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 3 and f"loss {losses[0]:.2f}" in titles[0]
+    heat = plot_heatmaps(learn, [0, 3])
+    assert [ax.get_title() for ax in heat.axes] == [f"true: {learn.data.classes[y[i]]}" for i in (0, 3)]
+    assert all(len(ax.get_images()) == 2 for ax in heat.axes)   # the photo and its heat map on top
