@@ -117,6 +117,17 @@ def _zoom_20(answer):
             and answer.sz >= 32)
 
 
+def _keras_freeze_100(answer):
+    from lessonlib.keras_compare import import_keras
+    base = import_keras().applications.ResNet50(weights=None, include_top=False)
+    training = sum(int(np.prod(w.shape)) for layer in base.layers[100:] for w in layer.trainable_weights)
+    return answer is not None and int(answer) == training
+
+
+def _freeze_to_late(answer):
+    return isinstance(answer, int) and not isinstance(answer, bool) and answer == 1
+
+
 EXERCISES = {
     "00-count-dogs": Exercise(
         "How many photos of dogs are in the training set?",
@@ -232,6 +243,23 @@ EXERCISES = {
         "Max-pooling keeps the channels and halves the height and the width.",
         "answer = (2, 12, 12)",
         _pool_shape),
+    "08-keras-freeze-100": Exercise(
+        "Build keras.applications.ResNet50(weights=None, include_top=False), freeze its first 100 layers and "
+        "report how many weights (numbers, not tensors) still train.",
+        "Set layer.trainable = False for each layer in base.layers[:100]; then add up the sizes of "
+        "base.trainable_weights: int(np.prod(w.shape)) for each w.",
+        "from lessonlib.keras_compare import import_keras\n"
+        "keras = import_keras()\n"
+        "base = keras.applications.ResNet50(weights=None, include_top=False)\n"
+        "for layer in base.layers[:100]:\n"
+        "    layer.trainable = False\n"
+        "answer = sum(int(np.prod(w.shape)) for w in base.trainable_weights)",
+        _keras_freeze_100),
+    "08-freeze-to": Exercise(
+        "Which n in learn.freeze_to(n) trains the late body and the head but keeps the early body frozen?",
+        "The layer groups are [early body, late body, head]; freeze_to(n) freezes the groups before index n.",
+        "answer = 1",
+        _freeze_to_late),
 }
 
 

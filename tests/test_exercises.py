@@ -28,6 +28,7 @@ def context(tmp_path):
             "05-tta-accuracy": {"log_preds": np.log(np.stack([np.exp(log_preds)] * 3)), "y": y},
             "03-satellite": {}, "03-zoom": {},
             "06-upper-side": {}, "06-cell-by-hand": {}, "06-maxpool-shape": {},
+            "08-keras-freeze-100": {}, "08-freeze-to": {},
             "09-f2-by-hand": {}, "09-best-threshold": {"probs": np.exp(log_preds), "targs": np.eye(2)[y]}}
 
 
@@ -52,6 +53,8 @@ def test_wrong_answers_are_rejected(context):
     assert check("04-sgdr-epochs", 3) is False and check("05-bn-freeze", True) is False
     assert check("05-bn-freeze", 0) is False   # False itself, not something falsy
     assert check("09-f2-by-hand", 0.6) is False
+    assert check("08-freeze-to", 0) is False and check("08-freeze-to", True) is False
+    assert check("08-keras-freeze-100", 25_583_592) is False   # every ResNet50 weight: none frozen
     from lessonlib import tfms_from_model, transforms_side_on
     assert check("03-satellite", transforms_side_on) is False
     assert check("03-zoom", tfms_from_model("resnet34", 64, aug_tfms=transforms_side_on, max_zoom=1.1)) is False
