@@ -4,13 +4,20 @@ In one run, on whatever device is present, on dogscats-mini (800 training photos
   (a) lessonlib: `learn.fit(lr, 1)` with precompute off and the whole body unfrozen;
   (b) a minimal hand-written PyTorch loop doing the same work (same model, data loader, optimizer);
   (c) the model-bound ceiling: the same training steps on synthetic tensors already on the device;
-  (d) precompute feature extraction; (e) a head epoch on cached activations; (f) lr_find wall time.
+  (d) precompute feature extraction; (e) a head epoch on cached activations; (f) lr_find wall time;
+  (g) when Keras 3 is installed: the same full fine-tune in Keras on the PyTorch backend (the same body,
+      wrapped with TorchModuleWrapper, fed by a torch DataLoader; see lessonlib.keras_compare);
+  (h) when fastai v2 is installed (not in requirements.txt: `pip install fastai==2.8.12`): `vision_learner`
+      with the same pretrained backbone + `fit_one_cycle`, body unfrozen, fastai's own data pipeline.
+(a) and (b) alternate `--repeats` times; medians are reported, and the ratio of the best epochs (the first
+epoch after unfreezing pays one-time costs, and lessonlib runs it).
 Prints images/s and the ratios lessonlib/minimal and lessonlib/ceiling; writes JSON to benchmarks/results/.
 
-    LESSONLIB_DATA_MIRROR=../shared/datasets python benchmarks/training_overhead.py [--sz 224]
+    LESSONLIB_DATA_MIRROR=../shared/datasets python benchmarks/training_overhead.py [--sz 224] [--repeats 2]
 """
 import argparse
 import os
+import statistics
 import tempfile
 import time
 
@@ -22,20 +29,71 @@ from lessonlib.runtime import default_device
 from lessonlib.training import autocast_for, prepare_model, to_device
 
 
-def minimal_epoch(model, loader, device, lr):
-    """The floor of overhead: forward, loss, backward, step; nothing else."""
+def minimal_epoch(model, loader, device, lr, micro_bs=None):
+    """The floor of overhead: forward, loss, backward, step; nothing else. Like lessonlib's fit, it passes
+    each mini-batch in pieces of `micro_bs` images when given (what lessonlib does on a CPU)."""
     autocast, _ = autocast_for(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     model.train()
     for x, y in loader:
         x, y = to_device(x, device), y.to(device, non_blocking=True)
-        with autocast():
-            loss = torch.nn.functional.cross_entropy(model(x), y)
+        size = micro_bs or len(x)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        for xs, ys in zip(x.split(size), y.split(size)):
+            with autocast():
+                loss = torch.nn.functional.cross_entropy(model(xs), ys) * (len(xs) / len(x))
+            loss.backward()
         optimizer.step()
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def keras_full_fine_tune(path, arch, sz, bs):
+    """Images/s of one Keras 3 epoch with the whole body training (None when Keras is not installed)."""
+    try:
+        from lessonlib import keras_compare
+        keras_compare.import_keras()
+    except ImportError:
+        print("Keras is not installed: no Keras row")
+        return None
+    data = keras_compare.keras_data(path, sz, bs, arch)
+    model = keras_compare.keras_model(data, sz, arch)
+    model.compile(optimizer="sgd", loss="binary_crossentropy")   # every layer trainable
+    model.fit(data[0], epochs=1, steps_per_epoch=2, verbose=0)   # warm-up
+    start = time.perf_counter()
+    model.fit(data[0], epochs=1, verbose=0)
+    return len(data[0].dataset) / (time.perf_counter() - start)
+
+
+def fastai_fine_tune(path, arch, sz, bs, repeats):
+    """Best images/s over `repeats` fastai v2 epochs (`vision_learner` + `fit_one_cycle`, body unfrozen) on the
+    same photos with the same pretrained backbone; None when fastai is not installed."""
+    try:
+        from fastai.vision.all import ImageDataLoaders, Resize, aug_transforms, vision_learner
+    except ImportError:
+        print("fastai is not installed (pip install fastai==2.8.12): no fastai row")
+        return None
+    from lessonlib.models import load_pretrained
+
+    def backbone(pretrained=True):   # the ImageNet weights lessonlib uses; fastai cuts off the classifier
+        return load_pretrained(arch)[1]
+
+    dls = ImageDataLoaders.from_folder(path, train="train", valid="valid", item_tfms=Resize(sz),
+                                       batch_tfms=aug_transforms(), bs=bs)
+    learn = vision_learner(dls, backbone, cut=-2, pretrained=True)
+    learn.unfreeze()
+    speeds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        with learn.no_bar(), learn.no_logging():
+            learn.fit_one_cycle(1, 1e-3)
+        epoch_s = time.perf_counter() - start
+        start = time.perf_counter()
+        with learn.no_bar():
+            learn.validate()
+        speeds.append(len(dls.train_ds) / (epoch_s - (time.perf_counter() - start)))
+    print(f"fastai epochs: {[round(v, 1) for v in speeds]} images/s")
+    return max(speeds)
 
 
 def main():
@@ -43,6 +101,7 @@ def main():
     parser.add_argument("--arch", default="efficientnet_lite0")
     parser.add_argument("--sz", type=int, default=224)
     parser.add_argument("--bs", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2, help="epochs of (a) and of (b), alternating")
     args = parser.parse_args()
     os.environ["LESSONLIB_HOME"] = tempfile.mkdtemp(prefix="lessonlib-bench-")
     setup(0)
@@ -63,25 +122,44 @@ def main():
     result["f_lr_find_s"] = round(time.perf_counter() - start, 2)
 
     learn.unfreeze()
-    start = time.perf_counter()
-    learn.fit(1e-3, 1)
-    train_s = float(learn.history.time.iloc[-1])   # includes the validation pass: time it apart
-    start = time.perf_counter()
-    learn.predict()
-    valid_s = time.perf_counter() - start
-    result["a_lessonlib_images_per_s"] = round(n / (train_s - valid_s), 1)
-
     model = prepare_model(learn.model, device)
-    start = time.perf_counter()
-    minimal_epoch(model, data.trn_dl, device, 1e-3)
-    result["b_minimal_images_per_s"] = round(n / (time.perf_counter() - start), 1)
+    micro_bs = learn._micro_bs(device)   # pieces of 16 on a CPU (see benchmarks/micro_batches.py), else None
+    result["micro_bs"] = micro_bs
+    lessonlib_speeds, minimal_speeds = [], []
+    for _ in range(args.repeats):
+        learn.fit(1e-3, 1)
+        train_s = float(learn.history.time.iloc[-1])   # includes the validation pass: time it apart
+        start = time.perf_counter()
+        learn.predict()
+        valid_s = time.perf_counter() - start
+        lessonlib_speeds.append(n / (train_s - valid_s))
+        start = time.perf_counter()
+        minimal_epoch(model, data.trn_dl, device, 1e-3, micro_bs)
+        minimal_speeds.append(n / (time.perf_counter() - start))
+    result["a_lessonlib_images_per_s_each"] = [round(v, 1) for v in lessonlib_speeds]
+    result["b_minimal_images_per_s_each"] = [round(v, 1) for v in minimal_speeds]
+    result["a_lessonlib_images_per_s"] = round(statistics.median(lessonlib_speeds), 1)
+    result["b_minimal_images_per_s"] = round(statistics.median(minimal_speeds), 1)
+    # The first epoch after unfreezing also pays one-time costs (gradient buffers, allocator warm-up),
+    # and lessonlib runs it: the best epoch of each is the fairer overhead figure.
+    result["lessonlib_over_minimal_time_best"] = round(max(minimal_speeds) / max(lessonlib_speeds), 3)
 
     x = torch.randint(0, 256, (args.bs, 3, args.sz, args.sz), dtype=torch.uint8)
     y = torch.randint(0, data.c, (args.bs,))
     synthetic = [(x, y)] * (n // args.bs)
     start = time.perf_counter()
-    minimal_epoch(model, synthetic, device, 1e-3)
+    minimal_epoch(model, synthetic, device, 1e-3, micro_bs)
     result["c_ceiling_images_per_s"] = round(len(synthetic) * args.bs / (time.perf_counter() - start), 1)
+
+    keras_speed = keras_full_fine_tune(path, args.arch, args.sz, args.bs)
+    if keras_speed is not None:
+        result["g_keras_images_per_s"] = round(keras_speed, 1)
+        result["lessonlib_over_keras_speed"] = round(result["a_lessonlib_images_per_s"] / keras_speed, 3)
+
+    fastai_speed = fastai_fine_tune(path, args.arch, args.sz, args.bs, args.repeats)
+    if fastai_speed is not None:
+        result["h_fastai_images_per_s_best"] = round(fastai_speed, 1)
+        result["lessonlib_over_fastai_speed_best"] = round(max(lessonlib_speeds) / fastai_speed, 3)
 
     result["lessonlib_over_minimal_time"] = round(result["b_minimal_images_per_s"] / result["a_lessonlib_images_per_s"], 3)
     result["lessonlib_over_ceiling_speed"] = round(result["a_lessonlib_images_per_s"] / result["c_ceiling_images_per_s"], 3)

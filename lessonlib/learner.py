@@ -93,6 +93,7 @@ class ConvLearner:
         self.sched = None
         self.bn_frozen = False
         self.augment_on_device = None   # None: per batch on CUDA, per image elsewhere; True/False to choose
+        self.micro_bs = None   # None: 16 when the body trains on a CPU (see _micro_bs); 0: never split
         self._precompute = False
         self._activations = {}   # cache key -> (features, labels), kept while the body is unchanged
         self._body_digest = None
@@ -260,6 +261,18 @@ class ConvLearner:
             return default_device().type == "cuda"
         return bool(self.augment_on_device)
 
+    def _micro_bs(self, device):
+        """Images per forward/backward piece of a mini-batch (None: the whole mini-batch at once).
+
+        When the body trains on a CPU, a mini-batch of 64 at 224 px needs about 6 GB for the
+        activations backward keeps (EfficientNet-Lite0); in pieces of 16 it needs 2.4 GB, for the
+        same update, and is not slower (benchmarks/micro_batches.py). On a GPU the whole batch goes at once.
+        """
+        if self.micro_bs is not None:
+            return self.micro_bs or None
+        body_trains = any(p.requires_grad for g in self.layer_groups[:-1] for p in g.parameters())
+        return 16 if device.type == "cpu" and body_trains and not self.precompute else None
+
     def fit(self, lrs, n_cycle, cycle_len=None, cycle_mult=1, wd=0.0, momentum=0.9):
         """Train with SGD (momentum 0.9) and print the table `[epoch, trn_loss, val_loss, accuracy, time]`.
 
@@ -286,7 +299,7 @@ class ConvLearner:
             training.fit(model, train_batches, valid_batches, self.loss_fn, optimizer,
                          sgdr_epochs(n_cycle, cycle_len, cycle_mult), device, scheduler, self.metrics,
                          train_mode=train_mode, on_batch=self.sched.on_batch, table=table,
-                         to_preds=self._to_preds)
+                         to_preds=self._to_preds, micro_bs=self._micro_bs(device))
         finally:
             self.model.eval()
             done = table.frame()
@@ -328,7 +341,7 @@ class ConvLearner:
         device, model, optimizer, names, train_mode = self._prepare(rates, wd)
         result = find_lr(model, optimizer, self.loss_fn, self._batches("train", shuffle=True),
                          start_lr=rates[-1], end_lr=end_lr, num_it=num_it, device=device,
-                         train_mode=train_mode, group_names=names)
+                         train_mode=train_mode, group_names=names, micro_bs=self._micro_bs(device))
         self.model.eval()
         self.sched = result.recorder
         result.report()
@@ -338,7 +351,7 @@ class ConvLearner:
         """Losses of `num_it` mini-batches trained at a constant `lr`, after which everything is restored."""
         device, model, optimizer, _, train_mode = self._prepare(self._group_lrs(lr))
         losses = losses_at(model, optimizer, self.loss_fn, self._batches("train", shuffle=True), lr, num_it,
-                           device, train_mode)
+                           device, train_mode, self._micro_bs(device))
         self.model.eval()
         return losses
 

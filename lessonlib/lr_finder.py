@@ -68,7 +68,7 @@ def _cycle(batches):
 # ---------------------------------------------------------------- the sweep
 
 def find_lr(model, optimizer, loss_fn, train_batches, start_lr=1e-7, end_lr=10, num_it=100, beta=0.98,
-            stop_div=True, device=None, train_mode=None, group_names=None):
+            stop_div=True, device=None, train_mode=None, group_names=None, micro_bs=None):
     """LR range test on a plain PyTorch model; returns an `LRFinder` and restores every state.
 
     Args:
@@ -78,6 +78,7 @@ def find_lr(model, optimizer, loss_fn, train_batches, start_lr=1e-7, end_lr=10, 
         train_batches: (x, y) mini-batches, cycled when shorter than `num_it`.
         num_it: mini-batches in the sweep (len(train_batches) for exactly one epoch).
         beta: smoothing of the loss; stop_div: stop once the smoothed loss passes 4x its best.
+        micro_bs: pass each mini-batch through the model this many images at a time (`train_step`).
 
     Example:
         >>> lrf = find_lr(model, torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9), loss_fn, train_dl)
@@ -100,7 +101,7 @@ def find_lr(model, optimizer, loss_fn, train_batches, start_lr=1e-7, end_lr=10, 
         for i, (x, y) in zip(range(num_it), _cycle(train_batches)):
             for g, ratio in zip(optimizer.param_groups, ratios):
                 g["lr"] = start_lr * ratio * growth ** i
-            value = train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler).item()
+            value = train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler, micro_bs).item()
             recorder.record([g["lr"] for g in optimizer.param_groups], value)
             avg = beta * avg + (1 - beta) * value
             smoothed = avg / (1 - beta ** (i + 1))
@@ -112,7 +113,8 @@ def find_lr(model, optimizer, loss_fn, train_batches, start_lr=1e-7, end_lr=10, 
     return LRFinder(recorder, beta, num_it, stopped)
 
 
-def losses_at(model, optimizer, loss_fn, train_batches, lr, num_it=20, device=None, train_mode=None):
+def losses_at(model, optimizer, loss_fn, train_batches, lr, num_it=20, device=None, train_mode=None,
+              micro_bs=None):
     """Train `num_it` mini-batches at a constant `lr` and return their losses; then restore everything."""
     device = device or next(model.parameters()).device
     autocast, scaler = autocast_for(device)
@@ -122,7 +124,7 @@ def losses_at(model, optimizer, loss_fn, train_batches, lr, num_it=20, device=No
         for g in optimizer.param_groups:
             g["lr"] = lr
         for _, (x, y) in zip(range(num_it), _cycle(train_batches)):
-            losses.append(train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler).item())
+            losses.append(train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler, micro_bs).item())
             if not np.isfinite(losses[-1]):
                 break
         optimizer.zero_grad(set_to_none=True)

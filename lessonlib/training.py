@@ -69,29 +69,39 @@ def deferred_interrupt():
             raise KeyboardInterrupt
 
 
-def train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler=None):
-    """One mini-batch: forward, backward, optimizer step (whole, even on Ctrl-C); returns the loss tensor."""
+def train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler=None, micro_bs=None):
+    """One mini-batch: forward, backward, optimizer step (whole, even on Ctrl-C); returns the loss tensor.
+
+    With `micro_bs`, the mini-batch goes through the model `micro_bs` images at a time and their
+    gradients add up before the one step: the same update (the loss is a mean, so each piece is
+    weighted by its share), with activation memory for `micro_bs` images instead of the whole
+    mini-batch. Only BatchNorm layers that are training see the pieces rather than the whole batch.
+    """
     x, y = to_device(x, device), y.to(device, non_blocking=True)
-    with autocast():
-        loss = loss_fn(model(x), y)                      # forward
-    with deferred_interrupt():
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is None:                               # backward and step
-            loss.backward()
+    size = micro_bs if micro_bs and micro_bs < len(x) else len(x)
+    optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for xs, ys in zip(x.split(size), y.split(size)):
+        with autocast():
+            loss = loss_fn(model(xs), ys) * (len(xs) / len(x))    # forward
+        (loss if scaler is None else scaler.scale(loss)).backward()   # backward: gradients add up
+        total = total + loss.detach()
+    with deferred_interrupt():                           # the step itself is never cut in half
+        if scaler is None:
             optimizer.step()
         else:
-            scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-    return loss
+    return total
 
 
-def train_epoch(model, batches, loss_fn, optimizer, device, scheduler=None, on_batch=None, desc="train"):
+def train_epoch(model, batches, loss_fn, optimizer, device, scheduler=None, on_batch=None, desc="train",
+                micro_bs=None):
     """One pass over `batches`, one optimizer step each; returns the mean training loss."""
     autocast, scaler = autocast_for(device)
     total, n = 0.0, 0
     for x, y in tqdm(batches, desc=desc, leave=False, disable=None):
-        loss = train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler)
+        loss = train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler, micro_bs)
         if scheduler is not None:
             scheduler.step()
         loss = loss.item()
@@ -175,7 +185,7 @@ def _in_notebook():
 
 
 def fit(model, train_batches, valid_batches, loss_fn, optimizer, epochs, device, scheduler=None,
-        metrics=(accuracy,), train_mode=None, on_batch=None, table=None, to_preds=log_probs):
+        metrics=(accuracy,), train_mode=None, on_batch=None, table=None, to_preds=log_probs, micro_bs=None):
     """Train for `epochs` epochs; return the table `[epoch, trn_loss, val_loss, <metrics>, time]`.
 
     Args:
@@ -187,6 +197,7 @@ def fit(model, train_batches, valid_batches, loss_fn, optimizer, epochs, device,
         on_batch: called with each mini-batch's training loss.
         table: an `EpochTable` to fill (its rows survive a Ctrl-C); a new one by default.
         to_preds: turns raw outputs into what the metrics take (default: log-probabilities).
+        micro_bs: pass each mini-batch through the model this many images at a time (see `train_step`).
     """
     table = table if table is not None else EpochTable()
     names = [getattr(m, "__name__", f"metric{i}") for i, m in enumerate(metrics)]
@@ -196,7 +207,7 @@ def fit(model, train_batches, valid_batches, loss_fn, optimizer, epochs, device,
             start = time.perf_counter()
             (train_mode or model.train)()
             trn_loss = train_epoch(model, train_batches, loss_fn, optimizer, device, scheduler, on_batch,
-                                   desc=f"epoch {epoch + 1}/{epochs}")
+                                   desc=f"epoch {epoch + 1}/{epochs}", micro_bs=micro_bs)
             val_loss, values = evaluate(model, valid_batches, loss_fn, device, metrics, to_preds)
             row = {"epoch": epoch, "trn_loss": trn_loss, "val_loss": val_loss, **dict(zip(names, values)),
                    "time": round(time.perf_counter() - start, 2)}

@@ -1,3 +1,4 @@
+import copy
 import math
 import os
 import signal
@@ -257,3 +258,35 @@ def test_per_batch_augmentation_path_trains_and_keeps_labels(data):
     assert len(learn.history) == 1
     learn.augment_on_device = None
     assert not isinstance(learn._batches("train"), learner_module.DeviceAugmentedBatches)   # CPU: per image
+
+
+def test_micro_batches_give_the_same_update_as_the_whole_batch():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
+    x, y = torch.randn(10, 3, 8, 8), torch.randint(0, 2, (10,))
+    results = []
+    for micro_bs in (None, 4):   # 10 images in pieces of 4, 4 and 2
+        model = copy.deepcopy(net)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        autocast, _ = training.autocast_for(torch.device("cpu"))
+        loss = training.train_step(model, x, y, torch.nn.functional.cross_entropy, opt, torch.device("cpu"),
+                                   autocast, micro_bs=micro_bs)
+        results.append((float(loss), [p.detach().clone() for p in model.parameters()]))
+    (whole_loss, whole), (split_loss, split) = results
+    assert abs(whole_loss - split_loss) < 1e-6
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(whole, split))
+    assert not torch.equal(whole[0], net[0].weight)   # the step did change the weights
+
+
+def test_micro_batches_only_when_the_body_trains_on_a_cpu(data):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    cpu = torch.device("cpu")
+    assert learn._micro_bs(cpu) is None                 # frozen body: only the head trains
+    learn.unfreeze()
+    assert learn._micro_bs(cpu) == 16 and learn._micro_bs(torch.device("cuda")) is None
+    learn.micro_bs = 0
+    assert learn._micro_bs(cpu) is None                 # switched off
+    learn.micro_bs = 2
+    assert learn._micro_bs(cpu) == 2
+    learn.fit(1e-3, 1)                                  # the data's mini-batches of 4 go in pieces of 2
+    assert len(learn.history) == 1 and np.isfinite(learn.history.trn_loss.iloc[-1])

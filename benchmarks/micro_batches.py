@@ -1,0 +1,81 @@
+"""Memory and speed of training the whole network on a CPU: a mini-batch at once, or in pieces.
+
+Each setting runs in a fresh process (so that its peak resident memory is its own): EfficientNet-Lite0
+body + lessonlib's head, body unfrozen, `--bs` images of `--sz` px per mini-batch, `--steps` timed
+optimizer steps after 2 warm-up steps, with `lessonlib.training.train_step(..., micro_bs=...)`.
+Prints images/s and peak RSS per setting, and the ratios against the whole mini-batch; writes JSON.
+
+    python benchmarks/micro_batches.py [--bs 64] [--pieces 16 32] [--steps 6]
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+from _results import save_result   # benchmarks/_results.py
+
+
+def one_setting(bs, micro_bs, sz, steps):
+    """Run in a child process: train `steps` steps; print one JSON line with images/s and peak RSS."""
+    from lessonlib import models, training
+    from lessonlib.runtime import default_device
+
+    torch.manual_seed(0)
+    body = models.create_body("efficientnet_lite0")
+    model = torch.nn.Sequential(body.module, models.create_head(body.n_features, 2))
+    device = default_device()
+    training.prepare_model(model, device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    autocast, scaler = training.autocast_for(device)
+    x = torch.randint(0, 256, (bs, 3, sz, sz), dtype=torch.uint8)
+    y = torch.randint(0, 2, (bs,))
+
+    def step():
+        training.train_step(model, x, y, torch.nn.functional.cross_entropy, optimizer, device, autocast, scaler,
+                            micro_bs)
+
+    for _ in range(2):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    speed = steps * bs / (time.perf_counter() - start)
+    print(json.dumps({"images_per_s": round(speed, 1),
+                      "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bs", type=int, default=64)
+    parser.add_argument("--pieces", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--sz", type=int, default=224)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        one_setting(args.bs, args.child or None, args.sz, args.steps)
+        return
+    result = {"bs": args.bs, "sz": args.sz, "steps": args.steps, "device": "cuda" if torch.cuda.is_available() else "cpu"}
+    env = {**os.environ, "LESSONLIB_OFFLINE": "1"}
+    for micro_bs in [0, *args.pieces]:
+        out = subprocess.run([sys.executable, __file__, "--bs", str(args.bs), "--sz", str(args.sz), "--steps",
+                              str(args.steps), "--child", str(micro_bs)], capture_output=True, text=True, env=env,
+                             check=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+        name = "whole" if micro_bs == 0 else f"pieces_of_{micro_bs}"
+        result[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    for micro_bs in args.pieces:
+        piece = result[f"pieces_of_{micro_bs}"]
+        result[f"pieces_of_{micro_bs}_speed_over_whole"] = round(piece["images_per_s"] / result["whole"]["images_per_s"], 3)
+        result[f"pieces_of_{micro_bs}_memory_over_whole"] = round(piece["peak_rss_gb"] / result["whole"]["peak_rss_gb"], 3)
+    save_result(f"micro_batches_{result['device']}_{args.sz}", result)
+
+
+if __name__ == "__main__":
+    main()
