@@ -31,7 +31,7 @@ from lessonlib.training import autocast_for, prepare_model, to_device
 
 def minimal_epoch(model, loader, device, lr, micro_bs=None):
     """The floor of overhead: forward, loss, backward, step; nothing else. Like lessonlib's fit, it passes
-    each mini-batch in pieces of `micro_bs` images when given (what lessonlib does on a CPU)."""
+    each mini-batch in pieces of `micro_bs` images when given, as lessonlib does with learn.micro_bs."""
     autocast, _ = autocast_for(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     model.train()
@@ -102,8 +102,12 @@ def main():
     parser.add_argument("--sz", type=int, default=224)
     parser.add_argument("--bs", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2, help="epochs of (a) and of (b), alternating")
+    parser.add_argument("--micro-bs", type=int, default=None,
+                        help="pieces per mini-batch (learn.micro_bs); default 16 on a CPU, whole batches on a GPU")
     args = parser.parse_args()
     os.environ["LESSONLIB_HOME"] = tempfile.mkdtemp(prefix="lessonlib-bench-")
+    if args.micro_bs is None:
+        args.micro_bs = 0 if torch.cuda.is_available() else 16
     setup(0)
     device = default_device()
     path = datasets.get("dogscats-mini", smoke=False)
@@ -123,7 +127,8 @@ def main():
 
     learn.unfreeze()
     model = prepare_model(learn.model, device)
-    micro_bs = learn._micro_bs(device)   # pieces of 16 on a CPU (see benchmarks/micro_batches.py), else None
+    learn.micro_bs = args.micro_bs or None   # the same pieces for lessonlib, the minimal loop and the ceiling
+    micro_bs = learn._micro_bs(device)
     result["micro_bs"] = micro_bs
     lessonlib_speeds, minimal_speeds = [], []
     for _ in range(args.repeats):

@@ -93,7 +93,7 @@ class ConvLearner:
         self.sched = None
         self.bn_frozen = False
         self.augment_on_device = None   # None: per batch on CUDA, per image elsewhere; True/False to choose
-        self.micro_bs = None   # None: 16 when the body trains on a CPU (see _micro_bs); 0: never split
+        self.micro_bs = None   # e.g. 16: train the unfrozen body in pieces of 16 images (see _micro_bs)
         self._precompute = False
         self._activations = {}   # cache key -> (features, labels), kept while the body is unchanged
         self._body_digest = None
@@ -262,16 +262,15 @@ class ConvLearner:
         return bool(self.augment_on_device)
 
     def _micro_bs(self, device):
-        """Images per forward/backward piece of a mini-batch (None: the whole mini-batch at once).
+        """Images per forward/backward piece of a mini-batch when the body trains (None: all at once).
 
-        When the body trains on a CPU, a mini-batch of 64 at 224 px needs about 6 GB for the
-        activations backward keeps (EfficientNet-Lite0); in pieces of 16 it needs 2.4 GB, for the
-        same update, and is not slower (benchmarks/micro_batches.py). On a GPU the whole batch goes at once.
+        Set `learn.micro_bs = 16` on a laptop short of memory: a mini-batch of 64 at 224 px through
+        EfficientNet-Lite0 with the body training needs about 6 GB on a CPU, in pieces of 16 about
+        2.5 GB, for the same gradient (benchmarks/micro_batches.py). Training BatchNorm layers (the
+        head's) then see 16 images at a time, which changes results a little, so it is not the default.
         """
-        if self.micro_bs is not None:
-            return self.micro_bs or None
         body_trains = any(p.requires_grad for g in self.layer_groups[:-1] for p in g.parameters())
-        return 16 if device.type == "cpu" and body_trains and not self.precompute else None
+        return self.micro_bs if self.micro_bs and body_trains and not self.precompute else None
 
     def fit(self, lrs, n_cycle, cycle_len=None, cycle_mult=1, wd=0.0, momentum=0.9):
         """Train with SGD (momentum 0.9) and print the table `[epoch, trn_loss, val_loss, accuracy, time]`.

@@ -278,15 +278,15 @@ def test_micro_batches_give_the_same_update_as_the_whole_batch():
     assert not torch.equal(whole[0], net[0].weight)   # the step did change the weights
 
 
-def test_micro_batches_only_when_the_body_trains_on_a_cpu(data):
+def test_micro_batches_are_opt_in_and_only_when_the_body_trains(data):
     learn = ConvLearner.pretrained("efficientnet_lite0", data)
     cpu = torch.device("cpu")
-    assert learn._micro_bs(cpu) is None                 # frozen body: only the head trains
     learn.unfreeze()
-    assert learn._micro_bs(cpu) == 16 and learn._micro_bs(torch.device("cuda")) is None
-    learn.micro_bs = 0
-    assert learn._micro_bs(cpu) is None                 # switched off
+    assert learn._micro_bs(cpu) is None                 # off by default: whole mini-batches
     learn.micro_bs = 2
     assert learn._micro_bs(cpu) == 2
+    learn.freeze()
+    assert learn._micro_bs(cpu) is None                 # only the head trains: nothing to save
+    learn.unfreeze()
     learn.fit(1e-3, 1)                                  # the data's mini-batches of 4 go in pieces of 2
     assert len(learn.history) == 1 and np.isfinite(learn.history.trn_loss.iloc[-1])
