@@ -128,7 +128,7 @@ def main():
     learn.unfreeze()
     model = prepare_model(learn.model, device)
     learn.micro_bs = args.micro_bs or None   # the same pieces for lessonlib, the minimal loop and the ceiling
-    micro_bs = learn._micro_bs(device)
+    micro_bs = learn._micro_bs()
     result["micro_bs"] = micro_bs
     lessonlib_speeds, minimal_speeds = [], []
     for _ in range(args.repeats):

@@ -22,6 +22,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from lessonlib.runtime import seed_everything
+
 
 def import_keras():
     """Keras 3 on the PyTorch backend, with a clear error if Keras was already loaded with another one."""
@@ -253,16 +255,9 @@ def _bn_change(before, after):
     return max((float(np.abs(a - b).max()) for a, b in zip(before, after)), default=0.0)
 
 
-def _seed(seed):
-    import random
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def run_pipeline(pipeline, path, sz, bs, head_epochs, fine_tune_epochs, arch="resnet50", seed=42):
     """Run one pipeline's four stages; return what was measured as a dict (one row of the table)."""
-    _seed(seed)
+    seed_everything(seed)
     start = time.perf_counter()
     data = pipeline.data(path, sz, bs, arch)
     model = pipeline.model(data, sz, arch)

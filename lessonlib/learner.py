@@ -261,7 +261,7 @@ class ConvLearner:
             return default_device().type == "cuda"
         return bool(self.augment_on_device)
 
-    def _micro_bs(self, device):
+    def _micro_bs(self):
         """Images per forward/backward piece of a mini-batch when the body trains (None: all at once).
 
         Set `learn.micro_bs = 16` on a laptop short of memory: a mini-batch of 64 at 224 px through
@@ -298,7 +298,7 @@ class ConvLearner:
             training.fit(model, train_batches, valid_batches, self.loss_fn, optimizer,
                          sgdr_epochs(n_cycle, cycle_len, cycle_mult), device, scheduler, self.metrics,
                          train_mode=train_mode, on_batch=self.sched.on_batch, table=table,
-                         to_preds=self._to_preds, micro_bs=self._micro_bs(device))
+                         to_preds=self._to_preds, micro_bs=self._micro_bs())
         finally:
             self.model.eval()
             done = table.frame()
@@ -340,7 +340,7 @@ class ConvLearner:
         device, model, optimizer, names, train_mode = self._prepare(rates, wd)
         result = find_lr(model, optimizer, self.loss_fn, self._batches("train", shuffle=True),
                          start_lr=rates[-1], end_lr=end_lr, num_it=num_it, device=device,
-                         train_mode=train_mode, group_names=names, micro_bs=self._micro_bs(device))
+                         train_mode=train_mode, group_names=names, micro_bs=self._micro_bs())
         self.model.eval()
         self.sched = result.recorder
         result.report()
@@ -350,7 +350,7 @@ class ConvLearner:
         """Losses of `num_it` mini-batches trained at a constant `lr`, after which everything is restored."""
         device, model, optimizer, _, train_mode = self._prepare(self._group_lrs(lr))
         losses = losses_at(model, optimizer, self.loss_fn, self._batches("train", shuffle=True), lr, num_it,
-                           device, train_mode, self._micro_bs(device))
+                           device, train_mode, self._micro_bs())
         self.model.eval()
         return losses
 

@@ -29,14 +29,19 @@ def default_device():
     return torch.device("cpu")
 
 
+def seed_everything(seed):
+    """Seed Python's, NumPy's and PyTorch's random generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def setup(seed=42):
     """Seed every random generator, pick plot defaults; call it in the first cell of a notebook.
 
     Returns True in smoke mode, so a notebook can write `SMOKE = setup()`.
     """
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    seed_everything(seed)
     if torch.cuda.is_available():
         # Fixed image sizes: let cuDNN pick the fastest kernels once.
         torch.backends.cudnn.benchmark = True

@@ -278,15 +278,17 @@ def test_micro_batches_give_the_same_update_as_the_whole_batch():
     assert not torch.equal(whole[0], net[0].weight)   # the step did change the weights
 
 
-def test_micro_batches_are_opt_in_and_only_when_the_body_trains(data):
+def test_micro_batches_are_opt_in_and_only_when_the_body_trains(data, monkeypatch):
     learn = ConvLearner.pretrained("efficientnet_lite0", data)
-    cpu = torch.device("cpu")
     learn.unfreeze()
-    assert learn._micro_bs(cpu) is None                 # off by default: whole mini-batches
+    assert learn._micro_bs() is None                 # off by default: whole mini-batches
     learn.micro_bs = 2
-    assert learn._micro_bs(cpu) == 2
+    assert learn._micro_bs() == 2
     learn.freeze()
-    assert learn._micro_bs(cpu) is None                 # only the head trains: nothing to save
+    assert learn._micro_bs() is None                 # only the head trains: nothing to save
     learn.unfreeze()
+    seen, step = [], training.train_step
+    monkeypatch.setattr(training, "train_step", lambda *a: seen.append(a[-1]) or step(*a))
     learn.fit(1e-3, 1)                                  # the data's mini-batches of 4 go in pieces of 2
+    assert seen and set(seen) == {2}
     assert len(learn.history) == 1 and np.isfinite(learn.history.trn_loss.iloc[-1])
