@@ -1,11 +1,12 @@
-"""Memory and speed of training the whole network on a CPU: a mini-batch at once, or in pieces.
+"""Memory and speed of training the whole network on a CPU: a mini-batch at once, or the body in pieces.
 
 Each setting runs in a fresh process (so that its peak resident memory is its own): EfficientNet-Lite0
-body + lessonlib's head, body unfrozen, `--bs` images of `--sz` px per mini-batch, `--steps` timed
-optimizer steps after 2 warm-up steps, with `lessonlib.training.train_step(..., micro_bs=...)`.
+body + lessonlib's head, body unfrozen with its BatchNorm fixed (`bn_freeze`), `--bs` images of `--sz` px
+per mini-batch, `--steps` timed optimizer steps after 2 warm-up steps, with
+`lessonlib.training.train_step(..., micro_bs=...)`: the body takes the pieces, the head the whole batch.
 Prints images/s and peak RSS per setting, and the ratios against the whole mini-batch; writes JSON.
 
-    python benchmarks/micro_batches.py [--bs 64] [--pieces 16 32] [--steps 6]
+    python benchmarks/micro_batches.py [--bs 64] [--pieces 8 16] [--steps 6]
 """
 import argparse
 import json
@@ -30,6 +31,9 @@ def one_setting(bs, micro_bs, sz, steps):
     model = torch.nn.Sequential(body.module, models.create_head(body.n_features, 2))
     device = default_device()
     training.prepare_model(model, device).train()
+    for m in body.module.modules():   # the body's BatchNorm fixed, as learn.bn_freeze(True) in lessons 05 and 07
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     autocast, scaler = training.autocast_for(device)
     x = torch.randint(0, 256, (bs, 3, sz, sz), dtype=torch.uint8)
@@ -54,7 +58,7 @@ def one_setting(bs, micro_bs, sz, steps):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bs", type=int, default=64)
-    parser.add_argument("--pieces", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--pieces", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--sz", type=int, default=224)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)

@@ -93,7 +93,7 @@ class ConvLearner:
         self.sched = None
         self.bn_frozen = False
         self.augment_on_device = None   # None: per batch on CUDA, per image elsewhere; True/False to choose
-        self.micro_bs = None   # e.g. 16: train the unfrozen body in pieces of 16 images (see _micro_bs)
+        self.micro_bs = "auto"   # images per piece of a mini-batch while the body trains (see _micro_bs)
         self._precompute = False
         self._activations = {}   # cache key -> (features, labels), kept while the body is unchanged
         self._body_digest = None
@@ -262,15 +262,29 @@ class ConvLearner:
         return bool(self.augment_on_device)
 
     def _micro_bs(self):
-        """Images per forward/backward piece of a mini-batch when the body trains (None: all at once).
+        """Images per piece of a mini-batch that goes through the training body (None: all at once).
 
-        Set `learn.micro_bs = 16` on a laptop short of memory: a mini-batch of 64 at 224 px through
-        EfficientNet-Lite0 with the body training needs about 6 GB on a CPU, in pieces of 16 about
-        2.5 GB, for the same gradient (benchmarks/micro_batches.py). Training BatchNorm layers (the
-        head's) then see 16 images at a time, which changes results a little, so it is not the default.
+        The body takes the mini-batch in pieces, the head sees it whole (`training.backward_in_pieces`):
+        a mini-batch of 64 at 224 px through EfficientNet-Lite0 with the body training needs 6.0 GB on a
+        CPU all at once, 1.7 GB in pieces of 8, and runs 1.3x faster (benchmarks/micro_batches.py).
+        `learn.micro_bs`: "auto" (the default) uses pieces of 8 on a CPU when that gives exactly the
+        whole mini-batch's update, i.e. when no BatchNorm layer of the body trains (`learn.bn_freeze(True)`);
+        a number forces pieces of that size (training BatchNorm layers of the body then see one piece at a
+        time); None always sends whole mini-batches.
         """
         body_trains = any(p.requires_grad for g in self.layer_groups[:-1] for p in g.parameters())
-        return self.micro_bs if self.micro_bs and body_trains and not self.precompute else None
+        if not body_trains or self.precompute:
+            return None
+        if self.micro_bs == "auto":
+            exact = self.bn_frozen or not any(
+                isinstance(m, nn.modules.batchnorm._BatchNorm) and any(p.requires_grad for p in m.parameters())
+                for m in self.body.module.modules())
+            return 8 if exact and default_device().type == "cpu" else None
+        if self.micro_bs is not None and (isinstance(self.micro_bs, bool) or not isinstance(self.micro_bs, int)
+                                          or self.micro_bs < 1):
+            raise ValueError(f"learn.micro_bs = {self.micro_bs!r}: use \"auto\", None, or a whole number of "
+                             f"images such as 16")
+        return self.micro_bs
 
     def fit(self, lrs, n_cycle, cycle_len=None, cycle_mult=1, wd=0.0, momentum=0.9):
         """Train with SGD (momentum 0.9) and print the table `[epoch, trn_loss, val_loss, accuracy, time]`.

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 
@@ -72,27 +73,80 @@ def deferred_interrupt():
 def train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler=None, micro_bs=None):
     """One mini-batch: forward, backward, optimizer step (whole, even on Ctrl-C); returns the loss tensor.
 
-    With `micro_bs`, the mini-batch goes through the model `micro_bs` images at a time and their
-    gradients add up before the one step: the same update (the loss is a mean, so each piece is
-    weighted by its share), with activation memory for `micro_bs` images instead of the whole
-    mini-batch. Only BatchNorm layers that are training see the pieces rather than the whole batch.
+    With `micro_bs`, `model` must be `nn.Sequential(body, head)` (a learner's model is): the body takes the
+    mini-batch `micro_bs` images at a time while the head sees it whole (`backward_in_pieces`), for the
+    same update with the body's activation memory of `micro_bs` images instead of the whole mini-batch.
     """
     x, y = to_device(x, device), y.to(device, non_blocking=True)
-    size = micro_bs if micro_bs and micro_bs < len(x) else len(x)
     optimizer.zero_grad(set_to_none=True)
-    total = 0.0
-    for xs, ys in zip(x.split(size), y.split(size)):
+    if micro_bs and micro_bs < len(x):
+        body, head = model
+        loss = backward_in_pieces(body, head, x, y, loss_fn, autocast, scaler, micro_bs)
+    else:
         with autocast():
-            loss = loss_fn(model(xs), ys) * (len(xs) / len(x))    # forward
-        (loss if scaler is None else scaler.scale(loss)).backward()   # backward: gradients add up
-        total = total + loss.detach()
+            loss = loss_fn(model(x), y)                                  # forward
+        (loss if scaler is None else scaler.scale(loss)).backward()      # backward
     with deferred_interrupt():                           # the step itself is never cut in half
         if scaler is None:
             optimizer.step()
         else:
             scaler.step(optimizer)
             scaler.update()
-    return total
+    return loss.detach()
+
+
+def backward_in_pieces(body, head, x, y, loss_fn, autocast, scaler, micro_bs):
+    """Gradients of `loss_fn(head(body(x)), y)` keeping the body's activations for `micro_bs` images only.
+
+    1. The body runs on each piece of `micro_bs` images without keeping its graph: features of the whole
+    mini-batch. 2. The head runs on them all at once (its BatchNorm sees the whole mini-batch) and
+    back-propagates down to the features. 3. The body runs each piece again, keeping its graph this time,
+    and back-propagates that piece's share of the features' gradient. The gradients are those of the
+    whole mini-batch; the price is one more forward pass of the body. Random layers (dropout) draw the
+    same numbers in steps 1 and 3, and BatchNorm running statistics count step 1 only. A BatchNorm layer
+    of the body that is training normalises each piece with that piece's statistics (`learn.bn_freeze(True)`
+    keeps them fixed, and then the result is exactly the whole mini-batch's). Returns the loss.
+    """
+    pieces = x.split(micro_bs)
+    devices = [x.device] if x.device.type == "cuda" else []
+    rng_before = _rng_state(devices)                     # replayed in step 3
+    with torch.no_grad(), autocast():
+        features = torch.cat([body(piece) for piece in pieces])              # 1. forward, no graph
+    features.requires_grad_()
+    with autocast():
+        loss = loss_fn(head(features), y)                                     # 2. the head, whole
+    (loss if scaler is None else scaler.scale(loss)).backward()
+    if any(p.requires_grad for p in body.parameters()):
+        with torch.random.fork_rng(devices=devices), running_stats_kept(body):   # both restored after
+            _set_rng_state(rng_before, devices)
+            for piece, grad in zip(pieces, features.grad.split(micro_bs)):   # 3. forward again, backward
+                with autocast():
+                    out = body(piece)
+                out.backward(grad)
+    return loss
+
+
+def _rng_state(devices):
+    return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in devices]
+
+
+def _set_rng_state(state, devices):
+    torch.set_rng_state(state[0])
+    for device, cuda_state in zip(devices, state[1]):
+        torch.cuda.set_rng_state(cuda_state, device)
+
+
+@contextlib.contextmanager
+def running_stats_kept(module):
+    """Leave the BatchNorm running statistics of `module` as they were before the block."""
+    saved = [(buf, buf.clone()) for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             for buf in m.buffers(recurse=False)]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
 
 
 def train_epoch(model, batches, loss_fn, optimizer, device, scheduler=None, on_batch=None, desc="train",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lessonlib import learner as learner_module
-from lessonlib import training
+from lessonlib import models, training
 from lessonlib.data import ImageClassifierData
 from lessonlib.learner import ConvLearner
 from lessonlib.transforms import tfms_from_model, transforms_side_on
@@ -260,33 +260,82 @@ def test_per_batch_augmentation_path_trains_and_keeps_labels(data):
     assert not isinstance(learn._batches("train"), learner_module.DeviceAugmentedBatches)   # CPU: per image
 
 
-def test_micro_batches_give_the_same_update_as_the_whole_batch():
+def _body_and_head(body_dropout=0.0):
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
+    body = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                               torch.nn.Dropout(body_dropout), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    return torch.nn.Sequential(body, models.create_head(4, 2, hidden=8))
+
+
+def _one_step(model, x, y, micro_bs, seed=1):
+    torch.manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    autocast, _ = training.autocast_for(torch.device("cpu"))
+    loss = training.train_step(model, x, y, torch.nn.functional.cross_entropy, opt, torch.device("cpu"), autocast,
+                               micro_bs=micro_bs)
+    return float(loss), [p.detach().clone() for p in model.parameters()]
+
+
+def test_body_in_pieces_gives_the_whole_batch_update_when_its_batchnorm_is_fixed():
+    net = _body_and_head()
     x, y = torch.randn(10, 3, 8, 8), torch.randint(0, 2, (10,))
     results = []
-    for micro_bs in (None, 4):   # 10 images in pieces of 4, 4 and 2
-        model = copy.deepcopy(net)
-        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        autocast, _ = training.autocast_for(torch.device("cpu"))
-        loss = training.train_step(model, x, y, torch.nn.functional.cross_entropy, opt, torch.device("cpu"),
-                                   autocast, micro_bs=micro_bs)
-        results.append((float(loss), [p.detach().clone() for p in model.parameters()]))
+    for micro_bs in (None, 4):   # 10 images in pieces of 4, 4 and 2; the head (BatchNorm, dropout) sees all 10
+        model = copy.deepcopy(net).train()
+        model[0][1].eval()       # what learn.bn_freeze(True) does to the body's BatchNorm
+        results.append(_one_step(model, x, y, micro_bs))
     (whole_loss, whole), (split_loss, split) = results
     assert abs(whole_loss - split_loss) < 1e-6
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(whole, split))
-    assert not torch.equal(whole[0], net[0].weight)   # the step did change the weights
+    assert not torch.equal(whole[0], net[0][0].weight)   # the step did change the weights
+    model = copy.deepcopy(net).train()                     # the head's BatchNorm in pieces would differ:
+    model[0][1].eval()                                     # this test can tell the two ways apart
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    torch.manual_seed(1)
+    for xs, ys in zip(x.split(4), y.split(4)):
+        (torch.nn.functional.cross_entropy(model(xs), ys) * len(xs) / len(x)).backward()
+    opt.step()
+    assert not torch.allclose(list(model.parameters())[-1], split[-1], atol=1e-4)
 
 
-def test_micro_batches_are_opt_in_and_only_when_the_body_trains(data, monkeypatch):
+def test_pieces_replay_the_body_randomness_and_count_batchnorm_statistics_once():
+    net = _body_and_head(body_dropout=0.5)
+    x, y = torch.randn(10, 3, 8, 8), torch.randint(0, 2, (10,))
+    model = copy.deepcopy(net).train()
+    _one_step(model, x, y, micro_bs=4)
+    grads = [p.grad.clone() for p in model.parameters()]
+    # the same computation with every piece's graph kept in memory at once: the gradients must agree
+    reference = copy.deepcopy(net).train()
+    torch.manual_seed(1)
+    pieces = training.to_device(x, torch.device("cpu")).split(4)   # channels_last, as train_step makes them
+    features = torch.cat([reference[0](piece) for piece in pieces])
+    torch.nn.functional.cross_entropy(reference[1](features), y).backward()
+    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(grads, reference.parameters()))
+    # running statistics: updated by the first pass over the pieces only, not again by the second
+    bn, ref_bn = model[0][1], reference[0][1]
+    assert int(bn.num_batches_tracked) == 3 == int(ref_bn.num_batches_tracked)
+    assert torch.allclose(bn.running_mean, ref_bn.running_mean) and torch.allclose(bn.running_var, ref_bn.running_var)
+
+
+def test_pieces_by_default_only_when_they_give_the_same_update(data, monkeypatch):
     learn = ConvLearner.pretrained("efficientnet_lite0", data)
-    learn.unfreeze()
-    assert learn._micro_bs() is None                 # off by default: whole mini-batches
-    learn.micro_bs = 2
-    assert learn._micro_bs() == 2
-    learn.freeze()
     assert learn._micro_bs() is None                 # only the head trains: nothing to save
     learn.unfreeze()
+    assert learn._micro_bs() is None                 # the body's BatchNorm trains: pieces would change it
+    learn.bn_freeze(True)
+    assert learn._micro_bs() == 8                    # fixed BatchNorm on a CPU: pieces of 8, same update
+    monkeypatch.setattr(learner_module, "default_device", lambda: torch.device("cuda"))
+    assert learn._micro_bs() is None                 # a GPU has the memory for whole mini-batches
+    monkeypatch.undo()
+    learn.micro_bs = None
+    assert learn._micro_bs() is None
+    for wrong in (0, 2.5, True, "16"):
+        learn.micro_bs = wrong
+        with pytest.raises(ValueError, match="learn.micro_bs"):
+            learn._micro_bs()
+    learn.micro_bs = 2
+    learn.bn_freeze(False)
+    assert learn._micro_bs() == 2                    # a number forces pieces
     seen, step = [], training.train_step
     monkeypatch.setattr(training, "train_step", lambda *a: seen.append(a[-1]) or step(*a))
     learn.fit(1e-3, 1)                                  # the data's mini-batches of 4 go in pieces of 2
