@@ -193,3 +193,68 @@ def test_submission_frame(tmp_path):
     assert sub.label.tolist() == [0.1, 0.8, 0.5]
     with pytest.raises(ValueError, match="probs must be"):
         submission_frame(data, probs[:2], "dogs")
+
+
+def _noise_folders(root, n=4, size=(48, 36)):
+    rng = np.random.default_rng(0)
+    for split in ("train", "valid"):
+        for cls in ("cats", "dogs"):
+            for i in range(n):
+                (root / split / cls).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(
+                    root / split / cls / f"{i}.jpg", quality=95)
+    return root
+
+
+def test_image_cache_decodes_each_photo_once_and_changes_nothing(tmp_path, monkeypatch):
+    from lessonlib import data as data_module
+
+    path = _noise_folders(tmp_path / "pets")
+    tfms = tfms_from_model("efficientnet_lite0", 32, aug_tfms=transforms_side_on, max_zoom=1.1)
+    plain = ImageClassifierData.from_paths(path, tfms=tfms, bs=4, num_workers=0, cache_images=False)
+    assert plain.image_cache is None
+    def items(data):
+        out = []
+        for epoch in range(3):
+            for ds in (data.trn_ds, data.val_ds):
+                for i in range(len(ds)):
+                    torch.manual_seed(epoch * 100 + i)
+                    out.append(ds[i])
+            out.append(next(iter(data.fix_dl)))
+        return out
+    expected = items(plain)
+    decoded = []
+    real_load = data_module.load_image
+    monkeypatch.setattr(data_module, "load_image", lambda *a: decoded.append(a[0]) or real_load(*a))
+    cached = ImageClassifierData.from_paths(path, tfms=tfms, bs=4, num_workers=0, cache_images=True)
+    decoded.clear()                                  # (from_paths decodes every file once to check it)
+    got = items(cached)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(torch.as_tensor(a[1]), torch.as_tensor(b[1]))
+               for a, b in zip(expected, got))      # the same pixels, the same random augmentations
+    files = cached.trn_ds.fnames + cached.val_ds.fnames
+    assert sorted(decoded) == sorted(files)        # train, fix and valid share one decoded copy per file
+    assert len(cached.image_cache) == len(files)
+    torch.manual_seed(0)
+    a = cached.trn_ds[0][0]
+    assert not all(torch.equal(a, cached.trn_ds[0][0]) for _ in range(5))   # the cache holds the resize only
+
+
+def test_image_cache_by_default_on_a_gpu_when_it_fits(tmp_path, monkeypatch):
+    from lessonlib import data as data_module
+
+    path = _noise_folders(tmp_path / "pets")
+    tfms = tfms_from_model("efficientnet_lite0", 32)
+    assert ImageClassifierData.from_paths(path, tfms=tfms, bs=4, num_workers=0).image_cache is None   # CPU
+    monkeypatch.setattr(data_module, "default_device", lambda: torch.device("cuda"))
+    assert ImageClassifierData.from_paths(path, tfms=tfms, bs=4, num_workers=0).image_cache is not None
+    monkeypatch.setenv("LESSONLIB_IMAGE_CACHE_MB", "0.01")    # 16 images of 32x42 px need 0.06 MB
+    assert ImageClassifierData.from_paths(path, tfms=tfms, bs=4, num_workers=0).image_cache is None
+
+
+def test_image_cache_is_filled_before_worker_processes_start(tmp_path):
+    path = _noise_folders(tmp_path / "pets")
+    tfms = tfms_from_model("efficientnet_lite0", 32, aug_tfms=transforms_side_on)
+    data = ImageClassifierData.from_paths(path, tfms=tfms, bs=4, num_workers=1, cache_images=True)
+    assert len(data.image_cache) == len(data.trn_ds) + len(data.val_ds)
+    x, y = next(iter(data.trn_dl))
+    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.uint8
