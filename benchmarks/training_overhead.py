@@ -1,7 +1,8 @@
 """Is lessonlib's training loop what you wait for? lessonlib's `fit` against the same work by hand.
 
 In one run, on whatever device is present, on dogscats-mini (800 training photos):
-  (a) lessonlib: `learn.fit(lr, 1)` with precompute off and the whole body unfrozen;
+  (a) lessonlib: `learn.fit(lr, 1)` with precompute off and the whole body unfrozen, its BatchNorm fixed
+      (`bn_freeze(True)`, as lessons 05 and 07 fine-tune);
   (b) a minimal hand-written PyTorch loop doing the same work (same model, data loader, optimizer);
   (c) the model-bound ceiling: the same training steps on synthetic tensors already on the device;
   (d) precompute feature extraction; (e) a head epoch on cached activations; (f) lr_find wall time;
@@ -14,6 +15,7 @@ epoch after unfreezing pays one-time costs, and lessonlib runs it).
 Prints images/s and the ratios lessonlib/minimal and lessonlib/ceiling; writes JSON to benchmarks/results/.
 
     LESSONLIB_DATA_MIRROR=../shared/datasets python benchmarks/training_overhead.py [--sz 224] [--repeats 2]
+    on a GPU, also: ... training_overhead.py --arch resnet34 --compile
 """
 import argparse
 import os
@@ -116,6 +118,8 @@ def main():
     parser.add_argument("--micro-bs", type=int, default=None,
                         help="images per piece of the body (learn.micro_bs; 0: whole mini-batches); default: "
                              "lessonlib's choice (8 on a CPU, whole mini-batches on a GPU)")
+    parser.add_argument("--compile", action="store_true",
+                        help="learn.compile() before the fine-tune epochs (in place: (a), (b) and (c) all run compiled)")
     args = parser.parse_args()
     os.environ["LESSONLIB_HOME"] = tempfile.mkdtemp(prefix="lessonlib-bench-")
     setup(0)
@@ -137,6 +141,9 @@ def main():
 
     learn.unfreeze()
     learn.bn_freeze(True)   # as lessons 05 and 07 fine-tune
+    if args.compile:
+        learn.compile()
+    result["compiled"] = args.compile
     model = prepare_model(learn.model, device)
     if args.micro_bs is not None:
         learn.micro_bs = args.micro_bs or None
@@ -180,7 +187,7 @@ def main():
 
     result["lessonlib_over_minimal_time"] = round(result["b_minimal_images_per_s"] / result["a_lessonlib_images_per_s"], 3)
     result["lessonlib_over_ceiling_speed"] = round(result["a_lessonlib_images_per_s"] / result["c_ceiling_images_per_s"], 3)
-    save_result(f"training_overhead_{result['device']}_{args.sz}", result)
+    save_result(f"training_overhead_{device.type}_{args.sz}" + ("_compiled" if args.compile else ""), result)
 
 
 if __name__ == "__main__":

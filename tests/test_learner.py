@@ -341,3 +341,19 @@ def test_pieces_by_default_only_when_they_give_the_same_update(data, monkeypatch
     learn.fit(1e-3, 1)                                  # the data's mini-batches of 4 go in pieces of 2
     assert seen and set(seen) == {2}
     assert len(learn.history) == 1 and np.isfinite(learn.history.trn_loss.iloc[-1])
+
+
+def test_compile_trains_the_same_modules_in_place(data, monkeypatch):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    before = set(learn.model.state_dict())
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: calls.append(kw) or fn)   # the real one: test_gpu
+    assert learn.compile(mode="reduce-overhead") is learn
+    assert calls == [{"mode": "reduce-overhead"}] * 2                                  # body and head
+    assert learn.body.module._compiled_call_impl is not None and learn.head._compiled_call_impl is not None
+    assert set(learn.model.state_dict()) == before                                    # save/load unchanged
+    learn.fit(1e-2, 1)
+    assert len(learn.history) == 1
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(RuntimeError, match="C\\+\\+ compiler"):
+        learn.compile()
