@@ -9,12 +9,17 @@ from lessonlib.transforms import tfms_from_model, transforms_side_on
 from tests.helpers import make_folders
 
 
-@pytest.mark.gpu
-def test_full_training_on_cuda_uses_mixed_precision_and_channels_last(tmp_path, monkeypatch):
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    """16 training and 8 validation images per class, 64 px, mini-batches of 8."""
     monkeypatch.setenv("LESSONLIB_HOME", str(tmp_path / "home"))
     make_folders(tmp_path / "pets", n_train=16, n_valid=8)
     tfms = tfms_from_model("efficientnet_lite0", 64, aug_tfms=transforms_side_on)
-    data = ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms, bs=8)
+    return ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms, bs=8)
+
+
+@pytest.mark.gpu
+def test_full_training_on_cuda_uses_mixed_precision_and_channels_last(data, monkeypatch):
     assert data.trn_dl.pin_memory
     learn = ConvLearner.pretrained("efficientnet_lite0", data)
     learn.unfreeze()
@@ -39,12 +44,8 @@ def test_full_training_on_cuda_uses_mixed_precision_and_channels_last(tmp_path, 
 
 
 @pytest.mark.gpu
-def test_compiled_learner_with_cached_images_trains_on_cuda(tmp_path, monkeypatch):
-    monkeypatch.setenv("LESSONLIB_HOME", str(tmp_path / "home"))
-    make_folders(tmp_path / "pets", n_train=16, n_valid=8)
-    tfms = tfms_from_model("efficientnet_lite0", 64, aug_tfms=transforms_side_on)
-    data = ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms, bs=8)
-    assert data.image_cache is not None and len(data.image_cache) == 32   # filled before the workers start
+def test_compiled_learner_with_cached_images_trains_on_cuda(data):
+    assert data.image_cache is not None and len(data.image_cache) == 48   # filled before the workers start
     learn = ConvLearner.pretrained("efficientnet_lite0", data).compile()
     learn.unfreeze()
     learn.fit(1e-3, 2)
