@@ -386,7 +386,7 @@ class ConvLearner:
         The first mini-batches of each new shape then take longer while they compile (a minute or more);
         weights, `save` and `load` are unchanged. On a CPU it works too, but compiling the whole network's
         training step took over 10 minutes on 2 cores (measured), longer than a lesson's training: on a
-        CPU, compile at most the head. Keyword arguments go to `torch.compile`, e.g. mode="max-autotune".
+        CPU, `learn.head.compile()` at most. Keyword arguments go to `torch.compile`, e.g. mode="max-autotune".
 
         Example:
             >>> learn.compile()
