@@ -1,12 +1,13 @@
 """Memory and speed of training the whole network on a CPU: a mini-batch at once, or the body in pieces.
 
 Each setting runs in a fresh process (so that its peak resident memory is its own): EfficientNet-Lite0
-body + lessonlib's head, body unfrozen with its BatchNorm fixed (`bn_freeze`), `--bs` images of `--sz` px
+body + lessonlib's head, body unfrozen with its BatchNorm fixed (`bn_freeze`; `--frozen`: the body frozen, only
+the head trains, as in the augmentation epochs of lessons 03-04), `--bs` images of `--sz` px
 per mini-batch, `--steps` timed optimizer steps after 2 warm-up steps, with
 `lessonlib.training.train_step(..., micro_bs=...)`: the body takes the pieces, the head the whole batch.
 Prints images/s and peak RSS per setting, and the ratios against the whole mini-batch; writes JSON.
 
-    python benchmarks/micro_batches.py [--bs 64] [--pieces 8 16] [--steps 6]
+    python benchmarks/micro_batches.py [--bs 64] [--pieces 8 16] [--steps 6] [--frozen]
 """
 import argparse
 import json
@@ -21,7 +22,7 @@ import torch
 from _results import save_result   # benchmarks/_results.py
 
 
-def one_setting(bs, micro_bs, sz, steps):
+def one_setting(bs, micro_bs, sz, steps, frozen=False):
     """Run in a child process: train `steps` steps; print one JSON line with images/s and peak RSS."""
     from lessonlib import models, training
     from lessonlib.runtime import default_device
@@ -34,7 +35,8 @@ def one_setting(bs, micro_bs, sz, steps):
     for m in body.module.modules():   # the body's BatchNorm fixed, as learn.bn_freeze(True) in lessons 05 and 07
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.eval()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    body.module.requires_grad_(not frozen)   # --frozen: only the head trains (augmentation epochs, lessons 03-04)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     autocast, scaler = training.autocast_for(device)
     x = torch.randint(0, 256, (bs, 3, sz, sz), dtype=torch.uint8)
     y = torch.randint(0, 2, (bs,))
@@ -61,24 +63,27 @@ def main():
     parser.add_argument("--pieces", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--sz", type=int, default=224)
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--frozen", action="store_true", help="the body frozen: only the head trains")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        one_setting(args.bs, args.child or None, args.sz, args.steps)
+        one_setting(args.bs, args.child or None, args.sz, args.steps, args.frozen)
         return
-    result = {"bs": args.bs, "sz": args.sz, "steps": args.steps, "device": "cuda" if torch.cuda.is_available() else "cpu"}
+    result = {"bs": args.bs, "sz": args.sz, "steps": args.steps, "frozen_body": args.frozen,
+              "device": "cuda" if torch.cuda.is_available() else "cpu"}
     env = {**os.environ, "LESSONLIB_OFFLINE": "1"}
     for micro_bs in [0, *args.pieces]:
-        out = subprocess.run([sys.executable, __file__, "--bs", str(args.bs), "--sz", str(args.sz), "--steps",
-                              str(args.steps), "--child", str(micro_bs)], capture_output=True, text=True, env=env,
-                             check=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+        command = [sys.executable, __file__, "--bs", str(args.bs), "--sz", str(args.sz), "--steps", str(args.steps),
+                   "--child", str(micro_bs)] + ["--frozen"] * args.frozen
+        out = subprocess.run(command, capture_output=True, text=True, env=env, check=True,
+                             cwd=os.path.dirname(os.path.abspath(__file__)))
         name = "whole" if micro_bs == 0 else f"pieces_of_{micro_bs}"
         result[name] = json.loads(out.stdout.strip().splitlines()[-1])
     for micro_bs in args.pieces:
         piece = result[f"pieces_of_{micro_bs}"]
         result[f"pieces_of_{micro_bs}_speed_over_whole"] = round(piece["images_per_s"] / result["whole"]["images_per_s"], 3)
         result[f"pieces_of_{micro_bs}_memory_over_whole"] = round(piece["peak_rss_gb"] / result["whole"]["peak_rss_gb"], 3)
-    save_result(f"micro_batches_{result['device']}_{args.sz}", result)
+    save_result(f"micro_batches_{result['device']}_{args.sz}" + ("_frozen" if args.frozen else ""), result)
 
 
 if __name__ == "__main__":

@@ -274,24 +274,24 @@ class ConvLearner:
         return bool(self.augment_on_device)
 
     def _micro_bs(self):
-        """Images per piece of a mini-batch that goes through the training body (None: all at once).
+        """Images per piece of a mini-batch that goes through the body in training (None: all at once).
 
         The body takes the mini-batch in pieces, the head sees it whole (`training.backward_in_pieces`):
         a mini-batch of 64 at 224 px through EfficientNet-Lite0 with the body training needs 6.0 GB on a
-        CPU all at once, 1.7 GB in pieces of 8, and runs 1.3x faster (benchmarks/micro_batches.py).
-        `learn.micro_bs`: "auto" (the default) uses pieces of 8 on a CPU when that gives exactly the
-        whole mini-batch's update, i.e. when no BatchNorm layer of the body trains (`learn.bn_freeze(True)`);
-        a number forces pieces of that size (training BatchNorm layers of the body then see one piece at a
-        time); None always sends whole mini-batches.
+        CPU all at once, 1.7 GB in pieces of 8, and runs 1.3x faster (benchmarks/micro_batches.py); a
+        frozen body's forward pass runs 1.5x faster in pieces of 8.
+        `learn.micro_bs`: "auto" (the default) uses pieces of 8 (`training.CPU_PIECE`) on a CPU when that
+        gives exactly the whole mini-batch's update, i.e. when no BatchNorm layer of the body trains (a
+        frozen body, or `learn.bn_freeze(True)`); a number forces pieces of that size (training BatchNorm
+        layers of the body then see one piece at a time); None always sends whole mini-batches.
         """
-        body_trains = any(p.requires_grad for g in self.layer_groups[:-1] for p in g.parameters())
-        if not body_trains or self.precompute:
+        if self.precompute:
             return None
         if self.micro_bs == "auto":
-            exact = self.bn_frozen or not any(
+            bn_trains = not self.bn_frozen and any(
                 isinstance(m, nn.modules.batchnorm._BatchNorm) and any(p.requires_grad for p in m.parameters())
                 for m in self.body.module.modules())
-            return 8 if exact and default_device().type == "cpu" else None
+            return training.CPU_PIECE if not bn_trains and default_device().type == "cpu" else None
         if self.micro_bs is not None and (isinstance(self.micro_bs, bool) or not isinstance(self.micro_bs, int)
                                           or self.micro_bs < 1):
             raise ValueError(f"learn.micro_bs = {self.micro_bs!r}: use \"auto\", None, or a whole number of "

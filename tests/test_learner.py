@@ -319,7 +319,10 @@ def test_pieces_replay_the_body_randomness_and_count_batchnorm_statistics_once()
 
 def test_pieces_by_default_only_when_they_give_the_same_update(data, monkeypatch):
     learn = ConvLearner.pretrained("efficientnet_lite0", data)
-    assert learn._micro_bs() is None                 # only the head trains: nothing to save
+    assert learn._micro_bs() == 8                    # a frozen body (its BatchNorm fixed): forward in pieces
+    learn.precompute = True
+    assert learn._micro_bs() is None                 # the head trains on cached activations
+    learn.precompute = False
     learn.unfreeze()
     assert learn._micro_bs() is None                 # the body's BatchNorm trains: pieces would change it
     learn.bn_freeze(True)
@@ -358,3 +361,15 @@ def test_compile_trains_the_same_modules_in_place(data, monkeypatch):
     monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(RuntimeError, match="C\\+\\+ compiler"):
         learn.compile()
+
+
+def test_predictions_on_a_cpu_come_in_pieces_with_the_same_outputs():
+    model = _body_and_head().eval()
+    x = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8).float()
+    batches = [(x[:10], torch.zeros(10)), (x[10:], torch.ones(10))]
+    calls = []
+    model[0].register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    out, y = training.get_preds(model, batches, torch.device("cpu"))
+    assert calls == [8, 2, 8, 2]                     # CPU_PIECE = 8 images at a time
+    with torch.no_grad():
+        assert torch.allclose(out, model(x), atol=1e-6) and y.tolist() == [0] * 10 + [1] * 10
