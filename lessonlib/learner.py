@@ -105,7 +105,7 @@ class ConvLearner:
         self.sched = None
         self.bn_frozen = False
         self.augment_on_device = None   # None: per batch on CUDA, per image elsewhere; True/False to choose
-        self.micro_bs = "auto"   # images per piece of a mini-batch while the body trains (see _micro_bs)
+        self.micro_bs = "auto"   # images per piece of a mini-batch through the body in training (see _micro_bs)
         self._precompute = False
         self._activations = {}   # cache key -> (features, labels), kept while the body is unchanged
         self._body_digest = None
