@@ -204,13 +204,16 @@ class ImageDataset(Dataset):
             img = self.cache[key] = self._resize(self.get_image(i))
         return img
 
-    def __getitem__(self, i):
+    def read(self, i):
+        """The i-th image as the steps after the cache take it; a file that cannot be read is named."""
         try:
-            img = self.resized(i) if self._resize is not None else self.get_image(i)
+            return self.resized(i) if self._resize is not None else self.get_image(i)
         except Exception as e:   # e.g. the file changed after the check: name it
             raise RuntimeError(f"could not read {self.fnames[i]}: {e}") from e
+
+    def __getitem__(self, i):
         y = self.y[i]
-        return self._rest(img), (torch.from_numpy(y) if y.ndim else int(y))
+        return self._rest(self.read(i)), (torch.from_numpy(y) if y.ndim else int(y))
 
 
 def default_num_workers():
@@ -303,15 +306,9 @@ class ImageClassifierData:
     def _fill_image_cache(self):
         """Decode and resize every image now, in threads."""
         jobs = [(ds, i) for ds in (self.trn_ds, self.val_ds, self.test_ds) if ds is not None for i in range(len(ds))]
-
-        def fill(job):
-            ds, i = job
-            try:
-                ds.resized(i)
-            except Exception as e:
-                raise RuntimeError(f"could not read {ds.fnames[i]}: {e}") from e
         with ThreadPoolExecutor(max(self.num_workers, 1)) as pool:
-            for _ in tqdm(pool.map(fill, jobs), total=len(jobs), desc="decoding images", leave=False, disable=None):
+            for _ in tqdm(pool.map(lambda job: job[0].read(job[1]), jobs), total=len(jobs), desc="decoding images",
+                          leave=False, disable=None):
                 pass
 
     @property
