@@ -258,3 +258,14 @@ def test_image_cache_is_filled_before_worker_processes_start(tmp_path):
     assert len(data.image_cache) == len(data.trn_ds) + len(data.val_ds)
     x, y = next(iter(data.trn_dl))
     assert x.shape == (4, 3, 32, 32) and x.dtype == torch.uint8
+
+
+@pytest.mark.parametrize("cache_images", [False, True])
+def test_a_file_that_vanishes_after_the_check_is_named(tmp_path, cache_images):
+    path = _noise_folders(tmp_path / "pets")
+    tfms = tfms_from_model("efficientnet_lite0", 32)
+    data = ImageClassifierData.from_paths(path, tfms=tfms, bs=4, num_workers=0, cache_images=cache_images)
+    gone = data.trn_ds.fnames[0]
+    gone.unlink()
+    with pytest.raises(RuntimeError, match=f"could not read {gone}"):
+        data.trn_ds[0]
