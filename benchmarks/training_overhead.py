@@ -118,20 +118,27 @@ def main():
     parser.add_argument("--micro-bs", type=int, default=None,
                         help="images per piece of the body (learn.micro_bs; 0: whole mini-batches); default: "
                              "lessonlib's choice (8 on a CPU, whole mini-batches on a GPU)")
+    parser.add_argument("--weights", default="imagenet", choices=("imagenet", "random"),
+                        help="random: time the network itself where its ImageNet weights are not at hand")
     parser.add_argument("--compile", action="store_true",
                         help="learn.compile() before the fine-tune epochs (in place: (a), (b) and (c) all run compiled)")
     args = parser.parse_args()
     os.environ["LESSONLIB_HOME"] = tempfile.mkdtemp(prefix="lessonlib-bench-")
+    os.environ["LESSONLIB_WEIGHTS"] = args.weights   # the Keras and fastai rows build the same network
     setup(0)
     device = default_device()
     path = datasets.get("dogscats-mini", smoke=False)
     tfms = tfms_from_model(args.arch, args.sz, aug_tfms=transforms_side_on, max_zoom=1.1)
     data = ImageClassifierData.from_paths(path, tfms=tfms, bs=args.bs)
     n = len(data.trn_ds)
-    result = {"device": str(device), "arch": args.arch, "sz": args.sz, "bs": args.bs, "train_images": n}
+    result = {"device": str(device), "arch": args.arch, "weights": args.weights, "sz": args.sz, "bs": args.bs,
+              "train_images": n}
+    if device.type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(device)
 
     start = time.perf_counter()
     learn = ConvLearner.pretrained(args.arch, data, precompute=True)
+    result["arch"] = learn.arch   # the network that actually ran (a download that failed falls back)
     result["d_precompute_images_per_s"] = round((n + len(data.val_ds)) / (time.perf_counter() - start), 1)
     learn.fit(1e-2, 1)
     result["e_head_epoch_s"] = float(learn.history.time.iloc[-1])
@@ -187,7 +194,7 @@ def main():
 
     result["lessonlib_over_minimal_time"] = round(result["b_minimal_images_per_s"] / result["a_lessonlib_images_per_s"], 3)
     result["lessonlib_over_ceiling_speed"] = round(result["a_lessonlib_images_per_s"] / result["c_ceiling_images_per_s"], 3)
-    save_result(f"training_overhead_{device.type}_{args.sz}" + ("_compiled" if args.compile else ""), result)
+    save_result(f"training_overhead_{device.type}_{learn.arch}_{args.sz}" + ("_compiled" if args.compile else ""), result)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ class Entry:
     synthetic: str = None       # name of a function that writes a stand-in
     smoke_per_class: tuple = None   # (train, valid) images per class in smoke mode, for folder layouts
     smoke_rows: int = None          # rows of the label CSV kept in smoke mode, for CSV layouts
+    packaged: bool = False          # a copy travels inside lessonlib (lessonlib/teaching_sets/<name>)
 
 
 CATALOG = {e.name: e for e in [
@@ -52,10 +53,12 @@ CATALOG = {e.name: e for e in [
     Entry("oxford-pets", "Oxford-IIIT Pet as cats vs dogs: 3,680 train and 3,669 valid photos (torchvision)",
           fetch="_fetch_oxford_pets", smoke_per_class=(16, 8)),
     Entry("dogscats-mini", "1,000 real Dogs vs Cats photos (800 train, 200 valid) + 100 unlabelled test",
-          synthetic="_synthetic_dogscats", smoke_per_class=(16, 8)),
+          packaged=True, smoke_per_class=(16, 8)),
     Entry("planet-mini", "502 Planet Amazon satellite chips, 128 px, 17 tags (train_v2.csv)",
-          synthetic="_synthetic_planet", smoke_rows=120),
+          packaged=True, smoke_rows=120),
+    Entry("mnist-digits", "20 real MNIST digits, 2 per class, 28x28 greyscale PNGs", packaged=True),
 ]}
+PACKAGED = Path(__file__).resolve().parent / "teaching_sets"
 
 
 def data_root():
@@ -103,6 +106,8 @@ def _locate(entry):
         return local
     if mirror() is not None and (mirror() / entry.name).is_dir():
         return mirror() / entry.name
+    if entry.packaged and (PACKAGED / entry.name).is_dir():
+        return PACKAGED / entry.name
     reasons = []
     try:
         if entry.url:

@@ -113,7 +113,7 @@ class ConvLearner:
         self.freeze()
 
     @classmethod
-    def pretrained(cls, arch, data, precompute=False, xtra_fc=512, ps=(0.25, 0.5), metrics=None):
+    def pretrained(cls, arch, data, precompute=False, xtra_fc=512, ps=(0.25, 0.5), metrics=None, weights=None):
         """A learner whose body holds ImageNet weights for `arch`, frozen, and whose head is new.
 
         Args:
@@ -125,12 +125,14 @@ class ConvLearner:
             xtra_fc: width of the head's hidden layer; ps: its two dropout probabilities.
             metrics: functions (preds, y) -> float shown per epoch; preds are log-probabilities, or tag
                 probabilities for multi-label data (default: accuracy, or f2 for multi-label data).
+            weights: "imagenet"; "random" times the network where its weights cannot be had, and says so
+                (default: `LESSONLIB_WEIGHTS`, else "imagenet").
 
         Example:
             >>> learn = ConvLearner.pretrained("resnet34", data, precompute=True)
             >>> learn.fit(1e-2, 1)
         """
-        body = models.create_body(arch)
+        body = models.create_body(arch, weights)
         head = models.create_head(body.n_features, data.c, xtra_fc, ps)
         learn = cls(data, body, head, metrics)
         learn.precompute = precompute

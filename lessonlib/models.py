@@ -84,9 +84,31 @@ def offline():
     return os.environ.get("LESSONLIB_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
 
 
-def load_pretrained(arch):
-    """(name actually used, ImageNet model) for `arch`; announces the fallback in one line."""
+WEIGHTS = ("imagenet", "random")
+
+
+def random_model(name):
+    """`name`'s network with random (untrained) weights: for timing a network whose weights are not at hand."""
+    if ARCHS[name]["source"] == "torchvision":
+        import torchvision
+        return getattr(torchvision.models, name)(weights=None)
+    import timm
+    return timm.create_model("tf_efficientnet_lite0", pretrained=False)
+
+
+def load_pretrained(arch, weights=None):
+    """(name actually used, ImageNet model) for `arch`; announces the fallback in one line.
+
+    `weights="random"` (or `LESSONLIB_WEIGHTS=random` when `weights` is None) builds `arch` itself untrained, says so, and never falls back: for measuring how
+    long the lesson's network takes where its ImageNet weights cannot be had (its accuracy means nothing).
+    """
     name = arch_name(arch)
+    weights = weights or os.environ.get("LESSONLIB_WEIGHTS", "").strip().lower() or "imagenet"
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights={weights!r}: use 'imagenet' (pretrained) or 'random' (untrained, for timing)")
+    if weights == "random":
+        print(f"{name}: RANDOM weights, not ImageNet's: good for timing, not for accuracy.")
+        return name, random_model(name)
     if ARCHS[name]["source"] == "torchvision" and _resolved.get(name) != FALLBACK:
         reason = "LESSONLIB_OFFLINE is set" if offline() else None
         if reason is None:
@@ -146,9 +168,9 @@ class Body:
     n_features: int
 
 
-def create_body(arch):
+def create_body(arch, weights=None):
     """Pretrained body for `arch`: normalise, early layers, late layers, concat pooling, flatten."""
-    name, model = load_pretrained(arch)
+    name, model = load_pretrained(arch, weights)
     mean, std = ARCHS[name]["stats"]
     early, late, channels = _split_backbone(name, model)
     module = nn.Sequential(ImageNormalize(mean, std), early, late, AdaptiveConcatPool2d())
