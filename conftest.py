@@ -1,11 +1,7 @@
 """Test settings shared by the unit tests and the notebook runs (nbval kernels inherit os.environ)."""
 import os
 import tempfile
-from pathlib import Path
 
-_shared = Path(__file__).resolve().parent.parent / "shared" / "datasets"
-if "LESSONLIB_DATA_MIRROR" not in os.environ and _shared.is_dir():
-    os.environ["LESSONLIB_DATA_MIRROR"] = str(_shared)
 os.environ.setdefault("LESSONLIB_SMOKE", "1")
 os.environ.setdefault("LESSONLIB_HOME", tempfile.mkdtemp(prefix="lessonlib-test-"))
 os.environ.setdefault("MPLBACKEND", "Agg")

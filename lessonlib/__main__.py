@@ -14,7 +14,15 @@ def main(argv=None):
     train.add_argument("--lr", type=float, default=1e-2)
     train.add_argument("--epochs", type=int, default=1, help="epochs on precomputed activations")
     train.add_argument("--save", default=None, help="save the model under this name")
+    fetch = commands.add_parser("fetch-weights", help="download torchvision's ImageNet weights (for a classroom mirror)")
+    fetch.add_argument("archs", nargs="+", help="e.g. resnet34 resnet50")
+    fetch.add_argument("--to", required=True, help="folder to write them to, e.g. $LESSONLIB_DATA_MIRROR/weights")
     args = parser.parse_args(argv)
+
+    if args.command == "fetch-weights":
+        from lessonlib.models import fetch_weights
+        fetch_weights(args.archs, args.to)
+        return 0
 
     if args.command == "doctor":
         from lessonlib.runtime import doctor

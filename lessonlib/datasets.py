@@ -2,32 +2,41 @@
 
 Where each one comes from, in order:
 1. a copy already under the data folder (`LESSONLIB_DATA`, default LESSONLIB_HOME/data);
-2. the mirror `LESSONLIB_DATA_MIRROR` (a folder with `dogscats-mini/`, `planet-mini/`, ...:
-   a classroom server, or `../shared/datasets` for the tests);
-3. the real download, where the data set has one (with a progress bar, a size check and
-   an extraction that refuses paths escaping the target folder);
-4. for the small teaching sets only, when nothing else is reachable: a generated stand-in,
-   announced loudly as synthetic.
+2. the mirror `LESSONLIB_DATA_MIRROR`, if set (a classroom's shared, read-only folder
+   holding `dogscats-mini/`, `planet-mini/`, ...);
+3. for the teaching sets (`dogscats-mini`, `planet-mini`, `mnist-digits`): the copy that travels
+   inside lessonlib itself (`lessonlib/teaching_sets/`), so they work offline with nothing else;
+4. the real download, where the data set has one: with a progress bar, retries that resume a
+   dropped connection, a size and checksum check, and an extraction that refuses paths escaping
+   its folder and puts the data set in place whole or not at all. Two processes asking at once
+   download it once, and both get it.
 
-In smoke mode (`LESSONLIB_SMOKE=1`) the folder-layout sets are cut down to a few images
-per class, written once under the data folder; the line printed says so.
+In smoke mode (`LESSONLIB_SMOKE=1`) the sets are cut down to a few images per class, written once
+under the data folder; the line printed says so.
 """
 import csv
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from lessonlib.runtime import home, smoke_mode
+from lessonlib.storage import atomic_dir, file_lock
+
+__all__ = ["CATALOG", "Entry", "PACKAGED", "data_root", "download", "download_and_extract", "get", "mirror",
+           "safe_extract", "smoke_sample", "smoke_sample_csv", "verify_packaged"]
+
+PACKAGED = Path(__file__).resolve().parent / "teaching_sets"
 
 
 @dataclass(frozen=True)
@@ -40,31 +49,41 @@ class Entry:
     md5: str = None             # checked when known
     inner: str = None           # folder inside the archive that holds the data
     fetch: str = None           # name of a function of this module that fetches it another way
-    synthetic: str = None       # name of a function that writes a stand-in
+    convert: str = None         # name of a function (extracted folder, new folder) that writes lessonlib's layout
+    packaged: bool = False      # a copy travels inside lessonlib (lessonlib/teaching_sets/<name>)
     smoke_per_class: tuple = None   # (train, valid) images per class in smoke mode, for folder layouts
     smoke_rows: int = None          # rows of the label CSV kept in smoke mode, for CSV layouts
-    packaged: bool = False          # a copy travels inside lessonlib (lessonlib/teaching_sets/<name>)
 
 
+# Sizes and MD5 sums of fast.ai's archives: fastai's own fastai/data/checks.txt.
 CATALOG = {e.name: e for e in [
-    Entry("dogscats", "fast.ai's Dogs vs Cats: 23,000 train and 2,000 valid photos (818 MB zip)",
-          url="http://files.fast.ai/data/dogscats.zip", size=857_214_334, md5="aef22ec7d472dd60e8ee79eecc19f131",
-          inner="dogscats", smoke_per_class=(16, 8)),
+    Entry("dogscats", "fast.ai's Dogs vs Cats: 23,000 train and 2,000 valid photos (839 MB download)",
+          url="https://s3.amazonaws.com/fast-ai-sample/dogscats.tgz", size=839_285_364,
+          md5="3e483c8d6ef2175e9d395a6027eb92b7", inner="dogscats", smoke_per_class=(16, 8)),
     Entry("oxford-pets", "Oxford-IIIT Pet as cats vs dogs: 3,680 train and 3,669 valid photos (torchvision)",
           fetch="_fetch_oxford_pets", smoke_per_class=(16, 8)),
-    Entry("dogscats-mini", "1,000 real Dogs vs Cats photos (800 train, 200 valid) + 100 unlabelled test",
+    Entry("planet-sample", "fast.ai's Planet sample: 1,000 satellite chips, 256 px, 17 tags (16 MB download)",
+          url="https://s3.amazonaws.com/fast-ai-sample/planet_sample.tgz", size=15_523_994,
+          md5="8bfb174b3162f07fbde09b54555bdb00", inner="planet_sample", convert="_planet_layout", smoke_rows=120),
+    Entry("dogscats-mini", "1,100 real Dogs vs Cats photos: 800 train, 200 valid, 100 unlabelled test",
           packaged=True, smoke_per_class=(16, 8)),
-    Entry("planet-mini", "502 Planet Amazon satellite chips, 128 px, 17 tags (train_v2.csv)",
+    Entry("planet-mini", "502 real Planet satellite chips, 128 px, 17 tags (train_v2.csv)",
           packaged=True, smoke_rows=120),
     Entry("mnist-digits", "20 real MNIST digits, 2 per class, 28x28 greyscale PNGs", packaged=True),
 ]}
-PACKAGED = Path(__file__).resolve().parent / "teaching_sets"
 
 
 def data_root():
     """Writable folder where data sets are downloaded or derived (`LESSONLIB_DATA`)."""
-    root = Path(os.environ.get("LESSONLIB_DATA") or home() / "data").expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    value = os.environ.get("LESSONLIB_DATA")
+    if not value:
+        return home() / "data"
+    root = Path(value).expanduser()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"LESSONLIB_DATA={value} cannot be used ({e.strerror or e}): point it at a folder you can "
+                      f"write to, or unset it to use LESSONLIB_HOME/data") from e
     return root
 
 
@@ -78,7 +97,8 @@ def get(name, smoke=None):
     """A local folder holding data set `name` (see `CATALOG`), fetching it the first time.
 
     Args:
-        name: "dogscats", "oxford-pets", "dogscats-mini" or "planet-mini".
+        name: "dogscats-mini", "planet-mini", "mnist-digits" (these come with lessonlib), or
+            "dogscats", "oxford-pets", "planet-sample" (downloaded once).
         smoke: cut down to a few images per class; default: on in smoke mode (`LESSONLIB_SMOKE=1`).
 
     Example:
@@ -91,7 +111,9 @@ def get(name, smoke=None):
     entry = CATALOG[name]
     path = _locate(entry)
     if (smoke_mode() if smoke is None else smoke) and (entry.smoke_per_class or entry.smoke_rows):
-        dest = data_root() / f"{path.name}-smoke"
+        # keyed on where the full set lives, so a mirror and the packaged copy never share a sample
+        tag = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+        dest = data_root() / f"{name}-smoke-{tag}"
         if entry.smoke_per_class:
             path = smoke_sample(path, entry.smoke_per_class, dest)
         else:
@@ -100,72 +122,129 @@ def get(name, smoke=None):
     return path
 
 
-def _locate(entry):
+def _local(entry):
     local = data_root() / entry.name
-    if local.is_dir():
-        return local
+    return local if local.is_dir() else None
+
+
+def _locate(entry):
+    found = _local(entry)
+    if found:
+        return found
     if mirror() is not None and (mirror() / entry.name).is_dir():
         return mirror() / entry.name
     if entry.packaged and (PACKAGED / entry.name).is_dir():
         return PACKAGED / entry.name
-    reasons = []
-    try:
-        if entry.url:
-            return download_and_extract(entry.url, local, entry.size, entry.md5, entry.inner)
-        if entry.fetch:
-            return globals()[entry.fetch](local)
-    except OSError as e:   # no network, DNS failure, refused connection, disk full ...
-        reasons.append(f"{type(e).__name__}: {e}")
-    if entry.synthetic:
-        out = data_root() / f"{entry.name}-synthetic"
-        if not out.is_dir():
-            _atomic_dir(out, globals()[entry.synthetic])
-        bar = "!" * 78
-        print(f"{bar}\n!! {entry.name} is not available here, so this is a SYNTHETIC stand-in of generated "
-              f"pictures,\n!! not real photos: numbers you get from it say nothing about real images.\n"
-              f"!! Get the real one: set LESSONLIB_DATA_MIRROR, or see data/README.md.\n{bar}")
-        return out
-    how = "; ".join(reasons) or "no download is known"
-    raise FileNotFoundError(f"{entry.name} is not in {data_root()} nor in the mirror, and fetching it failed "
-                            f"({how}). See data/README.md to get it by hand.")
-
-
-def _atomic_dir(dest, write):
-    """Write a folder via `write(tmp)` and rename it into place, so no half folder is ever left."""
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        write(tmp)
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    if not (entry.url or entry.fetch):
+        where = [f"lessonlib's own copy ({PACKAGED / entry.name}) is missing", f"it is not in {data_root()}",
+                 f"LESSONLIB_DATA_MIRROR is {'not set' if mirror() is None else f'{mirror()}, without it'}"]
+        raise FileNotFoundError(f"{entry.name} is not available: {'; '.join(where)}. Reinstall lessonlib from the "
+                                f"project (`pip install .` in a full checkout), or copy the folder {entry.name}/ into "
+                                f"{data_root()}; data/README.md says where each data set comes from.")
+    with file_lock(data_root() / f".{entry.name}.lock"):   # a second process waits here, then finds it done
+        found = _local(entry)
+        if found:
+            return found
+        try:
+            if entry.url:
+                return download_and_extract(entry.url, data_root() / entry.name, entry.size, entry.md5, entry.inner,
+                                            convert=globals()[entry.convert] if entry.convert else None)
+            return globals()[entry.fetch](data_root() / entry.name)
+        except OSError as e:   # no network, DNS failure, refused connection, disk full ...
+            raise FileNotFoundError(f"{entry.name} is not in {data_root()} nor in the mirror, and fetching it failed "
+                                    f"({type(e).__name__}: {e}). See data/README.md to get it by hand.") from e
 
 
 # ---------------------------------------------------------------- download, check, extract
 
-def download(url, dest, size=None, md5=None, timeout=30):
-    """Download `url` to the file `dest` with a progress bar; check its size and MD5 when known."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+RETRIES = 5          # attempts after a dropped connection
+RETRY_WAIT = 1.0     # seconds before the first retry; doubles each time
+
+
+def _open(url, start, timeout):
+    """(response, True if it continues at byte `start`) for `url`, asking for the rest of the file."""
+    headers = {"User-Agent": "lessonlib"}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    resumed = bool(start) and getattr(response, "status", None) == 206
+    return response, resumed
+
+
+def _expected_total(response, start, resumed, size):
+    """The whole file's size from the response headers (Content-Range or Content-Length), else `size`."""
+    content_range = response.headers.get("Content-Range", "")
+    if resumed and "/" in content_range and content_range.rsplit("/", 1)[1].isdigit():
+        return int(content_range.rsplit("/", 1)[1])
+    length = response.headers.get("Content-Length")
+    if length and length.isdigit():
+        return int(length) + (start if resumed else 0)
+    return size
+
+
+def _md5(path):
     digest = hashlib.md5()
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or size
-        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=None) as bar:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                digest.update(chunk)
-                bar.update(len(chunk))
-    got = part.stat().st_size
-    if size is not None and got != size:
-        part.unlink()
-        raise OSError(f"{url}: got {got:,} bytes, expected {size:,}; the download was cut short or changed")
-    if md5 is not None and digest.hexdigest() != md5:
-        part.unlink()
-        raise OSError(f"{url}: MD5 {digest.hexdigest()} does not match the expected {md5}")
-    os.replace(part, dest)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(url, dest, size=None, md5=None, timeout=30, retries=None):
+    """Download `url` to the file `dest` with a progress bar; check its size and MD5 when known.
+
+    The bytes go to `dest`'s `.part` file while a lock keeps other processes out (a second process
+    waits, then finds `dest` done). A dropped connection is retried up to `RETRIES` times, continuing
+    where it stopped when the server allows (HTTP Range), from the start otherwise; a `.part` file left
+    by a killed run is continued the same way. `dest` appears only when complete and checked.
+    """
+    dest = Path(dest)
+    retries = RETRIES if retries is None else retries
+    with file_lock(dest.with_name(f".{dest.name}.lock")):
+        if dest.exists():
+            return dest
+        part = dest.with_name(dest.name + ".part")   # only the lock holder writes it
+        bar = tqdm(total=size, initial=0, unit="B", unit_scale=True, desc=dest.name, disable=None)
+        try:
+            for attempt in range(retries + 1):
+                have = part.stat().st_size if part.exists() else 0
+                try:
+                    response, resumed = _open(url, have, timeout)
+                    with response, open(part, "ab" if resumed else "wb") as out:
+                        have = have if resumed else 0
+                        total = _expected_total(response, have, resumed, size)
+                        bar.reset(total=total)
+                        bar.update(have)
+                        while chunk := response.read(1 << 20):
+                            out.write(chunk)
+                            have += len(chunk)
+                            bar.update(len(chunk))
+                    if total is None or have >= total:
+                        break
+                    reason = f"the connection closed after {have:,} of {total:,} bytes"
+                except urllib.error.HTTPError as e:
+                    if e.code == 416 and size is not None and have == size:   # the .part was already whole
+                        break
+                    if e.code < 500 and e.code != 408:
+                        raise OSError(f"{url}: HTTP {e.code} {e.reason}") from e
+                    reason = f"HTTP {e.code}"
+                except (OSError, EOFError, http.client.HTTPException) as e:   # URLError, reset, time-out, IncompleteRead
+                    reason = f"{type(e).__name__}: {e}"
+                if attempt == retries:
+                    raise OSError(f"{url}: gave up after {retries + 1} attempts ({reason}); run it again to continue "
+                                  f"from byte {part.stat().st_size if part.exists() else 0:,}")
+                time.sleep(RETRY_WAIT * 2 ** attempt)
+        finally:
+            bar.close()
+        got = part.stat().st_size
+        if size is not None and got != size:
+            part.unlink()
+            raise OSError(f"{url}: got {got:,} bytes, expected {size:,}; the file on the server changed or the "
+                          f"download was cut short")
+        if md5 is not None and _md5(part) != md5:
+            part.unlink()
+            raise OSError(f"{url}: the MD5 of the download does not match the expected {md5}")
+        os.replace(part, dest)
     return dest
 
 
@@ -196,24 +275,50 @@ def _refuse_escape(member, dest):
         raise ValueError(f"refusing to extract {member!r}: it would land outside {dest}")
 
 
-def download_and_extract(url, dest, size=None, md5=None, inner=None):
-    """Download an archive next to `dest`, extract it, and move its data folder (`inner`) to `dest`."""
+def download_and_extract(url, dest, size=None, md5=None, inner=None, convert=None):
+    """Download an archive next to `dest`, extract it, and put its data folder (`inner`) in place as `dest`.
+
+    `convert(extracted, new)`, if given, writes lessonlib's layout into `new` from the extracted folder.
+    `dest` appears whole or not at all; the archive is deleted once extracted.
+    """
     dest = Path(dest)
     archive = dest.parent / Path(urllib.parse.urlparse(url).path).name
-    if not archive.exists():
-        download(url, archive, size, md5)
-    work = dest.with_name(f".{dest.name}.extract{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
-    try:
+    if dest.is_dir():
+        return dest
+    download(url, archive, size, md5)
+
+    def write(tmp):
+        work = tmp / ".extracted"
         safe_extract(archive, work)
         src = work / inner if inner else work
         if not src.is_dir():
             raise ValueError(f"{archive.name} has no folder {inner!r} inside")
-        os.replace(src, dest)   # atomic: `dest` appears whole or not at all
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    archive.unlink()
+        if convert is not None:
+            convert(src, tmp)
+        else:
+            for child in src.iterdir():
+                os.rename(child, tmp / child.name)
+        shutil.rmtree(work)
+    atomic_dir(dest, write)
+    archive.unlink(missing_ok=True)
     return dest
+
+
+def _planet_layout(src, dest):
+    """fast.ai's planet_sample (`labels.csv`, `train/*.jpg`) in the Kaggle layout `from_csv` reads.
+
+    `train-jpg/` holds the chips unchanged (4-channel JPEGs that lessonlib reads as RGB) and
+    `train_v2.csv` the labels, `image_name,tags`.
+    """
+    (dest / "train-jpg").mkdir()
+    with open(src / "labels.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or [c.strip() for c in rows[0][:2]] != ["image_name", "tags"]:
+        raise ValueError(f"{src / 'labels.csv'} does not start with the header image_name,tags")
+    for name, _ in rows[1:]:
+        os.rename(src / "train" / f"{name}.jpg", dest / "train-jpg" / f"{name}.jpg")
+    with open(dest / "train_v2.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
 
 
 # ---------------------------------------------------------------- Oxford-IIIT Pet as cats vs dogs
@@ -240,7 +345,7 @@ def _fetch_oxford_pets(dest, raw=None):
                 cls = "cats" if species == "1" else "dogs"
                 (tmp / folder / cls).mkdir(parents=True, exist_ok=True)
                 shutil.copy2(base / "images" / f"{image_id}.jpg", tmp / folder / cls / f"{image_id}.jpg")
-    return _atomic_dir(Path(dest), write)
+    return atomic_dir(Path(dest), write)
 
 
 # ---------------------------------------------------------------- derived samples
@@ -259,13 +364,13 @@ def smoke_sample(src, per_class, dest):
             for cls_dir in sorted(p for p in (src / split).iterdir() if p.is_dir()):
                 (tmp / split / cls_dir.name).mkdir(parents=True)
                 for f in image_files(cls_dir)[:n]:
-                    shutil.copy2(f, tmp / split / cls_dir.name / f.name)
+                    shutil.copyfile(f, tmp / split / cls_dir.name / f.name)
         test = [d for d in ("test", "test1") if (src / d).is_dir()]
         if test:
             (tmp / "test").mkdir()
             for f in image_files(src / test[0])[:n_valid]:
-                shutil.copy2(f, tmp / "test" / f.name)
-    return _atomic_dir(dest, write)
+                shutil.copyfile(f, tmp / "test" / f.name)
+    return atomic_dir(dest, write)
 
 
 def smoke_sample_csv(src, n_rows, dest, folder="train-jpg", csv_name="train_v2.csv", suffix=".jpg"):
@@ -280,60 +385,28 @@ def smoke_sample_csv(src, n_rows, dest, folder="train-jpg", csv_name="train_v2.c
         (tmp / folder).mkdir()
         for line in lines[1:n_rows + 1]:
             name = line.split(",")[0]
-            shutil.copy2(src / folder / f"{name}{suffix}", tmp / folder / f"{name}{suffix}")
-    return _atomic_dir(dest, write)
+            shutil.copyfile(src / folder / f"{name}{suffix}", tmp / folder / f"{name}{suffix}")
+    return atomic_dir(dest, write)
 
 
-# ---------------------------------------------------------------- synthetic stand-ins (announced)
+# ---------------------------------------------------------------- the teaching sets' integrity
 
-def _synthetic_dogscats(out, n_train=100, n_valid=25, n_test=20, size=128, seed=0):
-    """Generated pictures in the dogscats layout: 'cats' are warm round blobs, 'dogs' cool boxes."""
-    rng = np.random.default_rng(seed)
-
-    def picture(kind):
-        background = tuple(int(v) for v in rng.integers(60, 200, 3))
-        img = Image.new("RGB", (size, size), background)
-        d = ImageDraw.Draw(img)
-        for _ in range(3):
-            x, y, r = (int(v) for v in (rng.integers(10, size - 10), rng.integers(10, size - 10), rng.integers(12, 30)))
-            if kind == "cats":
-                d.ellipse([x - r, y - r, x + r, y + r], fill=(230, int(rng.integers(100, 160)), 40))
-            else:
-                d.rectangle([x - r, y - r, x + r, y + r], fill=(40, int(rng.integers(100, 160)), 230))
-        return img
-
-    for split, n in (("train", n_train), ("valid", n_valid)):
-        for kind in ("cats", "dogs"):
-            (out / split / kind).mkdir(parents=True)
-            for i in range(n):
-                picture(kind).save(out / split / kind / f"{kind[:-1]}.{i + 1:04d}.jpg", quality=90)
-    (out / "test").mkdir()
-    for i in range(n_test):
-        picture(("cats", "dogs")[i % 2]).save(out / "test" / f"{i + 1:04d}.jpg", quality=90)
-
-
-def _synthetic_planet(out, n=120, size=128, seed=0):
-    """Generated tiles with tags in the Planet layout (train-jpg/ and train_v2.csv)."""
-    rng = np.random.default_rng(seed)
-    (out / "train-jpg").mkdir(parents=True)
-    rows = []
-    for i in range(n):
-        tags = ["primary"]
-        img = Image.new("RGB", (size, size), (30, 90 + int(rng.integers(0, 40)), 40))
-        d = ImageDraw.Draw(img)
-        if rng.random() < 0.4:
-            tags.append("water")
-            d.rectangle([0, int(rng.integers(20, 100)), size, int(rng.integers(100, size))], fill=(30, 60, 160))
-        if rng.random() < 0.3:
-            tags.append("road")
-            x = int(rng.integers(0, size))
-            d.line([x, 0, size - x, size], fill=(200, 190, 170), width=4)
-        tags.append("cloudy" if rng.random() < 0.2 else "clear")
-        if tags[-1] == "cloudy":
-            d.ellipse([10, 10, size - 10, size - 10], fill=(235, 235, 235))
-        img.save(out / "train-jpg" / f"train_{i}.jpg", quality=90)
-        rows.append((f"train_{i}", " ".join(sorted(tags))))
-    with open(out / "train_v2.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image_name", "tags"])
-        writer.writerows(rows)
+def verify_packaged(names=None):
+    """{file: problem} for the packaged teaching sets' files that differ from `teaching_sets/SHA256SUMS` (empty: all intact)."""
+    expected = {}
+    for line in (PACKAGED / "SHA256SUMS").read_text().splitlines():
+        digest, rel = line.split(maxsplit=1)
+        if names is None or rel.split("/", 1)[0] in names:
+            expected[rel] = digest
+    problems = {}
+    for rel, digest in expected.items():
+        path = PACKAGED / rel
+        if not path.is_file():
+            problems[rel] = "missing"
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            problems[rel] = "changed"
+    for name in names or sorted({rel.split("/", 1)[0] for rel in expected}):
+        for path in (PACKAGED / name).rglob("*"):
+            if path.is_file() and path.relative_to(PACKAGED).as_posix() not in expected:
+                problems[path.relative_to(PACKAGED).as_posix()] = "not in SHA256SUMS"
+    return problems

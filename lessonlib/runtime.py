@@ -13,10 +13,26 @@ def smoke_mode():
     return os.environ.get("LESSONLIB_SMOKE", "").strip().lower() in {"1", "true", "yes"}
 
 
+class HomeError(OSError):
+    """LESSONLIB_HOME cannot be used; the message says why and what to set instead."""
+
+
 def home():
     """The one writable folder for caches and saved models (`LESSONLIB_HOME`, default ~/.cache/lessonlib)."""
-    root = Path(os.environ.get("LESSONLIB_HOME") or Path.home() / ".cache" / "lessonlib").expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    value = os.environ.get("LESSONLIB_HOME")
+    root = Path(value or Path.home() / ".cache" / "lessonlib").expanduser()
+    setting = f"LESSONLIB_HOME={value}" if value else f"the default LESSONLIB_HOME ({root})"
+    fix = "set LESSONLIB_HOME to a folder you can write to, e.g. `export LESSONLIB_HOME=$HOME/lessonlib-home`"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise HomeError(f"{setting} is a file, not a folder: {fix}") from None
+    except OSError as e:
+        raise HomeError(f"{setting} cannot be created ({e.strerror or e}): {fix}") from None
+    if not root.is_dir():
+        raise HomeError(f"{setting} is not a folder: {fix}")
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise HomeError(f"{setting} is not writable: {fix}")
     return root
 
 
@@ -53,6 +69,13 @@ def setup(seed=42):
     return smoke_mode()
 
 
+def _home_report():
+    try:
+        return f"{home()} (writable)"
+    except HomeError as e:
+        return f"PROBLEM: {e}"
+
+
 def doctor():
     """A short report of the environment, as a dict (also what `python -m lessonlib doctor` prints)."""
     device = default_device()
@@ -65,7 +88,7 @@ def doctor():
         "cpu cores": os.cpu_count(),
         "torch threads": torch.get_num_threads(),
         "smoke mode": smoke_mode(),
-        "lessonlib home": str(home()),
+        "lessonlib home": _home_report(),
         "data mirror": os.environ.get("LESSONLIB_DATA_MIRROR") or "not set",
     }
     try:

@@ -1,4 +1,4 @@
-"""Small synthetic image folders for fast tests."""
+"""Test helpers: small generated image folders (fixtures of the tests, not teaching data) and a local HTTP server."""
 from pathlib import Path
 
 import numpy as np
@@ -25,3 +25,67 @@ def make_folders(root, classes=("cats", "dogs"), n_train=6, n_valid=3, n_test=0,
     for i in range(n_test):
         write_image(root / "test" / f"{i:04d}.jpg", (120, 120, 120), size)
     return root
+
+
+class FileServer:
+    """A small HTTP server on 127.0.0.1 for download tests: serves `files` ({path: bytes}), can drop connections.
+
+    `cut_first`: that many requests send the headers of the whole file but stop halfway and close.
+    `ranges`: honour `Range: bytes=N-` with 206 Partial Content (a server that ignores it sends 200 and all).
+    `chunk_delay`: seconds between 64 KiB chunks, so that two clients overlap.
+    `requests` records (path, Range header) of every request.
+    """
+
+    def __init__(self, files, cut_first=0, ranges=True, chunk_delay=0.0):
+        import http.server
+        import threading
+        import time
+
+        self.files, self.cut_left, self.ranges, self.requests = dict(files), cut_first, ranges, []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = server.files.get(self.path)
+                server.requests.append((self.path, self.headers.get("Range")))
+                if body is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                rng = self.headers.get("Range")
+                if server.ranges and rng and rng.startswith("bytes=") and rng.endswith("-"):
+                    start = int(rng[6:-1])
+                    if start >= len(body):
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                rest = body[start:]
+                cut = server.cut_left > 0
+                if cut:
+                    server.cut_left -= 1
+                    rest = rest[:len(rest) // 2]
+                for i in range(0, len(rest), 1 << 16):
+                    self.wfile.write(rest[i:i + (1 << 16)])
+                    if chunk_delay:
+                        time.sleep(chunk_delay)
+                if cut:
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,11 +1,21 @@
+"""The data catalog: the teaching sets that travel with lessonlib, the mirror, and hardened downloads."""
 import hashlib
+import io
+import multiprocessing
+import re
+import shutil
+import subprocess
+import sys
 import tarfile
 import zipfile
+from pathlib import Path
 
 import pytest
 
 from lessonlib import datasets
-from tests.helpers import make_folders, write_image
+from tests.helpers import FileServer, make_folders, write_image
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -13,8 +23,162 @@ def data_home(tmp_path, monkeypatch):
     monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path / "data"))
     monkeypatch.delenv("LESSONLIB_DATA_MIRROR", raising=False)
     monkeypatch.setenv("LESSONLIB_SMOKE", "0")
+    monkeypatch.setattr(datasets, "RETRY_WAIT", 0.01)
     return tmp_path
 
+
+@pytest.fixture
+def server():
+    servers = []
+
+    def start(files, **kwargs):
+        servers.append(FileServer(files, **kwargs))
+        return servers[-1]
+    yield start
+    for s in servers:
+        s.close()
+
+
+def tgz(files):
+    """A .tar.gz in memory holding {name: bytes}."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- the teaching sets that travel with lessonlib
+
+def test_the_packaged_teaching_sets_are_intact():
+    assert datasets.verify_packaged() == {}
+    sums = (datasets.PACKAGED / "SHA256SUMS").read_text().splitlines()
+    counts = {name: sum(line.split()[1].startswith(name + "/") for line in sums)
+              for name in ("dogscats-mini", "planet-mini", "mnist-digits")}
+    assert counts == {"dogscats-mini": 1100, "planet-mini": 503, "mnist-digits": 20}
+
+
+def test_a_changed_packaged_file_is_found(monkeypatch, tmp_path):
+    copy = tmp_path / "teaching_sets"
+    shutil.copytree(datasets.PACKAGED / "mnist-digits", copy / "mnist-digits")
+    shutil.copy(datasets.PACKAGED / "SHA256SUMS", copy / "SHA256SUMS")
+    monkeypatch.setattr(datasets, "PACKAGED", copy)
+    assert datasets.verify_packaged(["mnist-digits"]) == {}
+    victim = sorted((copy / "mnist-digits").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:-1] + b"\0")
+    (copy / "mnist-digits" / "extra.png").write_bytes(b"x")
+    assert datasets.verify_packaged(["mnist-digits"]) == {f"mnist-digits/{victim.name}": "changed",
+                                                          "mnist-digits/extra.png": "not in SHA256SUMS"}
+
+
+PROVENANCE_TAR_SHA256 = {   # ../shared/datasets/PROVENANCE.md: tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner
+    "dogscats-mini": "b3a66e667f2617c039a4feaedd6ce893f15eb4e35328b915c0b33f9cd63fa7e4",
+    "planet-mini": "eed85025be5b59be12c54cea16196a05065a84745a3698fbe32aabbd114d62a0",
+    "mnist-digits": "6885ef656da2c32e443c93774649e945985ce1478556f3064ebadcea13e558e2",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROVENANCE_TAR_SHA256))
+def test_the_packaged_copies_match_the_provenance_checksums(name):
+    tar = shutil.which("tar")
+    if tar is None or "GNU tar" not in subprocess.run([tar, "--version"], capture_output=True, text=True).stdout:
+        pytest.skip("the provenance checksums are of GNU tar's output")
+    out = subprocess.run([tar, "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner",
+                          "--mode=u=rwX,go=rX", "-cf", "-", name], cwd=datasets.PACKAGED, capture_output=True, check=True)
+    assert hashlib.sha256(out.stdout).hexdigest() == PROVENANCE_TAR_SHA256[name]
+
+
+def test_get_finds_the_real_photos_with_no_setting_and_no_network(data_home, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("the teaching sets must not be downloaded")
+    monkeypatch.setattr(datasets, "download", no_network)
+    path = datasets.get("dogscats-mini")
+    assert path == datasets.PACKAGED / "dogscats-mini"
+    assert len([p for p in path.rglob("*.jpg")]) == 1100
+    assert len(list((path / "train" / "cats").iterdir())) == 400
+    planet = datasets.get("planet-mini")
+    assert (planet / "train_v2.csv").read_text().startswith("image_name,tags")
+    assert len(list(datasets.get("mnist-digits").glob("*.png"))) == 20
+    assert not (data_home / "data").exists() or not any((data_home / "data").iterdir())   # nothing written
+
+
+def test_smoke_samples_of_the_teaching_sets_are_real_photos(data_home, monkeypatch):
+    monkeypatch.setenv("LESSONLIB_SMOKE", "1")
+    path = datasets.get("dogscats-mini")
+    assert path.parent == data_home / "data"
+    first = sorted((path / "train" / "cats").iterdir())[0]
+    assert first.read_bytes() == (datasets.PACKAGED / "dogscats-mini" / "train" / "cats" / first.name).read_bytes()
+    assert [len(list((path / s / c).iterdir())) for s in ("train", "valid") for c in ("cats", "dogs")] == [16, 16, 8, 8]
+
+
+def test_get_prefers_local_then_mirror_then_the_packaged_copy(data_home, monkeypatch):
+    mirror = data_home / "mirror"
+    make_folders(mirror / "dogscats-mini")
+    mirror.chmod(0o555)   # read-only, as on a classroom server
+    try:
+        monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(mirror))
+        before = sorted(p.relative_to(mirror) for p in mirror.rglob("*"))
+        assert datasets.get("dogscats-mini") == mirror / "dogscats-mini"
+        monkeypatch.setenv("LESSONLIB_SMOKE", "1")
+        sample = datasets.get("dogscats-mini")
+        assert mirror not in sample.parents
+        assert sorted(p.relative_to(mirror) for p in mirror.rglob("*")) == before   # the mirror is never written
+        monkeypatch.setenv("LESSONLIB_SMOKE", "0")
+        assert datasets.get("planet-mini") == datasets.PACKAGED / "planet-mini"   # not in the mirror
+        make_folders(data_home / "data" / "dogscats-mini")
+        assert datasets.get("dogscats-mini") == data_home / "data" / "dogscats-mini"
+    finally:
+        mirror.chmod(0o755)
+
+
+def test_a_set_that_is_neither_here_nor_downloadable_is_one_clear_error(data_home, monkeypatch, tmp_path):
+    monkeypatch.setattr(datasets, "PACKAGED", tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match=r"dogscats-mini is not available: .*Reinstall lessonlib.*data/README.md"):
+        datasets.get("dogscats-mini")
+
+
+def test_full_dogscats_offline_is_a_clear_error(data_home, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+    monkeypatch.setattr(datasets, "download", offline)
+    with pytest.raises(FileNotFoundError, match="network is unreachable.*data/README.md"):
+        datasets.get("dogscats")
+
+
+def test_unknown_name():
+    with pytest.raises(ValueError, match="dogscats-mini"):
+        datasets.get("dogs-and-cats")
+
+
+def test_an_installed_lessonlib_finds_the_photos_from_another_folder(tmp_path):
+    """Build the wheel that `pip install .` installs, unpack it as site-packages, use it from elsewhere."""
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(ROOT / "pyproject.toml", src)
+    shutil.copytree(ROOT / "lessonlib", src / "lessonlib", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("lessonlib-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        assert sum(n.startswith("lessonlib/teaching_sets/dogscats-mini/") for n in names) == 1100
+        z.extractall(tmp_path / "site")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = ("import lessonlib, pathlib; from lessonlib import datasets; p = datasets.get('dogscats-mini'); "
+            "print(lessonlib.__file__); print(p); print(len(list(p.rglob('*.jpg')))); print(datasets.verify_packaged())")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "site"), "HOME": str(tmp_path),
+           "LESSONLIB_HOME": str(tmp_path / "home")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0].startswith(str(tmp_path / "site"))
+    assert out[1] == str(tmp_path / "site" / "lessonlib" / "teaching_sets" / "dogscats-mini")
+    assert out[2:] == ["1100", "{}"]
+
+
+# ---------------------------------------------------------------- downloads
 
 def test_download_checks_size_and_md5(tmp_path):
     src = tmp_path / "src.bin"
@@ -28,6 +192,47 @@ def test_download_checks_size_and_md5(tmp_path):
         datasets.download(src.as_uri(), tmp_path / "bad.bin", md5="0" * 32)
     assert not any(p.name.endswith(".part") for p in tmp_path.iterdir())
     assert not (tmp_path / "short.bin").exists() and not (tmp_path / "bad.bin").exists()
+
+
+def test_a_dropped_connection_resumes_where_it_stopped(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "RETRY_WAIT", 0.01)
+    body = bytes(range(256)) * 4000   # 1 MB
+    srv = server({"/data.bin": body}, cut_first=2)
+    out = datasets.download(srv.url + "/data.bin", tmp_path / "data.bin", size=len(body),
+                            md5=hashlib.md5(body).hexdigest())
+    assert out.read_bytes() == body
+    ranges = [r for _, r in srv.requests]
+    assert ranges[0] is None and len(ranges) == 3
+    assert ranges[1] == f"bytes={len(body) // 2}-"            # continued from the first half
+    assert ranges[2] == f"bytes={len(body) // 2 + len(body) // 4}-"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".data.bin.lock", "data.bin"]
+
+
+def test_a_server_without_ranges_starts_again(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "RETRY_WAIT", 0.01)
+    body = b"abc" * 100_000
+    srv = server({"/x": body}, cut_first=1, ranges=False)
+    assert datasets.download(srv.url + "/x", tmp_path / "x", size=len(body)).read_bytes() == body
+    assert len(srv.requests) == 2
+
+
+def test_a_part_file_left_by_a_killed_run_is_continued(server, tmp_path):
+    body = b"0123456789" * 50_000
+    (tmp_path / "x.part").write_bytes(body[:123_456])
+    srv = server({"/x": body})
+    assert datasets.download(srv.url + "/x", tmp_path / "x", size=len(body)).read_bytes() == body
+    assert srv.requests == [("/x", "bytes=123456-")]
+
+
+def test_a_download_gives_up_after_its_retries_with_a_clear_message(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "RETRY_WAIT", 0.01)
+    body = b"z" * 200_000
+    srv = server({"/x": body}, cut_first=100)
+    with pytest.raises(OSError, match=r"gave up after 3 attempts .*run it again to continue from byte"):
+        datasets.download(srv.url + "/x", tmp_path / "x", size=len(body), retries=2)
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(OSError, match="HTTP 404"):
+        datasets.download(srv.url + "/missing", tmp_path / "y")
 
 
 def test_safe_extract_refuses_escaping_paths(tmp_path):
@@ -59,41 +264,79 @@ def test_download_and_extract_from_a_local_zip_url(tmp_path):
                                          size=archive.stat().st_size, inner="dogscats")
     assert sorted(p.name for p in dest.iterdir()) == ["train", "valid"]
     assert (dest / "valid" / "dogs" / "1.jpg").exists()
-    assert [p.name for p in (tmp_path / "data").iterdir()] == ["dogscats"]   # nothing half-done left behind
+    assert [p.name for p in (tmp_path / "data").iterdir() if not p.name.endswith(".lock")] == ["dogscats"]
 
 
-def test_get_prefers_local_then_mirror(data_home, monkeypatch, capsys):
-    mirror = data_home / "mirror"
-    make_folders(mirror / "dogscats-mini")
-    monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(mirror))
-    assert datasets.get("dogscats-mini") == mirror / "dogscats-mini"
-    make_folders(data_home / "data" / "dogscats-mini")
-    assert datasets.get("dogscats-mini") == data_home / "data" / "dogscats-mini"
-    assert "SYNTHETIC" not in capsys.readouterr().out
+def _planet_archive(padding=0):
+    import numpy as np
+    from PIL import Image
+
+    files, rows = {}, ["image_name,tags"]
+    if padding:   # incompressible bytes, so that a download takes a while
+        files["planet_sample/README"] = np.random.default_rng(0).integers(0, 256, padding, dtype=np.uint8).tobytes()
+    for i, tags in enumerate(["clear primary", "haze primary water", "cloudy", "clear primary road"]):
+        buf = io.BytesIO()
+        Image.fromarray(np.full((32, 32, 4), 40 * i, np.uint8), "CMYK").save(buf, "JPEG")
+        files[f"planet_sample/train/train_{i}.jpg"] = buf.getvalue()
+        rows.append(f"train_{i},{tags}")
+    files["planet_sample/labels.csv"] = ("\n".join(rows) + "\n").encode()
+    return tgz(files)
 
 
-def test_without_anything_a_mini_is_a_loud_synthetic_stand_in(data_home, capsys):
-    path = datasets.get("dogscats-mini")
-    out = capsys.readouterr().out
-    assert "SYNTHETIC" in out and "not real photos" in out
-    assert path.name == "dogscats-mini-synthetic"
-    assert len(list((path / "train" / "cats").iterdir())) == 100
-    planet = datasets.get("planet-mini")
-    assert (planet / "train_v2.csv").read_text().startswith("image_name,tags")
+def test_planet_sample_is_downloaded_into_the_from_csv_layout(data_home, server, monkeypatch):
+    from lessonlib.data import ImageClassifierData
+    from lessonlib.transforms import tfms_from_model
+
+    archive = _planet_archive()
+    srv = server({"/planet_sample.tgz": archive}, cut_first=1)
+    entry = datasets.CATALOG["planet-sample"]
+    monkeypatch.setitem(datasets.CATALOG, "planet-sample", datasets.Entry(
+        entry.name, entry.about, url=srv.url + "/planet_sample.tgz", size=len(archive),
+        md5=hashlib.md5(archive).hexdigest(), inner="planet_sample", convert="_planet_layout", smoke_rows=2))
+    path = datasets.get("planet-sample")
+    assert path == data_home / "data" / "planet-sample"
+    assert sorted(p.name for p in path.iterdir()) == ["train-jpg", "train_v2.csv"]
+    assert (path / "train_v2.csv").read_text().splitlines()[2] == "train_1,haze primary water"
+    data = ImageClassifierData.from_csv(path, "train-jpg", "train_v2.csv", tfms_from_model("efficientnet_lite0", 32),
+                                        bs=2, val_idxs=[0], num_workers=0)
+    assert data.is_multi and data.classes == ["clear", "cloudy", "haze", "primary", "road", "water"]
+    x, _ = next(iter(data.val_dl))
+    assert x.shape == (1, 3, 32, 32)
+    assert not list((data_home / "data").glob("*.tgz")) and not list((data_home / "data").glob(".*.tmp"))
 
 
-def test_full_dogscats_offline_is_a_clear_error(data_home, monkeypatch):
-    def offline(*args, **kwargs):
-        raise OSError("network is unreachable")
-    monkeypatch.setattr(datasets, "download", offline)
-    with pytest.raises(FileNotFoundError, match="data/README.md"):
-        datasets.get("dogscats")
+def _fetch_in_process(url, size, md5, dest, queue):
+    try:
+        out = datasets.download_and_extract(url, dest, size, md5, inner="planet_sample")
+        queue.put(sorted(p.relative_to(out).as_posix() for p in out.rglob("*")))
+    except Exception as e:   # reported to the test, not lost in the child
+        queue.put(f"{type(e).__name__}: {e}")
 
 
-def test_unknown_name():
-    with pytest.raises(ValueError, match="dogscats-mini"):
-        datasets.get("dogs-and-cats")
+@pytest.mark.parametrize("round_", range(3))
+def test_two_processes_fetching_the_same_set_get_one_intact_copy(server, tmp_path, round_):
+    archive = _planet_archive(padding=2_000_000)
+    srv = server({"/p.tgz": archive}, chunk_delay=0.02, cut_first=1 if round_ == 1 else 0)
+    dest = tmp_path / "data" / "planet"
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_fetch_in_process, args=(srv.url + "/p.tgz", len(archive), hashlib.md5(archive).hexdigest(),
+                                                          dest, queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    expected = sorted(["README", "labels.csv", "train", "train/train_0.jpg", "train/train_1.jpg", "train/train_2.jpg",
+                       "train/train_3.jpg"])
+    assert results == [expected, expected]   # both processes got the whole set
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == expected
+    assert [p.name for p in (tmp_path / "data").iterdir() if not p.name.startswith(".")] == ["planet"]
+    assert not [p for p in (tmp_path / "data").iterdir() if re.search(r"\.(part|tmp)$", p.name)]
+    assert sum(path == "/p.tgz" and rng is None for path, rng in srv.requests) == 1   # downloaded once
 
+
+# ---------------------------------------------------------------- derived samples, Oxford pets
 
 def test_smoke_sample(data_home):
     src = make_folders(data_home / "src", n_train=20, n_valid=10, n_test=12)

@@ -14,10 +14,80 @@ CAT_CLASSES = {281, 282, 285}   # ImageNet: tabby, tiger cat, Egyptian cat
 
 
 @pytest.fixture(autouse=True)
-def forget_resolutions():
+def forget_resolutions(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))   # no weight files but the ones a test makes
+    monkeypatch.delenv("LESSONLIB_DATA_MIRROR", raising=False)
     models._resolved.clear()
+    models._checked.clear()
     yield
     models._resolved.clear()
+    models._checked.clear()
+
+
+def weight_file(folder, name="resnet34", seed=0, wrong_hash=False):
+    """A torchvision-style weight file made here: `<name>-<first 8 hex digits of its SHA-256>.pth`."""
+    import hashlib
+
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "tmp.pth"
+    torch.save(getattr(torchvision.models, name)(weights=None).state_dict(), tmp)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]
+    if wrong_hash:
+        digest = format((int(digest, 16) + 1) % 16**8, "08x")
+    path = folder / f"{name}-{digest}.pth"
+    tmp.rename(path)
+    return path
+
+
+def test_weights_are_found_in_the_mirror_without_network(tmp_path, monkeypatch, capsys):
+    path = weight_file(tmp_path / "mirror" / "weights")
+    monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(tmp_path / "mirror"))
+    monkeypatch.setenv("LESSONLIB_OFFLINE", "1")
+    monkeypatch.setattr(models, "weights_url", lambda name: f"https://example.invalid/models/{path.name}")
+    name, model = models.load_pretrained("resnet34")
+    assert name == "resnet34" and capsys.readouterr().out == ""
+    saved = torch.load(path, weights_only=True)
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+
+
+def test_torchs_own_cache_comes_first(tmp_path, monkeypatch):
+    cached = weight_file(tmp_path / "torch" / "hub" / "checkpoints", seed=1)
+    monkeypatch.setattr(models, "weights_url", lambda name: f"https://example.invalid/{cached.name}")
+    monkeypatch.setattr(models, "_torchvision_pretrained", lambda name: pytest.fail("must not download"))
+    assert models.find_weights("resnet34") == cached
+    assert models.load_pretrained("resnet34")[0] == "resnet34"
+
+
+def test_a_weight_file_that_does_not_match_its_name_is_refused(tmp_path, monkeypatch, capsys):
+    bad = weight_file(tmp_path / "mirror" / "weights", wrong_hash=True)
+    monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(tmp_path / "mirror"))
+    monkeypatch.setenv("LESSONLIB_OFFLINE", "1")
+    monkeypatch.setattr(models, "weights_url", lambda name: f"https://example.invalid/{bad.name}")
+    name, _ = models.load_pretrained("resnet34")
+    out = capsys.readouterr().out
+    assert name == "efficientnet_lite0"
+    assert f"refusing {bad}" in out and "SHA-256 starts" in out and "fetch-weights" in out
+
+
+def test_fetch_weights_downloads_checked_files_from_a_server(tmp_path, monkeypatch, capsys):
+    from lessonlib.__main__ import main
+    from tests.helpers import FileServer
+
+    good = weight_file(tmp_path / "made", "resnet34")
+    bad = weight_file(tmp_path / "made", "resnet50", wrong_hash=True)
+    srv = FileServer({f"/models/{p.name}": p.read_bytes() for p in (good, bad)}, cut_first=1)
+    monkeypatch.setattr("lessonlib.datasets.RETRY_WAIT", 0.01)
+    urls = {"resnet34": f"{srv.url}/models/{good.name}", "resnet50": f"{srv.url}/models/{bad.name}"}
+    monkeypatch.setattr(models, "weights_url", urls.get)
+    try:
+        assert main(["fetch-weights", "resnet34", "--to", str(tmp_path / "weights")]) == 0
+        assert (tmp_path / "weights" / good.name).read_bytes() == good.read_bytes()
+        with pytest.raises(OSError, match="not the one its name promises"):
+            main(["fetch-weights", "resnet50", "--to", str(tmp_path / "weights")])
+        assert not (tmp_path / "weights" / bad.name).exists()
+    finally:
+        srv.close()
 
 
 def test_packaged_weights_load_strictly_and_see_a_cat():

@@ -1,0 +1,178 @@
+"""Files that several processes share safely: atomic writes, folders that appear whole, locks, caches.
+
+Machinery, not lesson: every file lessonlib writes (cached activations, scan results, saved models,
+downloads, data sets it derives) goes through here, so that
+
+- a reader never sees half a file: content is written under a name no other process uses
+  (`.<name>.<pid>.<random>.tmp`) and renamed into place in one step;
+- two processes writing the same result (two notebooks, two students on one server) both succeed,
+  and the result is one of the two whole copies;
+- a failure (a full disk, Ctrl-C, a killed process) leaves no partial file behind, and the temporary
+  files of processes that died are removed the next time that folder is written to;
+- a full disk or a folder that cannot be written says which folder, and what to do.
+"""
+import contextlib
+import errno
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+__all__ = ["atomic_write", "atomic_dir", "file_lock", "load_or_none", "remove_stale_temporaries",
+           "StorageError", "temporary_name"]
+
+_TMP_SUFFIX = ".tmp"
+
+
+class StorageError(OSError):
+    """A write lessonlib could not do, with the folder and the remedy in its message."""
+
+
+def temporary_name(dest):
+    """A name next to `dest` that no other process uses: `.<name>.<pid>.<random>.tmp`."""
+    dest = Path(dest)
+    return dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
+
+
+def _explain(e, folder):
+    """An OSError from writing into `folder` as a StorageError that says what to do."""
+    if isinstance(e, StorageError):
+        return e
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        usage = shutil.disk_usage(folder) if Path(folder).exists() else None
+        free = f" ({usage.free / 2**20:,.0f} MB free)" if usage else ""
+        return StorageError(e.errno, f"the disk holding {folder} is full{free}: free some space, or point "
+                                     f"LESSONLIB_HOME at a folder on a disk with room")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(e.errno, f"cannot write in {folder} ({e.strerror}): point LESSONLIB_HOME at a folder "
+                                     f"you can write to")
+    return e
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True   # someone else's live process
+    return True
+
+
+def remove_stale_temporaries(folder):
+    """Delete the temporary files and folders that processes no longer running left in `folder`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        parts = p.name.split(".")
+        # .<name>.<pid>.<random>.tmp -> ['', name..., pid, random, 'tmp']
+        if not (p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX) and len(parts) >= 5 and parts[-3].isdigit()):
+            continue
+        if int(parts[-3]) == os.getpid() or _pid_alive(int(parts[-3])):
+            continue
+        with contextlib.suppress(OSError):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def _prepare(dest):
+    folder = dest.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _explain(e, folder) from e
+    remove_stale_temporaries(folder)
+    return folder
+
+
+def atomic_write(dest, write, mode="wb"):
+    """Write the file `dest` by calling `write(f)` on an open temporary file, then rename it into place.
+
+    Returns `dest`. On any error the temporary file is removed and `dest` is left as it was.
+
+    Example:
+        >>> atomic_write(home() / "models" / "m.pt", lambda f: torch.save(state, f))
+    """
+    dest = Path(dest)
+    folder = _prepare(dest)
+    tmp = temporary_name(dest)
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(e, OSError):
+            raise _explain(e, folder) from e
+        raise
+    return dest
+
+
+def atomic_dir(dest, write):
+    """Build the folder `dest` by calling `write(tmp)` on an empty temporary folder, then rename it into place.
+
+    If another process put `dest` in place first, that copy is kept and this one discarded: both
+    callers get a whole folder. Returns `dest`.
+    """
+    dest = Path(dest)
+    folder = _prepare(dest)
+    tmp = temporary_name(dest)
+    try:
+        tmp.mkdir()
+        write(tmp)
+        try:
+            os.rename(tmp, dest)
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST) and dest.is_dir():
+                return dest   # another process finished first: use its copy
+            raise
+    except BaseException as e:
+        if isinstance(e, OSError):
+            raise _explain(e, folder) from e
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    """Hold an exclusive lock on `path` (created if needed) for the block; other processes wait for it.
+
+    Used so that two processes fetching the same data set do the download once. Where the platform has
+    no `fcntl` (Windows), there is no lock: the unique temporary names still keep every file whole.
+    """
+    path = Path(path)
+    _prepare(path)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def load_or_none(path, load, what="cache file"):
+    """`load(path)`, or None when `path` is missing; a file that cannot be read is named, deleted and None returned.
+
+    The caller then recomputes it, so a truncated or corrupt cache never fails every later run.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return load(path)
+    except Exception as e:   # truncated, corrupt, or from another version: recompute rather than fail
+        print(f"{what} {path} could not be read ({type(e).__name__}: {str(e)[:120]}); deleting it and computing "
+              f"it again.")
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
