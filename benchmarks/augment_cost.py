@@ -6,7 +6,7 @@ In one run, on whatever device is present:
   - one resnet34 training step (forward, backward, SGD step) on the same batch, for scale;
 and prints the ratio batch-augmentation / training step (the GPU target is under 10%).
 
-    LESSONLIB_DATA_MIRROR=../shared/datasets python benchmarks/augment_cost.py [--repeats 5]
+    python benchmarks/augment_cost.py [--repeats 5]
 """
 import argparse
 import statistics
@@ -18,8 +18,7 @@ import torchvision
 from _results import save_result   # benchmarks/_results.py
 from lessonlib import datasets, tfms_from_model, transforms_side_on
 from lessonlib.data import image_files, load_image
-from lessonlib.runtime import default_device
-from lessonlib.training import autocast_for, prepare_model, to_device
+from lessonlib.policy import resolve_policy
 
 
 def timed(fn, repeats, sync):
@@ -39,7 +38,8 @@ def main():
     parser.add_argument("--bs", type=int, default=64)
     parser.add_argument("--sz", type=int, default=224)
     args = parser.parse_args()
-    device = default_device()
+    policy = resolve_policy()
+    device = policy.device
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     tfms = tfms_from_model("resnet34", args.sz, aug_tfms=transforms_side_on, max_zoom=1.1)
 
@@ -47,17 +47,16 @@ def main():
     cpu_s = timed(lambda: [tfms.train(load_image(f, tfms.load_size)) for f in files], args.repeats, lambda: None)
 
     batch = torch.stack([tfms.base(load_image(f, tfms.load_size)) for f in files])
-    batch = to_device(batch, device)
+    batch = policy.to_device(batch)
     augment_s = timed(lambda: tfms.batch_augment(batch), args.repeats, sync)
 
-    model = prepare_model(torchvision.models.resnet34(weights=None), device)   # timing only: weights don't matter
+    model = policy.prepare(torchvision.models.resnet34(weights=None))   # timing only: weights don't matter
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    autocast, _ = autocast_for(device)
-    x = to_device(batch.float() / 255, device)
+    x = policy.to_device(batch.float() / 255)
     y = torch.randint(0, 1000, (len(x),), device=device)
 
     def step():
-        with autocast():
+        with policy.autocast():
             loss = torch.nn.functional.cross_entropy(model(x), y)
         optimizer.zero_grad()
         loss.backward()

@@ -8,7 +8,7 @@ augmentations (`transforms_side_on`, max_zoom 1.1) and the default DataLoader wo
   - the cache's size in MB.
 Loader runs alternate `--repeats` times; medians are reported, with the ratios cached/uncached.
 
-    LESSONLIB_DATA_MIRROR=../shared/datasets python benchmarks/image_cache.py [--sz 224] [--repeats 3]
+    python benchmarks/image_cache.py [--sz 224] [--repeats 3]
 """
 import argparse
 import statistics
@@ -19,8 +19,8 @@ import torch
 from _results import save_result   # benchmarks/_results.py
 from lessonlib import ImageClassifierData, datasets, setup, tfms_from_model, transforms_side_on
 from lessonlib import models
-from lessonlib.runtime import default_device
-from lessonlib.training import get_preds, prepare_model
+from lessonlib.policy import resolve_policy
+from lessonlib.training import get_preds
 
 
 def loader_speed(loader):
@@ -36,10 +36,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     setup(0)
-    device = default_device()
+    policy = resolve_policy()
+    device = policy.device
     path = datasets.get("dogscats-mini", smoke=False)
     tfms = tfms_from_model("efficientnet_lite0", args.sz, aug_tfms=transforms_side_on, max_zoom=1.1)
-    both = {flag: ImageClassifierData.from_paths(path, tfms=tfms, bs=args.bs, cache_images=flag)
+    both = {flag: ImageClassifierData.from_paths(path, tfms=tfms, bs=args.bs,
+                                                 device=policy.but(image_cache_mb=4096 if flag else 0))
             for flag in (False, True)}
     for data in both.values():          # fills the cache; warms up the other
         loader_speed(data.trn_dl), loader_speed(data.val_dl)
@@ -55,11 +57,11 @@ def main():
         result[f"{split}_loader_cached_over_uncached"] = round(
             result[f"{split}_loader_images_per_s_cached"] / result[f"{split}_loader_images_per_s_uncached"], 2)
 
-    body = prepare_model(models.create_body("efficientnet_lite0").module, device).eval()
-    get_preds(body, both[False].val_dl, device)   # warm-up
+    body = policy.prepare(models.create_body("efficientnet_lite0")).eval()
+    get_preds(body, both[False].val_dl, policy)   # warm-up
     for flag, data in both.items():
         start = time.perf_counter()
-        get_preds(body, data.val_dl, device)
+        get_preds(body, data.val_dl, policy)
         result[f"valid_forward_epoch_s_{'cached' if flag else 'uncached'}"] = round(time.perf_counter() - start, 2)
     result["valid_forward_epoch_uncached_over_cached"] = round(
         result["valid_forward_epoch_s_uncached"] / result["valid_forward_epoch_s_cached"], 3)

@@ -4,7 +4,7 @@ Each setting runs in a fresh process (so that its peak resident memory is its ow
 body + lessonlib's head, body unfrozen with its BatchNorm fixed (`bn_freeze`; `--frozen`: the body frozen, only
 the head trains, as in the augmentation epochs of lessons 03-04), `--bs` images of `--sz` px
 per mini-batch, `--steps` timed optimizer steps after 2 warm-up steps, with
-`lessonlib.training.train_step(..., micro_bs=...)`: the body takes the pieces, the head the whole batch.
+`lessonlib.training.train_step` with `policy.body_piece`: the body takes the pieces, the head the whole batch.
 Prints images/s and peak RSS per setting, and the ratios against the whole mini-batch; writes JSON.
 
     python benchmarks/micro_batches.py [--bs 64] [--pieces 8 16] [--steps 6] [--frozen]
@@ -25,32 +25,29 @@ from _results import save_result   # benchmarks/_results.py
 def one_setting(bs, micro_bs, sz, steps, frozen=False):
     """Run in a child process: train `steps` steps; print one JSON line with images/s and peak RSS."""
     from lessonlib import models, training
-    from lessonlib.runtime import default_device
+    from lessonlib.policy import resolve_policy
 
     torch.manual_seed(0)
     body = models.create_body("efficientnet_lite0")
-    model = torch.nn.Sequential(body.module, models.create_head(body.n_features, 2))
-    device = default_device()
-    training.prepare_model(model, device).train()
-    for m in body.module.modules():   # the body's BatchNorm fixed, as learn.bn_freeze(True) in lessons 05 and 07
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.eval()
-    body.module.requires_grad_(not frozen)   # --frozen: only the head trains (augmentation epochs, lessons 03-04)
+    model = models.ConvNet(body, models.create_head(body.n_features, 2))
+    policy = resolve_policy().but(body_piece=micro_bs)
+    model.bn_frozen = True   # the body's BatchNorm fixed, as learn.bn_freeze(True) in lessons 05 and 07
+    body.requires_grad_(not frozen)   # --frozen: only the head trains (augmentation epochs, lessons 03-04)
+    policy.prepare(model).train()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
-    autocast, scaler = training.autocast_for(device)
+    scaler = policy.grad_scaler()
     x = torch.randint(0, 256, (bs, 3, sz, sz), dtype=torch.uint8)
     y = torch.randint(0, 2, (bs,))
 
     def step():
-        training.train_step(model, x, y, torch.nn.functional.cross_entropy, optimizer, device, autocast, scaler,
-                            micro_bs)
+        training.train_step(model, x, y, torch.nn.functional.cross_entropy, optimizer, policy, scaler)
 
     for _ in range(2):
         step()
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    if device.type == "cuda":
+    if policy.device.type == "cuda":
         torch.cuda.synchronize()
     speed = steps * bs / (time.perf_counter() - start)
     print(json.dumps({"images_per_s": round(speed, 1),

@@ -7,7 +7,7 @@ Measures, in one run on whatever device is present, on dogscats-mini (or any fol
     with augmentation, the head trained): seconds;
 and prints their ratio. Writes the numbers as JSON to benchmarks/results/.
 
-    LESSONLIB_DATA_MIRROR=../shared/datasets python benchmarks/precompute_speedup.py [--sz 224] [--repeats 3]
+    python benchmarks/precompute_speedup.py [--sz 224] [--repeats 3]
 """
 import argparse
 import os
@@ -18,7 +18,6 @@ from pathlib import Path
 
 from _results import save_result   # benchmarks/_results.py
 from lessonlib import ConvLearner, ImageClassifierData, datasets, setup, tfms_from_model, transforms_side_on
-from lessonlib.runtime import default_device
 
 
 def main():
@@ -50,7 +49,7 @@ def main():
     full_epoch = float(learn.history.time.iloc[-1])
 
     result = {
-        "device": str(default_device()), "arch": learn.arch, "sz": args.sz, "bs": args.bs,
+        "device": str(learn.policy.device), "arch": learn.arch, "sz": args.sz, "bs": args.bs,
         "train_images": len(data.trn_ds), "valid_images": len(data.val_ds),
         "precompute_seconds": round(extract_s, 2), "precompute_images_per_s": round(n_images / extract_s, 1),
         "head_epoch_seconds_median": statistics.median(head_epochs), "head_epoch_seconds_all": head_epochs,
@@ -58,7 +57,7 @@ def main():
         "speedup_full_over_head": round(full_epoch / statistics.median(head_epochs), 1),
         "accuracy_after_head_epochs": float(learn.history.accuracy.iloc[args.repeats - 1]),
     }
-    save_result(f"precompute_speedup_{result['device']}_{args.sz}", result)
+    save_result(f"precompute_speedup_{learn.policy.device.type}_{args.sz}", result)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ In one run, on whatever device is present, on dogscats-mini (800 training photos
 epoch after unfreezing pays one-time costs, and lessonlib runs it).
 Prints images/s and the ratios lessonlib/minimal and lessonlib/ceiling; writes JSON to benchmarks/results/.
 
-    LESSONLIB_DATA_MIRROR=../shared/datasets python benchmarks/training_overhead.py [--sz 224] [--repeats 2]
+    python benchmarks/training_overhead.py [--sz 224] [--repeats 2]
     on a GPU, also: ... training_overhead.py --arch resnet34 --compile
 """
 import argparse
@@ -27,25 +27,23 @@ import torch
 
 from _results import save_result   # benchmarks/_results.py
 from lessonlib import ConvLearner, ImageClassifierData, datasets, setup, tfms_from_model, transforms_side_on
-from lessonlib.runtime import default_device
-from lessonlib.training import autocast_for, prepare_model, to_device
+from lessonlib.models import batchnorm_layers
 
 
-def minimal_epoch(model, loader, device, lr, micro_bs=None):
+def minimal_epoch(model, loader, policy, lr):
     """The floor of overhead: forward, loss, backward, step; nothing else. The body's BatchNorm stays fixed
-    (bn_freeze) and, with `micro_bs`, the body takes each mini-batch in pieces while the head sees it whole:
-    the same work as lessonlib's fit."""
-    body, head = model
-    autocast, _ = autocast_for(device)
+    (bn_freeze) and, with `policy.body_piece`, the body takes each mini-batch in pieces while the head sees it
+    whole: the same work as lessonlib's fit."""
+    body, head = model.body, model.head
+    micro_bs = policy.body_piece
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    model.train()
-    for m in body.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.eval()
+    torch.nn.Module.train(model)   # plain train mode, then the body's BatchNorm fixed by hand
+    for m in batchnorm_layers(body):
+        m.eval()
     for x, y in loader:
-        x, y = to_device(x, device), y.to(device, non_blocking=True)
+        x, y = policy.to_device(x), y.to(policy.device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        with autocast():
+        with policy.autocast():
             if micro_bs:
                 pieces = x.split(micro_bs)
                 with torch.no_grad():
@@ -57,7 +55,7 @@ def minimal_epoch(model, loader, device, lr, micro_bs=None):
             else:
                 torch.nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
-    if device.type == "cuda":
+    if policy.device.type == "cuda":
         torch.cuda.synchronize()
 
 
@@ -86,7 +84,7 @@ def fastai_fine_tune(path, arch, sz, bs, repeats):
     except ImportError:
         print("fastai is not installed (pip install fastai==2.8.12): no fastai row")
         return None
-    from lessonlib.models import load_pretrained
+    from lessonlib.weights import load_pretrained
 
     def backbone(pretrained=True):   # the ImageNet weights lessonlib uses; fastai cuts off the classifier
         return load_pretrained(arch)[1]
@@ -126,10 +124,10 @@ def main():
     os.environ["LESSONLIB_HOME"] = tempfile.mkdtemp(prefix="lessonlib-bench-")
     os.environ["LESSONLIB_WEIGHTS"] = args.weights   # the Keras and fastai rows build the same network
     setup(0)
-    device = default_device()
     path = datasets.get("dogscats-mini", smoke=False)
     tfms = tfms_from_model(args.arch, args.sz, aug_tfms=transforms_side_on, max_zoom=1.1)
     data = ImageClassifierData.from_paths(path, tfms=tfms, bs=args.bs)
+    device = data.policy.device
     n = len(data.trn_ds)
     result = {"device": str(device), "arch": args.arch, "weights": args.weights, "sz": args.sz, "bs": args.bs,
               "train_images": n}
@@ -151,11 +149,11 @@ def main():
     if args.compile:
         learn.compile()
     result["compiled"] = args.compile
-    model = prepare_model(learn.model, device)
+    model = learn.policy.prepare(learn.model)
     if args.micro_bs is not None:
         learn.micro_bs = args.micro_bs or None
-    micro_bs = learn._micro_bs()   # the same pieces for lessonlib, the minimal loop and the ceiling
-    result["micro_bs"] = micro_bs
+    policy = learn.policy.but(body_piece=learn._body_piece())   # the same pieces for all three
+    result["micro_bs"] = policy.body_piece
     lessonlib_speeds, minimal_speeds = [], []
     for _ in range(args.repeats):
         learn.fit(1e-3, 1)
@@ -165,7 +163,7 @@ def main():
         valid_s = time.perf_counter() - start
         lessonlib_speeds.append(n / (train_s - valid_s))
         start = time.perf_counter()
-        minimal_epoch(model, data.trn_dl, device, 1e-3, micro_bs)
+        minimal_epoch(model, data.trn_dl, policy, 1e-3)
         minimal_speeds.append(n / (time.perf_counter() - start))
     result["a_lessonlib_images_per_s_each"] = [round(v, 1) for v in lessonlib_speeds]
     result["b_minimal_images_per_s_each"] = [round(v, 1) for v in minimal_speeds]
@@ -175,11 +173,11 @@ def main():
     # and lessonlib runs it: the best epoch of each is the fairer overhead figure.
     result["lessonlib_over_minimal_time_best"] = round(max(minimal_speeds) / max(lessonlib_speeds), 3)
 
-    x = torch.randint(0, 256, (args.bs, 3, args.sz, args.sz), dtype=torch.uint8)
-    y = torch.randint(0, data.c, (args.bs,))
+    x = policy.to_device(torch.randint(0, 256, (args.bs, 3, args.sz, args.sz), dtype=torch.uint8))
+    y = torch.randint(0, data.c, (args.bs,), device=policy.device)   # already on the device: no copies at all
     synthetic = [(x, y)] * (n // args.bs)
     start = time.perf_counter()
-    minimal_epoch(model, synthetic, device, 1e-3, micro_bs)
+    minimal_epoch(model, synthetic, policy, 1e-3)
     result["c_ceiling_images_per_s"] = round(len(synthetic) * args.bs / (time.perf_counter() - start), 1)
 
     keras_speed = keras_full_fine_tune(path, args.arch, args.sz, args.bs)

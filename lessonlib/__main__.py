@@ -20,15 +20,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.command == "fetch-weights":
-        from lessonlib.models import fetch_weights
+        from lessonlib.weights import fetch_weights
         fetch_weights(args.archs, args.to)
         return 0
 
     if args.command == "doctor":
         from lessonlib.runtime import doctor
-        for key, value in doctor().items():
-            print(f"{key:>15}: {value}")
-        return 0
+        report = doctor()
+        policy = report.pop("policy")
+        for key, value in report.items():
+            print(f"{key:>17}: {value}")
+        print(policy)
+        return 0 if "PROBLEM" not in report["lessonlib home"] else 1
 
     from pathlib import Path
 

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["kernel", "conv2d_valid", "conv2d_fast", "relu", "maxpool2x2", "dense", "spreadsheet_forward",
+           "spreadsheet_filters", "mnist_digits", "load_digit_image", "show_grid", "explain_cell",
+           "show_stages", "to_xlsx"]
+
 # Image kernels (filters), named as in the lesson by where their positive weights sit: "top_edge"
 # (the spreadsheet's first filter) fires where bright pixels lie above dark ones, "left_edge"
 # where bright pixels lie left of dark ones, and so on.
@@ -143,19 +147,19 @@ def load_digit_image(path):
 
 # ---------------------------------------------------------------- spreadsheet-style views
 
-def show_grid(values, ax=None, title=None, numbers=None, cmap="RdYlGn", fmt="{:.1f}", highlight=None,
-              vmin=None, vmax=None, centered=False):
+def show_grid(values, ax=None, title=None, numbers=None, cmap="RdYlGn", fmt="{:.1f}", highlight=None, scale=None):
     """A grid coloured like a spreadsheet's colour scale; the numbers are written in when it is small.
 
     highlight: (row, col, height, width) drawn as a box, e.g. the 3x3 patch behind an output cell.
-    vmin, vmax: the colour scale's ends (default: the grid's own); centered: make 0 the middle colour.
+    scale: the colour scale's ends: None (the grid's own), (low, high), or "centered" (0 is the middle colour).
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
     values = np.asarray(values, dtype=np.float64)
     ax = ax or plt.subplots(figsize=(max(2, values.shape[1] * 0.3), max(2, values.shape[0] * 0.3)))[1]
-    if centered:
+    vmin, vmax = scale if isinstance(scale, tuple) else (None, None)
+    if scale == "centered":
         limit = max(np.abs(values).max(), 1e-9)
         vmin, vmax = -limit, limit
     image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
@@ -192,10 +196,10 @@ def explain_cell(image, kern, row, col):
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), gridspec_kw={"width_ratios": [3, 1, 1, 1]})
     lo, hi = min(0.0, image.min()), max(1.0, image.max())
     show_grid(image, axes[0], "input: the 3x3 patch", numbers=False, cmap="Greys_r", highlight=(row, col, k, k),
-              vmin=lo, vmax=hi)
-    show_grid(patch, axes[1], "patch", numbers=True, fmt="{:.2f}", cmap="Greys_r", vmin=lo, vmax=hi)
-    show_grid(kern, axes[2], "kernel", numbers=True, fmt="{:.2f}", cmap="RdBu_r", centered=True)
-    show_grid(patch * kern, axes[3], "patch x kernel", numbers=True, fmt="{:.2f}", cmap="RdBu_r", centered=True)
+              scale=(lo, hi))
+    show_grid(patch, axes[1], "patch", numbers=True, fmt="{:.2f}", cmap="Greys_r", scale=(lo, hi))
+    show_grid(kern, axes[2], "kernel", numbers=True, fmt="{:.2f}", cmap="RdBu_r", scale="centered")
+    show_grid(patch * kern, axes[3], "patch x kernel", numbers=True, fmt="{:.2f}", cmap="RdBu_r", scale="centered")
     fig.suptitle(f"output[{row}, {col}] = SUM(patch x kernel) = {value:.2f};  after ReLU: {max(0.0, value):.2f}")
     fig.tight_layout()
     return fig, value

@@ -19,7 +19,12 @@ from PIL import Image, ImageFile
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from lessonlib.runtime import default_device, home
+from lessonlib.runtime import home
+from lessonlib.storage import atomic_write
+
+__all__ = ["DeviceAugmentedBatches", "ImageClassifierData", "ImageDataset", "cache_fits", "check_layout",
+           "files_digest", "find_unreadable", "folder_summary", "get_cv_idxs", "image_files", "load_image",
+           "read_label_csv", "split_resize", "submission_frame", "to_rgb"]
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 LAYOUT_HELP = "expected PATH/{trn}/<class>/<image>, PATH/{val}/<class>/<image> (e.g. train/cats/cat.1.jpg)"
@@ -147,10 +152,7 @@ def find_unreadable(files, min_side=None):
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:   # PIL releases the GIL
         reasons = list(pool.map(lambda f: _decode_error(f, min_side), files))
     bad = {str(f): r for f, r in zip(files, reasons) if r is not None}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(bad))
-    os.replace(tmp, cache)
+    atomic_write(cache, lambda f: f.write(json.dumps(bad)), mode="w")
     return bad
 
 
@@ -192,6 +194,10 @@ class ImageDataset(Dataset):
     def __len__(self):
         return len(self.fnames)
 
+    def with_transform(self, tfm, cache=None):
+        """The same images and labels with another transform (and image cache)."""
+        return ImageDataset(self.fnames, self.y, tfm, self.min_side, cache)
+
     def get_image(self, i):
         """The i-th image as an RGB PIL image, untransformed."""
         return load_image(self.fnames[i], self.min_side)
@@ -216,17 +222,8 @@ class ImageDataset(Dataset):
         return self._rest(self.read(i)), (torch.from_numpy(y) if y.ndim else int(y))
 
 
-def default_num_workers():
-    """DataLoader workers: none on a 2-core CPU (the model needs both), more to feed a GPU."""
-    cores = os.cpu_count() or 1
-    if default_device().type == "cuda":
-        return min(8, cores)
-    return 0 if cores <= 2 else min(4, cores // 2)
-
-
-def cache_fits(n_images, sz):
-    """True when `n_images` photos resized to `sz` px (4:3, uint8) fit in LESSONLIB_IMAGE_CACHE_MB (default 512)."""
-    budget_mb = float(os.environ.get("LESSONLIB_IMAGE_CACHE_MB", 512))
+def cache_fits(n_images, sz, budget_mb):
+    """True when `n_images` photos resized to `sz` px (4:3, uint8) fit in `budget_mb` megabytes."""
     return n_images * sz * (sz * 4 // 3) * 3 <= budget_mb * 2**20
 
 
@@ -274,51 +271,79 @@ def read_label_csv(csv_path, folder, suffix=".jpg"):
     return files, list(tags)
 
 
+class DeviceAugmentedBatches:
+    """Mini-batches moved to the device and augmented there, all images of a batch at once."""
+
+    def __init__(self, loader, augment, policy):
+        self.loader, self.augment, self.policy = loader, augment, policy
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for x, y in self.loader:
+            yield self.augment(self.policy.to_device(x)), y
+
+
 class ImageClassifierData:
     """Train, validation and optional test images with their DataLoaders.
 
     Build it with `ImageClassifierData.from_paths(PATH, tfms=tfms, bs=64)`.
     `classes` are the class folder names; `trn_dl`, `val_dl`, `test_dl` the loaders;
-    `fix_dl` goes over the training images in order without augmentation (for precompute).
+    `fix_dl` goes over the training images in order without augmentation (for precompute);
+    `policy` how the loaders use the hardware (`lessonlib.policy`).
     """
 
-    def __init__(self, path, classes, trn_ds, val_ds, test_ds, tfms, bs, num_workers, cache_images=None):
-        self.path, self.classes, self.tfms, self.bs = Path(path), list(classes), tfms, bs
-        self.num_workers = default_num_workers() if num_workers is None else num_workers
-        n_images = sum(len(ds) for ds in (trn_ds, val_ds, test_ds) if ds is not None)
-        self.cache_images = cache_images
-        if cache_images is None:   # a GPU waits for JPEG decoding; a CPU spends its time in the model instead
-            use_cache = default_device().type == "cuda" and cache_fits(n_images, tfms.sz)
-        else:
-            use_cache = bool(cache_images)
+    def __init__(self, path, classes, splits, tfms, bs, policy):
+        """`splits`: {"train": ImageDataset, "valid": ImageDataset, "test": ImageDataset or None}."""
+        self.path, self.classes, self.tfms, self.bs, self.policy = Path(path), list(classes), tfms, bs, policy
+        n_images = sum(len(ds) for ds in splits.values() if ds is not None)
+        use_cache = policy.image_cache_mb > 0 and cache_fits(n_images, tfms.sz, policy.image_cache_mb)
         self.image_cache = {} if use_cache else None   # (file, resize) -> uint8 tensor, shared by the datasets
 
         def cached(ds, tfm=None):
-            return ImageDataset(ds.fnames, ds.y, tfm or ds.tfm, ds.min_side, self.image_cache) if ds is not None else None
-        self.trn_ds, self.val_ds, self.test_ds = cached(trn_ds), cached(val_ds), cached(test_ds)
-        if use_cache and self.num_workers > 0:
+            return ds.with_transform(tfm or ds.tfm, self.image_cache) if ds is not None else None
+        self.trn_ds, self.val_ds, self.test_ds = (cached(splits[k]) for k in ("train", "valid", "test"))
+        if use_cache and policy.num_workers > 0:
             self._fill_image_cache()   # before the workers start, so that they share one copy
         self.trn_dl = self.loader(self.trn_ds, shuffle=True)
         self.fix_dl = self.loader(cached(self.trn_ds, tfms.valid))
         self.val_dl = self.loader(self.val_ds)
-        self.test_dl = self.loader(self.test_ds) if test_ds is not None else None
+        self.test_dl = self.loader(self.test_ds) if self.test_ds is not None else None
+        self._base_trn_dl = None
 
     def _fill_image_cache(self):
         """Decode and resize every image now, in threads."""
         jobs = [(ds, i) for ds in (self.trn_ds, self.val_ds, self.test_ds) if ds is not None for i in range(len(ds))]
-        with ThreadPoolExecutor(max(self.num_workers, 1)) as pool:
+        with ThreadPoolExecutor(max(self.policy.num_workers, 1)) as pool:
             for _ in tqdm(pool.map(lambda job: job[0].read(job[1]), jobs), total=len(jobs), desc="decoding images",
                           leave=False, disable=None):
                 pass
+
+    @property
+    def num_workers(self):
+        return self.policy.num_workers
+
+    def split_loader(self, split):
+        """The loader of "train" (in order, not augmented: what precompute reads), "valid" or "test"."""
+        if split == "test" and self.test_dl is None:
+            raise ValueError("this data has no test set: pass test_name='test' to ImageClassifierData.from_paths")
+        return {"train": self.fix_dl, "valid": self.val_dl, "test": self.test_dl}[split]
+
+    def augmented_batches(self):
+        """Training mini-batches augmented per batch on the device (`policy.augment_on_device`) when the
+        transforms allow it, else the usual per-image loader."""
+        if self.tfms.batch_augment is None or not self.policy.augment_on_device:
+            return self.trn_dl
+        return DeviceAugmentedBatches(self.base_trn_dl, self.tfms.batch_augment, self.policy)
 
     @property
     def base_trn_dl(self):
         """Training images resized and randomly cropped only, for augmentation per batch on the device."""
         if self.tfms.base is None:
             raise ValueError("these transforms have no batch augmentation")
-        if getattr(self, "_base_trn_dl", None) is None:
-            ds = ImageDataset(self.trn_ds.fnames, self.trn_ds.y, self.tfms.base, self.trn_ds.min_side, self.image_cache)
-            self._base_trn_dl = self.loader(ds, shuffle=True)
+        if self._base_trn_dl is None:
+            self._base_trn_dl = self.loader(self.trn_ds.with_transform(self.tfms.base, self.image_cache), shuffle=True)
         return self._base_trn_dl
 
     @property
@@ -344,19 +369,20 @@ class ImageClassifierData:
         return self.trn_ds.y.ndim == 2
 
     def loader(self, ds, shuffle=False):
-        """A DataLoader over `ds` with this data's batch size, workers and pinned memory."""
+        """A DataLoader over `ds` with this data's batch size and the policy's workers and pinned memory."""
         # A final mini-batch of one image would break BatchNorm in training: drop only that case.
         drop_last = shuffle and len(ds) % self.bs == 1
-        workers = self.num_workers
+        workers = self.policy.num_workers
         return DataLoader(ds, batch_size=self.bs, shuffle=shuffle, drop_last=drop_last, num_workers=workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+                          pin_memory=self.policy.pin_memory, persistent_workers=workers > 0)
 
     def set_size(self, tfms):
         """The same images with other transforms (e.g. a larger `sz`): a new ImageClassifierData."""
         def again(ds, tfm):
             return ImageDataset(ds.fnames, ds.y, tfm, tfms.load_size) if ds is not None else None
-        return type(self)(self.path, self.classes, again(self.trn_ds, tfms.train), again(self.val_ds, tfms.valid),
-                          again(self.test_ds, tfms.valid), tfms, self.bs, self.num_workers, self.cache_images)
+        splits = {"train": again(self.trn_ds, tfms.train), "valid": again(self.val_ds, tfms.valid),
+                  "test": again(self.test_ds, tfms.valid)}
+        return type(self)(self.path, self.classes, splits, tfms, self.bs, self.policy)
 
     def __repr__(self):
         test = f", test {len(self.test_ds)}" if self.test_ds is not None else ""
@@ -365,7 +391,7 @@ class ImageClassifierData:
 
     @classmethod
     def from_paths(cls, path, tfms, bs=64, trn_name="train", val_name="valid", test_name=None, num_workers=None,
-                   cache_images=None):
+                   device=None):
         """Read an image-folder data set.
 
         Args:
@@ -373,12 +399,10 @@ class ImageClassifierData:
             tfms: the result of `tfms_from_model(...)`.
             bs: mini-batch size.
             trn_name, val_name, test_name: the split folders' names (test_name=None: no test set).
-            num_workers: DataLoader worker processes (None: 0 on a 2-core CPU, up to 8 with a GPU).
-            cache_images: keep every image decoded and resized in memory, so that only the random
-                augmentations run each epoch (dogscats-mini at 224 px: 188 MB; the validation loader runs
-                10.8x faster on a CPU, see benchmarks/image_cache.py). None: on a GPU, when the images
-                fit in LESSONLIB_IMAGE_CACHE_MB (512 MB); not on a CPU, where the model, not decoding,
-                takes the time (a validation epoch took 6.0 s with the cache and 5.8 s without).
+            num_workers: DataLoader worker processes (None: the policy's choice, see `lessonlib.policy`).
+            device: "cpu", "cuda", "cuda:1", ... or a `Policy` (None: the best device present). The policy
+                decides the loader workers, pinned memory, and whether decoded, resized images are kept in
+                memory (on a GPU, when they fit in LESSONLIB_IMAGE_CACHE_MB, default 512).
 
         Example:
             >>> data = ImageClassifierData.from_paths(PATH, tfms=tfms_from_model("resnet34", 224), bs=64)
@@ -395,12 +419,13 @@ class ImageClassifierData:
                         raise ValueError(f"{split}/{name}/ has no readable images left")
             tfm = tfms.train if split == trn_name else tfms.valid
             datasets[split] = ImageDataset([f for f, _ in keep], [y for _, y in keep], tfm, tfms.load_size)
-        test_ds = datasets.get(test_name) if test_name is not None else None
-        return cls(path, classes, datasets[trn_name], datasets[val_name], test_ds, tfms, bs, num_workers, cache_images)
+        splits = {"train": datasets[trn_name], "valid": datasets[val_name],
+                  "test": datasets.get(test_name) if test_name is not None else None}
+        return cls(path, classes, splits, tfms, bs, _policy(device, num_workers))
 
     @classmethod
     def from_csv(cls, path, folder, csv_fname, tfms, suffix=".jpg", val_idxs=None, bs=64, test_name=None,
-                 num_workers=None, cache_images=None):
+                 device=None):
         """Read images listed in a CSV of `image_name,tags`; several tags per image make it multi-label.
 
         Args:
@@ -408,7 +433,7 @@ class ImageClassifierData:
             suffix: appended to each name in the CSV to find its file.
             val_idxs: rows to hold out for validation (default: a seeded 20%, see `get_cv_idxs`).
             test_name: optional folder of unlabelled images.
-            num_workers, cache_images: as for `from_paths`.
+            device: as for `from_paths` (a `Policy` also sets the loader workers: `policy.but(num_workers=2)`).
 
         Example:
             >>> data = ImageClassifierData.from_csv(PATH, "train-jpg", "train_v2.csv", tfms=tfms, bs=64)
@@ -440,7 +465,18 @@ class ImageClassifierData:
         if test_name:
             good = [f for f in test_files if str(f) not in bad]
             test_ds = ImageDataset(good, [-1] * len(good), tfms.valid, tfms.load_size)
-        return cls(path, classes, trn_ds, val_ds, test_ds, tfms, bs, num_workers, cache_images)
+        return cls(path, classes, {"train": trn_ds, "valid": val_ds, "test": test_ds}, tfms, bs, _policy(device))
+
+
+def _policy(device, num_workers=None):
+    from lessonlib.policy import resolve_policy
+
+    policy = resolve_policy(device)
+    if num_workers is not None:
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers={num_workers!r}: a whole number of loader processes, 0 or more")
+        policy = policy.but(num_workers=num_workers)
+    return policy
 
 
 def submission_frame(data, probs, positive):

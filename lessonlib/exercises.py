@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["EXERCISES", "Exercise", "check", "solution"]
+
 
 @dataclass(frozen=True)
 class Exercise:
@@ -43,7 +45,13 @@ def _most_wrong(answer, log_preds, y):
 
 
 def _one_step(answer):
-    return answer is not None and abs(float(answer) - 0.5) < 1e-9
+    import torch
+    if answer is None:
+        return False
+    w = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)   # one step of torch's SGD on f(w) = w**2
+    (w ** 2).backward()
+    torch.optim.SGD([w], lr=float(answer)).step()
+    return abs(float(w.detach())) < 1e-9
 
 
 def _within(answer, target, factor=1.5):
@@ -59,11 +67,14 @@ def _lesson_rule(answer, lrf):
 
 
 def _sgdr_epochs(answer):
-    return answer == 7
+    from lessonlib.schedules import sgdr_epochs
+    return answer == sgdr_epochs(3, cycle_len=1, cycle_mult=2)
 
 
 def _mid_cycle(answer):
-    return answer is not None and abs(float(answer) - 5e-3) < 1e-9
+    from lessonlib.schedules import schedule_rates, sgdr
+    rates = schedule_rates(lambda opt: sgdr(opt, 100, cycle_len=1), 100, lr=1e-2)   # 100 mini-batches, one epoch
+    return answer is not None and abs(float(answer) - rates[50]) < 1e-9
 
 
 def _tta_accuracy(answer, log_preds, y):
@@ -72,11 +83,25 @@ def _tta_accuracy(answer, log_preds, y):
 
 
 def _bn_frozen(answer):
-    return answer is False
+    import torch
+    from torch import nn
+
+    from lessonlib.models import Body, ConvNet
+    bn = nn.BatchNorm2d(3)   # a body with one BatchNorm layer, trained for one step after bn_freeze
+    net = ConvNet(Body("tiny", nn.Identity(), bn, nn.Identity(), 6), nn.Linear(6, 2))
+    net.bn_frozen = True
+    before = bn.running_mean.clone()
+    net.train()(torch.randn(4, 3, 2, 2) + 5)
+    changes = not torch.equal(before, bn.running_mean)
+    return isinstance(answer, bool) and answer == changes
 
 
 def _f2_by_hand(answer):
-    return answer is not None and abs(float(answer) - 0.5) < 1e-6
+    from lessonlib.metrics import fbeta
+    tags = ["clear", "primary", "water"]
+    truth, predicted = [["clear", "primary"]], [["clear", "water"]]
+    onehot = lambda rows: np.array([[t in row for t in tags] for row in rows], dtype=float)
+    return answer is not None and abs(float(answer) - fbeta(onehot(predicted), onehot(truth), beta=2, thresh=0.5)) < 1e-6
 
 
 def _best_threshold(answer, probs, targs):
@@ -100,11 +125,15 @@ def _upper_side_kernel(answer):
 
 
 def _cell_by_hand(answer):
-    return answer is not None and abs(float(answer) - (-3.0)) < 1e-9
+    from lessonlib.convviz import conv2d_valid, kernel
+    patch = np.array([[0, 1, 1], [0, 1, 1], [0, 0, 1]], dtype=float)
+    return answer is not None and abs(float(answer) - conv2d_valid(patch, kernel("left_edge"))[0, 0]) < 1e-9
 
 
 def _pool_shape(answer):
-    return answer is not None and tuple(answer) == (2, 12, 12)
+    from lessonlib.convviz import spreadsheet_filters, spreadsheet_forward
+    shape = spreadsheet_forward(np.zeros((28, 28)), *spreadsheet_filters())["maxpool"].shape
+    return answer is not None and tuple(answer) == tuple(shape)
 
 
 def _satellite_set(answer):
@@ -125,7 +154,8 @@ def _keras_freeze_100(answer):
 
 
 def _freeze_to_late(answer):
-    return isinstance(answer, int) and not isinstance(answer, bool) and answer == 1
+    from lessonlib.learner import GROUP_NAMES
+    return isinstance(answer, int) and not isinstance(answer, bool) and answer == GROUP_NAMES.index("late body")
 
 
 EXERCISES = {

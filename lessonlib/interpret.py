@@ -3,6 +3,9 @@ import numpy as np
 
 from lessonlib.viz import plot_images
 
+__all__ = ["class_probs", "grad_cam", "most_by_correct", "most_uncertain", "plot_confusion_matrix", "plot_heatmaps",
+           "plot_top_losses", "plot_val_with_title", "random_by_correct", "top_losses"]
+
 
 def class_probs(log_preds):
     """Probabilities from the log-probabilities `learn.predict()` returns."""
@@ -85,12 +88,12 @@ def grad_cam(learn, x, cls=None):
     """
     import torch
 
-    body = learn.body.module
+    body = learn.body
     device = next(learn.model.parameters()).device
     learn.model.eval()
     with torch.enable_grad():
-        features = body[:3](x[None].to(device)).detach().requires_grad_(True)   # normalise, early, late
-        scores = learn.head(body[3](features))
+        features = body.late(body.early(body.normalize(x[None].to(device)))).detach().requires_grad_(True)
+        scores = learn.head(body.pool(features))
         cls = int(scores.argmax()) if cls is None else int(cls)
         (grad,) = torch.autograd.grad(scores[0, cls], features)
     weights = grad.mean(dim=(2, 3), keepdim=True)
@@ -98,8 +101,9 @@ def grad_cam(learn, x, cls=None):
     return (cam / cam.max()).numpy() if cam.max() > 0 else cam.numpy()
 
 
-def plot_heatmaps(learn, idxs, n_cols=4):
-    """Validation images with their Grad-CAM heat map laid over them, titled with the prediction."""
+def plot_heatmaps(learn, idxs):
+    """Validation images `idxs` in one row, each with its Grad-CAM heat map for the predicted class laid over it,
+    titled with its true class."""
     import matplotlib.pyplot as plt
     import torch.nn.functional as F
     import torch

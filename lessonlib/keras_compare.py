@@ -24,6 +24,9 @@ from torch import nn
 
 from lessonlib.runtime import seed_everything
 
+__all__ = ["Pipeline", "bn_drift_with_training_false", "compare", "import_keras", "keras_resnet50_available",
+           "run_pipeline", "show_code", "user_code_stats"]
+
 
 def import_keras():
     """Keras 3 on the PyTorch backend, with a clear error if Keras was already loaded with another one."""
@@ -88,7 +91,8 @@ def keras_model(data, sz, arch):
             with torch.no_grad():
                 return (None, *self.module.eval()(torch.zeros(1, *input_shape[1:])).shape[1:])
 
-    normalize, early, late, _ = create_body(arch).module   # the same pretrained body as lessonlib's
+    body = create_body(arch)   # the same pretrained body as lessonlib's
+    normalize, early, late = body.normalize, body.early, body.late
     inputs = keras.Input((3, sz, sz))
     x = layers.Rescaling(1 / 255)(inputs)
     x = layers.RandomFlip("horizontal", data_format="channels_first")(x)
@@ -236,7 +240,7 @@ def _val_accuracy(model):
 def _bn_buffers(model):
     """Every BatchNorm running mean and variance inside a lessonlib learner or a Keras model, as numpy."""
     found = []
-    modules = [model.body.module] if hasattr(model, "body") else []   # a learner's body (its head has BatchNorm too)
+    modules = [model.body] if hasattr(model, "body") else []   # a learner's body (its head has BatchNorm too)
     for layer in getattr(model, "layers", []):
         if hasattr(layer, "module"):   # a TorchModuleWrapper
             modules.append(layer.module)
@@ -342,7 +346,8 @@ def bn_drift_with_training_false(data, arch, steps=3):
 
     train_dl, _ = data
     shape = tuple(next(iter(train_dl))[0].shape[1:])
-    module = nn.Sequential(*create_body(arch).module[:3])   # normalise, early and late body
+    body = create_body(arch)
+    module = nn.Sequential(body.normalize, body.early, body.late)
     with torch.no_grad():
         out_shape = (None, *module.eval()(torch.zeros(1, *shape)).shape[1:])
     inputs = keras.Input(shape)

@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from lessonlib.schedules import Recorder, smooth
-from lessonlib.training import autocast_for, train_step
+from lessonlib.recorder import Recorder, smooth
+from lessonlib.training import train_step
+
+__all__ = ["LRFinder", "RULES", "Sweep", "describe_region", "find_lr", "losses_at", "preserved_state",
+           "suggest_order_below_min", "suggest_steepest", "suggest_valley"]
 
 # The default is "valley": on dogscats-mini with precompute, the lesson's rule ("order_below_min")
 # lands ~40x above valley because the moving average lags the raw loss by tens of mini-batches,
@@ -67,65 +70,80 @@ def _cycle(batches):
 
 # ---------------------------------------------------------------- the sweep
 
-def find_lr(model, optimizer, loss_fn, train_batches, start_lr=1e-7, end_lr=10, num_it=100, beta=0.98,
-            stop_div=True, device=None, train_mode=None, group_names=None, micro_bs=None):
+@dataclass(frozen=True)
+class Sweep:
+    """How the finder sweeps: the rate grows exponentially from `start_lr` to `end_lr` over `num_it`
+    mini-batches; the loss is smoothed with `beta`; with `stop_div` the sweep stops once the smoothed loss
+    passes 4x its best."""
+    start_lr: float = 1e-7
+    end_lr: float = 10
+    num_it: int = 100
+    beta: float = 0.98
+    stop_div: bool = True
+
+    def __post_init__(self):
+        if not (0 < self.start_lr < self.end_lr) or not np.isfinite(self.end_lr):
+            raise ValueError(f"need 0 < start_lr < end_lr, got {self.start_lr} and {self.end_lr}")
+        if self.num_it < 2:
+            raise ValueError(f"num_it={self.num_it}: the sweep needs at least 2 mini-batches")
+
+
+def find_lr(model, optimizer, loss_fn, train_batches, policy, sweep=Sweep(), group_names=None):
     """LR range test on a plain PyTorch model; returns an `LRFinder` and restores every state.
 
     Args:
         model, optimizer, loss_fn: as in any training loop. The optimizer's current per-group
             rates set the ratios between groups (a differential-rate setup stays differential);
-            the last group sweeps from `start_lr` to `end_lr`.
-        train_batches: (x, y) mini-batches, cycled when shorter than `num_it`.
-        num_it: mini-batches in the sweep (len(train_batches) for exactly one epoch).
-        beta: smoothing of the loss; stop_div: stop once the smoothed loss passes 4x its best.
-        micro_bs: pass each mini-batch through the model this many images at a time (`train_step`).
+            the last group sweeps from `sweep.start_lr` to `sweep.end_lr`.
+        train_batches: (x, y) mini-batches, cycled when shorter than `sweep.num_it`.
+        policy: a `Policy` (device, precision, pieces).
+        sweep: a `Sweep` (rates, length, smoothing).
 
     Example:
-        >>> lrf = find_lr(model, torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9), loss_fn, train_dl)
+        >>> lrf = find_lr(model, torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9), loss_fn, train_dl,
+        ...               resolve_policy())
         >>> lrf.plot(); lrf.suggestion
     """
-    if not (0 < start_lr < end_lr):
-        raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
-    if num_it < 2:
-        raise ValueError(f"num_it={num_it}: the sweep needs at least 2 mini-batches")
-    device = device or next(model.parameters()).device
     ratios = np.array([g["lr"] for g in optimizer.param_groups], dtype=float)
     ratios = ratios / ratios[-1] if ratios[-1] > 0 else np.ones_like(ratios)
-    growth = (end_lr / start_lr) ** (1 / (num_it - 1))
-    autocast, scaler = autocast_for(device)
+    growth = (sweep.end_lr / sweep.start_lr) ** (1 / (sweep.num_it - 1))
+    scaler = policy.grad_scaler()
     recorder = Recorder(optimizer, group_names)
     best, stopped = np.inf, None
     with preserved_state(model, optimizer):
-        (train_mode or model.train)()
+        model.train()
         avg = 0.0
-        for i, (x, y) in zip(range(num_it), _cycle(train_batches)):
+        for i, (x, y) in zip(range(sweep.num_it), _cycle(train_batches)):
             for g, ratio in zip(optimizer.param_groups, ratios):
-                g["lr"] = start_lr * ratio * growth ** i
-            value = train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler, micro_bs).item()
+                g["lr"] = sweep.start_lr * ratio * growth ** i
+            try:
+                value = train_step(model, x, y, loss_fn, optimizer, policy, scaler).item()
+            except FloatingPointError:   # the rate is far too high: the curve has ended
+                value = float("inf")
             recorder.record([g["lr"] for g in optimizer.param_groups], value)
-            avg = beta * avg + (1 - beta) * value
-            smoothed = avg / (1 - beta ** (i + 1))
-            if not np.isfinite(smoothed) or (stop_div and smoothed > 4 * best):
+            avg = sweep.beta * avg + (1 - sweep.beta) * value
+            smoothed = avg / (1 - sweep.beta ** (i + 1))
+            if not np.isfinite(smoothed) or (sweep.stop_div and smoothed > 4 * best):
                 stopped = i
                 break
             best = min(best, smoothed)
         optimizer.zero_grad(set_to_none=True)
-    return LRFinder(recorder, beta, num_it, stopped)
+    return LRFinder(recorder, sweep.beta, stopped)
 
 
-def losses_at(model, optimizer, loss_fn, train_batches, lr, num_it=20, device=None, train_mode=None,
-              micro_bs=None):
+def losses_at(model, optimizer, loss_fn, train_batches, lr, num_it, policy):
     """Train `num_it` mini-batches at a constant `lr` and return their losses; then restore everything."""
-    device = device or next(model.parameters()).device
-    autocast, scaler = autocast_for(device)
+    scaler = policy.grad_scaler()
     losses = []
     with preserved_state(model, optimizer):
-        (train_mode or model.train)()
+        model.train()
         for g in optimizer.param_groups:
             g["lr"] = lr
         for _, (x, y) in zip(range(num_it), _cycle(train_batches)):
-            losses.append(train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler, micro_bs).item())
-            if not np.isfinite(losses[-1]):
+            try:
+                losses.append(train_step(model, x, y, loss_fn, optimizer, policy, scaler).item())
+            except FloatingPointError:
+                losses.append(float("inf"))
                 break
         optimizer.zero_grad(set_to_none=True)
     return np.array(losses)
@@ -203,7 +221,6 @@ class LRFinder:
     """
     recorder: Recorder
     beta: float = 0.98
-    num_it: int = 100
     stopped_at: int = None
     default: str = DEFAULT_SUGGESTION
     notes: list = field(default_factory=list)

@@ -1,4 +1,4 @@
-"""Where lessonlib runs: smoke mode, its writable home, the device, and `setup()`."""
+"""Where lessonlib runs: smoke mode, its writable home, the device present, notebooks, and `setup()`."""
 import os
 import platform
 import random
@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+__all__ = ["HomeError", "default_device", "doctor", "home", "in_notebook", "seed_everything", "setup",
+           "smoke_mode"]
 
 
 def smoke_mode():
@@ -45,6 +48,23 @@ def default_device():
     return torch.device("cpu")
 
 
+def in_notebook():
+    """True inside a Jupyter kernel: its shell is Jupyter's `ZMQInteractiveShell` or a subclass of it (Colab's,
+    Kaggle's), decided by the type, not by its name."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    try:
+        from ipykernel.zmqshell import ZMQInteractiveShell
+    except ImportError:   # a kernel without ipykernel installed alongside: go by the class hierarchy
+        return any(cls.__name__ == "ZMQInteractiveShell" for cls in type(shell).__mro__)
+    return isinstance(shell, ZMQInteractiveShell)
+
+
 def seed_everything(seed):
     """Seed Python's, NumPy's and PyTorch's random generators."""
     random.seed(seed)
@@ -58,9 +78,6 @@ def setup(seed=42):
     Returns True in smoke mode, so a notebook can write `SMOKE = setup()`.
     """
     seed_everything(seed)
-    if torch.cuda.is_available():
-        # Fixed image sizes: let cuDNN pick the fastest kernels once.
-        torch.backends.cudnn.benchmark = True
     try:
         import matplotlib.pyplot as plt
         plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
@@ -76,16 +93,21 @@ def _home_report():
         return f"PROBLEM: {e}"
 
 
-def doctor():
-    """A short report of the environment, as a dict (also what `python -m lessonlib doctor` prints)."""
-    device = default_device()
+def doctor(device=None):
+    """A short report of the environment, as a dict (also what `python -m lessonlib doctor` prints).
+
+    Its "policy" is how lessonlib will use this machine (`lessonlib.policy.resolve_policy(device)`).
+    """
+    from lessonlib.policy import cpu_workers, resolve_policy
+
+    policy = resolve_policy(device)
+    device = policy.device
     report = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": str(device),
-        "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else "none",
-        "bf16 on GPU": bool(device.type == "cuda" and torch.cuda.is_bf16_supported()),
-        "cpu cores": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "none",
+        "cpu cores": f"{os.cpu_count()} ({cpu_workers()} usable by this process)",
         "torch threads": torch.get_num_threads(),
         "smoke mode": smoke_mode(),
         "lessonlib home": _home_report(),
@@ -96,4 +118,5 @@ def doctor():
         report["torchvision"] = torchvision.__version__
     except ImportError:
         report["torchvision"] = "missing"
+    report["policy"] = policy
     return report

@@ -1,57 +1,44 @@
 """The training loop: one epoch of mini-batches, evaluation, and the per-epoch table.
 
-Plain PyTorch with the speed-ups a GPU needs (bf16 autocast, or fp16 with a gradient
-scaler where bf16 is missing; channels_last; pinned, non-blocking copies). On the CPU
-it runs in fp32, also channels_last (measured on 2 cores: 1.8x faster forward passes of
-EfficientNet-Lite0 at 224 px, 1.6x faster training steps). Ctrl-C never leaves a
-half-applied optimizer step behind.
+Plain PyTorch. How it uses the hardware (device, mixed precision, channels-last, pieces of a
+mini-batch) comes from a `Policy` (`lessonlib.policy`), decided once and passed in. Two promises:
+Ctrl-C never leaves a half-applied optimizer step behind, and a step that makes the loss, the
+gradients or the weights non-finite is not kept: training stops with a clear message and the
+weights and optimizer state are those from before that step.
 """
 import contextlib
+import copy
+import math
 import signal
 import threading
 import time
+from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
+from lessonlib.metrics import accuracy
+from lessonlib.models import ConvNet, batchnorm_layers
+from lessonlib.runtime import in_notebook
 
-def accuracy(log_preds, y):
-    """Fraction of rows whose highest score is the true class."""
-    return float((torch.as_tensor(log_preds).argmax(dim=1) == torch.as_tensor(y)).double().mean())
-
-
-def autocast_for(device):
-    """(autocast context factory, GradScaler or None) for mixed precision on `device`."""
-    if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)), None
-        return (lambda: torch.autocast("cuda", dtype=torch.float16)), torch.amp.GradScaler("cuda")
-    return contextlib.nullcontext, None
+__all__ = ["EpochTable", "Objective", "backward_in_pieces", "deferred_interrupt", "evaluate", "fit",
+           "forward_in_pieces", "get_preds", "log_probs", "train_epoch", "train_step"]
 
 
-def channels_last_helps(device):
-    """Convolutions run faster with channels-last memory on CUDA and on the CPU (oneDNN), not on MPS."""
-    return device.type in ("cuda", "cpu")
+def log_probs(out):
+    """Log-probabilities from a single-label model's raw outputs."""
+    return F.log_softmax(out, dim=1)
 
 
-def prepare_model(model, device):
-    """Move `model` to `device`, its conv weights channels_last where that is faster; returns it."""
-    model.to(device)
-    if channels_last_helps(device):
-        model.to(memory_format=torch.channels_last)
-    return model
-
-
-def to_device(x, device):
-    """Copy a batch to `device` without blocking; images go channels_last where that is faster."""
-    x = x.to(device, non_blocking=True)
-    if channels_last_helps(device) and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
+@dataclass(frozen=True)
+class Objective:
+    """What training minimises and what the table shows: the loss, the metrics, and how raw outputs
+    become what the metrics take (log-probabilities by default; tag probabilities for multi-label data)."""
+    loss_fn: object
+    metrics: tuple = (accuracy,)
+    to_preds: object = log_probs
 
 
 @contextlib.contextmanager
@@ -70,58 +57,117 @@ def deferred_interrupt():
             raise KeyboardInterrupt
 
 
-def train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler=None, micro_bs=None):
+# ---------------------------------------------------------------- one step, kept only when it stays finite
+
+def _all_finite(tensors):
+    tensors = [t for t in tensors if t is not None]
+    return not tensors or bool(torch.stack([t.detach().abs().amax().float() for t in tensors]).isfinite().all())
+
+
+class StepGuard:
+    """Copies of the trainable weights and the optimizer state before a step, to put back if the step breaks them."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+        self.saved, self.had_state = None, None
+
+    def _tensors(self):
+        state = [t for p in self.params for t in self.optimizer.state.get(p, {}).values() if torch.is_tensor(t)]
+        return self.params + state
+
+    def save(self):
+        tensors = self._tensors()
+        self.had_state = {p for p in self.params if p in self.optimizer.state}
+        if self.saved is None or [s.shape for s in self.saved] != [t.shape for t in tensors]:
+            self.saved = [t.detach().clone() for t in tensors]
+        else:
+            with torch.no_grad():
+                for s, t in zip(self.saved, tensors):
+                    s.copy_(t)
+
+    def restore(self):
+        for p in self.params:
+            if p not in self.had_state:
+                self.optimizer.state.pop(p, None)   # state the failed step created
+        with torch.no_grad():
+            for s, t in zip(self.saved, self._tensors()):
+                t.copy_(s)
+
+
+def _diverged(what, value=None):
+    shown = f" became {value}" if value is not None else " became infinite or NaN"
+    return FloatingPointError(f"the {what}{shown}: the learning rate is probably too high; try one ten times "
+                              f"smaller (learn.lr_find() helps choose). The weights are those from before this "
+                              f"mini-batch.")
+
+
+def train_step(model, x, y, loss_fn, optimizer, policy, scaler=None, guard=None):
     """One mini-batch: forward, backward, optimizer step (whole, even on Ctrl-C); returns the loss tensor.
 
-    With `micro_bs`, `model` must be `nn.Sequential(body, head)` (a learner's model is): the body takes the
-    mini-batch `micro_bs` images at a time while the head sees it whole (`backward_in_pieces`), for the
-    same update with the body's activation memory of `micro_bs` images instead of the whole mini-batch.
+    With `policy.body_piece` and a `models.ConvNet` (a learner's model), the body takes the mini-batch that many
+    images at a time while the head sees it whole (`backward_in_pieces`); other models take it whole. Raises
+    FloatingPointError, with the weights and optimizer state unchanged, when the loss or the gradients are
+    not finite, or (with a `StepGuard`) when the step would leave non-finite weights.
     """
-    x, y = to_device(x, device), y.to(device, non_blocking=True)
+    x, y = policy.to_device(x), y.to(policy.device, non_blocking=True)
     optimizer.zero_grad(set_to_none=True)
-    if micro_bs and micro_bs < len(x):
-        body, head = model
-        loss = backward_in_pieces(body, head, x, y, loss_fn, autocast, scaler, micro_bs)
+    piece = policy.body_piece if isinstance(model, ConvNet) else None
+    if piece and piece < len(x):
+        loss = backward_in_pieces(model.body, model.head, x, y, loss_fn, policy, scaler)
     else:
-        with autocast():
+        with policy.autocast():
             loss = loss_fn(model(x), y)                                  # forward
         (loss if scaler is None else scaler.scale(loss)).backward()      # backward
+    if not torch.isfinite(loss.detach()):
+        optimizer.zero_grad(set_to_none=True)
+        raise _diverged("training loss", float(loss.detach()))
     with deferred_interrupt():                           # the step itself is never cut in half
-        if scaler is None:
-            optimizer.step()
-        else:
+        if scaler is not None:       # fp16: the scaler itself skips steps whose gradients overflowed
             scaler.step(optimizer)
             scaler.update()
+            return loss.detach()
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"]]
+        if not _all_finite(grads):
+            optimizer.zero_grad(set_to_none=True)
+            raise _diverged("gradient")
+        if guard is not None:
+            guard.save()
+        optimizer.step()
+        if guard is not None and not _all_finite(guard.params):
+            guard.restore()
+            raise _diverged("weights after the step")
     return loss.detach()
 
 
-def backward_in_pieces(body, head, x, y, loss_fn, autocast, scaler, micro_bs):
-    """Gradients of `loss_fn(head(body(x)), y)` keeping the body's activations for `micro_bs` images only.
+def backward_in_pieces(body, head, x, y, loss_fn, policy, scaler=None):
+    """Gradients of `loss_fn(head(body(x)), y)` keeping the body's activations for `policy.body_piece` images only.
 
-    1. The body runs on each piece of `micro_bs` images without keeping its graph: features of the whole
-    mini-batch. 2. The head runs on them all at once (its BatchNorm sees the whole mini-batch) and
-    back-propagates down to the features. 3. The body runs each piece again, keeping its graph this time,
-    and back-propagates that piece's share of the features' gradient. The gradients are those of the
-    whole mini-batch; the price is one more forward pass of the body. Random layers (dropout) draw the
-    same numbers in steps 1 and 3, and BatchNorm running statistics count step 1 only. A BatchNorm layer
-    of the body that is training normalises each piece with that piece's statistics (`learn.bn_freeze(True)`
-    keeps them fixed, and then the result is exactly the whole mini-batch's). Returns the loss.
+    1. The body runs on each piece without keeping its graph: features of the whole mini-batch.
+    2. The head runs on them all at once (its BatchNorm sees the whole mini-batch) and back-propagates
+    down to the features. 3. The body runs each piece again, keeping its graph this time, and
+    back-propagates that piece's share of the features' gradient. The gradients are those of the whole
+    mini-batch; the price is one more forward pass of the body. Random layers (dropout) draw the same
+    numbers in steps 1 and 3, and BatchNorm running statistics count step 1 only. A BatchNorm layer of the
+    body that is training normalises each piece with that piece's statistics (`learn.bn_freeze(True)` keeps
+    them fixed, and then the result is exactly the whole mini-batch's). Returns the loss.
     """
-    pieces = x.split(micro_bs)
+    piece = policy.body_piece
+    pieces = x.split(piece)
     devices = [x.device] if x.device.type == "cuda" else []
     rng_before = _rng_state(devices)                     # replayed in step 3
-    with torch.no_grad(), autocast():
-        features = forward_in_pieces(body, x, micro_bs)                       # 1. forward, no graph
+    with torch.no_grad(), policy.autocast():
+        features = forward_in_pieces(body, x, piece)                          # 1. forward, no graph
     features.requires_grad_()
-    with autocast():
+    with policy.autocast():
         loss = loss_fn(head(features), y)                                     # 2. the head, whole
     (loss if scaler is None else scaler.scale(loss)).backward()
     if any(p.requires_grad for p in body.parameters()):
         with torch.random.fork_rng(devices=devices), running_stats_kept(body):   # both restored after
             _set_rng_state(rng_before, devices)
-            for piece, grad in zip(pieces, features.grad.split(micro_bs)):   # 3. forward again, backward
-                with autocast():
-                    out = body(piece)
+            for part, grad in zip(pieces, features.grad.split(piece)):       # 3. forward again, backward
+                with policy.autocast():
+                    out = body(part)
                 out.backward(grad)
     return loss
 
@@ -139,8 +185,7 @@ def _set_rng_state(state, devices):
 @contextlib.contextmanager
 def running_stats_kept(module):
     """Leave the BatchNorm running statistics of `module` as they were before the block."""
-    saved = [(buf, buf.clone()) for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-             for buf in m.buffers(recurse=False)]
+    saved = [(buf, buf.clone()) for m in batchnorm_layers(module) for buf in m.buffers(recurse=False)]
     try:
         yield
     finally:
@@ -149,72 +194,59 @@ def running_stats_kept(module):
                 buf.copy_(value)
 
 
-def train_epoch(model, batches, loss_fn, optimizer, device, scheduler=None, on_batch=None, desc="train",
-                micro_bs=None):
-    """One pass over `batches`, one optimizer step each; returns the mean training loss."""
-    autocast, scaler = autocast_for(device)
-    total, n = 0.0, 0
-    for x, y in tqdm(batches, desc=desc, leave=False, disable=None):
-        loss = train_step(model, x, y, loss_fn, optimizer, device, autocast, scaler, micro_bs)
-        if scheduler is not None:
-            scheduler.step()
-        loss = loss.item()
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"the training loss became {loss}: the learning rate is probably too "
-                                     f"high; try one ten times smaller (learn.lr_find() helps choose)")
-        if on_batch is not None:
-            on_batch(loss)
-        total, n = total + loss * len(y), n + len(y)
-    return total / max(n, 1)
-
-
-# Images per forward piece on a CPU: a mini-batch of 64 at 224 px through EfficientNet-Lite0 ran 1.5x
-# faster 8 images at a time (its activations then stay in the CPU's caches and malloc's reused memory).
-CPU_PIECE = 8
-
-
 def forward_in_pieces(model, x, piece):
     """`model(x)`, computed `piece` images at a time (the same result for a model in eval mode)."""
     return torch.cat([model(p) for p in x.split(piece)]) if piece and piece < len(x) else model(x)
 
 
+# ---------------------------------------------------------------- epochs
+
+def train_epoch(model, batches, loss_fn, optimizer, policy, recorder=None, desc="train"):
+    """One pass over `batches`, one optimizer step each; returns the mean training loss.
+
+    `recorder` (a `Recorder`) sees each mini-batch's loss and steps the learning-rate schedule.
+    """
+    scaler, guard = policy.grad_scaler(), StepGuard(optimizer)
+    total, n = 0.0, 0
+    for i, (x, y) in enumerate(tqdm(batches, desc=desc, leave=False, disable=None)):
+        try:
+            loss = train_step(model, x, y, loss_fn, optimizer, policy, scaler, guard).item()
+        except FloatingPointError as e:
+            raise FloatingPointError(f"{desc}, mini-batch {i + 1}: {e}") from None
+        if recorder is not None:
+            recorder.on_batch(loss)
+        total, n = total + loss * len(y), n + len(y)
+    return total / max(n, 1)
+
+
 @torch.no_grad()
-def get_preds(model, batches, device, desc="predict"):
+def get_preds(model, batches, policy, desc="predict"):
     """(log-probabilities or raw outputs, targets) over `batches`, in order, on the CPU in fp32.
 
-    On a CPU, a model in eval mode takes image batches `CPU_PIECE` images at a time (same outputs, faster).
+    A model in eval mode takes image batches `policy.body_piece` images at a time (the same outputs; faster
+    on a CPU).
     """
-    autocast, _ = autocast_for(device)
     outs, ys = [], []
     for x, y in tqdm(batches, desc=desc, leave=False, disable=None):
-        x = to_device(x, device)
-        piece = CPU_PIECE if device.type == "cpu" and x.dim() == 4 and not model.training else None
-        with autocast():
+        x = policy.to_device(x)
+        piece = policy.body_piece if x.dim() == 4 and not model.training else None
+        with policy.autocast():
             outs.append(forward_in_pieces(model, x, piece).float().cpu())
         ys.append(y)
     return torch.cat(outs), torch.cat(ys)
 
 
-def log_probs(out):
-    """Log-probabilities from a single-label model's raw outputs."""
-    return F.log_softmax(out, dim=1)
-
-
-def evaluate(model, batches, loss_fn, device, metrics=(accuracy,), to_preds=log_probs):
-    """(validation loss, [metric values]) of `model` in eval mode over `batches`.
-
-    Metrics receive `to_preds(outputs)` (log-probabilities by default; tag probabilities for
-    a multi-label model) and the targets.
-    """
+def evaluate(model, batches, objective, policy):
+    """(validation loss, [metric values]) of `model` in eval mode over `batches`."""
     was_training = model.training
     model.eval()
     try:
-        out, y = get_preds(model, batches, device, desc="valid")
+        out, y = get_preds(model, batches, policy, desc="valid")
     finally:
         model.train(was_training)
-    loss = float(loss_fn(out, y))
-    preds = to_preds(out)
-    return loss, [m(preds, y) for m in metrics]
+    loss = float(objective.loss_fn(out, y))
+    preds = objective.to_preds(out)
+    return loss, [m(preds, y) for m in objective.metrics]
 
 
 class EpochTable:
@@ -223,12 +255,14 @@ class EpochTable:
     In a notebook it is one DataFrame updated in place; elsewhere each row is printed.
     """
 
-    def __init__(self):
-        self.rows, self.handle = [], None
-        self.in_notebook = _in_notebook()
+    def __init__(self, show=True):
+        self.rows, self.handle, self.show = [], None, show
+        self.in_notebook = in_notebook()
 
     def add(self, row):
         self.rows.append(row)
+        if not self.show:
+            return
         df = self.frame()
         if self.in_notebook:
             from IPython.display import display
@@ -244,40 +278,41 @@ class EpochTable:
         return pd.DataFrame(self.rows)
 
 
-def _in_notebook():
-    try:
-        from IPython import get_ipython
-        shell = get_ipython()
-    except ImportError:
-        return False
-    return shell is not None and "ZMQ" in type(shell).__name__
-
-
-def fit(model, train_batches, valid_batches, loss_fn, optimizer, epochs, device, scheduler=None,
-        metrics=(accuracy,), train_mode=None, on_batch=None, table=None, to_preds=log_probs, micro_bs=None):
+def fit(model, batches, objective, optimizer, epochs, policy, recorder=None, table=None):
     """Train for `epochs` epochs; return the table `[epoch, trn_loss, val_loss, <metrics>, time]`.
 
     Args:
-        train_batches, valid_batches: iterables of (x, y) mini-batches (DataLoaders, or anything
-            that can be iterated again each epoch).
-        scheduler: stepped after every mini-batch (e.g. SGDR's cosine annealing).
-        train_mode: called at the start of each epoch to put the model in training mode
-            (default `model.train()`; a learner keeps frozen BatchNorm layers in eval mode).
-        on_batch: called with each mini-batch's training loss.
+        model: put in training mode (`model.train()`) at the start of each epoch.
+        batches: (training mini-batches, validation mini-batches): DataLoaders, or anything that can be
+            iterated again each epoch.
+        objective: an `Objective` (loss, metrics, how outputs become predictions).
+        policy: a `Policy` (`lessonlib.policy.resolve_policy()`): device, precision, pieces.
+        recorder: a `Recorder` that sees every mini-batch's loss and steps the learning-rate schedule.
         table: an `EpochTable` to fill (its rows survive a Ctrl-C); a new one by default.
-        to_preds: turns raw outputs into what the metrics take (default: log-probabilities).
-        micro_bs: pass each mini-batch through the model this many images at a time (see `train_step`).
+
+    A validation loss that is not finite stops training with the weights and optimizer state of the start
+    of that epoch.
+
+    Example:
+        >>> fit(model, (train_dl, valid_dl), Objective(nn.CrossEntropyLoss()), optimizer, 3, resolve_policy())
     """
+    train_batches, valid_batches = batches
     table = table if table is not None else EpochTable()
-    names = [getattr(m, "__name__", f"metric{i}") for i, m in enumerate(metrics)]
+    names = [getattr(m, "__name__", f"metric{i}") for i, m in enumerate(objective.metrics)]
     epoch = 0
     try:
         for epoch in range(epochs):
             start = time.perf_counter()
-            (train_mode or model.train)()
-            trn_loss = train_epoch(model, train_batches, loss_fn, optimizer, device, scheduler, on_batch,
-                                   desc=f"epoch {epoch + 1}/{epochs}", micro_bs=micro_bs)
-            val_loss, values = evaluate(model, valid_batches, loss_fn, device, metrics, to_preds)
+            before = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+            model.train()
+            trn_loss = train_epoch(model, train_batches, objective.loss_fn, optimizer, policy, recorder,
+                                   desc=f"epoch {epoch + 1}/{epochs}")
+            val_loss, values = evaluate(model, valid_batches, objective, policy)
+            if not math.isfinite(val_loss):
+                model.load_state_dict(before[0])
+                optimizer.load_state_dict(before[1])
+                raise FloatingPointError(f"epoch {epoch + 1}: the validation loss became {val_loss}; the weights are "
+                                         f"those from the start of this epoch. Try a learning rate ten times smaller.")
             row = {"epoch": epoch, "trn_loss": trn_loss, "val_loss": val_loss, **dict(zip(names, values)),
                    "time": round(time.perf_counter() - start, 2)}
             table.add(row)

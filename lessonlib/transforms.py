@@ -13,6 +13,9 @@ from torchvision.transforms import v2
 
 from lessonlib.models import ARCHS, arch_name
 
+__all__ = ["BatchAugment", "RandomDihedral", "Tfms", "tfms_from_model", "transforms_basic",
+           "transforms_side_on", "transforms_top_down"]
+
 
 class RandomDihedral(v2.Transform):
     """One of the 8 symmetries of a square (4 rotations x optional flip), equally likely."""
@@ -96,8 +99,7 @@ def tfms_from_model(arch, sz, aug_tfms=None, max_zoom=1.0):
     except ValueError:
         batch = None   # a transform without a batch version: always augment per image
     # For TTA, only views the photo could have been taken from: a shifted crop of a slightly larger
-    # image, mirrored where the augmentations allow. Rotation and lighting changes made TTA worse
-    # on dogscats-mini (log loss 0.030-0.037 against 0.021 with crops and flips; see the note in 05).
+    # image, mirrored where the augmentations allow (lesson 05 shows what rotation and lighting did to TTA).
     flips = [t for t in aug_tfms or [] if isinstance(t, (v2.RandomHorizontalFlip, RandomDihedral))]
     tta_resize = v2.Resize(int(round(sz * max(max_zoom, 1.1))), interpolation=interpolation, antialias=True)
     tta = v2.Compose([v2.ToImage(), tta_resize, v2.RandomCrop(sz), *flips])

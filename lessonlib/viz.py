@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 
+__all__ = ["label_text", "plot_images", "show_augmentations", "show_batch"]
+
 
 def plot_images(images, titles=None, cols=4, size=2.6, suptitle=None):
     """Show images (PIL, HWC arrays, or CHW uint8 tensors) in a grid with optional titles."""

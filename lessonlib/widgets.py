@@ -7,6 +7,8 @@ import numpy as np
 
 from lessonlib.lr_finder import describe_region
 
+__all__ = ["AugmentationExplorer", "KernelEditor", "LRExplorer"]
+
 
 class LRExplorer:
     """Explore a learning-rate finder's curve: pick a rate, read what it means, try it.

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from lessonlib.data import ImageClassifierData, check_layout, folder_summary, load_image
+from lessonlib.policy import resolve_policy
 from lessonlib.transforms import tfms_from_model, transforms_side_on
 from tests.helpers import make_folders, write_image
 
@@ -211,7 +212,8 @@ def test_image_cache_decodes_each_photo_once_and_changes_nothing(tmp_path, monke
 
     path = _noise_folders(tmp_path / "pets")
     tfms = tfms_from_model("efficientnet_lite0", 32, aug_tfms=transforms_side_on, max_zoom=1.1)
-    plain = ImageClassifierData.from_paths(path, tfms=tfms, bs=4, num_workers=0, cache_images=False)
+    cpu = resolve_policy("cpu").but(num_workers=0)
+    plain = ImageClassifierData.from_paths(path, tfms=tfms, bs=4, device=cpu.but(image_cache_mb=0))
     assert plain.image_cache is None
     def items(data):
         out = []
@@ -226,7 +228,7 @@ def test_image_cache_decodes_each_photo_once_and_changes_nothing(tmp_path, monke
     decoded = []
     real_load = data_module.load_image
     monkeypatch.setattr(data_module, "load_image", lambda *a: decoded.append(a[0]) or real_load(*a))
-    cached = ImageClassifierData.from_paths(path, tfms=tfms, bs=4, num_workers=0, cache_images=True)
+    cached = ImageClassifierData.from_paths(path, tfms=tfms, bs=4, device=cpu.but(image_cache_mb=512))
     decoded.clear()                                  # (from_paths decodes every file once to check it)
     got = items(cached)
     assert all(torch.equal(a[0], b[0]) and torch.equal(torch.as_tensor(a[1]), torch.as_tensor(b[1]))
@@ -239,22 +241,22 @@ def test_image_cache_decodes_each_photo_once_and_changes_nothing(tmp_path, monke
     assert not all(torch.equal(a, cached.trn_ds[0][0]) for _ in range(5))   # the cache holds the resize only
 
 
-def test_image_cache_by_default_on_a_gpu_when_it_fits(tmp_path, monkeypatch):
-    from lessonlib import data as data_module
-
+def test_image_cache_when_the_policy_has_a_budget_and_the_images_fit_in_it(tmp_path):
     path = _noise_folders(tmp_path / "pets")
     tfms = tfms_from_model("efficientnet_lite0", 32)
-    assert ImageClassifierData.from_paths(path, tfms=tfms, bs=4, num_workers=0).image_cache is None   # CPU
-    monkeypatch.setattr(data_module, "default_device", lambda: torch.device("cuda"))
-    assert ImageClassifierData.from_paths(path, tfms=tfms, bs=4, num_workers=0).image_cache is not None
-    monkeypatch.setenv("LESSONLIB_IMAGE_CACHE_MB", "0.01")    # 16 images of 32x42 px need 0.06 MB
-    assert ImageClassifierData.from_paths(path, tfms=tfms, bs=4, num_workers=0).image_cache is None
+    cpu = resolve_policy("cpu").but(num_workers=0)
+    assert cpu.image_cache_mb == 0                                   # a CPU spends its time in the model
+    assert ImageClassifierData.from_paths(path, tfms=tfms, bs=4, device=cpu).image_cache is None
+    gpu_like = cpu.but(image_cache_mb=512)                           # what a CUDA GPU's policy holds
+    assert ImageClassifierData.from_paths(path, tfms=tfms, bs=4, device=gpu_like).image_cache is not None
+    tight = cpu.but(image_cache_mb=0.01)                             # 16 images of 32x42 px need 0.06 MB
+    assert ImageClassifierData.from_paths(path, tfms=tfms, bs=4, device=tight).image_cache is None
 
 
 def test_image_cache_is_filled_before_worker_processes_start(tmp_path):
     path = _noise_folders(tmp_path / "pets")
     tfms = tfms_from_model("efficientnet_lite0", 32, aug_tfms=transforms_side_on)
-    data = ImageClassifierData.from_paths(path, tfms=tfms, bs=4, num_workers=1, cache_images=True)
+    data = ImageClassifierData.from_paths(path, tfms=tfms, bs=4, device=resolve_policy("cpu").but(num_workers=1, image_cache_mb=512))
     assert len(data.image_cache) == len(data.trn_ds) + len(data.val_ds)
     x, y = next(iter(data.trn_dl))
     assert x.shape == (4, 3, 32, 32) and x.dtype == torch.uint8
@@ -264,7 +266,8 @@ def test_image_cache_is_filled_before_worker_processes_start(tmp_path):
 def test_a_file_that_vanishes_after_the_check_is_named(tmp_path, cache_images):
     path = _noise_folders(tmp_path / "pets")
     tfms = tfms_from_model("efficientnet_lite0", 32)
-    data = ImageClassifierData.from_paths(path, tfms=tfms, bs=4, num_workers=0, cache_images=cache_images)
+    policy = resolve_policy("cpu").but(num_workers=0, image_cache_mb=512 if cache_images else 0)
+    data = ImageClassifierData.from_paths(path, tfms=tfms, bs=4, device=policy)
     gone = data.trn_ds.fnames[0]
     gone.unlink()
     with pytest.raises(RuntimeError, match=f"could not read {gone}"):

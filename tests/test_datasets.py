@@ -298,7 +298,7 @@ def test_planet_sample_is_downloaded_into_the_from_csv_layout(data_home, server,
     assert sorted(p.name for p in path.iterdir()) == ["train-jpg", "train_v2.csv"]
     assert (path / "train_v2.csv").read_text().splitlines()[2] == "train_1,haze primary water"
     data = ImageClassifierData.from_csv(path, "train-jpg", "train_v2.csv", tfms_from_model("efficientnet_lite0", 32),
-                                        bs=2, val_idxs=[0], num_workers=0)
+                                        bs=2, val_idxs=[0], device="cpu")
     assert data.is_multi and data.classes == ["clear", "cloudy", "haze", "primary", "road", "water"]
     x, _ = next(iter(data.val_dl))
     assert x.shape == (1, 3, 32, 32)

@@ -44,7 +44,7 @@ def test_grad_cam_matches_the_hook_recipe(learn):
     cam = grad_cam(learn, x, cls=1)
     # the usual recipe, independently: hooks on the last feature block of the whole model
     saved = {}
-    block = learn.body.module[2]
+    block = learn.body.late
 
     def keep(module, inputs, out):
         saved["a"] = out

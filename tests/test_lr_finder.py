@@ -7,11 +7,15 @@ from torch import nn
 
 from lessonlib.data import ImageClassifierData
 from lessonlib.learner import ConvLearner
-from lessonlib.lr_finder import LRFinder, describe_region, find_lr
-from lessonlib.schedules import Recorder
+from lessonlib.lr_finder import LRFinder, Sweep, describe_region, find_lr
+from lessonlib.policy import resolve_policy
+from lessonlib.recorder import Recorder
 from lessonlib.transforms import tfms_from_model
 from lessonlib.widgets import LRExplorer
 from tests.helpers import make_folders
+
+
+CPU = resolve_policy("cpu")
 
 
 def toy_problem(n=64, seed=0):
@@ -49,7 +53,7 @@ def test_a_diverging_sweep_restores_everything_bit_for_bit():
     optimizer.step()   # the optimizer now has momentum buffers worth restoring
     model.eval()
     before = snapshot(model, optimizer)
-    lrf = find_lr(model, optimizer, nn.functional.cross_entropy, batches, start_lr=1e-4, end_lr=1e6, num_it=100)
+    lrf = find_lr(model, optimizer, nn.functional.cross_entropy, batches, CPU, Sweep(1e-4, 1e6, 100))
     assert lrf.stopped_at is not None and len(lrf.losses) < 100   # it diverged and stopped early
     assert_same(before, snapshot(model, optimizer))
     assert not model.training
@@ -58,8 +62,7 @@ def test_a_diverging_sweep_restores_everything_bit_for_bit():
 def test_rates_grow_exponentially_between_the_bounds_and_the_loader_cycles():
     model, batches = toy_problem()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    lrf = find_lr(model, optimizer, nn.functional.cross_entropy, batches, start_lr=1e-6, end_lr=1e-2, num_it=30,
-                  stop_div=False)
+    lrf = find_lr(model, optimizer, nn.functional.cross_entropy, batches, CPU, Sweep(1e-6, 1e-2, 30, stop_div=False))
     assert len(lrf.lrs) == 30   # 4 mini-batches, cycled
     assert lrf.lrs[0] == pytest.approx(1e-6) and lrf.lrs[-1] == pytest.approx(1e-2)
     assert np.allclose(np.diff(np.log(lrf.lrs)), np.log(1e4) / 29)
@@ -69,7 +72,7 @@ def test_group_rates_keep_their_ratios():
     model, batches = toy_problem()
     optimizer = torch.optim.SGD([{"params": model[0].parameters(), "lr": 1e-3},
                                  {"params": model[4].parameters(), "lr": 1e-2}])
-    lrf = find_lr(model, optimizer, nn.functional.cross_entropy, batches, num_it=20, stop_div=False)
+    lrf = find_lr(model, optimizer, nn.functional.cross_entropy, batches, CPU, Sweep(num_it=20, stop_div=False))
     rates = np.array(lrf.recorder.lrs)
     assert np.allclose(rates[:, 0] / rates[:, 1], 0.1)
     assert [g["lr"] for g in optimizer.param_groups] == [1e-3, 1e-2]

@@ -52,3 +52,11 @@ def test_bad_shapes_and_average():
         fbeta(np.zeros(3), np.zeros(3))
     with pytest.raises(ValueError, match="average"):
         fbeta(np.zeros((2, 2)), np.zeros((2, 2)), average="weighted")
+
+
+def test_accuracy_metric():
+    import torch
+
+    from lessonlib.metrics import accuracy
+    log_preds = torch.log(torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]))
+    assert accuracy(log_preds, torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)

@@ -8,7 +8,7 @@ import torchvision
 from skimage.data import chelsea
 from torchvision.transforms import v2
 
-from lessonlib import models
+from lessonlib import models, weights
 
 CAT_CLASSES = {281, 282, 285}   # ImageNet: tabby, tiger cat, Egyptian cat
 
@@ -17,11 +17,11 @@ CAT_CLASSES = {281, 282, 285}   # ImageNet: tabby, tiger cat, Egyptian cat
 def forget_resolutions(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))   # no weight files but the ones a test makes
     monkeypatch.delenv("LESSONLIB_DATA_MIRROR", raising=False)
-    models._resolved.clear()
-    models._checked.clear()
+    weights._resolved.clear()
+    weights._checked.clear()
     yield
-    models._resolved.clear()
-    models._checked.clear()
+    weights._resolved.clear()
+    weights._checked.clear()
 
 
 def weight_file(folder, name="resnet34", seed=0, wrong_hash=False):
@@ -44,8 +44,8 @@ def test_weights_are_found_in_the_mirror_without_network(tmp_path, monkeypatch, 
     path = weight_file(tmp_path / "mirror" / "weights")
     monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(tmp_path / "mirror"))
     monkeypatch.setenv("LESSONLIB_OFFLINE", "1")
-    monkeypatch.setattr(models, "weights_url", lambda name: f"https://example.invalid/models/{path.name}")
-    name, model = models.load_pretrained("resnet34")
+    monkeypatch.setattr(weights, "weights_url", lambda name: f"https://example.invalid/models/{path.name}")
+    name, model = weights.load_pretrained("resnet34")
     assert name == "resnet34" and capsys.readouterr().out == ""
     saved = torch.load(path, weights_only=True)
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
@@ -53,18 +53,18 @@ def test_weights_are_found_in_the_mirror_without_network(tmp_path, monkeypatch, 
 
 def test_torchs_own_cache_comes_first(tmp_path, monkeypatch):
     cached = weight_file(tmp_path / "torch" / "hub" / "checkpoints", seed=1)
-    monkeypatch.setattr(models, "weights_url", lambda name: f"https://example.invalid/{cached.name}")
-    monkeypatch.setattr(models, "_torchvision_pretrained", lambda name: pytest.fail("must not download"))
-    assert models.find_weights("resnet34") == cached
-    assert models.load_pretrained("resnet34")[0] == "resnet34"
+    monkeypatch.setattr(weights, "weights_url", lambda name: f"https://example.invalid/{cached.name}")
+    monkeypatch.setattr(weights, "_torchvision_pretrained", lambda name: pytest.fail("must not download"))
+    assert weights.find_weights("resnet34") == cached
+    assert weights.load_pretrained("resnet34")[0] == "resnet34"
 
 
 def test_a_weight_file_that_does_not_match_its_name_is_refused(tmp_path, monkeypatch, capsys):
     bad = weight_file(tmp_path / "mirror" / "weights", wrong_hash=True)
     monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(tmp_path / "mirror"))
     monkeypatch.setenv("LESSONLIB_OFFLINE", "1")
-    monkeypatch.setattr(models, "weights_url", lambda name: f"https://example.invalid/{bad.name}")
-    name, _ = models.load_pretrained("resnet34")
+    monkeypatch.setattr(weights, "weights_url", lambda name: f"https://example.invalid/{bad.name}")
+    name, _ = weights.load_pretrained("resnet34")
     out = capsys.readouterr().out
     assert name == "efficientnet_lite0"
     assert f"refusing {bad}" in out and "SHA-256 starts" in out and "fetch-weights" in out
@@ -79,7 +79,7 @@ def test_fetch_weights_downloads_checked_files_from_a_server(tmp_path, monkeypat
     srv = FileServer({f"/models/{p.name}": p.read_bytes() for p in (good, bad)}, cut_first=1)
     monkeypatch.setattr("lessonlib.datasets.RETRY_WAIT", 0.01)
     urls = {"resnet34": f"{srv.url}/models/{good.name}", "resnet50": f"{srv.url}/models/{bad.name}"}
-    monkeypatch.setattr(models, "weights_url", urls.get)
+    monkeypatch.setattr(weights, "weights_url", urls.get)
     try:
         assert main(["fetch-weights", "resnet34", "--to", str(tmp_path / "weights")]) == 0
         assert (tmp_path / "weights" / good.name).read_bytes() == good.read_bytes()
@@ -91,7 +91,7 @@ def test_fetch_weights_downloads_checked_files_from_a_server(tmp_path, monkeypat
 
 
 def test_packaged_weights_load_strictly_and_see_a_cat():
-    model = models.packaged_efficientnet_lite0().eval()
+    model = weights.packaged_efficientnet_lite0().eval()
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(4.69e6, rel=0.01)
     img = torch.from_numpy(chelsea()).permute(2, 0, 1)
     x = v2.Compose([v2.Resize(224, interpolation=v2.InterpolationMode.BICUBIC, antialias=True), v2.CenterCrop(224)])(img)
@@ -104,7 +104,7 @@ def test_packaged_weights_load_strictly_and_see_a_cat():
 def test_key_conversion_covers_every_block():
     state = {"_conv_stem.weight": 0, "_blocks.0._depthwise_conv.weight": 1, "_blocks.15._project_conv.weight": 2,
              "_blocks.1._expand_conv.weight": 3, "_bn1.bias": 4, "_fc.weight": 5}
-    out = models.convert_efficientnet_lite0_keys(state)
+    out = weights.convert_efficientnet_lite0_keys(state)
     assert out == {"conv_stem.weight": 0, "blocks.0.0.conv_dw.weight": 1, "blocks.6.0.conv_pwl.weight": 2,
                    "blocks.1.0.conv_pw.weight": 3, "bn2.bias": 4, "classifier.weight": 5}
 
@@ -112,29 +112,29 @@ def test_key_conversion_covers_every_block():
 def test_offline_resnet_falls_back_with_one_clear_line(monkeypatch, capsys):
     def no_network(name):
         raise urllib.error.URLError("Name or service not known")
-    monkeypatch.setattr(models, "_torchvision_pretrained", no_network)
-    name, model = models.load_pretrained("resnet34")
+    monkeypatch.setattr(weights, "_torchvision_pretrained", no_network)
+    name, model = weights.load_pretrained("resnet34")
     lines = [l for l in capsys.readouterr().out.splitlines() if l]
     assert name == "efficientnet_lite0"
     assert len(lines) == 1 and "resnet34" in lines[0] and "packaged ImageNet efficientnet_lite0" in lines[0]
-    models.load_pretrained("resnet34")   # remembered: no second attempt, no second line
+    weights.load_pretrained("resnet34")   # remembered: no second attempt, no second line
     assert "packaged" not in capsys.readouterr().out
 
 
 def test_lessonlib_offline_skips_the_download(monkeypatch, capsys):
     monkeypatch.setenv("LESSONLIB_OFFLINE", "1")
-    monkeypatch.setattr(models, "_torchvision_pretrained", lambda name: pytest.fail("must not try to download"))
-    assert models.load_pretrained(torchvision.models.resnet50)[0] == "efficientnet_lite0"
+    monkeypatch.setattr(weights, "_torchvision_pretrained", lambda name: pytest.fail("must not try to download"))
+    assert weights.load_pretrained(torchvision.models.resnet50)[0] == "efficientnet_lite0"
     assert "LESSONLIB_OFFLINE" in capsys.readouterr().out
 
 
 def test_online_resnet_uses_torchvision_weights(monkeypatch, capsys):
     fake = torchvision.models.resnet34(weights=None)
-    monkeypatch.setattr(models, "_torchvision_pretrained", lambda name: fake)
+    monkeypatch.setattr(weights, "_torchvision_pretrained", lambda name: fake)
     body = models.create_body("resnet34")
-    assert body.name == "resnet34" and body.n_features == 1024
+    assert body.arch == "resnet34" and body.n_features == 1024
     assert capsys.readouterr().out == ""
-    assert body.module[1][0] is fake.conv1 and body.module[2][1] is fake.layer4
+    assert body.early[0] is fake.conv1 and body.late[1] is fake.layer4
 
 
 def test_unknown_arch_lists_the_choices():
@@ -156,13 +156,49 @@ def test_concat_pool_matches_torch():
     assert torch.allclose(models.AdaptiveConcatPool2d()(x), expected, atol=1e-6)
 
 
-def test_three_layer_groups_partition_the_model():
+def test_three_layer_groups_partition_the_model_and_the_parts_have_names():
     body = models.create_body("efficientnet_lite0")
-    head = models.create_head(body.n_features, 2)
-    groups = models.layer_groups(body.module, head)
+    whole = models.ConvNet(body, models.create_head(body.n_features, 2))
+    groups = whole.layer_groups
     ids = [id(p) for g in groups for p in g.parameters()]
     assert len(groups) == 3 and len(ids) == len(set(ids))
-    whole = torch.nn.Sequential(body.module, head)
     assert set(ids) == {id(p) for p in whole.parameters()}
     assert whole(torch.zeros(2, 3, 64, 64, dtype=torch.uint8)).shape == (2, 2)
     assert np.isclose(body.n_features, 2 * 1280)
+    assert [name for name, _ in whole.named_children()] == ["body", "head"]
+    assert [name for name, _ in body.named_children()] == ["normalize", "early", "late", "pool"]
+    assert "(early): Sequential" in repr(whole) and "(late): Sequential" in repr(whole)
+
+
+def test_a_model_saved_before_the_parts_had_names_still_loads():
+    body = models.create_body("efficientnet_lite0")
+    whole = models.ConvNet(body, models.create_head(body.n_features, 2))
+    torch.manual_seed(3)
+    for p in whole.parameters():
+        p.data.normal_()
+    old_layout = torch.nn.Sequential(torch.nn.Sequential(body.normalize, body.early, body.late, body.pool), whole.head)
+    old_state = {k: v.clone() for k, v in old_layout.state_dict().items()}   # keys 0.1.*, 0.2.*, 1.*
+    assert any(k.startswith("0.1.") for k in old_state) and any(k.startswith("1.") for k in old_state)
+    fresh_body = models.create_body("efficientnet_lite0")
+    fresh = models.ConvNet(fresh_body, models.create_head(fresh_body.n_features, 2))
+    fresh.load_state_dict(models.upgrade_state_dict(old_state))   # strict: every key found
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), whole.state_dict().values()))
+
+
+def test_bn_frozen_keeps_the_bodys_batchnorm_in_eval_mode_while_the_head_trains():
+    body = models.create_body("efficientnet_lite0")
+    net = models.ConvNet(body, models.create_head(body.n_features, 2))
+    for p in net.parameters():
+        p.requires_grad_(True)
+    net.train()
+    assert all(m.training for m in models.batchnorm_layers(net))
+    net.bn_frozen = True
+    net.train()
+    assert not any(m.training for m in models.batchnorm_layers(body))
+    assert all(m.training for m in models.batchnorm_layers(net.head))
+    net.bn_frozen = False
+    for p in body.early.parameters():
+        p.requires_grad_(False)    # frozen layers keep their statistics too
+    net.train()
+    assert not any(m.training for m in models.batchnorm_layers(body.early))
+    assert all(m.training for m in models.batchnorm_layers(body.late))

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 
-from lessonlib.schedules import one_cycle, schedule_rates, sgdr, sgdr_epochs, smooth
+from lessonlib.recorder import smooth
+from lessonlib.schedules import one_cycle, schedule_rates, sgdr, sgdr_epochs, sgdr_rate
 
 
 def test_epochs_of_sgdr():
@@ -22,6 +23,15 @@ def test_sgdr_is_torchs_warm_restarts_per_mini_batch():
     closed = [0.5 * 1e-2 * (1 + math.cos(math.pi * t / T)) for T in (5, 10, 20) for t in range(T)]
     assert np.allclose(ours, torchs, rtol=0, atol=1e-9) and np.allclose(ours, closed, rtol=0, atol=1e-9)
     assert sgdr(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1), 5) is None   # constant rate
+
+
+def test_the_closed_form_restarts_where_the_cycles_end():
+    rates = [sgdr_rate(1e-2, i, 5, cycle_len=1, cycle_mult=2) for i in range(35)]
+    assert rates[0] == rates[5] == rates[15] == pytest.approx(1e-2)           # a restart at 5, 5 + 10
+    assert rates[4] < 1e-3 and rates[14] < 1e-3 and rates[34] < 1e-4          # the ends of the cycles are low
+    assert rates[10] == pytest.approx(0.5e-2)                                  # half way through the second
+    ours = schedule_rates(lambda opt: sgdr(opt, 5, cycle_len=1, cycle_mult=2), 35, lr=1e-2)
+    assert np.allclose(ours, rates, rtol=0, atol=1e-12)
 
 
 def test_one_cycle_rises_then_falls():

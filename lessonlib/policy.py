@@ -1,0 +1,168 @@
+"""How a run uses its hardware, decided once: the device, precision, memory format, loaders, caches, pieces.
+
+Machinery, not lesson. `resolve_policy(device=None)` looks at the hardware (and at any choice the
+user made) once and returns a small frozen `Policy`; the data, the learner and the training loop
+receive it and never look at the hardware themselves. `print(policy)` says what was chosen and why:
+
+    >>> from lessonlib.policy import resolve_policy
+    >>> print(resolve_policy())            # what lessonlib does for speed on this machine
+    >>> data = ImageClassifierData.from_paths(PATH, tfms, device="cpu")   # the CPU even with a GPU present
+
+Nothing here changes what is computed, only how fast and in how much memory: the numbers it
+rests on are measured in `benchmarks/` (see the README), not here.
+"""
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from lessonlib.runtime import default_device
+
+__all__ = ["Policy", "resolve_policy", "CPU_PIECE", "cpu_workers"]
+
+# Images per piece of a mini-batch through the body on a CPU: activations of 8 images at 224 px stay in
+# the CPU's caches (benchmarks/micro_batches.py measures it).
+CPU_PIECE = 8
+
+
+def cpu_workers():
+    """CPU cores this process may use: its affinity mask where the platform has one, else the core count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _compile_missing(device):
+    """Why `torch.compile` cannot build code for `device` here (no C++ compiler, no Triton), or None."""
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+        return None if has_triton() else "torch.compile needs Triton for CUDA (pip install triton)"
+    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++", "cl")):
+        return "torch.compile needs a C++ compiler on a CPU (g++ or clang++), and none was found"
+    return None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How this run uses its hardware. Make one with `resolve_policy()`; change a field with `policy.but(...)`.
+
+    Fields: `device`; `precision` ("bf16", "fp16" or "fp32": the autocast type of forward passes);
+    `channels_last` (memory format of images and conv weights); `num_workers` and `pin_memory` (the
+    DataLoaders); `image_cache_mb` (decoded, resized images kept in memory up to this size; 0: never);
+    `augment_on_device` (augment whole batches on the device instead of image by image);
+    `body_piece` (images per piece of a mini-batch through the body where that gives the same update;
+    None: whole mini-batches); `compile_missing` (why `learn.compile()` cannot work here, or None);
+    `cudnn_benchmark`; `reasons` (why, one line per field that needs one).
+    """
+    device: torch.device
+    precision: str = "fp32"
+    channels_last: bool = False
+    num_workers: int = 0
+    pin_memory: bool = False
+    image_cache_mb: int = 0
+    augment_on_device: bool = False
+    body_piece: int = None
+    compile_missing: str = None
+    cudnn_benchmark: bool = False
+    reasons: tuple = field(default=(), compare=False)
+
+    def but(self, **changes):
+        """A copy with some fields changed, e.g. `policy.but(body_piece=None)`."""
+        return replace(self, **changes)
+
+    # ------------------------------------------------------------ what the training loop asks of it
+    def autocast(self):
+        """The mixed-precision context for forward passes (a no-op in fp32)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def grad_scaler(self):
+        """A new gradient scaler for fp16 training (None otherwise): one per `fit`, it keeps state."""
+        return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+
+    def to_device(self, x):
+        """Copy a batch to the device without blocking; images go channels-last where that is faster."""
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def prepare(self, model):
+        """Move `model` to the device, its conv weights channels-last where that is faster; returns it."""
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = self.cudnn_benchmark   # fixed image sizes: cuDNN times its kernels once
+        model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    def __str__(self):
+        rows = [("device", str(self.device)), ("precision", self.precision), ("channels_last", self.channels_last),
+                ("num_workers", self.num_workers), ("pin_memory", self.pin_memory),
+                ("image_cache_mb", self.image_cache_mb), ("augment_on_device", self.augment_on_device),
+                ("body_piece", self.body_piece), ("compile", self.compile_missing or "available"),
+                ("cudnn_benchmark", self.cudnn_benchmark)]
+        lines = [f"{name:>17}: {value}" for name, value in rows]
+        return "\n".join(["Policy:", *lines, *(f"{'why':>17}: {r}" for r in self.reasons)])
+
+
+def resolve_policy(device=None):
+    """The policy for `device` ("cpu", "cuda", "cuda:1", "mps", a torch.device; None: the best one present).
+
+    Example:
+        >>> policy = resolve_policy("cpu")
+        >>> with policy.autocast():
+        ...     out = model(policy.to_device(x))
+    """
+    if isinstance(device, Policy):
+        return device
+    try:
+        device = torch.device(device) if device is not None else default_device()
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device={device!r}: lessonlib runs on 'cpu', 'cuda', 'cuda:N' or 'mps' ({e})") from None
+    _check_available(device)
+    reasons = []
+    cores = cpu_workers()
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        bf16 = torch.cuda.is_bf16_supported()
+        precision = "bf16" if bf16 else "fp16"
+        reasons.append("bf16 autocast on this GPU" if bf16 else "fp16 autocast with a gradient scaler: this GPU has no bf16")
+        budget = int(float(os.environ.get("LESSONLIB_IMAGE_CACHE_MB", 512)))
+        return Policy(device, precision, channels_last=True, num_workers=min(8, cores), pin_memory=True,
+                      image_cache_mb=budget, augment_on_device=True, body_piece=None,
+                      compile_missing=_compile_missing(device), cudnn_benchmark=True,
+                      reasons=tuple(reasons + ["loader workers decode JPEGs so the GPU never waits; augmentation "
+                                               "per batch on the GPU; decoded images kept in memory when they fit"]))
+    if device.type == "mps":
+        return Policy(device, "fp32", channels_last=False, num_workers=0 if cores <= 2 else min(4, cores // 2),
+                      compile_missing=_compile_missing(device),
+                      reasons=("Apple GPU: fp32, contiguous memory (channels-last is not faster there)",))
+    reasons.append("fp32 on the CPU")
+    return Policy(device, "fp32", channels_last=True, num_workers=0 if cores <= 2 else min(4, cores // 2),
+                  body_piece=CPU_PIECE, compile_missing=_compile_missing(device),
+                  reasons=tuple(reasons + [f"{cores} cores: " + ("no loader workers, the model needs them all"
+                                                                  if cores <= 2 else "some loader workers"),
+                                           f"the body takes mini-batches {CPU_PIECE} images at a time where that "
+                                           f"gives the same update (faster, less memory)"]))
+
+
+def _check_available(device):
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={str(device)!r}, but PyTorch sees no CUDA GPU here: use device='cpu' "
+                             f"(or leave device out to use the best device present)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device={str(device)!r}, but this machine has {torch.cuda.device_count()} CUDA GPU(s): "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif device.type == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise ValueError("device='mps', but this machine has no Apple GPU that PyTorch can use: use device='cpu'")
+    elif device.type != "cpu":
+        raise ValueError(f"device={str(device)!r}: lessonlib runs on 'cpu', 'cuda', 'cuda:N' or 'mps'")

@@ -1,0 +1,103 @@
+"""Precomputed activations: what `precompute=True` stores, where, and when it is computed again.
+
+With the body frozen, its output for an (un-augmented) image never changes. So lessonlib runs the
+body once over every image of a split and keeps the result, the *activations* (one row of numbers
+per image), in memory and on disk; training the head then only reads them. That is why an epoch
+with precompute is so fast, and why augmentation does nothing while it is on: the stored rows were
+computed from the plain images.
+
+The stored activations are found again by a key made of everything they depend on:
+- the network (its name and a hash of the body's weights: a trained body gives other activations),
+- the image size and the validation transform,
+- the image files (names, sizes and modification times) and their labels,
+- the precision the body ran in.
+Change any of these and the key changes, so a stale file is never used. The files live in
+`LESSONLIB_HOME/precompute/<key>.pt`; a file that cannot be read is named, deleted and computed again.
+"""
+import hashlib
+
+import numpy as np
+import torch
+
+from lessonlib.runtime import home
+from lessonlib.storage import atomic_write, load_or_none
+from lessonlib.training import get_preds
+
+__all__ = ["ActivationCache", "TensorBatches", "weights_digest"]
+
+
+def weights_digest(module):
+    """A hash of every weight and buffer of `module`: changes whenever any of them does."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _labels_digest(y):
+    y = np.ascontiguousarray(np.asarray(y))
+    return hashlib.sha256(f"{y.dtype}{y.shape}".encode() + y.tobytes()).hexdigest()
+
+
+class ActivationCache:
+    """The frozen body's activations of each split ("train", "valid", "test"), computed once per key."""
+
+    def __init__(self):
+        self.memory = {}          # key -> (features, labels)
+        self._body_digest = None  # the body's weights are hashed once, until forget()
+
+    def forget(self):
+        """Drop everything kept in memory: the body changed (it trained, or other weights were loaded)."""
+        self.memory.clear()
+        self._body_digest = None
+
+    def key(self, body, data, split, policy):
+        """The hash of everything the activations of `split` depend on (see the module's docstring)."""
+        from lessonlib.data import files_digest
+
+        ds = data.split_loader(split).dataset
+        if self._body_digest is None:
+            self._body_digest = weights_digest(body)
+        parts = [body.arch, self._body_digest, str(data.sz), repr(data.tfms.valid), files_digest(ds.fnames),
+                 _labels_digest(ds.y), policy.precision]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+    def path(self, key):
+        return home() / "precompute" / f"{key}.pt"
+
+    def get(self, body, data, split, policy):
+        """(features, labels) of `split`: from memory, from disk, or computed now and kept in both."""
+        key = self.key(body, data, split, policy)
+        if key in self.memory:
+            return self.memory[key]
+        ds = data.split_loader(split).dataset
+        saved = load_or_none(self.path(key), lambda p: torch.load(p, map_location="cpu", weights_only=True),
+                             "cached activations")
+        if saved is not None and len(saved["x"]) == len(ds) and np.array_equal(saved["y"].numpy(), np.asarray(ds.y)):
+            found = (saved["x"], saved["y"])
+        else:
+            policy.prepare(body).eval()
+            found = get_preds(body, data.split_loader(split), policy, desc=f"precompute {split}")
+            atomic_write(self.path(key), lambda f: torch.save({"x": found[0], "y": found[1]}, f))
+        self.memory[key] = found
+        return found
+
+
+class TensorBatches:
+    """Mini-batches sliced straight from tensors (the cached activations): no per-item overhead."""
+
+    def __init__(self, x, y, bs, shuffle=False):
+        self.x, self.y, self.bs, self.shuffle = x, y, bs, shuffle
+
+    def __len__(self):
+        n = len(self.x)
+        full, rest = divmod(n, self.bs)
+        return full + (rest > 1 or (rest == 1 and not self.shuffle))   # never a training batch of one
+
+    def __iter__(self):
+        n = len(self.x)
+        order = torch.randperm(n) if self.shuffle else torch.arange(n)
+        for i in range(len(self)):
+            idx = order[i * self.bs:(i + 1) * self.bs]
+            yield self.x[idx], self.y[idx]

@@ -1,0 +1,116 @@
+"""The device policy: decided once, printable, passed to the data, the learner and the loop."""
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from lessonlib import training
+from lessonlib.data import ImageClassifierData
+from lessonlib.learner import ConvLearner
+from lessonlib.policy import CPU_PIECE, Policy, resolve_policy
+from lessonlib.runtime import doctor
+from lessonlib.transforms import tfms_from_model, transforms_side_on
+from tests.helpers import make_folders
+
+LESSONLIB = Path(__file__).resolve().parent.parent / "lessonlib"
+
+
+def test_the_cpu_policy_and_what_printing_it_shows():
+    policy = resolve_policy("cpu")
+    assert policy.device == torch.device("cpu") and policy.precision == "fp32"
+    assert policy.channels_last and not policy.pin_memory and policy.image_cache_mb == 0
+    assert policy.body_piece == CPU_PIECE and not policy.augment_on_device
+    text = str(policy)
+    for field in ("device", "precision", "channels_last", "num_workers", "pin_memory", "image_cache_mb",
+                  "augment_on_device", "body_piece", "compile", "why"):
+        assert field in text
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        policy.device = torch.device("cuda")
+    changed = policy.but(num_workers=policy.num_workers + 3)
+    assert changed.num_workers == policy.num_workers + 3 and changed.device == policy.device and changed is not policy
+
+
+def test_a_policy_given_as_device_is_used_as_it_is():
+    custom = resolve_policy("cpu").but(num_workers=0, body_piece=None)
+    assert resolve_policy(custom) is custom
+
+
+@pytest.mark.parametrize("device, match", [
+    ("tpu", "lessonlib runs on 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+    ("cuda:7", "cuda"),
+])
+def test_devices_that_are_not_here_are_clear_errors(device, match):
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    with pytest.raises((ValueError, RuntimeError), match=match):
+        resolve_policy(device)
+
+
+def test_device_cpu_keeps_every_part_of_the_run_on_the_cpu(tmp_path, home, monkeypatch):
+    make_folders(tmp_path / "pets", n_train=8, n_valid=4, n_test=2)
+    tfms = tfms_from_model("efficientnet_lite0", 32, aug_tfms=transforms_side_on)
+    data = ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms, bs=4, test_name="test", device="cpu")
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True, device="cpu")
+    assert learn.policy.device == data.policy.device == torch.device("cpu")
+    seen = set()
+    original = training.train_step
+
+    def spy(model, x, y, loss_fn, optimizer, policy, *rest):
+        seen.add(policy.to_device(x).device.type)
+        seen.update(p.device.type for p in model.parameters())
+        return original(model, x, y, loss_fn, optimizer, policy, *rest)
+    monkeypatch.setattr(training, "train_step", spy)
+    learn.fit(1e-2, 1)
+    learn.precompute = False
+    learn.fit(1e-2, 1)
+    assert seen == {"cpu"}
+    assert learn.activations("train")[0].device.type == "cpu"
+    assert {p.device.type for p in learn.model.parameters()} == {"cpu"}
+    assert learn.predict().shape == (8, 2) and learn.TTA(n_aug=1)[0].shape == (2, 8, 2)
+    assert not data.trn_dl.pin_memory
+
+
+def test_default_device_is_asked_in_one_place_only():
+    callers = []
+    for path in sorted(LESSONLIB.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "default_device":
+                callers.append(path.name)
+    assert callers == ["policy.py"]
+
+
+# The lesson's own names for from_csv are eight (path, folder, csv_fname, tfms, suffix, val_idxs, bs, test_name);
+# the device is the ninth. Every other function takes at most eight.
+EXCEPTIONS = {("data.py", "from_csv"): 9}
+
+
+def test_no_function_takes_more_than_eight_parameters():
+    too_many = []
+    for path in sorted(LESSONLIB.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args
+                names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+                names = [n for n in names if n not in ("self", "cls")]
+                names += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
+                if len(names) > EXCEPTIONS.get((path.name, node.name), 8):
+                    too_many.append(f"{path.name}:{node.name}({', '.join(names)})")
+    assert not too_many
+
+
+def test_every_module_says_what_is_public():
+    missing = [p.name for p in sorted(LESSONLIB.glob("*.py"))
+               if p.name not in ("__main__.py",) and "__all__" not in p.read_text()]
+    assert not missing
+
+
+def test_doctor_reports_the_policy_and_a_home_that_cannot_be_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("LESSONLIB_HOME", str(tmp_path / "home"))
+    report = doctor("cpu")
+    assert isinstance(report["policy"], Policy) and report["device"] == "cpu"
+    assert report["lessonlib home"].endswith("(writable)")
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("LESSONLIB_HOME", str(tmp_path / "file"))
+    assert doctor("cpu")["lessonlib home"].startswith("PROBLEM: LESSONLIB_HOME=")

@@ -1,0 +1,208 @@
+"""The training loop itself: steps, pieces of a mini-batch, predictions, divergence, the table."""
+import copy
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lessonlib import models, training
+from lessonlib.runtime import in_notebook
+
+
+def _body_and_head(body_dropout=0.0):
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(body_dropout),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return models.ConvNet(body, models.create_head(4, 2, hidden=8))
+
+
+def _one_step(model, x, y, policy, seed=1):
+    torch.manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loss = training.train_step(model, x, y, nn.functional.cross_entropy, opt, policy)
+    return float(loss), [p.detach().clone() for p in model.parameters()]
+
+
+def test_body_in_pieces_gives_the_whole_batch_update_when_its_batchnorm_is_fixed(cpu):
+    net = _body_and_head()
+    x, y = torch.randn(10, 3, 8, 8), torch.randint(0, 2, (10,))
+    results = []
+    for piece in (None, 4):   # 10 images in pieces of 4, 4 and 2; the head (BatchNorm, dropout) sees all 10
+        model = copy.deepcopy(net).train()
+        model[0][1].eval()       # what learn.bn_freeze(True) does to the body's BatchNorm
+        results.append(_one_step(model, x, y, cpu.but(body_piece=piece)))
+    (whole_loss, whole), (split_loss, split) = results
+    assert abs(whole_loss - split_loss) < 1e-6
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(whole, split))
+    assert not torch.equal(whole[0], net[0][0].weight)   # the step did change the weights
+    model = copy.deepcopy(net).train()                     # the head's BatchNorm in pieces would differ:
+    model[0][1].eval()                                     # this test can tell the two ways apart
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    torch.manual_seed(1)
+    for xs, ys in zip(x.split(4), y.split(4)):
+        (nn.functional.cross_entropy(model(xs), ys) * len(xs) / len(x)).backward()
+    opt.step()
+    assert not torch.allclose(list(model.parameters())[-1], split[-1], atol=1e-4)
+
+
+def test_pieces_replay_the_body_randomness_and_count_batchnorm_statistics_once(cpu):
+    net = _body_and_head(body_dropout=0.5)
+    x, y = torch.randn(10, 3, 8, 8), torch.randint(0, 2, (10,))
+    model = copy.deepcopy(net).train()
+    _one_step(model, x, y, cpu.but(body_piece=4))
+    grads = [p.grad.clone() for p in model.parameters()]
+    # the same computation with every piece's graph kept in memory at once: the gradients must agree
+    reference = copy.deepcopy(net).train()
+    torch.manual_seed(1)
+    pieces = cpu.to_device(x).split(4)   # channels_last, as train_step makes them
+    features = torch.cat([reference[0](piece) for piece in pieces])
+    nn.functional.cross_entropy(reference[1](features), y).backward()
+    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(grads, reference.parameters()))
+    # running statistics: updated by the first pass over the pieces only, not again by the second
+    bn, ref_bn = model[0][1], reference[0][1]
+    assert int(bn.num_batches_tracked) == 3 == int(ref_bn.num_batches_tracked)
+    assert torch.allclose(bn.running_mean, ref_bn.running_mean) and torch.allclose(bn.running_var, ref_bn.running_var)
+
+
+def test_predictions_come_in_pieces_with_the_same_outputs(cpu):
+    model = _body_and_head().eval()
+    x = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8).float()
+    batches = [(x[:10], torch.zeros(10)), (x[10:], torch.ones(10))]
+    calls = []
+    model[0].register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    out, y = training.get_preds(model, batches, cpu)
+    assert calls == [8, 2, 8, 2]                     # the CPU policy's pieces: 8 images at a time
+    with torch.no_grad():
+        assert torch.allclose(out, model(x), atol=1e-6) and y.tolist() == [0] * 10 + [1] * 10
+
+
+def test_an_interrupt_waits_for_the_optimizer_step():
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with training.deferred_interrupt():
+            os.kill(os.getpid(), signal.SIGINT)
+            steps.append("finished the step")
+    assert steps == ["finished the step"]
+
+
+# ---------------------------------------------------------------- a step that breaks the model is not kept
+
+class _InfiniteGradient(torch.autograd.Function):
+    """The identity going forward; an infinite gradient going back (a finite loss, broken gradients)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("inf")
+
+
+def _linear_problem():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    return model, x, y
+
+
+def _state(model, optimizer):
+    return copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+
+
+def _same(a, b):
+    sa, sb = a[0], b[0]
+    if sa.keys() != sb.keys() or not all(torch.equal(sa[k], sb[k]) for k in sa):
+        return False
+    return repr(a[1]) == repr(b[1])
+
+
+@pytest.mark.parametrize("breaks", ["loss", "gradient", "weights"])
+def test_a_non_finite_step_stops_with_the_weights_and_optimizer_of_before(cpu, breaks):
+    model, x, y = _linear_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    training.train_step(model, x, y, nn.functional.cross_entropy, optimizer, cpu)   # momentum exists now
+    before = _state(model, optimizer)
+    loss_fn = nn.functional.cross_entropy
+    if breaks == "loss":
+        loss_fn = lambda out, t: nn.functional.cross_entropy(out, t) * float("nan")   # noqa: E731
+    elif breaks == "gradient":
+        loss_fn = lambda out, t: nn.functional.cross_entropy(_InfiniteGradient.apply(out), t)   # noqa: E731
+    else:   # finite loss, gradients and rate, but the step overflows float32
+        optimizer.param_groups[0]["lr"] = 3e38
+        loss_fn = lambda out, t: nn.functional.cross_entropy(out, t) * 100   # noqa: E731
+    guard = training.StepGuard(optimizer)
+    with pytest.raises(FloatingPointError, match="learning rate is probably too high"):
+        training.train_step(model, x, y, loss_fn, optimizer, cpu, guard=guard)
+    optimizer.param_groups[0]["lr"] = 0.1
+    assert _same(before, _state(model, optimizer))
+    training.train_step(model, x, y, nn.functional.cross_entropy, optimizer, cpu)   # and training goes on
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_first_step_that_breaks_leaves_no_optimizer_state(cpu):
+    model, x, y = _linear_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=3e38, momentum=0.9)
+    with pytest.raises(FloatingPointError):
+        training.train_step(model, x, y, lambda out, t: nn.functional.cross_entropy(out, t) * 100, optimizer, cpu,
+                            guard=training.StepGuard(optimizer))
+    assert len(optimizer.state) == 0 or all(not s for s in optimizer.state.values())
+
+
+def test_a_non_finite_validation_loss_restores_the_epoch_start(cpu):
+    model, x, y = _linear_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = _state(model, optimizer)
+
+    calls = []
+
+    def loss_fn(out, t):   # finite for the one training mini-batch, NaN when evaluating
+        calls.append(1)
+        loss = nn.functional.cross_entropy(out, t)
+        return loss if len(calls) == 1 else loss * float("nan")
+    with pytest.raises(FloatingPointError, match="validation loss became nan.*start of this epoch"):
+        training.fit(model, ([(x, y)], [(x, y)]), training.Objective(loss_fn), optimizer, 1, cpu,
+                     table=training.EpochTable(show=False))
+    assert _same(before, _state(model, optimizer))
+
+
+def test_fit_trains_a_plain_model_and_returns_the_table(cpu):
+    model, x, y = _linear_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    table = training.fit(model, ([(x, y)] * 4, [(x, y)]), training.Objective(nn.functional.cross_entropy),
+                         optimizer, 3, cpu, table=training.EpochTable(show=False))
+    assert list(table.columns) == ["epoch", "trn_loss", "val_loss", "accuracy", "time"]
+    assert table.trn_loss.iloc[-1] < table.trn_loss.iloc[0]
+    assert not model.training
+
+
+# ---------------------------------------------------------------- notebooks are recognised by type
+
+def test_a_kernel_whose_shell_subclasses_jupyters_is_a_notebook(monkeypatch):
+    from ipykernel.zmqshell import ZMQInteractiveShell
+    import IPython
+
+    class HostedShell(ZMQInteractiveShell):   # as Colab's shell subclasses Jupyter's, under another name
+        pass
+    shell = HostedShell.__new__(HostedShell)   # its type is what counts; no kernel is started
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    assert in_notebook() and training.EpochTable().in_notebook
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)
+    assert not in_notebook()
+
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
+    terminal = TerminalInteractiveShell.__new__(TerminalInteractiveShell)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: terminal)
+    assert not in_notebook()
+
+
+def test_objective_defaults_to_log_probabilities_and_accuracy():
+    objective = training.Objective(nn.CrossEntropyLoss())
+    out = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    assert torch.allclose(objective.to_preds(out).exp().sum(1), torch.ones(2))
+    assert [m(objective.to_preds(out), torch.tensor([0, 0])) for m in objective.metrics] == [0.5]
+    assert np.isclose(float(objective.loss_fn(out, torch.tensor([0, 1]))),
+                      float(nn.functional.cross_entropy(out, torch.tensor([0, 1]))))
