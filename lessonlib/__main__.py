@@ -1,52 +1,142 @@
-"""Command line: `python -m lessonlib doctor` and `python -m lessonlib train PATH`."""
+"""Command line: `python -m lessonlib doctor`, `train PATH` (the lesson's recipe, headless), `fetch-weights`.
+
+    python -m lessonlib train dogscats-mini --arch resnet34 --sz 224 --epochs 1 --cycle-len 1 \\
+        --unfreeze --lrs 1e-4,1e-3,1e-2 --bn-freeze --tta --test-name test --submission sub.csv --save mine
+
+The recipe is lesson 07's: the head on precomputed activations (or, with --no-precompute, on augmented
+images), then with --unfreeze the whole network with differential learning rates; SGDR with
+--cycle-len/--cycle-mult. It prints the lesson's table (a progress bar too on a terminal) and exits with a
+non-zero status on any failure. Under `torchrun`, each process takes its share of every mini-batch
+(`--bs` is the whole mini-batch) and only the first prints and writes.
+"""
 import argparse
+import sys
+from pathlib import Path
 
 
-def main(argv=None):
+def _rates(text):
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give rates separated by commas, e.g. 1e-4,1e-3,1e-2") from None
+
+
+def _parser():
     parser = argparse.ArgumentParser(prog="python -m lessonlib")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("doctor", help="report Python, PyTorch, the device, and where data and caches go")
-    train = commands.add_parser("train", help="train a classifier on an image folder (dogscats layout)")
-    train.add_argument("path", help="folder with train/<class>/ and valid/<class>/, or a catalog name")
+    doctor = commands.add_parser("doctor", help="report Python, PyTorch, the device policy, and where data and caches go")
+    doctor.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best one present)")
+    train = commands.add_parser("train", help="the lesson's recipe on an image folder (dogscats layout)")
+    train.add_argument("path", help="folder with train/<class>/ and valid/<class>/, or a catalog name (dogscats-mini)")
     train.add_argument("--arch", default="resnet34")
     train.add_argument("--sz", type=int, default=224)
-    train.add_argument("--bs", type=int, default=64)
-    train.add_argument("--lr", type=float, default=1e-2)
-    train.add_argument("--epochs", type=int, default=1, help="epochs on precomputed activations")
-    train.add_argument("--save", default=None, help="save the model under this name")
+    train.add_argument("--bs", type=int, default=64, help="images per mini-batch, over all processes together")
+    train.add_argument("--lr", type=float, default=1e-2, help="learning rate of the head")
+    train.add_argument("--epochs", type=int, default=1, help="cycles of each stage (epochs without --cycle-len)")
+    train.add_argument("--no-precompute", action="store_true", help="train the head on augmented images")
+    train.add_argument("--cycle-len", type=int, default=None, help="epochs per SGDR cycle")
+    train.add_argument("--cycle-mult", type=int, default=1, help="each cycle this many times longer")
+    train.add_argument("--unfreeze", action="store_true", help="then train every layer with --lrs")
+    train.add_argument("--lrs", type=_rates, default=None, help="early,late,head rates (default lr/100,lr/10,lr)")
+    train.add_argument("--bn-freeze", action="store_true", help="keep the body's BatchNorm statistics fixed")
+    train.add_argument("--tta", action="store_true", help="test-time augmentation for the final accuracy")
+    train.add_argument("--test-name", default=None, help="folder of unlabelled test images, e.g. test")
+    train.add_argument("--submission", default=None, help="write the test predictions to this CSV (Kaggle style)")
+    train.add_argument("--save", default=None, help="save the model as LESSONLIB_HOME/models/NAME.pt")
+    train.add_argument("--history", default=None, help="write the training table to this CSV")
+    train.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best one present)")
+    train.add_argument("--seed", type=int, default=42)
     fetch = commands.add_parser("fetch-weights", help="download torchvision's ImageNet weights (for a classroom mirror)")
     fetch.add_argument("archs", nargs="+", help="e.g. resnet34 resnet50")
     fetch.add_argument("--to", required=True, help="folder to write them to, e.g. $LESSONLIB_DATA_MIRROR/weights")
+    return parser
+
+
+def main(argv=None):
+    parser = _parser()
     args = parser.parse_args(argv)
+    try:
+        if args.command == "doctor":
+            return _doctor(args)
+        if args.command == "fetch-weights":
+            from lessonlib.weights import fetch_weights
+            fetch_weights(args.archs, args.to)
+            return 0
+        return train(args)
+    except (ValueError, TypeError, OSError, FloatingPointError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
-    if args.command == "fetch-weights":
-        from lessonlib.weights import fetch_weights
-        fetch_weights(args.archs, args.to)
-        return 0
 
-    if args.command == "doctor":
-        from lessonlib.runtime import doctor
-        report = doctor()
-        policy = report.pop("policy")
-        for key, value in report.items():
-            print(f"{key:>17}: {value}")
-        print(policy)
-        return 0 if "PROBLEM" not in report["lessonlib home"] else 1
+def _doctor(args):
+    from lessonlib.runtime import doctor
+    report = doctor(args.device)
+    policy = report.pop("policy")
+    for key, value in report.items():
+        print(f"{key:>17}: {value}")
+    print(policy)
+    return 0 if "PROBLEM" not in report["lessonlib home"] else 1
 
-    from pathlib import Path
 
+def _check(args):
+    """Everything that can be checked before any training: a mistake found after an hour is an hour lost."""
     from lessonlib import datasets
-    from lessonlib.data import ImageClassifierData
+    from lessonlib.checkpoints import model_path
+
+    if args.save:
+        model_path(args.save)
+    for name, value in (("--epochs", args.epochs), ("--cycle-mult", args.cycle_mult), ("--sz", args.sz),
+                        ("--bs", args.bs), ("--cycle-len", args.cycle_len or 1)):
+        if value < 1:
+            raise ValueError(f"{name} {value}: it must be 1 or more")
+    if args.submission and not args.test_name:
+        raise ValueError("--submission needs --test-name (the folder of test images)")
+    path = Path(args.path)
+    if path.is_dir():
+        return path
+    if args.path in datasets.CATALOG:
+        return datasets.get(args.path)
+    raise FileNotFoundError(f"{args.path} is neither a folder nor a data set of the catalog "
+                            f"({', '.join(sorted(datasets.CATALOG))})")
+
+
+def train(args):
+    """The lesson's recipe (lesson 07), as the command line's flags describe it."""
+    import numpy as np
+
+    from lessonlib import distributed
+    from lessonlib.data import ImageClassifierData, submission_frame
     from lessonlib.learner import ConvLearner
+    from lessonlib.runtime import seed_everything
     from lessonlib.transforms import tfms_from_model, transforms_side_on
 
-    path = Path(args.path) if Path(args.path).is_dir() else datasets.get(args.path)
-    tfms = tfms_from_model(args.arch, args.sz, aug_tfms=transforms_side_on, max_zoom=1.1)
-    data = ImageClassifierData.from_paths(path, tfms=tfms, bs=args.bs)
-    learn = ConvLearner.pretrained(args.arch, data, precompute=True)
-    learn.fit(args.lr, args.epochs)
-    if args.save:
-        learn.save(args.save)
+    with distributed.processes(args.device) as run:
+        path = run.first(lambda: _check(args))   # downloads once, on the first process
+        seed_everything(args.seed)
+        tfms = tfms_from_model(args.arch, args.sz, aug_tfms=transforms_side_on, max_zoom=1.1)
+        data = ImageClassifierData.from_paths(path, tfms=tfms, bs=run.local_bs(args.bs), test_name=args.test_name,
+                                              device=run.policy)
+        learn = ConvLearner.pretrained(args.arch, data, precompute=not args.no_precompute)
+        learn.fit(args.lr, args.epochs, cycle_len=args.cycle_len, cycle_mult=args.cycle_mult)
+        if args.unfreeze:
+            learn.unfreeze()
+            learn.bn_freeze(args.bn_freeze)
+            lrs = args.lrs or [args.lr / 100, args.lr / 10, args.lr]
+            learn.fit(lrs, args.epochs, cycle_len=args.cycle_len, cycle_mult=args.cycle_mult)
+        if args.tta:
+            log_preds, y = learn.TTA()
+            accuracy = float((np.mean(np.exp(log_preds), 0).argmax(1) == y).mean())
+            run.print(f"validation accuracy with TTA: {accuracy:.4f} (without: {learn.history.accuracy.iloc[-1]:.4f})")
+        if args.submission:
+            log_preds = learn.TTA(is_test=True)[0] if args.tta else learn.predict(is_test=True)[None]
+            probs = np.mean(np.exp(log_preds), 0)
+            frame = submission_frame(data, probs, data.classes[-1])
+            run.first(lambda: frame.to_csv(args.submission, index=False))
+            run.print(f"wrote {len(frame)} predictions to {args.submission}")
+        if args.history:
+            run.first(lambda: learn.history.to_csv(args.history, index=False))
+        if args.save:
+            run.first(lambda: learn.save(args.save))
     return 0
 
 

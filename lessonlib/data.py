@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from lessonlib.runtime import home
-from lessonlib.storage import atomic_write
+from lessonlib.storage import atomic_write, load_or_none
 
 __all__ = ["DeviceAugmentedBatches", "ImageClassifierData", "ImageDataset", "cache_fits", "check_layout",
            "files_digest", "find_unreadable", "folder_summary", "get_cv_idxs", "image_files", "load_image",
@@ -47,9 +47,27 @@ def to_rgb(img):
     return img.convert("RGB")   # L, 1, CMYK, YCbCr, P without transparency
 
 
+# Longer side / shorter side beyond which an image is refused: resizing its shorter side to `sz` would make
+# the longer one enormous (a 1 x 5000 px strip at sz=224 becomes 224 x 1,120,000 px, 750 MB).
+MAX_ASPECT = 20
+
+
+def display_name(path):
+    """`path` as text that can always be printed: bytes that are not UTF-8 are shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def load_image(path, min_side=None):
-    """Decode `path` into an RGB PIL image; with `min_side`, JPEG decoding may skip detail beyond it."""
+    """Decode `path` into an RGB PIL image; with `min_side`, JPEG decoding may skip detail beyond it.
+
+    With `min_side`, an image more elongated than `MAX_ASPECT`:1 is refused before it is decoded (ValueError).
+    """
     with Image.open(path) as img:
+        w, h = img.size
+        if min_side and (min(w, h) == 0 or max(w, h) / min(w, h) > MAX_ASPECT):
+            mb = min_side * (min_side * max(w, h) / max(min(w, h), 1)) * 3 / 2**20
+            raise ValueError(f"{w}x{h} px is more elongated than {MAX_ASPECT}:1: resizing its shorter side to "
+                             f"{min_side} px would need {mb:,.0f} MB")
         if min_side and img.format == "JPEG":
             img.draft("RGB", (min_side, min_side))   # DCT scaling: decode at 1/2, 1/4, 1/8 size when enough
         img.load()
@@ -135,24 +153,26 @@ def _decode_error(path, min_side):
 
 
 def files_digest(files):
-    """A hash of file names, sizes and modification times: changes whenever any file does."""
+    """A hash of file names (any bytes), sizes and modification times: changes whenever any file does."""
     h = hashlib.sha256()
     for f in files:
         st = os.stat(f)
-        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(os.fsencode(f) + f"|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
 def find_unreadable(files, min_side=None):
-    """{file: reason} for the images that cannot be decoded; results cached by name, size and mtime."""
-    cache = home() / "scans" / f"{files_digest(files)[:24]}.json"
-    if cache.exists():
-        return json.loads(cache.read_text())
+    """{file: reason} for the images that cannot be used; results cached by name, size, mtime and `min_side`."""
+    key = hashlib.sha256(f"{files_digest(files)}|{min_side}|{MAX_ASPECT}".encode()).hexdigest()[:24]
+    cache = home() / "scans" / f"{key}.json"
+    found = load_or_none(cache, lambda p: json.loads(p.read_text()), "the image scan cache")
+    if isinstance(found, dict):
+        return found
     ImageFile.LOAD_TRUNCATED_IMAGES = False   # a truncated file is an error, not grey pixels
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:   # PIL releases the GIL
         reasons = list(pool.map(lambda f: _decode_error(f, min_side), files))
     bad = {str(f): r for f, r in zip(files, reasons) if r is not None}
-    atomic_write(cache, lambda f: f.write(json.dumps(bad)), mode="w")
+    atomic_write(cache, lambda f: f.write(json.dumps(bad)), mode="w")   # ASCII: odd names are escaped
     return bad
 
 
@@ -215,7 +235,7 @@ class ImageDataset(Dataset):
         try:
             return self.resized(i) if self._resize is not None else self.get_image(i)
         except Exception as e:   # e.g. the file changed after the check: name it
-            raise RuntimeError(f"could not read {self.fnames[i]}: {e}") from e
+            raise RuntimeError(f"could not read {display_name(self.fnames[i])}: {e}") from e
 
     def __getitem__(self, i):
         y = self.y[i]
@@ -230,16 +250,20 @@ def cache_fits(n_images, sz, budget_mb):
 def _check_arguments(tfms, bs):
     if not hasattr(tfms, "valid"):
         raise TypeError("tfms must come from tfms_from_model(arch, sz, ...)")
-    if not isinstance(bs, int) or bs < 1:
+    if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
         raise ValueError(f"bs={bs!r}: the mini-batch size must be a positive whole number")
+    if bs < 2:
+        raise ValueError(f"bs={bs}: the head's BatchNorm layers need at least 2 images per mini-batch to train; "
+                         f"use bs=2 or more")
 
 
 def _unreadable_with_warning(path, files, tfms):
     """Decode-check `files`; warn once, listing the broken ones; return {file: reason}."""
     bad = find_unreadable(files, tfms.load_size)
     if bad:
-        listing = "\n".join(f"  {Path(f).relative_to(path)}: {reason}" for f, reason in sorted(bad.items()))
-        warnings.warn(f"skipping {len(bad)} image(s) that cannot be decoded:\n{listing}", stacklevel=3)
+        listing = "\n".join(f"  {display_name(Path(f).relative_to(path))}: {reason}"
+                            for f, reason in sorted(bad.items()))
+        warnings.warn(f"skipping {len(bad)} image(s) that cannot be used:\n{listing}", stacklevel=3)
     return bad
 
 
@@ -252,10 +276,27 @@ def read_label_csv(csv_path, folder, suffix=".jpg"):
     """(files, tags per file) from a CSV of `name,tags` (tags separated by spaces), with clear errors."""
     import pandas as pd
 
-    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"no label file {csv_path}")
+    try:
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{csv_path.name} is empty: it needs a header and one row per image, "
+                         f"`image_name,tags`") from None
+    except pd.errors.ParserError as e:
+        raise ValueError(f"{csv_path.name}: {str(e).strip()}: tags must be separated by spaces, within the second "
+                         f"column. Write e.g. `train_1,haze primary`") from None
     if df.shape[1] < 2:
         raise ValueError(f"{csv_path} needs two columns, image name and tags; it has {list(df.columns)}")
+    if len(df) == 0:
+        raise ValueError(f"{csv_path.name} has a header but no rows: list one image per row, `name,tag tag ...`")
     names, tags = df.iloc[:, 0].str.strip(), df.iloc[:, 1].str.split()
+    odd = [t for ts in tags for t in ts if any(c in t for c in ",;|")]
+    if odd or df.shape[1] > 2:
+        example = odd[0] if odd else ",".join(df.iloc[0, 1:])
+        raise ValueError(f"{csv_path.name}: tags must be separated by spaces, within the second column; found "
+                         f"{example!r}. Write e.g. `train_1,haze primary`")
     dupes = sorted(names[names.duplicated()].unique())
     if dupes:
         raise ValueError(f"{csv_path.name}: {len(dupes)} image(s) listed twice, e.g. {dupes[:5]}: "
@@ -369,12 +410,22 @@ class ImageClassifierData:
         return self.trn_ds.y.ndim == 2
 
     def loader(self, ds, shuffle=False):
-        """A DataLoader over `ds` with this data's batch size and the policy's workers and pinned memory."""
+        """A DataLoader over `ds` with this data's batch size and the policy's workers and pinned memory.
+
+        Under several processes (`lessonlib.distributed`), each process's loader yields its share of each
+        global mini-batch of `bs * processes` images.
+        """
+        workers, policy = self.policy.num_workers, self.policy
+        common = dict(batch_size=self.bs, num_workers=workers, pin_memory=policy.pin_memory,
+                      persistent_workers=workers > 0)
+        if policy.sharded:
+            from lessonlib.distributed import ShardedSampler
+            sampler = ShardedSampler(len(ds), self.bs, policy.rank, policy.world_size, shuffle,
+                                     seed=torch.initial_seed() % 2**31)
+            return DataLoader(ds, sampler=sampler, **common)
         # A final mini-batch of one image would break BatchNorm in training: drop only that case.
         drop_last = shuffle and len(ds) % self.bs == 1
-        workers = self.policy.num_workers
-        return DataLoader(ds, batch_size=self.bs, shuffle=shuffle, drop_last=drop_last, num_workers=workers,
-                          pin_memory=self.policy.pin_memory, persistent_workers=workers > 0)
+        return DataLoader(ds, shuffle=shuffle, drop_last=drop_last, **common)
 
     def set_size(self, tfms):
         """The same images with other transforms (e.g. a larger `sz`): a new ImageClassifierData."""
@@ -449,23 +500,45 @@ class ImageClassifierData:
                 labels[row, [classes.index(t) for t in ts]] = 1
         else:
             labels = np.array([classes.index(ts[0]) for ts in tags])
+        if len(classes) < 2:
+            raise ValueError(f"{csv_fname} has only the class {classes}: a classifier needs at least two classes "
+                             f"(or tags)")
         test_files = image_files(path / test_name) if test_name else []
         bad = _unreadable_with_warning(path, files + test_files, tfms)
-        val_idxs = get_cv_idxs(len(files)) if val_idxs is None else np.asarray(val_idxs)
-        is_val = np.zeros(len(files), dtype=bool)
-        is_val[val_idxs] = True
+        is_val = _validation_mask(val_idxs, len(files))
         keep = np.array([str(f) not in bad for f in files])
 
         def subset(mask, tfm):
             return ImageDataset([f for f, m in zip(files, mask) if m], labels[mask], tfm, tfms.load_size)
         trn_ds, val_ds = subset(~is_val & keep, tfms.train), subset(is_val & keep, tfms.valid)
-        if len(trn_ds) == 0 or len(val_ds) == 0:
-            raise ValueError(f"the split left {len(trn_ds)} training and {len(val_ds)} validation images")
+        if len(trn_ds) < 2 or len(val_ds) == 0:
+            raise ValueError(f"the split left {len(trn_ds)} training and {len(val_ds)} validation images: training "
+                             f"needs at least 2 and validation at least 1 (val_idxs chooses the validation rows)")
+        seen = trn_ds.y.sum(0) > 0 if multi else np.isin(np.arange(len(classes)), trn_ds.y)
+        if not seen.all():
+            raise ValueError(f"{[c for c, s in zip(classes, seen) if not s]} appear only in validation rows: the "
+                             f"model cannot learn them; put some of those images in the training rows")
         test_ds = None
         if test_name:
             good = [f for f in test_files if str(f) not in bad]
             test_ds = ImageDataset(good, [-1] * len(good), tfms.valid, tfms.load_size)
         return cls(path, classes, {"train": trn_ds, "valid": val_ds, "test": test_ds}, tfms, bs, _policy(device))
+
+
+def _validation_mask(val_idxs, n):
+    """A boolean mask of the validation rows from `val_idxs` (default: a seeded 20%), checked."""
+    if val_idxs is None:
+        idxs = get_cv_idxs(n)
+    else:
+        idxs = np.asarray(val_idxs)
+        if idxs.dtype == bool or not np.issubdtype(idxs.dtype, np.integer) or idxs.ndim != 1:
+            raise ValueError(f"val_idxs must be a list of row numbers (e.g. get_cv_idxs({n})), got {val_idxs!r}")
+        if len(idxs) and (idxs.min() < 0 or idxs.max() >= n):
+            raise ValueError(f"val_idxs has row numbers outside 0..{n - 1} (the CSV has {n} rows): "
+                             f"{sorted(int(i) for i in idxs if i < 0 or i >= n)[:5]}")
+    mask = np.zeros(n, dtype=bool)
+    mask[idxs] = True
+    return mask
 
 
 def _policy(device, num_workers=None):

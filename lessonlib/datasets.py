@@ -111,8 +111,8 @@ def get(name, smoke=None):
     entry = CATALOG[name]
     path = _locate(entry)
     if (smoke_mode() if smoke is None else smoke) and (entry.smoke_per_class or entry.smoke_rows):
-        # keyed on where the full set lives, so a mirror and the packaged copy never share a sample
-        tag = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+        # keyed on where the full set lives and on its files, so a changed source is never served stale
+        tag = hashlib.sha256(f"{path.resolve()}|{_tree_digest(path)}".encode()).hexdigest()[:12]
         dest = data_root() / f"{name}-smoke-{tag}"
         if entry.smoke_per_class:
             path = smoke_sample(path, entry.smoke_per_class, dest)
@@ -120,6 +120,17 @@ def get(name, smoke=None):
             path = smoke_sample_csv(path, entry.smoke_rows, dest)
         print(f"smoke mode: using a small sample of {name} at {path}")
     return path
+
+
+def _tree_digest(path):
+    """A hash of every file's path, size and modification time under `path`."""
+    h = hashlib.sha256()
+    for root, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for f in sorted(files):
+            st = os.stat(os.path.join(root, f))
+            h.update(os.fsencode(os.path.join(root, f)) + f"|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def _local(entry):

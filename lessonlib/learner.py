@@ -9,7 +9,6 @@
 The machinery lives elsewhere: the cache of activations in `lessonlib.precompute`, how the hardware
 is used in `lessonlib.policy`, the loop itself in `lessonlib.training`.
 """
-import math
 import warnings
 
 import numpy as np
@@ -17,15 +16,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lessonlib import models, training
+from lessonlib import checkpoints, distributed, models, training
 from lessonlib.lr_finder import Sweep, find_lr, losses_at
 from lessonlib.metrics import accuracy, f2
 from lessonlib.policy import resolve_policy
 from lessonlib.precompute import ActivationCache, TensorBatches
 from lessonlib.recorder import Recorder
-from lessonlib.runtime import home
 from lessonlib.schedules import sgdr, sgdr_epochs
-from lessonlib.storage import atomic_write
 
 __all__ = ["ConvLearner", "GROUP_NAMES"]
 
@@ -155,48 +152,22 @@ class ConvLearner:
         return self._cache.get(self.body, self.data, split, self.policy)
 
     # ------------------------------------------------------------ training
-    def _group_lrs(self, lrs):
-        try:
-            arr = np.atleast_1d(np.asarray(lrs, dtype=float))
-        except (TypeError, ValueError):
-            raise ValueError(f"learning rate {lrs!r}: give a number such as 1e-2, or one per layer group") from None
-        if arr.ndim != 1 or not np.isfinite(arr).all() or (arr < 0).any():
-            raise ValueError(f"learning rate {lrs!r}: every rate must be a finite number, 0 or more")
-        if arr.size == 1:
-            return [float(arr[0])] * len(self.layer_groups)
-        if arr.size != len(self.layer_groups):
-            raise ValueError(f"got {arr.size} learning rates but this model has {len(self.layer_groups)} layer "
-                             f"groups ({', '.join(GROUP_NAMES)}): give one rate, or one per group")
-        return [float(v) for v in arr]
-
     def _batches(self, split, shuffle=False):
         """Mini-batches for the model being trained: images, or cached activations with precompute."""
         if self.precompute:
-            return TensorBatches(*self.activations(split), self.data.bs, shuffle)
+            x, y = self.activations(split)
+            sampler = None
+            if self.policy.sharded:   # each process takes its share of each mini-batch
+                sampler = distributed.ShardedSampler(len(x), self.data.bs, self.policy.rank, self.policy.world_size,
+                                                     shuffle, seed=torch.initial_seed() % 2**31)
+            return TensorBatches(x, y, self.data.bs, shuffle, sampler)
         if split == "train" and shuffle:
             return self.data.augmented_batches()
         return self.data.split_loader(split)
 
     def _body_piece(self):
-        """Images per piece of a mini-batch through the body (None: all at once), from `learn.micro_bs`.
-
-        "auto" (the default) uses the policy's pieces (8 on a CPU) only when that gives exactly the whole
-        mini-batch's update, i.e. when no BatchNorm layer of the body trains (a frozen body, or
-        `learn.bn_freeze(True)`); a number forces pieces of that size (training BatchNorm layers of the body
-        then see one piece at a time); None always sends whole mini-batches. benchmarks/micro_batches.py
-        measures what pieces save.
-        """
-        if self.precompute:
-            return None
-        if self.micro_bs == "auto":
-            bn_trains = not self.model.bn_frozen and any(
-                any(p.requires_grad for p in m.parameters()) for m in models.batchnorm_layers(self.body))
-            return None if bn_trains else self.policy.body_piece
-        if self.micro_bs is not None and (isinstance(self.micro_bs, bool) or not isinstance(self.micro_bs, int)
-                                          or self.micro_bs < 1):
-            raise ValueError(f"learn.micro_bs = {self.micro_bs!r}: use \"auto\", None, or a whole number of "
-                             f"images such as 16")
-        return self.micro_bs
+        """Images per piece of a mini-batch through the body (None: whole), from `learn.micro_bs` and the policy."""
+        return None if self.precompute else self.policy.pieces_for(self.model, self.micro_bs)
 
     def _setup(self, rates, wd=0.0, momentum=0.9):
         """(model to train, SGD with one group per trainable layer group, group names, policy for this run)."""
@@ -204,7 +175,10 @@ class ConvLearner:
                   if any(p.requires_grad for p in g.parameters()) and (not self.precompute or g is self.head)]
         param_groups = [{"params": [p for p in g.parameters() if p.requires_grad], "lr": lr} for _, g, lr in chosen]
         optimizer = torch.optim.SGD(param_groups, lr=rates[-1], momentum=momentum, weight_decay=wd)
+        if self.policy.world_size > 1:   # BatchNorm over the whole mini-batch, every process's share
+            distributed.convert_batchnorm(self.model, self.policy.device)
         model = self.policy.prepare(self.head if self.precompute else self.model)
+        model = distributed.wrap(model, self.policy)
         return model, optimizer, [name for name, _, _ in chosen], self.policy.but(body_piece=self._body_piece())
 
     def fit(self, lrs, n_cycle, cycle_len=None, cycle_mult=1, wd=0.0, momentum=0.9):
@@ -224,7 +198,7 @@ class ConvLearner:
             >>> learn.fit(1e-2, 3, cycle_len=1)                 # 3 epochs, the rate restarts each epoch
             >>> learn.fit([1e-4, 1e-3, 1e-2], 3, cycle_len=1, cycle_mult=2)   # 1 + 2 + 4 = 7 epochs
         """
-        rates = self._group_lrs(lrs)
+        rates = training.group_rates(self.layer_groups, lrs)
         if isinstance(n_cycle, bool) or not isinstance(n_cycle, int) or n_cycle < 1:
             raise ValueError(f"n_cycle={n_cycle!r}: it must be a whole number of cycles, 1 or more")
         if cycle_len is not None and (isinstance(cycle_len, bool) or not isinstance(cycle_len, int) or cycle_len < 1):
@@ -232,7 +206,7 @@ class ConvLearner:
         model, optimizer, names, policy = self._setup(rates, wd, momentum)
         train_batches, valid_batches = self._batches("train", shuffle=True), self._batches("valid")
         self.sched = Recorder(optimizer, names, sgdr(optimizer, len(train_batches), cycle_len, cycle_mult))
-        table = training.EpochTable()
+        table = training.EpochTable(show=policy.rank == 0)
         try:
             training.fit(model, (train_batches, valid_batches), self.objective, optimizer,
                          sgdr_epochs(n_cycle, cycle_len, cycle_mult), policy, self.sched, table)
@@ -258,7 +232,8 @@ class ConvLearner:
             >>> learn.sched.plot()
             >>> learn.fit(lrf.suggestion, 3)
         """
-        rates = self._group_lrs(start_lr)
+        self._one_process("lr_find")
+        rates = training.group_rates(self.layer_groups, start_lr)
         model, optimizer, names, policy = self._setup(rates, wd)
         result = find_lr(model, optimizer, self.objective.loss_fn, self._batches("train", shuffle=True), policy,
                          Sweep(rates[-1], end_lr, num_it), names)
@@ -269,19 +244,24 @@ class ConvLearner:
 
     def try_lr(self, lr, num_it=20):
         """Losses of `num_it` mini-batches trained at a constant `lr`, after which everything is restored."""
-        model, optimizer, _, policy = self._setup(self._group_lrs(lr))
+        self._one_process("try_lr")
+        model, optimizer, _, policy = self._setup(training.group_rates(self.layer_groups, lr))
         losses = losses_at(model, optimizer, self.objective.loss_fn, self._batches("train", shuffle=True), lr,
                            num_it, policy)
         self.model.eval()
         return losses
 
+    def _one_process(self, verb):
+        if self.policy.world_size > 1:
+            raise RuntimeError(f"learn.{verb}() runs in one process: run it in a notebook or without torchrun, then "
+                               f"give the rate it suggests to the command line (--lr)")
+
     def compile(self, **kwargs):
         """Compile the body and the head with `torch.compile` (in place) for faster steps on a GPU.
 
-        The first mini-batches of each new shape then take longer while they compile; weights, `save` and
-        `load` are unchanged. On a CPU compiling the whole training step takes much longer than a lesson's
-        training (benchmarks/README says how much): there, `learn.head.compile()` at most. Keyword arguments go
-        to `torch.compile`, e.g. mode="max-autotune".
+        The first mini-batches of each new shape then take longer while they compile; weights, `save` and `load`
+        are unchanged. On a CPU, compiling the whole network's training step takes longer than a lesson's
+        training. Keyword arguments go to `torch.compile`, e.g. mode="max-autotune".
 
         Example:
             >>> learn.compile()
@@ -339,32 +319,12 @@ class ConvLearner:
         return np.stack(runs), y
 
     # ------------------------------------------------------------ save, load
-    def _model_path(self, name):
-        if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name.startswith(".") \
-                or name != name.strip():
-            raise ValueError(f"name={name!r}: use a plain name such as '224_lastlayer'")
-        return home() / "models" / f"{name}.pt"
-
     def save(self, name):
-        """Write the whole model's weights to LESSONLIB_HOME/models/<name>.pt (atomically); returns the path."""
-        path = self._model_path(name)
-        if not all(math.isfinite(float(t.float().abs().max())) for t in self.model.state_dict().values() if t.numel()):
-            raise FloatingPointError(f"not saving {name!r}: the model holds infinite or NaN weights")
-        state = {"model": self.model.state_dict(), "arch": self.arch, "classes": self.data.classes}
-        atomic_write(path, lambda f: torch.save(state, f))
-        print(f"saved to {path}")
-        return path
+        """Write the model's weights to LESSONLIB_HOME/models/<name>.pt; returns the path (see `lessonlib.checkpoints`)."""
+        return checkpoints.save(self.model, self.arch, self.data.classes, name, self.policy)
 
     def load(self, name):
         """Read weights written by `save(name)` into this learner's model."""
-        path = self._model_path(name)
-        if not path.exists():
-            saved = sorted(p.stem for p in path.parent.glob("*.pt")) if path.parent.exists() else []
-            raise FileNotFoundError(f"no saved model {name!r} in {path.parent}; saved models: {saved}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state["arch"] != self.arch or list(state["classes"]) != list(self.data.classes):
-            raise ValueError(f"{name!r} holds a {state['arch']} model for classes {state['classes']}, "
-                             f"but this learner is {self.arch} for {self.data.classes}")
-        self.model.load_state_dict(models.upgrade_state_dict(state["model"]))
+        checkpoints.load(self.model, self.arch, self.data.classes, name)
         self._cache.forget()
         return self

@@ -55,7 +55,9 @@ class Policy:
     `augment_on_device` (augment whole batches on the device instead of image by image);
     `body_piece` (images per piece of a mini-batch through the body where that gives the same update;
     None: whole mini-batches); `compile_missing` (why `learn.compile()` cannot work here, or None);
-    `cudnn_benchmark`; `reasons` (why, one line per field that needs one).
+    `cudnn_benchmark`; `rank`, `world_size` and `sharded` (this process's place among those `torchrun`
+    started, whose mini-batches are cut into shares: `lessonlib.distributed`); `reasons` (why, one line per
+    field that needs one).
     """
     device: torch.device
     precision: str = "fp32"
@@ -67,6 +69,9 @@ class Policy:
     body_piece: int = None
     compile_missing: str = None
     cudnn_benchmark: bool = False
+    rank: int = 0
+    world_size: int = 1
+    sharded: bool = False
     reasons: tuple = field(default=(), compare=False)
 
     def but(self, **changes):
@@ -101,12 +106,30 @@ class Policy:
             model.to(memory_format=torch.channels_last)
         return model
 
+    def pieces_for(self, model, micro_bs="auto"):
+        """Images per piece of a mini-batch through `model.body` in training (None: the whole mini-batch).
+
+        `micro_bs` is `learn.micro_bs`: "auto" takes this policy's `body_piece` only where pieces give exactly the
+        whole mini-batch's update, i.e. when no BatchNorm layer of the body trains (a frozen body, or
+        `bn_freeze(True)`); a number forces pieces of that size (BatchNorm layers that train then see one piece
+        at a time); None sends whole mini-batches. benchmarks/micro_batches.py measures what pieces save.
+        """
+        if micro_bs == "auto":
+            from lessonlib.models import batchnorm_layers
+            bn_trains = not model.bn_frozen and any(
+                any(p.requires_grad for p in m.parameters()) for m in batchnorm_layers(model.body))
+            return None if bn_trains else self.body_piece
+        if micro_bs is not None and (isinstance(micro_bs, bool) or not isinstance(micro_bs, int) or micro_bs < 1):
+            raise ValueError(f"learn.micro_bs = {micro_bs!r}: use \"auto\", None, or a whole number of images "
+                             f"such as 16")
+        return micro_bs
+
     def __str__(self):
         rows = [("device", str(self.device)), ("precision", self.precision), ("channels_last", self.channels_last),
                 ("num_workers", self.num_workers), ("pin_memory", self.pin_memory),
                 ("image_cache_mb", self.image_cache_mb), ("augment_on_device", self.augment_on_device),
                 ("body_piece", self.body_piece), ("compile", self.compile_missing or "available"),
-                ("cudnn_benchmark", self.cudnn_benchmark)]
+                ("cudnn_benchmark", self.cudnn_benchmark), ("processes", f"{self.rank + 1} of {self.world_size}")]
         lines = [f"{name:>17}: {value}" for name, value in rows]
         return "\n".join(["Policy:", *lines, *(f"{'why':>17}: {r}" for r in self.reasons)])
 
@@ -121,6 +144,14 @@ def resolve_policy(device=None):
     """
     if isinstance(device, Policy):
         return device
+    policy = _resolve(device)
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        policy = policy.but(rank=dist.get_rank(), world_size=dist.get_world_size(), sharded=True)
+    return policy
+
+
+def _resolve(device):
     try:
         device = torch.device(device) if device is not None else default_device()
     except (RuntimeError, TypeError) as e:

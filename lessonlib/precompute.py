@@ -19,6 +19,7 @@ import hashlib
 import numpy as np
 import torch
 
+from lessonlib import distributed
 from lessonlib.runtime import home
 from lessonlib.storage import atomic_write, load_or_none
 from lessonlib.training import get_preds
@@ -72,32 +73,40 @@ class ActivationCache:
         if key in self.memory:
             return self.memory[key]
         ds = data.split_loader(split).dataset
+        distributed.barrier()   # every process decides on the same file state
         saved = load_or_none(self.path(key), lambda p: torch.load(p, map_location="cpu", weights_only=True),
                              "cached activations")
         if saved is not None and len(saved["x"]) == len(ds) and np.array_equal(saved["y"].numpy(), np.asarray(ds.y)):
             found = (saved["x"], saved["y"])
-        else:
+        else:   # under several processes each computes its share and all get every row
             policy.prepare(body).eval()
             found = get_preds(body, data.split_loader(split), policy, desc=f"precompute {split}")
-            atomic_write(self.path(key), lambda f: torch.save({"x": found[0], "y": found[1]}, f))
+            if policy.rank == 0:
+                atomic_write(self.path(key), lambda f: torch.save({"x": found[0], "y": found[1]}, f))
+            distributed.barrier()
         self.memory[key] = found
         return found
 
 
 class TensorBatches:
-    """Mini-batches sliced straight from tensors (the cached activations): no per-item overhead."""
+    """Mini-batches sliced straight from tensors (the cached activations): no per-item overhead.
 
-    def __init__(self, x, y, bs, shuffle=False):
-        self.x, self.y, self.bs, self.shuffle = x, y, bs, shuffle
+    With a `sampler` (a `distributed.ShardedSampler`, under several processes) the items come in its order.
+    """
+
+    def __init__(self, x, y, bs, shuffle=False, sampler=None):
+        self.x, self.y, self.bs, self.shuffle, self.sampler = x, y, bs, shuffle, sampler
 
     def __len__(self):
-        n = len(self.x)
+        n = len(self.sampler) if self.sampler is not None else len(self.x)
         full, rest = divmod(n, self.bs)
         return full + (rest > 1 or (rest == 1 and not self.shuffle))   # never a training batch of one
 
     def __iter__(self):
-        n = len(self.x)
-        order = torch.randperm(n) if self.shuffle else torch.arange(n)
+        if self.sampler is not None:
+            order = torch.tensor(list(self.sampler), dtype=torch.long)
+        else:
+            order = torch.randperm(len(self.x)) if self.shuffle else torch.arange(len(self.x))
         for i in range(len(self)):
             idx = order[i * self.bs:(i + 1) * self.bs]
             yield self.x[idx], self.y[idx]

@@ -2,6 +2,7 @@
 import os
 import platform
 import random
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,9 @@ __all__ = ["HomeError", "default_device", "doctor", "home", "in_notebook", "seed
 def smoke_mode():
     """True when `LESSONLIB_SMOKE=1`: tiny data, small images, one short epoch (for CI)."""
     return os.environ.get("LESSONLIB_SMOKE", "").strip().lower() in {"1", "true", "yes"}
+
+
+_writable = set()   # homes found writable in this process
 
 
 class HomeError(OSError):
@@ -34,8 +38,13 @@ def home():
         raise HomeError(f"{setting} cannot be created ({e.strerror or e}): {fix}") from None
     if not root.is_dir():
         raise HomeError(f"{setting} is not a folder: {fix}")
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise HomeError(f"{setting} is not writable: {fix}")
+    if root not in _writable:   # try it once per process: permissions alone do not tell (root, read-only disks, /proc)
+        try:
+            with tempfile.NamedTemporaryFile(dir=root, prefix=".lessonlib-write-test-"):
+                pass
+        except OSError as e:
+            raise HomeError(f"{setting} is not writable ({e.strerror or e}): {fix}") from None
+        _writable.add(root)
     return root
 
 

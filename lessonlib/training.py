@@ -14,17 +14,35 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from lessonlib.distributed import ShardedSampler, all_mean, gather_ordered
 from lessonlib.metrics import accuracy
 from lessonlib.models import ConvNet, batchnorm_layers
 from lessonlib.runtime import in_notebook
 
-__all__ = ["EpochTable", "Objective", "backward_in_pieces", "deferred_interrupt", "evaluate", "fit",
-           "forward_in_pieces", "get_preds", "log_probs", "train_epoch", "train_step"]
+__all__ = ["EpochTable", "Objective", "StepGuard", "backward_in_pieces", "deferred_interrupt", "evaluate", "fit",
+           "forward_in_pieces", "get_preds", "group_rates", "log_probs", "train_epoch", "train_step"]
+
+
+def group_rates(groups, lrs):
+    """One learning rate per layer group from `lrs` (one rate for all, or one per group), checked."""
+    try:
+        arr = np.atleast_1d(np.asarray(lrs, dtype=float))
+    except (TypeError, ValueError):
+        raise ValueError(f"learning rate {lrs!r}: give a number such as 1e-2, or one per layer group") from None
+    if arr.ndim != 1 or not np.isfinite(arr).all() or (arr < 0).any():
+        raise ValueError(f"learning rate {lrs!r}: every rate must be a finite number, 0 or more")
+    if arr.size == 1:
+        return [float(arr[0])] * len(groups)
+    if arr.size != len(groups):
+        raise ValueError(f"got {arr.size} learning rates but this model has {len(groups)} layer groups "
+                         f"(early body, late body, head): give one rate, or one per group")
+    return [float(v) for v in arr]
 
 
 def log_probs(out):
@@ -65,16 +83,18 @@ def _all_finite(tensors):
 
 
 class StepGuard:
-    """Copies of the trainable weights and the optimizer state before a step, to put back if the step breaks them."""
+    """Copies of the trainable weights, the model's buffers (BatchNorm statistics) and the optimizer state before
+    a step, to put back if the step breaks them."""
 
-    def __init__(self, optimizer):
+    def __init__(self, optimizer, model=None):
         self.optimizer = optimizer
         self.params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+        self.buffers = list(model.buffers()) if model is not None else []
         self.saved, self.had_state = None, None
 
     def _tensors(self):
         state = [t for p in self.params for t in self.optimizer.state.get(p, {}).values() if torch.is_tensor(t)]
-        return self.params + state
+        return self.params + self.buffers + state
 
     def save(self):
         tensors = self._tensors()
@@ -112,6 +132,8 @@ def train_step(model, x, y, loss_fn, optimizer, policy, scaler=None, guard=None)
     """
     x, y = policy.to_device(x), y.to(policy.device, non_blocking=True)
     optimizer.zero_grad(set_to_none=True)
+    if guard is not None:
+        guard.save()   # before the forward pass, which updates BatchNorm statistics
     piece = policy.body_piece if isinstance(model, ConvNet) else None
     if piece and piece < len(x):
         loss = backward_in_pieces(model.body, model.head, x, y, loss_fn, policy, scaler)
@@ -121,6 +143,8 @@ def train_step(model, x, y, loss_fn, optimizer, policy, scaler=None, guard=None)
         (loss if scaler is None else scaler.scale(loss)).backward()      # backward
     if not torch.isfinite(loss.detach()):
         optimizer.zero_grad(set_to_none=True)
+        if guard is not None:
+            guard.restore()
         raise _diverged("training loss", float(loss.detach()))
     with deferred_interrupt():                           # the step itself is never cut in half
         if scaler is not None:       # fp16: the scaler itself skips steps whose gradients overflowed
@@ -130,9 +154,9 @@ def train_step(model, x, y, loss_fn, optimizer, policy, scaler=None, guard=None)
         grads = [p.grad for g in optimizer.param_groups for p in g["params"]]
         if not _all_finite(grads):
             optimizer.zero_grad(set_to_none=True)
+            if guard is not None:
+                guard.restore()
             raise _diverged("gradient")
-        if guard is not None:
-            guard.save()
         optimizer.step()
         if guard is not None and not _all_finite(guard.params):
             guard.restore()
@@ -165,10 +189,13 @@ def backward_in_pieces(body, head, x, y, loss_fn, policy, scaler=None):
     if any(p.requires_grad for p in body.parameters()):
         with torch.random.fork_rng(devices=devices), running_stats_kept(body):   # both restored after
             _set_rng_state(rng_before, devices)
-            for part, grad in zip(pieces, features.grad.split(piece)):       # 3. forward again, backward
-                with policy.autocast():
-                    out = body(part)
-                out.backward(grad)
+            for i, (part, grad) in enumerate(zip(pieces, features.grad.split(piece))):   # 3. forward again, backward
+                # under several processes (DDP), gradients are exchanged once: with the last piece's backward
+                last = i == len(pieces) - 1
+                with body.no_sync() if hasattr(body, "no_sync") and not last else contextlib.nullcontext():
+                    with policy.autocast():
+                        out = body(part)
+                    out.backward(grad)
     return loss
 
 
@@ -206,9 +233,9 @@ def train_epoch(model, batches, loss_fn, optimizer, policy, recorder=None, desc=
 
     `recorder` (a `Recorder`) sees each mini-batch's loss and steps the learning-rate schedule.
     """
-    scaler, guard = policy.grad_scaler(), StepGuard(optimizer)
+    scaler, guard = policy.grad_scaler(), StepGuard(optimizer, model)
     total, n = 0.0, 0
-    for i, (x, y) in enumerate(tqdm(batches, desc=desc, leave=False, disable=None)):
+    for i, (x, y) in enumerate(tqdm(batches, desc=desc, leave=False, disable=None if policy.rank == 0 else True)):
         try:
             loss = train_step(model, x, y, loss_fn, optimizer, policy, scaler, guard).item()
         except FloatingPointError as e:
@@ -216,7 +243,7 @@ def train_epoch(model, batches, loss_fn, optimizer, policy, recorder=None, desc=
         if recorder is not None:
             recorder.on_batch(loss)
         total, n = total + loss * len(y), n + len(y)
-    return total / max(n, 1)
+    return all_mean(total / max(n, 1), n)   # over every process's images (only this one's, alone)
 
 
 @torch.no_grad()
@@ -227,13 +254,17 @@ def get_preds(model, batches, policy, desc="predict"):
     on a CPU).
     """
     outs, ys = [], []
-    for x, y in tqdm(batches, desc=desc, leave=False, disable=None):
+    for x, y in tqdm(batches, desc=desc, leave=False, disable=None if policy.rank == 0 else True):
         x = policy.to_device(x)
         piece = policy.body_piece if x.dim() == 4 and not model.training else None
         with policy.autocast():
             outs.append(forward_in_pieces(model, x, piece).float().cpu())
-        ys.append(y)
-    return torch.cat(outs), torch.cat(ys)
+        ys.append(torch.as_tensor(y))
+    out, y = torch.cat(outs), torch.cat(ys)
+    sampler = getattr(batches, "sampler", None)
+    if isinstance(sampler, ShardedSampler):   # every process gets every row, in order
+        out, y = gather_ordered(out, sampler), gather_ordered(y, sampler)
+    return out, y
 
 
 def evaluate(model, batches, objective, policy):

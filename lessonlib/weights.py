@@ -91,7 +91,7 @@ def weight_places():
     return places
 
 
-_checked = {}   # path -> None or the reason it was refused, so a big file is hashed once per process
+_checked = {}   # (path, size, mtime) -> None or the reason it was refused: each version of a file is hashed once
 
 
 def find_weights(name):
@@ -104,11 +104,13 @@ def find_weights(name):
         path = folder / fname
         if not path.is_file():
             continue
-        if path not in _checked:
-            _checked[path] = weight_file_ok(path)
-            if _checked[path]:
-                print(f"{name}: refusing {path}: {_checked[path]} (a damaged or renamed copy; delete or replace it).")
-        if _checked[path] is None:
+        st = path.stat()
+        key = (path, st.st_size, st.st_mtime_ns)
+        if key not in _checked:
+            _checked[key] = weight_file_ok(path)
+            if _checked[key]:
+                print(f"{name}: refusing {path}: {_checked[key]} (a damaged or renamed copy; delete or replace it).")
+        if _checked[key] is None:
             return path
     return None
 

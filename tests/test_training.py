@@ -134,7 +134,7 @@ def test_a_non_finite_step_stops_with_the_weights_and_optimizer_of_before(cpu, b
     else:   # finite loss, gradients and rate, but the step overflows float32
         optimizer.param_groups[0]["lr"] = 3e38
         loss_fn = lambda out, t: nn.functional.cross_entropy(out, t) * 100   # noqa: E731
-    guard = training.StepGuard(optimizer)
+    guard = training.StepGuard(optimizer, model)
     with pytest.raises(FloatingPointError, match="learning rate is probably too high"):
         training.train_step(model, x, y, loss_fn, optimizer, cpu, guard=guard)
     optimizer.param_groups[0]["lr"] = 0.1
@@ -148,7 +148,7 @@ def test_a_first_step_that_breaks_leaves_no_optimizer_state(cpu):
     optimizer = torch.optim.SGD(model.parameters(), lr=3e38, momentum=0.9)
     with pytest.raises(FloatingPointError):
         training.train_step(model, x, y, lambda out, t: nn.functional.cross_entropy(out, t) * 100, optimizer, cpu,
-                            guard=training.StepGuard(optimizer))
+                            guard=training.StepGuard(optimizer, model))
     assert len(optimizer.state) == 0 or all(not s for s in optimizer.state.values())
 
 

@@ -1,0 +1,236 @@
+"""Several processes, one model: what `learn.fit` does differently under `torchrun`.
+
+Machinery, not lesson; a notebook or a single process never goes through any of it. Started by
+`torchrun --nproc_per_node=N` (or on several machines with `torchrun --nnodes ...`), each process
+trains the same model with torch's own `DistributedDataParallel` (NCCL between GPUs, Gloo between
+CPUs):
+
+- each process takes its share of every mini-batch: the global mini-batch of `bs` images is split
+  into `bs / N` per process (`ShardedSampler`), the same images in the same mini-batches as one
+  process would see with the same seed;
+- BatchNorm layers that train see the statistics of the whole mini-batch (torch's `SyncBatchNorm` on
+  GPUs; on CPUs, where torch has none, `CPUSyncBatchNorm` sums over processes with torch's
+  differentiable `all_reduce`);
+- gradients are averaged by DDP; with the body in pieces, every piece but the last runs under
+  `no_sync`, so the gradients are exchanged once per mini-batch;
+- losses are averaged and validation predictions gathered, so every process computes the same table;
+- the first process (rank 0) alone prints, saves, downloads and writes caches while the others wait.
+"""
+import contextlib
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from lessonlib.models import ConvNet
+
+__all__ = ["CPUSyncBatchNorm", "Run", "ShardedSampler", "all_mean", "barrier", "convert_batchnorm", "gather_ordered",
+           "is_distributed", "processes", "wrap"]
+
+
+def is_distributed():
+    """True when this process is one of several (torch.distributed is set up with more than one process)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def barrier():
+    """Wait for every process (nothing to wait for in a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+class Run:
+    """This process's place in the run: its policy, and what only the first process does."""
+
+    def __init__(self, policy):
+        self.policy = policy
+
+    @property
+    def is_first(self):
+        return self.policy.rank == 0
+
+    def local_bs(self, bs):
+        """This process's share of a global mini-batch of `bs` images (what each process's loader yields)."""
+        world = self.policy.world_size
+        if bs % world:
+            raise ValueError(f"--bs {bs} cannot be split evenly over {world} processes: use a multiple of {world}")
+        return bs // world
+
+    def first(self, fn):
+        """`fn()` on the first process while the others wait, then on the others (finding its result done)."""
+        result = fn() if self.is_first else None
+        barrier()
+        return result if self.is_first else fn()
+
+    def print(self, *args, **kwargs):
+        if self.is_first:
+            print(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def processes(device=None):
+    """Join the processes `torchrun` started (if it did), and yield a `Run`; a single process just gets one.
+
+    Sets up torch.distributed from torchrun's environment (NCCL for CUDA, Gloo for the CPU), puts each
+    process on its own GPU (`cuda:LOCAL_RANK`), and takes the process group down at the end.
+    """
+    from lessonlib.policy import resolve_policy
+
+    started_here = False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        wants_cuda = device is None and torch.cuda.is_available() or str(device or "").startswith("cuda")
+        if wants_cuda:
+            local = int(os.environ.get("LOCAL_RANK", 0))
+            torch.cuda.set_device(local)
+            device = f"cuda:{local}"
+        dist.init_process_group("nccl" if wants_cuda else "gloo")
+        started_here = True
+    try:
+        yield Run(resolve_policy(device))
+    finally:
+        if started_here:
+            dist.destroy_process_group()
+
+
+class ShardedSampler(torch.utils.data.Sampler):
+    """This process's share of each global mini-batch, in an order that depends only on the seed and the epoch.
+
+    `bs` is one process's share; the global mini-batch is `bs * world` items. Every process draws the same
+    order of all `n` items (a permutation seeded with `seed + epoch` when shuffling, the epoch counted by the
+    sampler itself; else 0..n-1); global mini-batch b is items [b*bs*world, (b+1)*bs*world) of it, and process r
+    takes the r-th slice of `bs`. So one process (world 1, the same seed) sees exactly the same global
+    mini-batches. A last, partial global mini-batch is split evenly while training (at most `world - 1` items
+    are left out, and all of it when each process would get fewer than 2); for evaluation every item is
+    kept (the last slices are shorter) and `gather_ordered` puts the results back in order.
+    """
+
+    def __init__(self, n, bs, rank, world, shuffle=True, seed=42):
+        self.n, self.bs, self.rank, self.world, self.shuffle, self.seed = n, bs, rank, world, shuffle, seed
+        self.epoch = 0
+
+    def _slices(self):
+        """[(start, stop) of this process's slice] per global mini-batch, in positions of the order."""
+        out, step = [], self.bs * self.world
+        for start in range(0, self.n, step):
+            size = min(step, self.n - start)
+            local = self.bs
+            if self.shuffle and size < step:
+                local = size // self.world
+                if local < 2:
+                    break
+            lo = start + min(self.rank * local, size)
+            out.append((lo, start + min((self.rank + 1) * local, size)))
+        return out
+
+    def __iter__(self):
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.n)
+        self.epoch += 1
+        for lo, hi in self._slices():
+            yield from order[lo:hi].tolist()
+
+    def __len__(self):
+        return sum(hi - lo for lo, hi in self._slices())
+
+
+def all_mean(value, count):
+    """The mean of `value` (a mean over `count` items in this process) over every process's items."""
+    if not is_distributed():
+        return value
+    both = torch.tensor([value * count, float(count)], dtype=torch.float64)
+    dist.all_reduce(both)
+    return float(both[0] / both[1])
+
+
+def gather_ordered(tensor, sampler):
+    """Rows each process computed for its `sampler` (a ShardedSampler without shuffling), all of them, in order."""
+    world = sampler.world
+    if world == 1:
+        return tensor
+    sizes = [torch.zeros(1, dtype=torch.long) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([len(tensor)]))
+    biggest = int(max(s.item() for s in sizes))
+    padded = torch.zeros((biggest, *tensor.shape[1:]), dtype=tensor.dtype)
+    padded[:len(tensor)] = tensor
+    parts = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    rows = torch.empty((sampler.n, *tensor.shape[1:]), dtype=tensor.dtype)
+    for r, part in enumerate(parts):   # each process's rows went to its slices, in order
+        mine = ShardedSampler(sampler.n, sampler.bs, r, world, shuffle=False)
+        positions = [i for lo, hi in mine._slices() for i in range(lo, hi)]
+        rows[positions] = part[:len(positions)]
+    return rows
+
+
+class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are those of the whole mini-batch over every process, on CPUs.
+
+    torch's own `SyncBatchNorm` needs GPUs; this sums count, sum and sum of squares over the processes with
+    `torch.distributed.nn.functional.all_reduce`, which carries gradients back through the sum. In a single
+    process, or in eval mode, it is exactly `BatchNorm`.
+    """
+
+    def _check_input_dim(self, input):
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, x):
+        if not (self.training and is_distributed()):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        dims = [0] + list(range(2, x.dim()))
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype)
+        stats = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        channels = x.shape[1]
+        total = stats[-1]
+        mean = stats[:channels] / total
+        var = stats[channels:2 * channels] / total - mean * mean
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            self.running_mean.mul_(1 - momentum).add_(mean.detach() * momentum)
+            self.running_var.mul_(1 - momentum).add_(var.detach() * float(total / (total - 1)) * momentum)
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        out = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        return out * self.weight.view(shape) + self.bias.view(shape) if self.affine else out
+
+
+def convert_batchnorm(module, device):
+    """`module` with its BatchNorm layers synchronised over the processes (same parameters and buffers)."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, CPUSyncBatchNorm):
+        new = CPUSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                               module.track_running_stats)
+        if module.affine:
+            new.weight, new.bias = module.weight, module.bias
+        new.running_mean, new.running_var = module.running_mean, module.running_var
+        new.num_batches_tracked = module.num_batches_tracked
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        module.add_module(name, convert_batchnorm(child, device))
+    return module
+
+
+def wrap(model, policy):
+    """`model` for training in this process: unchanged alone; under several processes, the parts that train in
+    torch's `DistributedDataParallel` (a ConvNet keeps its two parts, so that the body can go in pieces)."""
+    if policy.world_size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [policy.device.index] if policy.device.type == "cuda" else None
+
+    def ddp(part):
+        trains = any(p.requires_grad for p in part.parameters())
+        return DistributedDataParallel(part, device_ids=ids) if trains else part
+    if isinstance(model, ConvNet):
+        wrapped = ConvNet(ddp(model.body), ddp(model.head))
+        wrapped.bn_frozen = model.bn_frozen
+        return wrapped
+    return ddp(model)

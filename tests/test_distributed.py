@@ -1,0 +1,75 @@
+"""Several processes, one model (torch.distributed with Gloo on the CPU, as torchrun would start them)."""
+import io
+import os
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from lessonlib.distributed import ShardedSampler
+from tests.helpers import make_folders
+
+
+def _worker(rank, world, rendezvous, path, home, out, seed):
+    """One process of a run: the lesson's recipe on precomputed activations, then save, as `train` does."""
+    os.environ["LESSONLIB_HOME"] = str(home)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+    try:
+        from lessonlib.data import ImageClassifierData
+        from lessonlib.learner import ConvLearner
+        from lessonlib.runtime import seed_everything
+        from lessonlib.transforms import tfms_from_model
+
+        printed = io.StringIO()
+        with redirect_stdout(printed):
+            seed_everything(seed)
+            data = ImageClassifierData.from_paths(path, tfms=tfms_from_model("efficientnet_lite0", 32),
+                                                  bs=8 // world, device="cpu")   # a global mini-batch of 8
+            learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True, ps=(0.0, 0.0))
+            learn.fit(1e-1, 2)
+            learn.save(f"run{world}")
+        torch.save({"head": learn.head.state_dict(), "history": learn.history.to_dict("list"),
+                    "printed": printed.getvalue(), "preds": learn.predict()}, Path(out) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _run(world, tmp_path, path, home):
+    out = tmp_path / f"out{world}"
+    out.mkdir()
+    mp.start_processes(_worker, args=(world, tmp_path / f"rendezvous{world}", path, home, out, 0), nprocs=world,
+                       start_method="spawn")
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world)]
+
+
+def test_two_processes_train_the_same_model_as_one(tmp_path):
+    path = make_folders(tmp_path / "pets", n_train=12, n_valid=5)
+    home = tmp_path / "home"
+    one = _run(1, tmp_path, path, home)[0]
+    two = _run(2, tmp_path, path, home)
+    for a, b in zip(two[0]["head"].values(), two[1]["head"].values()):   # both ranks hold identical weights
+        assert torch.equal(a, b)
+    for key, value in one["head"].items():                                # and the same as one process
+        assert torch.allclose(value.float(), two[0]["head"][key].float(), atol=1e-5), key
+    assert np.allclose(one["history"]["trn_loss"], two[0]["history"]["trn_loss"], atol=1e-5)
+    assert np.allclose(one["history"]["val_loss"], two[1]["history"]["val_loss"], atol=1e-5)
+    assert np.allclose(one["preds"], two[1]["preds"], atol=1e-5) and len(two[1]["preds"]) == 10
+    assert two[0]["printed"].count("trn_loss") == 1 and "trn_loss" not in two[1]["printed"]   # the table, once
+    assert two[0]["printed"].count("saved to") == 1 and "saved to" not in two[1]["printed"]   # written once
+    assert sorted(p.name for p in (home / "models").iterdir()) == ["run1.pt", "run2.pt"]
+
+
+@pytest.mark.parametrize("n, bs, world", [(20, 4, 2), (17, 3, 2), (9, 2, 3), (64, 8, 4)])
+def test_the_shares_of_each_global_mini_batch_are_one_process_s_mini_batch(n, bs, world):
+    one = list(ShardedSampler(n, bs * world, 0, 1, shuffle=True, seed=5))
+    shares = [list(ShardedSampler(n, bs, r, world, shuffle=True, seed=5)) for r in range(world)]
+    step = bs * world
+    for b in range(len(shares[0]) // bs):
+        together = sorted(i for r in range(world) for i in shares[r][b * bs:(b + 1) * bs])
+        assert together == sorted(one[b * step:(b + 1) * step])
+    evaluation = [list(ShardedSampler(n, bs, r, world, shuffle=False)) for r in range(world)]
+    assert sorted(i for share in evaluation for i in share) == list(range(n))   # every item once

@@ -1,0 +1,324 @@
+"""Never a silent wrong result, never a random crash on a shared machine (the faults of issue 16)."""
+import errno
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lessonlib import datasets, precompute, storage
+from lessonlib.__main__ import main as cli
+from lessonlib.data import ImageClassifierData
+from lessonlib.learner import ConvLearner
+from lessonlib.runtime import HomeError, doctor
+from lessonlib.transforms import tfms_from_model, transforms_side_on
+from tests.helpers import make_folders, write_image
+
+TFMS = tfms_from_model("efficientnet_lite0", 32)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def csv_set(root, rows, n=None):
+    """root/imgs/<name>.jpg (a colour per image) and root/labels.csv with `rows` ("name,tags")."""
+    rng = np.random.default_rng(0)
+    for row in rows:
+        name = row.split(",")[0]
+        if not (root / "imgs" / f"{name}.jpg").exists():
+            write_image(root / "imgs" / f"{name}.jpg", tuple(int(v) for v in rng.integers(0, 255, 3)))
+    (root / "labels.csv").write_text("image_name,tags\n" + "\n".join(rows) + "\n")
+    return root
+
+
+def keep_times(path, action):
+    """Do `action()` (which rewrites `path`) and put `path`'s modification time back."""
+    st = os.stat(path)
+    action()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+# ---------------------------------------------------------------- 1. caches that could go stale
+
+def test_edited_tags_reach_the_cached_activations(tmp_path, home):
+    rows = [f"t{i},{'warm' if i % 2 else 'cool'}{' big' if i % 3 == 0 else ''}" for i in range(24)]
+    csv_set(tmp_path, rows)
+    data = ImageClassifierData.from_csv(tmp_path, "imgs", "labels.csv", tfms=TFMS, bs=8, device="cpu")
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    assert learn.activations("train")[1].shape[1] == 3
+    edited = [r.replace("cool", "cold") + (" wet" if i == 5 else "") for i, r in enumerate(rows)]
+    keep_times(tmp_path / "labels.csv", lambda: csv_set(tmp_path, edited))   # same file times, new tags
+    again = ImageClassifierData.from_csv(tmp_path, "imgs", "labels.csv", tfms=TFMS, bs=8, device="cpu")
+    learn = ConvLearner.pretrained("efficientnet_lite0", again, precompute=True)
+    x, y = learn.activations("train")
+    assert again.classes == ["big", "cold", "warm", "wet"] and y.shape[1] == 4
+    assert np.array_equal(y.numpy(), again.trn_y)
+    learn.fit(1e-2, 1)   # a new tag no longer crashes on a shape mismatch
+    assert len(learn.history) == 1
+
+
+def test_a_photo_moved_to_the_other_class_changes_its_cached_label(tmp_path, home):
+    make_folders(tmp_path / "pets", n_train=6, n_valid=3)
+    data = ImageClassifierData.from_paths(tmp_path / "pets", tfms=TFMS, bs=4, device="cpu")
+    ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    moved = tmp_path / "pets" / "train" / "cats" / "cats.0.jpg"
+    st = os.stat(moved)
+    target = tmp_path / "pets" / "train" / "dogs" / "cats.0.jpg"
+    shutil.move(moved, target)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = ImageClassifierData.from_paths(tmp_path / "pets", tfms=TFMS, bs=4, device="cpu")
+    y = ConvLearner.pretrained("efficientnet_lite0", again, precompute=True).activations("train")[1]
+    assert y.tolist() == list(again.trn_y) and int((y == 1).sum()) == 7
+
+
+def test_a_changed_mirror_gives_a_new_smoke_sample(tmp_path, monkeypatch):
+    monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("LESSONLIB_SMOKE", "1")
+    mirror = tmp_path / "mirror"
+    make_folders(mirror / "dogscats-mini", n_train=20, n_valid=10)
+    monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(mirror))
+    first = datasets.get("dogscats-mini")
+    write_image(mirror / "dogscats-mini" / "train" / "cats" / "cats.0.jpg", (1, 2, 3))   # the teacher replaced a photo
+    second = datasets.get("dogscats-mini")
+    assert second != first
+    assert (second / "train" / "cats" / "cats.0.jpg").read_bytes() == \
+        (mirror / "dogscats-mini" / "train" / "cats" / "cats.0.jpg").read_bytes()
+
+
+# ---------------------------------------------------------------- 2. divergence and bad rates
+
+@pytest.mark.parametrize("precompute_on", [True, False])
+def test_after_divergence_a_smaller_rate_just_works(data, precompute_on):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=precompute_on)
+    with pytest.raises(FloatingPointError, match="ten times smaller"):
+        learn.fit(3e38, 2)   # finite, but far beyond anything a loss survives
+    assert all(torch.isfinite(p).all() for p in learn.model.parameters())
+    learn.fit(1e-2, 1)
+    assert np.isfinite(learn.predict()).all() and np.isfinite(learn.history.val_loss.iloc[-1])
+
+
+def test_one_mini_batch_per_epoch_is_watched_too(tmp_path, home):
+    make_folders(tmp_path / "few", n_train=3, n_valid=2)
+    data = ImageClassifierData.from_paths(tmp_path / "few", tfms=TFMS, bs=8, device="cpu")
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    with pytest.raises(FloatingPointError):
+        learn.fit(3e38, 1)
+    assert all(torch.equal(before[k], v) for k, v in learn.model.state_dict().items())
+
+
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), -1e-3, None, "fast", [1e-4, float("nan"), 1e-2]])
+def test_bad_rates_are_refused_before_training(data, rate):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    with pytest.raises(ValueError, match="learning rate"):
+        learn.fit(rate, 1)
+    assert learn.history.empty and all(torch.equal(before[k], v) for k, v in learn.model.state_dict().items())
+
+
+def test_a_nan_rate_on_the_command_line_fails_and_saves_nothing(tmp_path, home, capsys):
+    make_folders(tmp_path / "pets", n_train=4, n_valid=2)
+    code = cli(["train", str(tmp_path / "pets"), "--arch", "efficientnet_lite0", "--sz", "32", "--bs", "4",
+                "--lr", "nan", "--save", "m", "--device", "cpu"])
+    assert code != 0 and "learning rate" in capsys.readouterr().err
+    assert not (home / "models" / "m.pt").exists()
+
+
+def test_a_model_with_nan_weights_is_not_saved(data, home):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    with torch.no_grad():
+        learn.head[-1].weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="not saving"):
+        learn.save("broken")
+    assert not (home / "models" / "broken.pt").exists()
+
+
+# ---------------------------------------------------------------- 3. one LESSONLIB_HOME, several processes
+
+def _build_and_precompute(path, home, queue):
+    os.environ["LESSONLIB_HOME"] = str(home)
+    try:
+        data = ImageClassifierData.from_paths(path, tfms=TFMS, bs=4, device="cpu")
+        learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+        smoke = datasets.smoke_sample(path, (2, 1), datasets.data_root() / "shared-sample")
+        queue.put((learn.activations("train")[0].sum().item(), sorted(p.name for p in smoke.rglob("*.jpg"))))
+    except Exception as e:   # reported to the test
+        queue.put(f"{type(e).__name__}: {e}")
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_two_processes_on_one_home_never_crash_and_agree(tmp_path, home, round_):
+    path = make_folders(tmp_path / "pets", n_train=8, n_valid=4)
+    ctx = multiprocessing.get_context("spawn")   # forking a process that already ran torch can hang its threads
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_build_and_precompute, args=(path, home, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert all(isinstance(r, tuple) for r in results), results
+    assert len({r[0] for r in results}) == 1 and len({tuple(r[1]) for r in results}) == 1
+    leftovers = [p for p in home.rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers
+
+
+# ---------------------------------------------------------------- 4. cache and checkpoint files fail well
+
+def test_a_full_disk_names_the_folder_and_leaves_no_partial_file(data, home, monkeypatch):
+    def full(obj, f, *args, **kwargs):
+        f.write(b"x" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(precompute.torch, "save", full)
+    with pytest.raises(storage.StorageError, match=r"the disk holding .*precompute is full.*LESSONLIB_HOME"):
+        ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    assert not [p for p in (home / "precompute").iterdir()]
+
+
+def test_temporary_files_of_killed_processes_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / f".model.pt.{dead}.abcd1234.tmp").write_bytes(b"half")
+    (tmp_path / f".model.pt.{os.getpid()}.live0000.tmp").write_bytes(b"mine, in progress")
+    storage.atomic_write(tmp_path / "other.txt", lambda f: f.write(b"ok"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".model.pt.{os.getpid()}.live0000.tmp", "other.txt"]
+
+
+def test_a_truncated_activation_cache_is_named_deleted_and_computed_again(data, home, capsys):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    expected = learn.activations("valid")[0].clone()
+    for f in (home / "precompute").glob("*.pt"):
+        f.write_bytes(f.read_bytes()[:100])
+    capsys.readouterr()
+    again = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    out = capsys.readouterr().out
+    assert "cached activations" in out and "could not be read" in out and str(home / "precompute") in out
+    assert torch.allclose(again.activations("valid")[0], expected)
+    again2 = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)   # and the new file is whole
+    assert "could not be read" not in capsys.readouterr().out and again2.precompute
+
+
+def test_a_truncated_scan_cache_is_recomputed(tmp_path, home, capsys):
+    make_folders(tmp_path / "pets")
+    ImageClassifierData.from_paths(tmp_path / "pets", tfms=TFMS, bs=4, device="cpu")
+    for f in (home / "scans").glob("*.json"):
+        f.write_text('{"unfinished')
+    ImageClassifierData.from_paths(tmp_path / "pets", tfms=TFMS, bs=4, device="cpu")
+    assert "image scan cache" in capsys.readouterr().out
+
+
+def test_a_truncated_saved_model_is_a_clear_error(data, home):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    path = learn.save("m")
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(ValueError, match=f"{path} cannot be read as a saved model.*damaged or incomplete"):
+        learn.load("m")
+
+
+# ---------------------------------------------------------------- 5. file names are bytes
+
+def test_file_names_that_are_not_utf8_work_and_are_shown(tmp_path, home):
+    make_folders(tmp_path / "pets", n_train=4, n_valid=2)
+    folder = os.fsencode(tmp_path / "pets" / "train" / "cats")
+    with open(os.path.join(folder, b"caf\xe9.jpg"), "wb") as f:   # Latin-1, as archives made on Windows hold
+        Image.new("RGB", (40, 30), (200, 60, 40)).save(f, "JPEG")
+    with open(os.path.join(folder, b"broken\xff.jpg"), "wb") as f:
+        f.write(b"not a jpeg")
+    with pytest.warns(UserWarning, match=r"broken\\xff\.jpg"):
+        data = ImageClassifierData.from_paths(tmp_path / "pets", tfms=TFMS, bs=4, device="cpu")
+    assert len(data.trn_ds) == 9
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    learn.fit(1e-2, 1)
+    assert learn.activations("train")[0].shape[0] == 9
+
+
+# ---------------------------------------------------------------- 6. images cannot exhaust memory
+
+def test_an_extremely_elongated_image_is_skipped_with_the_unreadable_ones(tmp_path, home):
+    make_folders(tmp_path / "pets", n_train=4, n_valid=2)
+    Image.new("RGB", (1, 5000), (9, 9, 9)).save(tmp_path / "pets" / "train" / "dogs" / "strip.png")
+    with pytest.warns(UserWarning, match=r"cannot be used:\n.*strip\.png: .*1x5000 px is more elongated than 20:1.*MB"):
+        data = ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms_from_model("efficientnet_lite0", 224),
+                                              bs=4, device="cpu")
+    assert all("strip" not in f.name for f in data.trn_ds.fnames)
+
+
+# ---------------------------------------------------------------- 7. from_csv refuses what from_paths refuses
+
+@pytest.mark.parametrize("rows, kwargs, match", [
+    ([f"t{i},cat" for i in range(10)], {}, "only the class"),
+    ([f"t{i},a;b" for i in range(10)], {}, "separated by spaces"),
+    (["t0,a b", "t1,a", "t2,b,c"] + [f"t{i},a" for i in range(3, 10)], {}, "separated by spaces"),
+    ([f"t{i},{'a' if i % 2 else 'b'}" for i in range(10)], {"val_idxs": list(range(9))}, "at least 2"),
+    ([f"t{i},{'a' if i % 2 else 'b'}" for i in range(10)], {"val_idxs": [3, 12]}, "outside 0..9"),
+    ([f"t{i},{'a' if i % 2 else 'b'}" for i in range(10)] + ["t10,c"], {"val_idxs": [10, 1]}, r"\['c'\] appear only"),
+])
+def test_from_csv_refuses_what_cannot_train(tmp_path, rows, kwargs, match):
+    csv_set(tmp_path, rows)
+    with pytest.raises(ValueError, match=match):
+        ImageClassifierData.from_csv(tmp_path, "imgs", "labels.csv", tfms=TFMS, bs=4, device="cpu", **kwargs)
+
+
+def test_a_header_only_csv_is_a_clear_error(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "labels.csv").write_text("image_name,tags\n")
+    with pytest.raises(ValueError, match="header but no rows"):
+        ImageClassifierData.from_csv(tmp_path, "imgs", "labels.csv", tfms=TFMS, device="cpu")
+    (tmp_path / "labels.csv").write_text("")
+    with pytest.raises(ValueError, match="is empty"):
+        ImageClassifierData.from_csv(tmp_path, "imgs", "labels.csv", tfms=TFMS, device="cpu")
+
+
+# ---------------------------------------------------------------- 8. an unusable home is named
+
+@pytest.mark.parametrize("kind", ["a file", "/proc", "read-only"])
+def test_an_unusable_home_says_which_setting_and_how_to_fix_it(tmp_path, monkeypatch, capsys, kind):
+    if kind == "a file":
+        bad = tmp_path / "home"
+        bad.write_text("not a folder")
+    elif kind == "/proc":
+        bad = Path("/proc")
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders; /proc covers a home that cannot be written")
+        bad = tmp_path / "ro"
+        bad.mkdir()
+        bad.chmod(0o555)
+    monkeypatch.setenv("LESSONLIB_HOME", str(bad))
+    make_folders(tmp_path / "pets")
+    with pytest.raises(HomeError, match=f"LESSONLIB_HOME={bad}.*set LESSONLIB_HOME to a folder you can write to"):
+        ImageClassifierData.from_paths(tmp_path / "pets", tfms=TFMS, device="cpu")
+    assert doctor("cpu")["lessonlib home"].startswith("PROBLEM")
+    assert cli(["doctor", "--device", "cpu"]) == 1
+    assert cli(["train", str(tmp_path / "pets"), "--device", "cpu"]) == 1
+    assert "LESSONLIB_HOME" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- 9. arguments fail early and plainly
+
+@pytest.mark.parametrize("cycle_len", [0, -1, 1.5, True, "2"])
+def test_bad_cycle_lengths_are_refused_before_training(data, cycle_len):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    with pytest.raises(ValueError, match="cycle_len"):
+        learn.fit(1e-2, 1, cycle_len=cycle_len)
+    assert learn.history.empty
+
+
+def test_a_mini_batch_of_one_is_refused(tmp_path):
+    make_folders(tmp_path / "pets")
+    with pytest.raises(ValueError, match="bs=1: the head's BatchNorm"):
+        ImageClassifierData.from_paths(tmp_path / "pets", tfms=TFMS, bs=1, device="cpu")
+
+
+def test_the_command_line_checks_before_it_trains(tmp_path, home, capsys, monkeypatch):
+    make_folders(tmp_path / "pets", n_train=4, n_valid=2)
+    monkeypatch.setattr(ConvLearner, "pretrained", lambda *a, **k: pytest.fail("no learner before the checks"))
+    assert cli(["train", str(tmp_path / "pets"), "--save", "../outside", "--device", "cpu"]) == 1
+    assert "plain name" in capsys.readouterr().err
+    assert not (home / "models").exists()
+    assert cli(["train", "/nonexistent/path", "--device", "cpu"]) == 1
+    assert "neither a folder nor a data set of the catalog" in capsys.readouterr().err
