@@ -18,6 +18,8 @@ CPUs):
 """
 import contextlib
 import os
+import tempfile
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -70,24 +72,35 @@ class Run:
 
 @contextlib.contextmanager
 def processes(device=None):
-    """Join the processes `torchrun` started (if it did), and yield a `Run`; a single process just gets one.
+    """Join the processes `torchrun` started, or form a group of one; yield this process's `Run`.
 
-    Sets up torch.distributed from torchrun's environment (NCCL for CUDA, Gloo for the CPU), puts each
-    process on its own GPU (`cuda:LOCAL_RANK`), and takes the process group down at the end.
+    Sets up torch.distributed from torchrun's environment (NCCL for CUDA, Gloo for the CPU) and puts each
+    process on its own GPU (`cuda:LOCAL_RANK`). Without torchrun it forms a group of one process, so that
+    one process walks the same mini-batches as several would with the same seed (the command line's runs
+    then agree, whatever the number of processes). Only the first process shows warnings. The group is
+    taken down at the end.
     """
     from lessonlib.policy import resolve_policy
 
-    started_here = False
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+    started_here = not dist.is_initialized()
+    if started_here:
         wants_cuda = device is None and torch.cuda.is_available() or str(device or "").startswith("cuda")
         if wants_cuda:
             local = int(os.environ.get("LOCAL_RANK", 0))
             torch.cuda.set_device(local)
             device = f"cuda:{local}"
-        dist.init_process_group("nccl" if wants_cuda else "gloo")
-        started_here = True
+        backend = "nccl" if wants_cuda else "gloo"
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            dist.init_process_group(backend)
+        else:
+            store = tempfile.mkdtemp(prefix="lessonlib-group-")
+            dist.init_process_group(backend, init_method=f"file://{store}/rendezvous", rank=0, world_size=1)
+    run = Run(resolve_policy(device))
     try:
-        yield Run(resolve_policy(device))
+        with warnings.catch_warnings():
+            if not run.is_first:
+                warnings.simplefilter("ignore")   # the first process says it once
+            yield run
     finally:
         if started_here:
             dist.destroy_process_group()
@@ -165,12 +178,28 @@ def gather_ordered(tensor, sampler):
     return rows
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """The sum over processes; its gradient is the sum of every process's gradient (each loss saw the sum)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm whose training statistics are those of the whole mini-batch over every process, on CPUs.
 
-    torch's own `SyncBatchNorm` needs GPUs; this sums count, sum and sum of squares over the processes with
-    `torch.distributed.nn.functional.all_reduce`, which carries gradients back through the sum. In a single
-    process, or in eval mode, it is exactly `BatchNorm`.
+    torch's own `SyncBatchNorm` needs GPUs; this sums count, sum and sum of squares over the processes with an
+    `all_reduce` that carries gradients back through the sum (as torch's own does). In a single process, or in
+    eval mode, it is exactly `BatchNorm`.
     """
 
     def _check_input_dim(self, input):
@@ -180,11 +209,9 @@ class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x):
         if not (self.training and is_distributed()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         dims = [0] + list(range(2, x.dim()))
         count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype)
-        stats = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        stats = _AllReduceSum.apply(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
         channels = x.shape[1]
         total = stats[-1]
         mean = stats[:channels] / total

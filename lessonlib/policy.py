@@ -20,19 +20,47 @@ import torch
 
 from lessonlib.runtime import default_device
 
-__all__ = ["Policy", "resolve_policy", "CPU_PIECE", "cpu_workers"]
+__all__ = ["CPU_PIECE", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_workers", "resolve_policy"]
 
 # Images per piece of a mini-batch through the body on a CPU: activations of 8 images at 224 px stay in
 # the CPU's caches (benchmarks/micro_batches.py measures it).
 CPU_PIECE = 8
 
 
-def cpu_workers():
-    """CPU cores this process may use: its affinity mask where the platform has one, else the core count."""
+def _read(path):
     try:
-        return len(os.sched_getaffinity(0))
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def cgroup_cpus(root="/sys/fs/cgroup"):
+    """The CPU quota of this container (cgroup v2 `cpu.max` or v1 `cpu.cfs_quota_us`), in cores; None if none."""
+    v2 = _read(f"{root}/cpu.max")
+    quota, period = (v2.split() + ["100000"])[:2] if v2 else (_read(f"{root}/cpu/cpu.cfs_quota_us"),
+                                                            _read(f"{root}/cpu/cpu.cfs_period_us"))
+    if not quota or quota in ("max", "-1") or not period:
+        return None
+    return max(1, int(int(quota) / int(period)))
+
+
+def cgroup_memory_mb(root="/sys/fs/cgroup"):
+    """The memory limit of this container (cgroup v2 `memory.max` or v1 `memory.limit_in_bytes`) in MB; None if none."""
+    value = _read(f"{root}/memory.max") or _read(f"{root}/memory/memory.limit_in_bytes")
+    if not value or value == "max" or int(value) >= 2**60:   # v1 writes "no limit" as a huge number
+        return None
+    return int(value) // 2**20
+
+
+def cpu_workers(root="/sys/fs/cgroup"):
+    """CPU cores this process may use: its affinity mask and its container's CPU quota, not the host's count."""
+    try:
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:   # macOS, Windows
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpus(root)
+    return min(cores, quota) if quota else cores
 
 
 def _compile_missing(device):
@@ -55,7 +83,8 @@ class Policy:
     `augment_on_device` (augment whole batches on the device instead of image by image);
     `body_piece` (images per piece of a mini-batch through the body where that gives the same update;
     None: whole mini-batches); `compile_missing` (why `learn.compile()` cannot work here, or None);
-    `cudnn_benchmark`; `rank`, `world_size` and `sharded` (this process's place among those `torchrun`
+    `cudnn_benchmark`; `threads` (PyTorch's CPU threads: the cores this process may use, container limits
+    included); `rank`, `world_size` and `sharded` (this process's place among those `torchrun`
     started, whose mini-batches are cut into shares: `lessonlib.distributed`); `reasons` (why, one line per
     field that needs one).
     """
@@ -64,11 +93,12 @@ class Policy:
     channels_last: bool = False
     num_workers: int = 0
     pin_memory: bool = False
-    image_cache_mb: int = 0
+    image_cache_mb: float = 0
     augment_on_device: bool = False
     body_piece: int = None
     compile_missing: str = None
     cudnn_benchmark: bool = False
+    threads: int = 1
     rank: int = 0
     world_size: int = 1
     sharded: bool = False
@@ -101,6 +131,8 @@ class Policy:
         """Move `model` to the device, its conv weights channels-last where that is faster; returns it."""
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = self.cudnn_benchmark   # fixed image sizes: cuDNN times its kernels once
+        if torch.get_num_threads() > self.threads:
+            torch.set_num_threads(self.threads)   # more threads than cores the container gives only slows down
         model.to(self.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -129,7 +161,7 @@ class Policy:
                 ("num_workers", self.num_workers), ("pin_memory", self.pin_memory),
                 ("image_cache_mb", self.image_cache_mb), ("augment_on_device", self.augment_on_device),
                 ("body_piece", self.body_piece), ("compile", self.compile_missing or "available"),
-                ("cudnn_benchmark", self.cudnn_benchmark), ("processes", f"{self.rank + 1} of {self.world_size}")]
+                ("cudnn_benchmark", self.cudnn_benchmark), ("threads", self.threads), ("processes", f"{self.rank + 1} of {self.world_size}")]
         lines = [f"{name:>17}: {value}" for name, value in rows]
         return "\n".join(["Policy:", *lines, *(f"{'why':>17}: {r}" for r in self.reasons)])
 
@@ -165,19 +197,23 @@ def _resolve(device):
         bf16 = torch.cuda.is_bf16_supported()
         precision = "bf16" if bf16 else "fp16"
         reasons.append("bf16 autocast on this GPU" if bf16 else "fp16 autocast with a gradient scaler: this GPU has no bf16")
-        budget = int(float(os.environ.get("LESSONLIB_IMAGE_CACHE_MB", 512)))
+        budget = float(os.environ.get("LESSONLIB_IMAGE_CACHE_MB", 512))
+        limit = cgroup_memory_mb()
+        if limit is not None and budget > limit / 8:   # in a container, an eighth of its memory at most
+            budget = limit / 8
+            reasons.append(f"image cache at most {budget:.0f} MB: an eighth of this container's {limit} MB")
         return Policy(device, precision, channels_last=True, num_workers=min(8, cores), pin_memory=True,
                       image_cache_mb=budget, augment_on_device=True, body_piece=None,
-                      compile_missing=_compile_missing(device), cudnn_benchmark=True,
+                      compile_missing=_compile_missing(device), cudnn_benchmark=True, threads=cores,
                       reasons=tuple(reasons + ["loader workers decode JPEGs so the GPU never waits; augmentation "
                                                "per batch on the GPU; decoded images kept in memory when they fit"]))
     if device.type == "mps":
         return Policy(device, "fp32", channels_last=False, num_workers=0 if cores <= 2 else min(4, cores // 2),
-                      compile_missing=_compile_missing(device),
+                      compile_missing=_compile_missing(device), threads=cores,
                       reasons=("Apple GPU: fp32, contiguous memory (channels-last is not faster there)",))
     reasons.append("fp32 on the CPU")
     return Policy(device, "fp32", channels_last=True, num_workers=0 if cores <= 2 else min(4, cores // 2),
-                  body_piece=CPU_PIECE, compile_missing=_compile_missing(device),
+                  body_piece=CPU_PIECE, compile_missing=_compile_missing(device), threads=cores,
                   reasons=tuple(reasons + [f"{cores} cores: " + ("no loader workers, the model needs them all"
                                                                   if cores <= 2 else "some loader workers"),
                                            f"the body takes mini-batches {CPU_PIECE} images at a time where that "

@@ -73,3 +73,15 @@ def test_the_shares_of_each_global_mini_batch_are_one_process_s_mini_batch(n, bs
         assert together == sorted(one[b * step:(b + 1) * step])
     evaluation = [list(ShardedSampler(n, bs, r, world, shuffle=False)) for r in range(world)]
     assert sorted(i for share in evaluation for i in share) == list(range(n))   # every item once
+
+
+def test_four_students_at_once_with_their_own_homes_and_one_read_only_mirror(tmp_path):
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from classroom import run_class
+
+    results, mirror_unchanged = run_class(4, sz=64, bs=16, smoke=True, where=tmp_path)
+    assert all("failed" not in r for r in results), results
+    assert mirror_unchanged
+    assert all(Path(r["path"]).is_relative_to(tmp_path / f"student{r['student']}") for r in results)   # own samples
+    assert all(r["accuracy"] > 0.5 for r in results)   # real photos, a pretrained body: better than chance

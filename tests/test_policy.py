@@ -114,3 +114,32 @@ def test_doctor_reports_the_policy_and_a_home_that_cannot_be_written(tmp_path, m
     (tmp_path / "file").write_text("x")
     monkeypatch.setenv("LESSONLIB_HOME", str(tmp_path / "file"))
     assert doctor("cpu")["lessonlib home"].startswith("PROBLEM: LESSONLIB_HOME=")
+
+
+@pytest.mark.parametrize("files, cpus, memory", [
+    ({"cpu.max": "200000 100000\n", "memory.max": str(4 * 2**30)}, 2, 4096),         # cgroup v2: 2 cores, 4 GB
+    ({"cpu.max": "max 100000\n", "memory.max": "max\n"}, None, None),                 # v2 without limits
+    ({"cpu/cpu.cfs_quota_us": "150000", "cpu/cpu.cfs_period_us": "100000",
+      "memory/memory.limit_in_bytes": str(2 * 2**30)}, 1, 2048),                      # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000",
+      "memory/memory.limit_in_bytes": "9223372036854771712"}, None, None),            # v1 without limits
+    ({}, None, None),                                                                 # no cgroup files at all
+])
+def test_container_limits_are_read_from_the_cgroup(tmp_path, files, cpus, memory):
+    from lessonlib.policy import cgroup_cpus, cgroup_memory_mb, cpu_workers
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_cpus(str(tmp_path)) == cpus and cgroup_memory_mb(str(tmp_path)) == memory
+    assert 1 <= cpu_workers(str(tmp_path)) <= (cpus or 10**6)
+
+
+def test_torch_threads_never_exceed_the_cores_the_policy_counts():
+    policy = resolve_policy("cpu")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(policy.threads + 3)
+        policy.prepare(torch.nn.Linear(2, 2))
+        assert torch.get_num_threads() == policy.threads
+    finally:
+        torch.set_num_threads(before)
