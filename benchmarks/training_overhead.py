@@ -152,7 +152,7 @@ def main():
     model = learn.policy.prepare(learn.model)
     if args.micro_bs is not None:
         learn.micro_bs = args.micro_bs or None
-    policy = learn.policy.but(body_piece=learn._body_piece())   # the same pieces for all three
+    policy = learn.policy.but(body_piece=learn._run_policy().body_piece)   # the same pieces for all three
     result["micro_bs"] = policy.body_piece
     lessonlib_speeds, minimal_speeds = [], []
     for _ in range(args.repeats):

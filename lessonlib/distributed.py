@@ -28,7 +28,7 @@ from torch import nn
 from lessonlib.models import ConvNet
 
 __all__ = ["CPUSyncBatchNorm", "Run", "ShardedSampler", "all_mean", "barrier", "convert_batchnorm", "gather_ordered",
-           "is_distributed", "processes", "wrap"]
+           "is_distributed", "one_process_only", "processes", "wrap"]
 
 
 def is_distributed():
@@ -40,6 +40,13 @@ def barrier():
     """Wait for every process (nothing to wait for in a single process)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def one_process_only(policy, what):
+    """Refuse `what` under several processes, with what to do instead."""
+    if policy.world_size > 1:
+        raise RuntimeError(f"{what} runs in one process: run it in a notebook or without torchrun, then give the "
+                           f"rate it suggests to the command line (--lr)")
 
 
 class Run:

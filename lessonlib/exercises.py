@@ -40,8 +40,8 @@ def _most_wrong(answer, log_preds, y):
     log_preds, y = np.asarray(log_preds), np.asarray(y)
     wrong = np.flatnonzero(log_preds.argmax(1) != y)
     if len(wrong) == 0:
-        return answer is None
-    return answer is not None and int(answer) == int(wrong[np.argmax(log_preds[wrong].max(1))])
+        return int(answer) == -1
+    return int(answer) == int(wrong[np.argmax(log_preds[wrong].max(1))])
 
 
 def _one_step(answer):
@@ -102,6 +102,37 @@ def _f2_by_hand(answer):
     truth, predicted = [["clear", "primary"]], [["clear", "water"]]
     onehot = lambda rows: np.array([[t in row for t in tags] for row in rows], dtype=float)
     return answer is not None and abs(float(answer) - fbeta(onehot(predicted), onehot(truth), beta=2, thresh=0.5)) < 1e-6
+
+
+def _overfits_more(answer, runs):
+    gaps = {name: float(h.val_loss.iloc[-1] - h.trn_loss.iloc[-1]) for name, h in runs.items()}
+    return answer == max(gaps, key=gaps.get)
+
+
+def _precompute_off(answer, learn):
+    return answer is False and learn.precompute is False and learn.data.tfms.augments
+
+
+def _differential_rates(answer, head_lr=1e-2):
+    from lessonlib.training import group_rates
+    rates = np.asarray(group_rates([None] * 3, answer))
+    return np.allclose(rates, head_lr * np.array([0.01, 0.1, 1.0]))
+
+
+def _submission_rows(answer, data):
+    return int(answer) == len(data.test_ds)
+
+
+def _test_dog_probability(answer, data, probs, name="0001.jpg"):
+    i = [f.name for f in data.test_ds.fnames].index(name)
+    return abs(float(answer) - float(np.asarray(probs)[i, data.classes.index("dogs")])) < 1e-6
+
+
+def _dense_by_hand(answer):
+    from lessonlib.convviz import dense
+    activations = np.array([[1.0, 0.0], [2.0, 3.0]])
+    weights = np.array([[[0.5, 1.0], [0.0, -1.0]]])   # one output: one weight per activation
+    return abs(float(answer) - float(dense(activations, weights)[0])) < 1e-9
 
 
 def _best_threshold(answer, probs, targs):
@@ -184,12 +215,12 @@ EXERCISES = {
         "answer = float(np.mean(np.argmax(log_preds, axis=1) != y))",
         _error_rate),
     "01-most-wrong": Exercise(
-        "Which validation image (its index) is the model most confidently wrong about? None if it makes "
+        "Which validation image (its index) is the model most confidently wrong about? -1 if it makes "
         "no mistake.",
         "Among the images where argmax(log_preds) != y, take the one whose highest log-probability is "
         "largest: np.flatnonzero finds the mistakes, np.argmax picks the most confident.",
         "wrong = np.flatnonzero(log_preds.argmax(1) != y)\n"
-        "answer = int(wrong[np.argmax(log_preds[wrong].max(1))]) if len(wrong) else None",
+        "answer = int(wrong[np.argmax(log_preds[wrong].max(1))]) if len(wrong) else -1",
         _most_wrong),
     "02-one-step": Exercise(
         "Gradient descent on f(w) = w**2 starting at w = 1: which learning rate reaches the bottom (w = 0) "
@@ -214,6 +245,14 @@ EXERCISES = {
         "all eight of those symmetries?",
         "from lessonlib.transforms import transforms_top_down\nanswer = transforms_top_down",
         _satellite_set),
+    "03-overfitting": Exercise(
+        "Which of the two runs above overfits more: \"no augmentation\" or \"augmentation\"? Read their last "
+        "epoch's training and validation loss.",
+        "Overfitting is the validation loss staying well above the training loss: compare "
+        "val_loss - trn_loss at the last epoch of runs[name] for both names.",
+        "gaps = {name: h.val_loss.iloc[-1] - h.trn_loss.iloc[-1] for name, h in runs.items()}\n"
+        "answer = max(gaps, key=gaps.get)",
+        _overfits_more),
     "03-zoom": Exercise(
         "Build transforms for `arch` at size `sz` with the side-on augmentations and up to 20% zoom.",
         "tfms_from_model takes aug_tfms= (a list such as transforms_side_on) and max_zoom= (1.2 means 20%).",
@@ -230,6 +269,18 @@ EXERCISES = {
         "The cosine goes from lr to 0: lr * (1 + cos(pi * t / T)) / 2, with t / T = 1/2.",
         "answer = 1e-2 * (1 + np.cos(np.pi / 2)) / 2",
         _mid_cycle),
+    "04-precompute-off": Exercise(
+        "Write the one line that makes the augmentations take effect, then set `answer = learn.precompute`.",
+        "While precompute is on, the head trains on activations computed once from un-augmented images. "
+        "Switch it off with the learner's precompute attribute.",
+        "learn.precompute = False\nanswer = learn.precompute",
+        _precompute_off),
+    "05-differential-rates": Exercise(
+        "Give three learning rates for [early body, late body, head], the head at 1e-2 and each group ten "
+        "times smaller than the next.",
+        "A list or array of three numbers, smallest first: the early body changes least.",
+        "answer = [1e-4, 1e-3, 1e-2]",
+        _differential_rates),
     "05-tta-accuracy": Exercise(
         "Compute the TTA accuracy from `log_preds, y = learn.TTA()`.",
         "log_preds has one slice per version of each image: average the probabilities over them "
@@ -243,6 +294,26 @@ EXERCISES = {
         "statistics and do not update them, while their weights still train.",
         "answer = False",
         _bn_frozen),
+    "06-dense-by-hand": Exercise(
+        "A fully connected layer with one output sees the activations [[1, 0], [2, 3]] with the weights "
+        "[[0.5, 1], [0, -1]]. What does it output?",
+        "Multiply each activation by the weight in the same place and add everything up: a weight for every "
+        "activation, as in the spreadsheet's last layer.",
+        "answer = 1 * 0.5 + 0 * 1 + 2 * 0 + 3 * -1",
+        _dense_by_hand),
+    "07-submission-rows": Exercise(
+        "How many rows does the submission file have (not counting its header)?",
+        "One row per test image: count the images of data.test_ds.",
+        "answer = len(data.test_ds)",
+        _submission_rows),
+    "07-test-dog": Exercise(
+        "What probability does the model give that the test image 0001.jpg is a dog? Use `probs` (TTA "
+        "probabilities, one row per test image, in the order of data.test_ds.fnames).",
+        "Find the row of 0001.jpg with [f.name for f in data.test_ds.fnames].index(...), and the column of "
+        "'dogs' with data.classes.index('dogs').",
+        "i = [f.name for f in data.test_ds.fnames].index('0001.jpg')\n"
+        "answer = probs[i, data.classes.index('dogs')]",
+        _test_dog_probability),
     "09-f2-by-hand": Exercise(
         "A chip has the tags `clear primary`; the model predicts `clear water`. What is its F2?",
         "Precision = right predicted tags / predicted tags; recall = right predicted tags / true tags. "
@@ -296,12 +367,17 @@ EXERCISES = {
 def check(key, answer, **context):
     """Check `answer` to exercise `key`; prints whether it is right and a hint if not; returns True/False.
 
+    `None` (not answered yet) only asks for an answer: the hint comes after a first try.
+
     Example:
         >>> check("00-count-dogs", 400, path=PATH)
     """
     if key not in EXERCISES:
         raise KeyError(f"no exercise {key!r}; exercises: {sorted(EXERCISES)}")
     exercise = EXERCISES[key]
+    if answer is None:   # the state of every exercise cell before the student writes anything: no hint yet
+        print("Write your answer in the cell above (replace `None`), then run this cell again.")
+        return False
     try:
         ok = bool(exercise.checker(answer, **context))
     except (TypeError, ValueError) as e:

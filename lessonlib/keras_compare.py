@@ -34,7 +34,7 @@ def import_keras():
     try:
         import keras
     except ImportError as e:
-        raise ImportError("Keras is not installed: pip install -r requirements.txt (it pins keras)") from e
+        raise ImportError("Keras is not installed: pip install -r requirements.txt (it pins keras), or pip install lessonlib[keras]") from e
     if keras.backend.backend() != "torch":
         raise RuntimeError(f"Keras was imported with the {keras.backend.backend()!r} backend; restart the "
                            "kernel and set os.environ['KERAS_BACKEND'] = 'torch' before the first import")

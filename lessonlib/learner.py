@@ -165,10 +165,6 @@ class ConvLearner:
             return self.data.augmented_batches()
         return self.data.split_loader(split)
 
-    def _body_piece(self):
-        """Images per piece of a mini-batch through the body (None: whole), from `learn.micro_bs` and the policy."""
-        return None if self.precompute else self.policy.pieces_for(self.model, self.micro_bs)
-
     def _setup(self, rates, wd=0.0, momentum=0.9):
         """(model to train, SGD with one group per trainable layer group, group names, policy for this run)."""
         chosen = [(name, g, lr) for name, g, lr in zip(GROUP_NAMES, self.layer_groups, rates)
@@ -179,7 +175,14 @@ class ConvLearner:
             distributed.convert_batchnorm(self.model, self.policy.device)
         model = self.policy.prepare(self.head if self.precompute else self.model)
         model = distributed.wrap(model, self.policy)
-        return model, optimizer, [name for name, _, _ in chosen], self.policy.but(body_piece=self._body_piece())
+        return model, optimizer, [name for name, _, _ in chosen], self._run_policy()
+
+    def _run_policy(self):
+        """The policy of this run's steps: pieces of the body from `learn.micro_bs` (`Policy.pieces_for`); the head
+        alone (precompute) in float32, as `models.head_forward` runs it."""
+        if self.precompute:
+            return self.policy.but(body_piece=None, precision="fp32")
+        return self.policy.but(body_piece=self.policy.pieces_for(self.model, self.micro_bs))
 
     def fit(self, lrs, n_cycle, cycle_len=None, cycle_mult=1, wd=0.0, momentum=0.9):
         """Train with SGD (momentum 0.9) and print the table `[epoch, trn_loss, val_loss, accuracy, time]`.
@@ -232,7 +235,7 @@ class ConvLearner:
             >>> learn.sched.plot()
             >>> learn.fit(lrf.suggestion, 3)
         """
-        self._one_process("lr_find")
+        distributed.one_process_only(self.policy, "learn.lr_find()")
         rates = training.group_rates(self.layer_groups, start_lr)
         model, optimizer, names, policy = self._setup(rates, wd)
         result = find_lr(model, optimizer, self.objective.loss_fn, self._batches("train", shuffle=True), policy,
@@ -244,17 +247,12 @@ class ConvLearner:
 
     def try_lr(self, lr, num_it=20):
         """Losses of `num_it` mini-batches trained at a constant `lr`, after which everything is restored."""
-        self._one_process("try_lr")
+        distributed.one_process_only(self.policy, "learn.try_lr()")
         model, optimizer, _, policy = self._setup(training.group_rates(self.layer_groups, lr))
         losses = losses_at(model, optimizer, self.objective.loss_fn, self._batches("train", shuffle=True), lr,
                            num_it, policy)
         self.model.eval()
         return losses
-
-    def _one_process(self, verb):
-        if self.policy.world_size > 1:
-            raise RuntimeError(f"learn.{verb}() runs in one process: run it in a notebook or without torchrun, then "
-                               f"give the rate it suggests to the command line (--lr)")
 
     def compile(self, **kwargs):
         """Compile the body and the head with `torch.compile` (in place) for faster steps on a GPU.
@@ -283,7 +281,7 @@ class ConvLearner:
         split = "test" if is_test else "valid"
         self.data.split_loader(split)   # a clear error when there is no test set
         model = self.policy.prepare(self.head if self.precompute else self.model).eval()
-        out, y = training.get_preds(model, self._batches(split), self.policy)
+        out, y = training.get_preds(model, self._batches(split), self._run_policy())
         return self.objective.to_preds(out).numpy(), y.numpy()
 
     def predict(self, is_test=False):

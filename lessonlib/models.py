@@ -19,7 +19,7 @@ FALLBACK = "efficientnet_lite0"   # the network whose ImageNet weights come with
 
 
 __all__ = ["ARCHS", "AdaptiveConcatPool2d", "Body", "ConvNet", "FALLBACK", "ImageNormalize", "arch_name",
-           "batchnorm_layers", "create_body", "create_head", "upgrade_state_dict"]
+           "batchnorm_layers", "create_body", "create_head", "head_forward", "upgrade_state_dict"]
 
 
 def arch_name(arch):
@@ -98,6 +98,13 @@ def create_head(n_features, n_classes, hidden=512, ps=(0.25, 0.5)):
     )
 
 
+def head_forward(head, features):
+    """`head(features)` in float32, also under autocast: the head is small, and its BatchNorm statistics and the
+    lesson's numbers then stay those of float32 whatever precision the body runs in."""
+    with torch.autocast(features.device.type, enabled=False):
+        return head(features.float())
+
+
 class ConvNet(nn.Sequential):
     """`body` then `head`. In training mode, the body's BatchNorm layers stay in eval mode (their running
     statistics fixed) when they are frozen, or all of them after `bn_frozen = True` (`learn.bn_freeze(True)`)."""
@@ -110,6 +117,9 @@ class ConvNet(nn.Sequential):
     def layer_groups(self):
         """[early body, late body, head]: what differential learning rates address."""
         return [self.body.early, self.body.late, self.head]
+
+    def forward(self, x):
+        return head_forward(self.head, self.body(x))
 
     def train(self, mode=True):
         super().train(mode)

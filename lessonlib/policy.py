@@ -12,15 +12,19 @@ Nothing here changes what is computed, only how fast and in how much memory: the
 rests on are measured in `benchmarks/` (see the README), not here.
 """
 import contextlib
+import hashlib
 import os
+import platform
 import shutil
+import time
 from dataclasses import dataclass, field, replace
 
 import torch
 
 from lessonlib.runtime import default_device
 
-__all__ = ["CPU_PIECE", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_workers", "resolve_policy"]
+__all__ = ["CPU_PIECE", "PRECISIONS", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_bf16", "cpu_workers",
+           "measured_cpu_bf16", "resolve_policy"]
 
 # Images per piece of a mini-batch through the body on a CPU: activations of 8 images at 224 px stay in
 # the CPU's caches (benchmarks/micro_batches.py measures it).
@@ -166,8 +170,61 @@ class Policy:
         return "\n".join(["Policy:", *lines, *(f"{'why':>17}: {r}" for r in self.reasons)])
 
 
-def resolve_policy(device=None):
+PRECISIONS = ("bf16", "fp16", "fp32")
+
+
+def cpu_bf16():
+    """(True if this CPU computes bfloat16 natively, why): what torch reports of the processor.
+
+    Native bfloat16 means AVX-512 BF16 (recent AMD and Intel server chips, recent AMD laptops) or AMX (Intel
+    server chips); elsewhere (most Intel laptops, older chips) bfloat16 is emulated and slower than float32.
+    Where torch cannot tell (an older torch, another kind of processor), a measurement decides, once per
+    machine (`measured_cpu_bf16`).
+    """
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if platform.machine().lower() in ("x86_64", "amd64") and all(checks):
+        avx512_bf16, amx = (bool(check()) for check in checks)
+        if avx512_bf16 or amx:
+            return True, f"this CPU has {'AMX' if amx else 'AVX-512 BF16'}: native bfloat16"
+        return False, (f"this CPU has no native bfloat16 (torch sees {torch.backends.cpu.get_cpu_capability()}, "
+                       f"without AVX-512 BF16 or AMX), where bfloat16 is slower than float32")
+    return measured_cpu_bf16()
+
+
+def measured_cpu_bf16():
+    """(bfloat16 faster than float32 here?, why), from a 1-second convolution benchmark run once per machine and
+    remembered under LESSONLIB_HOME (keyed by processor, torch version and core count)."""
+    import json
+
+    from lessonlib.runtime import home
+    from lessonlib.storage import atomic_write, load_or_none
+
+    key = f"{platform.machine()}|{platform.processor()}|{torch.__version__}|{cpu_workers()}"
+    path = home() / "machine" / f"bf16-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    found = load_or_none(path, lambda p: json.loads(p.read_text()), "the bfloat16 measurement")
+    if not isinstance(found, dict):
+        conv = torch.nn.Conv2d(32, 32, 3, padding=1).eval()
+        x = torch.randn(8, 32, 56, 56)
+
+        def speed(dtype):
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+                conv(x)   # warm-up
+                start = time.perf_counter()
+                for _ in range(5):
+                    conv(x)
+                return 5 / (time.perf_counter() - start)
+        found = {"fp32_per_s": speed("fp32"), "bf16_per_s": speed("bf16")}
+        atomic_write(path, lambda f: f.write(json.dumps(found)), mode="w")
+    ratio = found["bf16_per_s"] / found["fp32_per_s"]
+    return ratio > 1.2, f"measured once on this machine: bfloat16 convolutions at {ratio:.2f}x float32's speed"
+
+
+def resolve_policy(device=None, precision=None):
     """The policy for `device` ("cpu", "cuda", "cuda:1", "mps", a torch.device; None: the best one present).
+
+    `precision` ("bf16", "fp16", "fp32"; default `LESSONLIB_PRECISION`, else chosen for the hardware: bfloat16
+    on GPUs that have it and on CPUs that compute it natively, float32 elsewhere) forces the autocast type.
 
     Example:
         >>> policy = resolve_policy("cpu")
@@ -175,12 +232,25 @@ def resolve_policy(device=None):
         ...     out = model(policy.to_device(x))
     """
     if isinstance(device, Policy):
-        return device
+        return device if precision is None else device.but(precision=_check_precision(precision))
     policy = _resolve(device)
+    forced = precision or os.environ.get("LESSONLIB_PRECISION", "").strip().lower() or None
+    if forced is not None and forced != policy.precision:
+        forced = _check_precision(forced)
+        if forced == "fp16" and policy.device.type == "cpu":
+            raise ValueError("precision='fp16' is for GPUs; on a CPU choose 'bf16' or 'fp32'")
+        why = "LESSONLIB_PRECISION" if precision is None else "precision="
+        policy = policy.but(precision=forced, reasons=policy.reasons + (f"{forced}: chosen by {why}",))
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         policy = policy.but(rank=dist.get_rank(), world_size=dist.get_world_size(), sharded=True)
     return policy
+
+
+def _check_precision(precision):
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose one of {PRECISIONS}")
+    return precision
 
 
 def _resolve(device):
@@ -211,8 +281,9 @@ def _resolve(device):
         return Policy(device, "fp32", channels_last=False, num_workers=0 if cores <= 2 else min(4, cores // 2),
                       compile_missing=_compile_missing(device), threads=cores,
                       reasons=("Apple GPU: fp32, contiguous memory (channels-last is not faster there)",))
-    reasons.append("fp32 on the CPU")
-    return Policy(device, "fp32", channels_last=True, num_workers=0 if cores <= 2 else min(4, cores // 2),
+    bf16, why = cpu_bf16()
+    reasons.append(("bf16 autocast: " if bf16 else "fp32: ") + why)
+    return Policy(device, "bf16" if bf16 else "fp32", channels_last=True, num_workers=0 if cores <= 2 else min(4, cores // 2),
                   body_piece=CPU_PIECE, compile_missing=_compile_missing(device), threads=cores,
                   reasons=tuple(reasons + [f"{cores} cores: " + ("no loader workers, the model needs them all"
                                                                   if cores <= 2 else "some loader workers"),

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from lessonlib.distributed import ShardedSampler, all_mean, gather_ordered
 from lessonlib.metrics import accuracy
-from lessonlib.models import ConvNet, batchnorm_layers
+from lessonlib.models import ConvNet, batchnorm_layers, head_forward
 from lessonlib.runtime import in_notebook
 
 __all__ = ["EpochTable", "Objective", "StepGuard", "backward_in_pieces", "deferred_interrupt", "evaluate", "fit",
@@ -184,7 +184,7 @@ def backward_in_pieces(body, head, x, y, loss_fn, policy, scaler=None):
         features = forward_in_pieces(body, x, piece)                          # 1. forward, no graph
     features.requires_grad_()
     with policy.autocast():
-        loss = loss_fn(head(features), y)                                     # 2. the head, whole
+        loss = loss_fn(head_forward(head, features), y)                       # 2. the head, whole
     (loss if scaler is None else scaler.scale(loss)).backward()
     if any(p.requires_grad for p in body.parameters()):
         with torch.random.fork_rng(devices=devices), running_stats_kept(body):   # both restored after

@@ -5,6 +5,17 @@ import numpy as np
 from PIL import Image
 
 
+def needs_keras():
+    """Skip the calling test where Keras (an optional extra) cannot be imported on the PyTorch backend."""
+    import pytest
+
+    from lessonlib.keras_compare import import_keras
+    try:
+        return import_keras()
+    except ImportError as e:
+        pytest.skip(f"Keras is an optional extra: {e}")
+
+
 def write_image(path, color, size=(40, 30), mode="RGB"):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

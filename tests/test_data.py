@@ -272,3 +272,35 @@ def test_a_file_that_vanishes_after_the_check_is_named(tmp_path, cache_images):
     gone.unlink()
     with pytest.raises(RuntimeError, match=f"could not read {gone}"):
         data.trn_ds[0]
+
+
+def test_loading_and_training_with_workers_started_by_spawn(tmp_path):
+    """As on Windows and macOS, where DataLoader workers start by `spawn`: everything they get must pickle."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    make_folders(tmp_path / "pets", n_train=8, n_valid=4)
+    script = tmp_path / "spawned.py"
+    script.write_text(f"""
+import multiprocessing, pickle
+from lessonlib import ConvLearner, ImageClassifierData, tfms_from_model, transforms_side_on, transforms_top_down
+from lessonlib.policy import resolve_policy
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn", force=True)
+    policy = resolve_policy("cpu").but(num_workers=2)
+    for aug in (transforms_side_on, transforms_top_down):
+        tfms = tfms_from_model("efficientnet_lite0", 32, aug_tfms=aug, max_zoom=1.1)
+        data = ImageClassifierData.from_paths({str(tmp_path / 'pets')!r}, tfms=tfms, bs=4, device=policy)
+        pickle.dumps(data.trn_ds), pickle.dumps(data.val_ds), pickle.dumps(tfms)
+        assert sum(len(y) for _, y in data.trn_dl) == 16
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    learn.fit(1e-2, 1)
+    print("trained", len(learn.history), data.trn_dl.num_workers, data.trn_dl.multiprocessing_context)
+""")
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PATH": "/usr/bin:/bin",
+           "LESSONLIB_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "trained 1 2" in proc.stdout

@@ -1,10 +1,11 @@
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from lessonlib.exercises import EXERCISES, check, solution
-from tests.helpers import make_folders
+from tests.helpers import make_folders, needs_keras
 
 
 class FakeData:
@@ -13,6 +14,29 @@ class FakeData:
 
 _lrs = np.logspace(-7, 1, 81)
 FINDER = SimpleNamespace(lrs=_lrs, smoothed=(np.log10(_lrs) + 2) ** 2, min_loss_lr=1e-2)   # minimum at 1e-2
+
+
+class FakeTestSet(list):
+    @property
+    def fnames(self):
+        return list(self)
+
+
+class FakeTestData:
+    classes = ["cats", "dogs"]
+    test_ds = FakeTestSet([Path("0002.jpg"), Path("0001.jpg"), Path("0003.jpg")])
+
+
+class FakeLearner:
+    def __init__(self):
+        self.precompute = True
+        self.data = SimpleNamespace(tfms=SimpleNamespace(augments=True))
+
+
+def histories():
+    import pandas as pd
+    return {"no augmentation": pd.DataFrame({"trn_loss": [0.3, 0.05], "val_loss": [0.3, 0.35]}),
+            "augmentation": pd.DataFrame({"trn_loss": [0.4, 0.25], "val_loss": [0.35, 0.3]})}
 
 
 @pytest.fixture
@@ -29,32 +53,44 @@ def context(tmp_path):
             "03-satellite": {}, "03-zoom": {},
             "06-upper-side": {}, "06-cell-by-hand": {}, "06-maxpool-shape": {},
             "08-keras-freeze-100": {}, "08-freeze-to": {},
-            "09-f2-by-hand": {}, "09-best-threshold": {"probs": np.exp(log_preds), "targs": np.eye(2)[y]}}
+            "09-f2-by-hand": {}, "09-best-threshold": {"probs": np.exp(log_preds), "targs": np.eye(2)[y]},
+            "03-overfitting": {"runs": histories()}, "04-precompute-off": {"learn": FakeLearner()},
+            "05-differential-rates": {}, "06-dense-by-hand": {}, "07-submission-rows": {"data": FakeTestData()},
+            "07-test-dog": {"data": FakeTestData(), "probs": np.array([[0.9, 0.1], [0.25, 0.75], [0.5, 0.5]])}}
 
 
 @pytest.mark.parametrize("key", sorted(EXERCISES))
-def test_every_solution_passes_and_a_blank_answer_gets_a_hint(key, context, capsys):
+def test_every_solution_passes_and_a_blank_answer_reveals_no_hint(key, context, capsys):
+    if key.startswith("08-keras"):
+        needs_keras()
+    assert check(key, None, **context[key]) is False        # the cell as the notebook ships it, on Run All
+    out = capsys.readouterr().out
+    assert "Write your answer" in out and EXERCISES[key].hint not in out
     names = {"PATH": context[key].get("path"), "np": np, **context[key]}
     exec(EXERCISES[key].solution, names)
     assert check(key, names["answer"], **context[key]) is True
     assert "Correct!" in capsys.readouterr().out
-    if key not in ("01-most-wrong", "05-bn-freeze"):
-        assert check(key, None, **context[key]) is False
-        assert EXERCISES[key].hint in capsys.readouterr().out
 
 
-def test_wrong_answers_are_rejected(context):
+def test_wrong_answers_are_rejected_with_the_hint(context, capsys):
     assert check("00-count-dogs", 4, **context["00-count-dogs"]) is False
     assert check("00-valid-cats", context["00-valid-cats"]["path"] / "valid" / "dogs", **context["00-valid-cats"]) is False
     assert check("01-error-rate", 0.25, **context["01-error-rate"]) is False
     assert check("01-most-wrong", 3, **context["01-most-wrong"]) is False
+    assert check("01-most-wrong", -1, **context["01-most-wrong"]) is False
     assert check("01-most-wrong", 1, **context["01-most-wrong"]) is True
     assert check("02-one-step", 0.25) is False
     assert check("04-sgdr-epochs", 3) is False and check("05-bn-freeze", True) is False
     assert check("05-bn-freeze", 0) is False   # False itself, not something falsy
     assert check("09-f2-by-hand", 0.6) is False
     assert check("08-freeze-to", 0) is False and check("08-freeze-to", True) is False
-    assert check("08-keras-freeze-100", 25_583_592) is False   # every ResNet50 weight: none frozen
+    assert check("03-overfitting", "augmentation", **context["03-overfitting"]) is False
+    assert check("04-precompute-off", True, **context["04-precompute-off"]) is False
+    assert check("05-differential-rates", [1e-2, 1e-3, 1e-4]) is False
+    assert check("06-dense-by-hand", 3.5) is False
+    assert check("07-submission-rows", 2, **context["07-submission-rows"]) is False
+    assert check("07-test-dog", 0.1, **context["07-test-dog"]) is False
+    assert EXERCISES["07-test-dog"].hint in capsys.readouterr().out   # a wrong answer gets the hint
     from lessonlib import tfms_from_model, transforms_side_on
     assert check("03-satellite", transforms_side_on) is False
     assert check("03-zoom", tfms_from_model("resnet34", 64, aug_tfms=transforms_side_on, max_zoom=1.1)) is False
@@ -67,9 +103,9 @@ def test_wrong_answers_are_rejected(context):
     assert check("02-lesson-rule", 1e-2, lrf=FINDER) is False and check("02-lesson-rule", 1e-3, lrf=FINDER) is True
 
 
-def test_no_mistakes_means_none(context):
+def test_no_mistakes_means_minus_one(context):
     y = np.array([0, 1, 1, 0])
-    assert check("01-most-wrong", None, log_preds=context["01-error-rate"]["log_preds"], y=y) is True
+    assert check("01-most-wrong", -1, log_preds=context["01-error-rate"]["log_preds"], y=y) is True
 
 
 def test_unknown_exercise_and_solution(capsys):
@@ -77,3 +113,8 @@ def test_unknown_exercise_and_solution(capsys):
         check("99-nothing", 1)
     solution("00-count-dogs")
     assert "train" in capsys.readouterr().out
+
+
+def test_a_wrong_keras_count_is_rejected():
+    needs_keras()
+    assert check("08-keras-freeze-100", 25_583_592) is False   # every ResNet50 weight: none frozen

@@ -4,7 +4,13 @@ import pytest
 
 from lessonlib import keras_compare
 from lessonlib.keras_compare import Pipeline, user_code_stats
-from tests.helpers import make_folders
+from tests.helpers import make_folders, needs_keras
+
+
+@pytest.fixture(autouse=True)
+def keras():
+    """Every test here needs Keras, an optional extra (pip install lessonlib[keras])."""
+    return needs_keras()
 
 ARCH = "efficientnet_lite0"   # the packaged weights: no download attempt in tests
 

@@ -235,26 +235,26 @@ def test_per_batch_augmentation_path_trains_and_keeps_labels(tmp_path, home, cpu
 
 def test_pieces_by_default_only_when_they_give_the_same_update(data, cpu, monkeypatch):
     learn = ConvLearner.pretrained("efficientnet_lite0", data)
-    assert learn._body_piece() == 8                  # a frozen body (its BatchNorm fixed): forward in pieces
+    assert learn._run_policy().body_piece == 8                  # a frozen body (its BatchNorm fixed): forward in pieces
     learn.precompute = True
-    assert learn._body_piece() is None               # the head trains on cached activations
+    assert learn._run_policy().body_piece is None               # the head trains on cached activations
     learn.precompute = False
     learn.unfreeze()
-    assert learn._body_piece() is None               # the body's BatchNorm trains: pieces would change it
+    assert learn._run_policy().body_piece is None               # the body's BatchNorm trains: pieces would change it
     learn.bn_freeze(True)
-    assert learn._body_piece() == 8                  # fixed BatchNorm on a CPU: pieces of 8, same update
+    assert learn._run_policy().body_piece == 8                  # fixed BatchNorm on a CPU: pieces of 8, same update
     learn.policy = cpu.but(body_piece=None)          # a GPU's policy: whole mini-batches
-    assert learn._body_piece() is None
+    assert learn._run_policy().body_piece is None
     learn.policy = cpu
     learn.micro_bs = None
-    assert learn._body_piece() is None
+    assert learn._run_policy().body_piece is None
     for wrong in (0, 2.5, True, "16"):
         learn.micro_bs = wrong
         with pytest.raises(ValueError, match="learn.micro_bs"):
-            learn._body_piece()
+            learn._run_policy().body_piece
     learn.micro_bs = 2
     learn.bn_freeze(False)
-    assert learn._body_piece() == 2                  # a number forces pieces
+    assert learn._run_policy().body_piece == 2                  # a number forces pieces
     seen, step = [], training.train_step
     monkeypatch.setattr(training, "train_step", lambda *a: seen.append(a[5].body_piece) or step(*a))
     learn.fit(1e-3, 1)                                  # the data's mini-batches of 4 go in pieces of 2

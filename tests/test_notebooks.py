@@ -29,3 +29,23 @@ def test_lesson_shape(nb):
     assert "Exercise" in prose and sum("check(" in c for c in code) >= 2, "at least two checked exercises"
     assert sum("assert" in c for c in code) >= 2, "cells that matter assert what they show"
     assert not any("import *" in c for c in code)
+
+
+@pytest.mark.parametrize("platform, env, says", [
+    ("google.colab", {}, "In Colab"), (None, {"KAGGLE_KERNEL_RUN_TYPE": "Interactive"}, "In Kaggle"),
+    (None, {}, "make lab")])
+def test_the_first_cell_says_how_to_install_lessonlib_where_it_is_missing(tmp_path, platform, env, says):
+    import os
+    import subprocess
+    import sys
+
+    cells = json.loads(NOTEBOOKS[1].read_text())["cells"]
+    first = next("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    fake = "import sys, types\nsys.modules['lessonlib'] = None   # not installed\n"
+    if platform:
+        fake += f"sys.modules[{platform!r}] = types.ModuleType({platform!r})\n"
+    environ = {k: v for k, v in os.environ.items() if k != "KAGGLE_KERNEL_RUN_TYPE"} | env
+    proc = subprocess.run([sys.executable, "-c", fake + first], cwd=tmp_path, env=environ, capture_output=True,
+                          text=True)
+    assert says in proc.stdout and proc.returncode != 0
+    assert "lessonlib is missing" in proc.stderr and "Traceback" not in proc.stderr

@@ -143,3 +143,57 @@ def test_torch_threads_never_exceed_the_cores_the_policy_counts():
         assert torch.get_num_threads() == policy.threads
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(True, False, "bf16"), (False, True, "bf16"),
+                                                       (False, False, "fp32")])
+def test_the_cpu_precision_follows_the_processors_bfloat16(monkeypatch, avx512_bf16, amx, expected):
+    import platform
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)   # what the processor reports
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.delenv("LESSONLIB_PRECISION", raising=False)
+    policy = resolve_policy("cpu")
+    assert policy.precision == expected
+    assert any(("native bfloat16" in r) for r in policy.reasons)
+    assert resolve_policy("cpu", precision="fp32").precision == "fp32"      # a user can force either
+    assert resolve_policy("cpu", precision="bf16").precision == "bf16"
+    monkeypatch.setenv("LESSONLIB_PRECISION", "bf16" if expected == "fp32" else "fp32")
+    assert resolve_policy("cpu").precision != expected
+    with pytest.raises(ValueError, match="fp16' is for GPUs"):
+        resolve_policy("cpu", precision="fp16")
+    with pytest.raises(ValueError, match="choose one of"):
+        resolve_policy("cpu", precision="half")
+
+
+def test_where_torch_cannot_tell_a_measurement_decides_once(tmp_path, monkeypatch):
+    import json
+    import platform
+    monkeypatch.setenv("LESSONLIB_HOME", str(tmp_path))
+    monkeypatch.setattr(platform, "machine", lambda: "riscv64")
+    from lessonlib.policy import cpu_bf16
+    first = cpu_bf16()
+    files = list((tmp_path / "machine").glob("bf16-*.json"))
+    assert len(files) == 1 and "measured once on this machine" in first[1]
+    saved = json.loads(files[0].read_text())
+    assert saved["fp32_per_s"] > 0 and saved["bf16_per_s"] > 0
+    files[0].write_text(json.dumps({"fp32_per_s": 1.0, "bf16_per_s": 2.0}))   # the remembered result is used
+    assert cpu_bf16()[0] is True and "2.00x" in cpu_bf16()[1]
+
+
+def test_bf16_autocast_keeps_weights_activations_and_the_head_in_float32(tmp_path, home):
+    from lessonlib import models
+    make_folders(tmp_path / "pets", n_train=8, n_valid=4)
+    tfms = tfms_from_model("efficientnet_lite0", 32)
+    bf16 = resolve_policy("cpu", precision="bf16")
+    data = ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms, bs=4, device=bf16)
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    x, _ = learn.activations("train")
+    assert x.dtype == torch.float32 and all(p.dtype == torch.float32 for p in learn.model.parameters())
+    fp32 = ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms, bs=4, device=resolve_policy("cpu", "fp32"))
+    other = ConvLearner.pretrained("efficientnet_lite0", fp32, precompute=True)
+    assert not torch.equal(other.activations("train")[0], x)            # two precisions, two cached entries
+    assert torch.allclose(other.activations("train")[0], x, rtol=0.1, atol=0.1)
+    with bf16.autocast():
+        out = models.head_forward(learn.head.eval(), x[:4].bfloat16())
+    assert out.dtype == torch.float32

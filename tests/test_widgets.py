@@ -57,3 +57,31 @@ def test_augmentation_explorer_driven_without_a_browser():
     sliders = box.children[0].children[0].children
     sliders[1].value = 90.0
     assert explorer.params["rotation"] == 90.0
+
+
+def test_lr_explorer_widget_controls_drive_the_state_and_the_text():
+    import torch
+
+    from lessonlib.lr_finder import LRFinder
+    from lessonlib.recorder import Recorder
+    from lessonlib.widgets import LRExplorer
+
+    lrs = np.logspace(-6, 0, 60)
+    rec = Recorder(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0))
+    for lr, loss in zip(lrs, 1 + (np.log10(lrs) + 2) ** 2 / 4):   # a bowl with its bottom at 1e-2
+        rec.record([lr], loss)
+    lrf = LRFinder(rec, beta=0.0)
+
+    class Learner:   # what the explorer asks of a learner
+        def try_lr(self, lr, num_it):
+            return np.linspace(1.0, 0.5 if lr < 1e-1 else 2.0, num_it)
+    explorer = LRExplorer(Learner(), lrf, num_it=5)
+    box = explorer.widget()
+    slider, text, button, _ = box.children
+    slider.value = float(lrs[-1])                       # drag the slider to the top of the sweep
+    assert explorer.lr == pytest.approx(lrs[-1]) and explorer.label == "too high"
+    assert "too high" in text.value
+    button.click()                                      # "train at this rate"
+    assert list(explorer.runs) == [explorer.lr] and len(explorer.runs[explorer.lr]) == 5
+    slider.value = float(lrf.suggestion)
+    assert explorer.label == "good" and "good" in text.value
