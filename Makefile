@@ -1,9 +1,10 @@
 # Two commands: `make lab` (install, then open the first lesson) and `make test` (install, then run every test).
+# `make test-full` runs every lesson in full mode (long).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: lab test install clean
+.PHONY: lab test test-full install clean
 
 install: $(VENV)/.installed
 
@@ -20,6 +21,11 @@ lab: install
 # suite runs on 2 CPU cores in minutes.
 test: install
 	LESSONLIB_SMOKE=1 $(BIN)/python -m pytest
+
+# Every lesson in full mode, as a student runs it (long: not part of CI). Each lesson's time and peak memory
+# go to benchmarks/results/lesson_times_<device>_full.json; the exit status says whether every cell passed.
+test-full: install
+	LESSONLIB_SMOKE=0 $(BIN)/python benchmarks/lesson_times.py --tag full
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -22,9 +22,9 @@ from lessonlib.training import train_step
 __all__ = ["LRFinder", "RULES", "Sweep", "describe_region", "find_lr", "losses_at", "preserved_state",
            "suggest_order_below_min", "suggest_steepest", "suggest_valley"]
 
-# The default is "valley": on dogscats-mini with precompute, the lesson's rule ("order_below_min")
-# lands ~40x above valley because the moving average lags the raw loss by tens of mini-batches,
-# and fit(rate, 3) there reached 0.99 against 0.995 for valley (see 02_learning_rate_finder.ipynb).
+# The default is "valley": the smoothed curve lags the raw loss, which pushes the lesson's rule
+# ("order_below_min") up; benchmarks/lr_rules.py measures the rules over several seeds, and lesson 02
+# shows what it found.
 DEFAULT_SUGGESTION = "valley"
 RULES = {
     "order_below_min": "the rate at the smoothed loss minimum, divided by 10 (the lesson's rule)",
