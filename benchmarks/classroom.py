@@ -24,6 +24,8 @@ QUICKSTART = """
 import json, resource, time
 start = time.perf_counter()
 from lessonlib import ConvLearner, ImageClassifierData, datasets, tfms_from_model, transforms_side_on
+from lessonlib.runtime import seed_everything
+seed_everything(0)   # every student the same seed: same data and head, so their results can be compared
 PATH = datasets.get("dogscats-mini")
 tfms = tfms_from_model("resnet34", {sz}, aug_tfms=transforms_side_on, max_zoom=1.1)
 data = ImageClassifierData.from_paths(PATH, tfms=tfms, bs={bs})

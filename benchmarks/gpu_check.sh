@@ -1,9 +1,12 @@
 #!/bin/bash
-# The GPU checks in one run, for a machine with a CUDA GPU: what the machine is, the gpu-marked tests,
-# the overhead benchmark (lessonlib's fit vs the minimal loop vs the model-bound ceiling, precompute, lr_find)
-# for ResNet34 and ResNet50 (random weights where torchvision's cannot be downloaded: timing only) and the
-# packaged EfficientNet-Lite0, the precompute and image-cache benchmarks, every lesson in full mode
-# (benchmarks/lesson_times.py), and last, if time is left, the ResNet34 benchmark compiled.
+# The GPU checks in one run, for a machine with a CUDA GPU, most valuable first: what the machine is, the
+# gpu-marked tests, every lesson in full mode (benchmarks/lesson_times.py), the overhead benchmark (lessonlib's
+# fit vs the minimal loop vs the model-bound ceiling, precompute, lr_find) for ResNet34 and ResNet50 (random
+# weights where torchvision's cannot be downloaded: timing only) and the packaged EfficientNet-Lite0, the
+# command line's images/s in one process, lesson 05 with cudnn.benchmark off (the first measurements
+# suggest its autotuning costs more than it saves on lessons this small), bfloat16 against float32 on the
+# machine's CPU (these hosts' CPUs often have AMX), the precompute and image-cache benchmarks, and last, if
+# time is left, the ResNet34 benchmark compiled.
 #
 #   bash benchmarks/gpu_check.sh [SECONDS]       # SECONDS: stop starting new steps after this long (default 900)
 #
@@ -63,12 +66,16 @@ if [ -z "${LESSONLIB_OFFLINE:-}" ] && ! $PYTHON -c "import socket; socket.create
 fi
 
 step "gpu tests" 240 $PYTHON -m pytest -q -o addopts="" -p no:cacheprovider -m gpu tests/test_gpu.py
+step "lessons, full mode" 420 $PYTHON benchmarks/lesson_times.py 00 01 02 03 04 05 06 07 09 --tag full
 step "resnet34 fit overhead" 150 $PYTHON benchmarks/training_overhead.py --arch resnet34 --weights random --repeats 3
-step "precompute speed-up" 90 $PYTHON benchmarks/precompute_speedup.py
 step "resnet50 fit overhead" 150 $PYTHON benchmarks/training_overhead.py --arch resnet50 --weights random --repeats 2
 step "efficientnet_lite0 fit overhead" 150 $PYTHON benchmarks/training_overhead.py --arch efficientnet_lite0 --repeats 3
+step "command line, one process" 120 $PYTHON -m lessonlib train dogscats-mini --arch efficientnet_lite0 --epochs 2 \
+  --cycle-len 1 --unfreeze --bn-freeze --history benchmarks/results/cli_history_cuda.csv
+step "lesson 05, cudnn.benchmark off" 200 env LESSONLIB_CUDNN_BENCHMARK=0 $PYTHON benchmarks/lesson_times.py 05 --tag cudnn_off
+step "bfloat16 on this machine's CPU" 300 $PYTHON benchmarks/precision.py --sz 128 --repeats 1
+step "precompute speed-up" 90 $PYTHON benchmarks/precompute_speedup.py
 step "image cache" 90 $PYTHON benchmarks/image_cache.py
-step "lessons, full mode" 600 $PYTHON benchmarks/lesson_times.py 00 01 02 03 04 05 06 07 09
 step "resnet34 fit overhead, compiled" 400 $PYTHON benchmarks/training_overhead.py --arch resnet34 --weights random --repeats 2 --compile
 say "done"
 

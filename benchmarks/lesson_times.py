@@ -11,6 +11,8 @@ benchmarks/results/lesson_times_<device>[_<tag>].json; exit status 1 when any no
     LESSONLIB_WEIGHTS=random python benchmarks/lesson_times.py --allow-errors --tag random
         # times the lessons' own networks with random weights (their accuracy asserts then fail:
         # --allow-errors runs every cell anyway, so the time is the whole lesson's)
+    ... lesson_times.py 05 --substitute 'else "efficientnet_lite0"' 'else "resnet34"' --tag resnet
+        # what a lesson costs with another setting: the text is replaced in its code cells first
 """
 import argparse
 import json
@@ -53,13 +55,19 @@ def gpu_memory_sampler():
     return stop
 
 
-def run_one(path, timeout, allow_errors):
+def run_one(path, timeout, allow_errors, substitute=None):
     """Execute one notebook in a new kernel; return its measurements (called in a process of its own)."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(path, as_version=4)
+    replaced = 0
+    for old, new in substitute or []:
+        for cell in nb.cells:
+            if cell.cell_type == "code" and old in cell.source:
+                cell.source = cell.source.replace(old, new)
+                replaced += 1
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
 
@@ -89,6 +97,8 @@ def run_one(path, timeout, allow_errors):
         "passed": error is None and not errors,
         "cells_with_errors": len(errors),
     }
+    if substitute:
+        result["substituted_in_cells"] = replaced
     if errors:
         i, first = errors[0]
         where = next((line for line in reversed(first["traceback"]) if "assert" in line or "Error" in line), "")
@@ -112,10 +122,12 @@ def main():
     parser.add_argument("--timeout", type=int, default=3600, help="seconds one cell may take")
     parser.add_argument("--allow-errors", action="store_true", help="run every cell even after one fails")
     parser.add_argument("--tag", default="", help="added to the result file's name")
+    parser.add_argument("--substitute", nargs=2, action="append", metavar=("OLD", "NEW"),
+                        help="replace this text in the code cells before running (e.g. the network)")
     parser.add_argument("--one", help=argparse.SUPPRESS)   # internal: run this notebook in this process
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(Path(args.one), args.timeout, args.allow_errors)))
+        print(json.dumps(run_one(Path(args.one), args.timeout, args.allow_errors, args.substitute)))
         return 0
 
     os.environ.setdefault("LESSONLIB_HOME", tempfile.mkdtemp(prefix="lessonlib-lessons-"))   # shared by the lessons
@@ -137,6 +149,8 @@ def main():
         cmd = [sys.executable, __file__, "--one", str(path), "--timeout", str(args.timeout)]
         if args.allow_errors:
             cmd.append("--allow-errors")
+        for old, new in args.substitute or []:
+            cmd += ["--substitute", old, new]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode != 0 or not lines:

@@ -272,9 +272,12 @@ def _resolve(device):
         if limit is not None and budget > limit / 8:   # in a container, an eighth of its memory at most
             budget = limit / 8
             reasons.append(f"image cache at most {budget:.0f} MB: an eighth of this container's {limit} MB")
+        benchmark = os.environ.get("LESSONLIB_CUDNN_BENCHMARK", "1").strip() not in ("0", "false", "no")
+        if not benchmark:
+            reasons.append("cudnn.benchmark off (LESSONLIB_CUDNN_BENCHMARK=0)")
         return Policy(device, precision, channels_last=True, num_workers=min(8, cores), pin_memory=True,
                       image_cache_mb=budget, augment_on_device=True, body_piece=None,
-                      compile_missing=_compile_missing(device), cudnn_benchmark=True, threads=cores,
+                      compile_missing=_compile_missing(device), cudnn_benchmark=benchmark, threads=cores,
                       reasons=tuple(reasons + ["loader workers decode JPEGs so the GPU never waits; augmentation "
                                                "per batch on the GPU; decoded images kept in memory when they fit"]))
     if device.type == "mps":

@@ -80,8 +80,12 @@ def test_four_students_at_once_with_their_own_homes_and_one_read_only_mirror(tmp
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     from classroom import run_class
 
-    results, mirror_unchanged = run_class(4, sz=64, bs=16, smoke=True, where=tmp_path)
+    results, mirror_unchanged = run_class(4, sz=128, bs=16, smoke=True, where=tmp_path)
     assert all("failed" not in r for r in results), results
     assert mirror_unchanged
     assert all(Path(r["path"]).is_relative_to(tmp_path / f"student{r['student']}") for r in results)   # own samples
-    assert all(r["accuracy"] > 0.5 for r in results)   # real photos, a pretrained body: better than chance
+    # Real photos and a pretrained body: well above chance on the 16 validation photos (seeds 0-4 at 128 px
+    # gave 0.875-1.0 here; 64 px gave 0.56-0.81, too close to chance to assert on). The same seed for
+    # everyone: students running at once must not change each other's results.
+    assert all(r["accuracy"] >= 0.75 for r in results), results
+    assert len({r["accuracy"] for r in results}) == 1, results
