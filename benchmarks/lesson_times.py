@@ -103,6 +103,10 @@ def run_one(path, timeout, allow_errors, substitute=None):
         i, first = errors[0]
         where = next((line for line in reversed(first["traceback"]) if "assert" in line or "Error" in line), "")
         result["first_error"] = f"cell {i}: {first['ename']}: {first['evalue']} ({_plain(where)})"[:400]
+        # every error, so a run with --allow-errors shows which cells failed and why (e.g. only accuracy asserts)
+        result["errors"] = [f"cell {i}: {o['ename']}: {_plain(o['evalue'])[:120]} "
+                            f"({_plain(next((ln for ln in reversed(o['traceback']) if 'assert' in ln), ''))[:160]})"
+                            for i, o in errors]
     if error:
         result["error"] = error
     if stop_gpu is not None:
