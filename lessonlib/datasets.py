@@ -274,7 +274,12 @@ def safe_extract(archive, dest):
                 _refuse_escape(member.name, dest)
                 if member.issym() or member.islnk():
                     _refuse_escape(os.path.join(os.path.dirname(member.name), member.linkname), dest)
-            t.extractall(dest, filter="data")
+                if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+                    raise ValueError(f"refusing to extract {member.name!r}: not a file, folder or link")
+            if hasattr(tarfile, "data_filter"):   # Python 3.11.4+ / 3.10.12+
+                t.extractall(dest, filter="data")
+            else:   # older Pythons (Debian 12's 3.11.2): the checks above stand in for the "data" filter
+                t.extractall(dest)
     else:
         raise ValueError(f"{archive} is neither a zip nor a tar archive")
     return dest

@@ -253,6 +253,31 @@ def test_safe_extract_refuses_escaping_paths(tmp_path):
         datasets.safe_extract(tar, tmp_path / "target2")
 
 
+@pytest.mark.parametrize("has_data_filter", [True, False])
+def test_tar_archives_extract_with_and_without_pythons_data_filter(tmp_path, monkeypatch, has_data_filter):
+    """Python before 3.11.4 (Debian 12 ships 3.11.2) has no tarfile "data" filter: extraction must still work
+    there, and still refuse what the filter would."""
+    if not has_data_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    good = tmp_path / "good.tgz"
+    with tarfile.open(good, "w:gz") as t:
+        payload = b"a photo"
+        info = tarfile.TarInfo("set/train/cats/cat.1.jpg")
+        info.size = len(payload)
+        t.addfile(info, io.BytesIO(payload))
+    out = datasets.safe_extract(good, tmp_path / "out")
+    assert (out / "set/train/cats/cat.1.jpg").read_bytes() == b"a photo"
+
+    for name, kind in [("dev", tarfile.CHRTYPE), ("fifo", tarfile.FIFOTYPE)]:
+        odd = tmp_path / f"{name}.tar"
+        with tarfile.open(odd, "w") as t:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            t.addfile(info)
+        with pytest.raises(ValueError, match="not a file"):
+            datasets.safe_extract(odd, tmp_path / f"out-{name}")
+
+
 def test_download_and_extract_from_a_local_zip_url(tmp_path):
     archive = tmp_path / "dogscats.zip"
     with zipfile.ZipFile(archive, "w") as z:
