@@ -99,19 +99,20 @@ def run_one(path, timeout, allow_errors, substitute=None):
     }
     if substitute:
         result["substituted_in_cells"] = replaced
-    if errors:
-        i, first = errors[0]
-        where = next((line for line in reversed(first["traceback"]) if "assert" in line or "Error" in line), "")
-        result["first_error"] = f"cell {i}: {first['ename']}: {first['evalue']} ({_plain(where)})"[:400]
-        # every error, so a run with --allow-errors shows which cells failed and why (e.g. only accuracy asserts)
-        result["errors"] = [f"cell {i}: {o['ename']}: {_plain(o['evalue'])[:120]} "
-                            f"({_plain(next((ln for ln in reversed(o['traceback']) if 'assert' in ln), ''))[:160]})"
-                            for i, o in errors]
+    if errors:   # every failing cell, so a run with --allow-errors shows which failed and why (e.g. only accuracy asserts)
+        result["errors"] = [_describe(i, o) for i, o in errors]
+        result["first_error"] = result["errors"][0]
     if error:
         result["error"] = error
     if stop_gpu is not None:
         result["peak_gpu_memory_gb"] = round(stop_gpu() / 1024, 2)
     return result
+
+
+def _describe(i, output):
+    """'cell i: Error: message (the traceback line that asserts or raises)'."""
+    where = next((line for line in reversed(output["traceback"]) if "assert" in line or "Error" in line), "")
+    return f"cell {i}: {output['ename']}: {_plain(output['evalue'])[:120]} ({_plain(where)[:160]})"
 
 
 def _plain(text):
@@ -166,6 +167,9 @@ def main():
         print(f"{path.name:<36} {row.get('seconds', float('nan')):>7.1f}s {row.get('peak_rss_gb', float('nan')):>7.2f}GB"
               f"  {verdict}", flush=True)
         write(summary, args.tag)   # after every lesson: an interrupted run keeps what it measured
+    if args.substitute and not any(r.get("substituted_in_cells") for r in summary["lessons"]):
+        print("none of the --substitute texts was found in these lessons: they ran unchanged", file=sys.stderr)
+        return 1
     return 0 if all(r["passed"] for r in summary["lessons"]) else 1
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from lessonlib.runtime import default_device
+from lessonlib.runtime import default_device, env_flag
 
 __all__ = ["CPU_PIECE", "PRECISIONS", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_bf16", "cpu_workers",
            "measured_cpu_bf16", "resolve_policy"]
@@ -272,7 +272,7 @@ def _resolve(device):
         if limit is not None and budget > limit / 8:   # in a container, an eighth of its memory at most
             budget = limit / 8
             reasons.append(f"image cache at most {budget:.0f} MB: an eighth of this container's {limit} MB")
-        benchmark = os.environ.get("LESSONLIB_CUDNN_BENCHMARK", "1").strip() not in ("0", "false", "no")
+        benchmark = env_flag("LESSONLIB_CUDNN_BENCHMARK", default=True)
         if not benchmark:
             reasons.append("cudnn.benchmark off (LESSONLIB_CUDNN_BENCHMARK=0)")
         return Policy(device, precision, channels_last=True, num_workers=min(8, cores), pin_memory=True,

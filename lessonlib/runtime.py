@@ -8,13 +8,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["HomeError", "default_device", "doctor", "home", "in_notebook", "seed_everything", "setup",
+__all__ = ["HomeError", "default_device", "doctor", "env_flag", "home", "in_notebook", "seed_everything", "setup",
            "smoke_mode"]
+
+
+def env_flag(name, default=False):
+    """A yes/no setting from the environment: 1/true/yes or 0/false/no (any case); `default` when unset or empty."""
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value in {"1", "true", "yes"}
 
 
 def smoke_mode():
     """True when `LESSONLIB_SMOKE=1`: tiny data, small images, one short epoch (for CI)."""
-    return os.environ.get("LESSONLIB_SMOKE", "").strip().lower() in {"1", "true", "yes"}
+    return env_flag("LESSONLIB_SMOKE")
 
 
 _writable = set()   # homes found writable in this process

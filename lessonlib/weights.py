@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from lessonlib.models import ARCHS, FALLBACK, arch_name
+from lessonlib.runtime import env_flag
 
 __all__ = ["convert_efficientnet_lite0_keys", "fetch_weights", "find_weights", "load_pretrained", "offline",
            "packaged_efficientnet_lite0", "random_model", "weight_file_ok", "weight_places", "weights_url"]
@@ -156,7 +157,7 @@ def fetch_weights(names, to):
 
 def offline():
     """True when `LESSONLIB_OFFLINE=1` asks lessonlib not to try any download."""
-    return os.environ.get("LESSONLIB_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
+    return env_flag("LESSONLIB_OFFLINE")
 
 
 WEIGHTS = ("imagenet", "random")

@@ -197,3 +197,16 @@ def test_bf16_autocast_keeps_weights_activations_and_the_head_in_float32(tmp_pat
     with bf16.autocast():
         out = models.head_forward(learn.head.eval(), x[:4].bfloat16())
     assert out.dtype == torch.float32
+
+
+@pytest.mark.parametrize("value, default, expected", [
+    (None, False, False), ("", True, True), ("1", False, True), ("YES", False, True), (" true ", False, True),
+    ("0", True, False), ("no", True, False), ("False", True, False)])
+def test_yes_no_settings_are_read_one_way(monkeypatch, value, default, expected):
+    from lessonlib.runtime import env_flag
+    if value is None:
+        monkeypatch.delenv("LESSONLIB_SOME_FLAG", raising=False)
+    else:
+        monkeypatch.setenv("LESSONLIB_SOME_FLAG", value)
+    assert env_flag("LESSONLIB_SOME_FLAG", default=default) is expected
+
