@@ -13,9 +13,16 @@ __all__ = ["HomeError", "default_device", "doctor", "env_flag", "home", "in_note
 
 
 def env_flag(name, default=False):
-    """A yes/no setting from the environment: 1/true/yes or 0/false/no (any case); `default` when unset or empty."""
+    """A yes/no setting from the environment: 1/true/yes/on or 0/false/no/off (any case); `default` when unset
+    or empty. Anything else is a ValueError naming the setting (a typo must not quietly mean "no")."""
     value = os.environ.get(name, "").strip().lower()
-    return default if not value else value in {"1", "true", "yes"}
+    if not value:
+        return default
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name}={os.environ[name]!r}: use 1 (yes) or 0 (no)")
 
 
 def smoke_mode():

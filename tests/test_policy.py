@@ -201,7 +201,7 @@ def test_bf16_autocast_keeps_weights_activations_and_the_head_in_float32(tmp_pat
 
 @pytest.mark.parametrize("value, default, expected", [
     (None, False, False), ("", True, True), ("1", False, True), ("YES", False, True), (" true ", False, True),
-    ("0", True, False), ("no", True, False), ("False", True, False)])
+    ("0", True, False), ("no", True, False), ("False", True, False), ("on", False, True), ("OFF", True, False)])
 def test_yes_no_settings_are_read_one_way(monkeypatch, value, default, expected):
     from lessonlib.runtime import env_flag
     if value is None:
@@ -210,3 +210,11 @@ def test_yes_no_settings_are_read_one_way(monkeypatch, value, default, expected)
         monkeypatch.setenv("LESSONLIB_SOME_FLAG", value)
     assert env_flag("LESSONLIB_SOME_FLAG", default=default) is expected
 
+
+
+@pytest.mark.parametrize("value", ["2", "maybe", "ture"])
+def test_a_yes_no_setting_that_is_neither_is_a_clear_error(monkeypatch, value):
+    from lessonlib.runtime import env_flag
+    monkeypatch.setenv("LESSONLIB_SOME_FLAG", value)
+    with pytest.raises(ValueError, match="LESSONLIB_SOME_FLAG.*use 1"):
+        env_flag("LESSONLIB_SOME_FLAG", default=True)
