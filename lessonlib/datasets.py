@@ -4,7 +4,7 @@ Where each one comes from, in order:
 1. a copy already under the data folder (`LESSONLIB_DATA`, default LESSONLIB_HOME/data);
 2. the mirror `LESSONLIB_DATA_MIRROR`, if set (a classroom's shared, read-only folder
    holding `dogscats-mini/`, `planet-mini/`, ...);
-3. for the teaching sets (`dogscats-mini`, `planet-mini`, `mnist-digits`): the copy that travels
+3. for the teaching sets (`dogscats-mini`, `planet-mini`, `mnist-digits`, `mnist-5k`): the copy that travels
    inside lessonlib itself (`lessonlib/teaching_sets/`), so they work offline with nothing else;
 4. the real download, where the data set has one: with a progress bar, retries that resume a
    dropped connection, a size and checksum check, and an extraction that refuses paths escaping
@@ -70,6 +70,7 @@ CATALOG = {e.name: e for e in [
     Entry("planet-mini", "502 real Planet satellite chips, 128 px, 17 tags (train_v2.csv)",
           packaged=True, smoke_rows=120),
     Entry("mnist-digits", "20 real MNIST digits, 2 per class, 28x28 greyscale PNGs", packaged=True),
+    Entry("mnist-5k", "5,000 real MNIST digits, 500 per class, in one CSV (mnist_5k.csv.gz)", packaged=True),
 ]}
 
 
@@ -97,7 +98,7 @@ def get(name, smoke=None):
     """A local folder holding data set `name` (see `CATALOG`), fetching it the first time.
 
     Args:
-        name: "dogscats-mini", "planet-mini", "mnist-digits" (these come with lessonlib), or
+        name: "dogscats-mini", "planet-mini", "mnist-digits", "mnist-5k" (these come with lessonlib), or
             "dogscats", "oxford-pets", "planet-sample" (downloaded once).
         smoke: cut down to a few images per class; default: on in smoke mode (`LESSONLIB_SMOKE=1`).
 

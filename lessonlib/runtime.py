@@ -2,14 +2,15 @@
 import os
 import platform
 import random
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["HomeError", "default_device", "doctor", "env_flag", "home", "in_notebook", "seed_everything", "setup",
-           "smoke_mode"]
+__all__ = ["HomeError", "default_device", "doctor", "env_flag", "home", "in_notebook", "offer_download", "output_path",
+           "seed_everything", "setup", "smoke_mode"]
 
 
 def env_flag(name, default=False):
@@ -59,6 +60,23 @@ def home():
             raise HomeError(f"{setting} is not writable ({e.strerror or e}): {fix}") from None
         _writable.add(root)
     return root
+
+
+def output_path(name):
+    """Where to write a file the student takes away (a submission, a workbook): the notebook's own folder, which
+    Colab's Files pane shows, or Kaggle's `/kaggle/working` (its Output); LESSONLIB_HOME if neither is writable."""
+    kaggle = [Path("/kaggle/working")] if "KAGGLE_KERNEL_RUN_TYPE" in os.environ else []
+    for folder in kaggle + [Path.cwd()]:
+        if folder.is_dir() and os.access(folder, os.W_OK):
+            return folder / name
+    return home() / name
+
+
+def offer_download(path):
+    """Say where a written file is; in Colab also the line that downloads it to your computer."""
+    print(f"wrote {path}")
+    if "google.colab" in sys.modules:
+        print(f"to download it: from google.colab import files; files.download({str(path)!r})")
 
 
 def default_device():

