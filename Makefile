@@ -19,8 +19,13 @@ lab: install
 
 # Smoke mode: a tiny sample of the real photos that come with lessonlib and small images, so the whole
 # suite runs on 2 CPU cores in minutes.
+# Then the tests that touch precision once more on each kind of CPU, faked where this one is not of that kind:
+# one that computes bfloat16 natively (AVX-512 BF16, AMX) and one that does not.
+PRECISION_TESTS := tests/test_policy.py tests/test_training.py tests/test_lr_finder.py tests/test_learner.py tests/test_interpret.py
 test: install
 	LESSONLIB_SMOKE=1 $(BIN)/python -m pytest
+	LESSONLIB_SMOKE=1 $(BIN)/python -m pytest -q -o addopts="-p no:cacheprovider" --cpu-bf16=native -k "not compile" $(PRECISION_TESTS)
+	LESSONLIB_SMOKE=1 $(BIN)/python -m pytest -q -o addopts="-p no:cacheprovider" --cpu-bf16=none -k "not compile" $(PRECISION_TESTS)
 
 # Every lesson in full mode, as a student runs it (long: not part of CI). Each lesson's time and peak memory
 # go to benchmarks/results/lesson_times_<device>_full.json; the exit status says whether every cell passed.

@@ -7,6 +7,13 @@ os.environ.setdefault("LESSONLIB_HOME", tempfile.mkdtemp(prefix="lessonlib-test-
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--cpu-bf16", choices=("machine", "native", "none"), default="machine",
+                     help="what lessonlib.policy.cpu_bf16() reports: this machine's CPU (default), or a CPU that "
+                          "computes bfloat16 natively / one that does not; the precision policy then chooses as "
+                          "it would there (unit tests only: notebooks run in kernels of their own)")
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip tests marked `gpu` where there is no CUDA device."""
     import pytest

@@ -7,7 +7,9 @@ In one run, alternating the two precisions (`resolve_policy("cpu", precision=...
   - the answers: accuracy after training the head, the LR finder's suggestion, the SGDR table, the fine-tune
     table, for each precision;
   - with `--lessons 01 04 05`: the wall time of whole lessons in full mode, alternating (LESSONLIB_PRECISION).
-Prints what this CPU reports (`policy.cpu_bf16`) too. Writes JSON to benchmarks/results/.
+Prints what this CPU reports (`policy.cpu_bf16`) too, and per stage: which precision is faster here and which
+one lessonlib's default policy uses (`resolve_policy("cpu")`: `precision` for forward passes without gradients
+through the body, `backprop_precision` where the body trains). Writes JSON to benchmarks/results/.
 
     python benchmarks/precision.py [--sz 224] [--repeats 2] [--lessons 01 04 05]
 """
@@ -124,7 +126,15 @@ def main():
                                                              result["fp32"]["head_accuracy"]) * len(learners["fp32"].data.val_ds))
     if args.lessons:
         result["lesson_seconds"] = lesson_times(args.lessons, 1)
+    default = resolve_policy("cpu")
+    result["default_policy"] = {"precompute": default.precision, "frozen_epoch": default.precision,
+                                "fine_tune": default.backprop_precision}
     save_result(f"precision_cpu_{args.sz}", result)
+    print(f"\n{'stage':<14}{'fp32 img/s':>11}{'bf16 img/s':>11}{'bf16/fp32':>10}  faster here  lessonlib's default")
+    for what in ("precompute", "frozen_epoch", "fine_tune"):
+        ratio = result[f"{what}_bf16_over_fp32"]
+        print(f"{what:<14}{result[f'{what}_images_per_s_fp32']:>11}{result[f'{what}_images_per_s_bf16']:>11}"
+              f"{ratio:>10}  {'bf16' if ratio > 1 else 'fp32':<11}  {result['default_policy'][what]}")
 
 
 if __name__ == "__main__":

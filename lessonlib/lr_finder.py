@@ -107,6 +107,7 @@ def find_lr(model, optimizer, loss_fn, train_batches, policy, sweep=Sweep(), gro
     ratios = np.array([g["lr"] for g in optimizer.param_groups], dtype=float)
     ratios = ratios / ratios[-1] if ratios[-1] > 0 else np.ones_like(ratios)
     growth = (sweep.end_lr / sweep.start_lr) ** (1 / (sweep.num_it - 1))
+    policy = policy.for_training(model)   # the precision where the body back-propagates, if it does
     scaler = policy.grad_scaler()
     recorder = Recorder(optimizer, group_names)
     best, stopped = np.inf, None
@@ -133,6 +134,7 @@ def find_lr(model, optimizer, loss_fn, train_batches, policy, sweep=Sweep(), gro
 
 def losses_at(model, optimizer, loss_fn, train_batches, lr, num_it, policy):
     """Train `num_it` mini-batches at a constant `lr` and return their losses; then restore everything."""
+    policy = policy.for_training(model)
     scaler = policy.grad_scaler()
     losses = []
     with preserved_state(model, optimizer):

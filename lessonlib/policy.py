@@ -26,6 +26,13 @@ from lessonlib.runtime import default_device, env_flag
 __all__ = ["CPU_PIECE", "PRECISIONS", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_bf16", "cpu_workers",
            "measured_cpu_bf16", "resolve_policy"]
 
+# Why a CPU back-propagates through the body in float32 even where it computes bfloat16 natively: measured on
+# an AMD EPYC with AVX-512 BF16 (EfficientNet-Lite0, 224 px, mini-batches of 64, the body in pieces of 8), a
+# fine-tuning step ran at 39.9 images/s in bf16 against 46.5 in fp32 (0.86x), while the body's forward pass
+# without gradients ran 2.02x faster in bf16. benchmarks/precision.py measures both stages on any machine.
+CPU_BACKPROP_WHY = ("on CPUs with native bfloat16 a fine-tuning step measured slower in bf16 than in fp32 "
+                    "(0.86x, EfficientNet-Lite0; benchmarks/precision.py measures this machine)")
+
 # Images per piece of a mini-batch through the body on a CPU: activations of 8 images at 224 px stay in
 # the CPU's caches (benchmarks/micro_batches.py measures it).
 CPU_PIECE = 8
@@ -81,7 +88,9 @@ def _compile_missing(device):
 class Policy:
     """How this run uses its hardware. Make one with `resolve_policy()`; change a field with `policy.but(...)`.
 
-    Fields: `device`; `precision` ("bf16", "fp16" or "fp32": the autocast type of forward passes);
+    Fields: `device`; `precision` ("bf16", "fp16" or "fp32": the autocast type of forward passes without
+    gradients through the body: precompute, a frozen body, evaluation, predictions, TTA); `backprop_precision`
+    (the autocast type where the body back-propagates: fine-tuning; `for_training` picks between the two);
     `channels_last` (memory format of images and conv weights); `num_workers` and `pin_memory` (the
     DataLoaders); `image_cache_mb` (decoded, resized images kept in memory up to this size; 0: never);
     `augment_on_device` (augment whole batches on the device instead of image by image);
@@ -94,6 +103,7 @@ class Policy:
     """
     device: torch.device
     precision: str = "fp32"
+    backprop_precision: str = "fp32"
     channels_last: bool = False
     num_workers: int = 0
     pin_memory: bool = False
@@ -113,6 +123,15 @@ class Policy:
         return replace(self, **changes)
 
     # ------------------------------------------------------------ what the training loop asks of it
+    def for_training(self, model):
+        """The policy of steps that train `model`: `backprop_precision` where its body (a learner's `ConvNet`; any
+        other model: all of it) has weights that train, else this one (a frozen body runs forward only)."""
+        model = getattr(model, "module", model)   # under several processes, the DDP wrapper's model
+        body = getattr(model, "body", model)
+        if self.backprop_precision == self.precision or not any(p.requires_grad for p in body.parameters()):
+            return self
+        return self.but(precision=self.backprop_precision)
+
     def autocast(self):
         """The mixed-precision context for forward passes (a no-op in fp32)."""
         if self.precision == "fp32":
@@ -161,7 +180,10 @@ class Policy:
         return micro_bs
 
     def __str__(self):
-        rows = [("device", str(self.device)), ("precision", self.precision), ("channels_last", self.channels_last),
+        precision = (self.precision if self.backprop_precision == self.precision else
+                     f"{self.precision} forward only (precompute, frozen body, predictions), "
+                     f"{self.backprop_precision} where the body trains")
+        rows = [("device", str(self.device)), ("precision", precision), ("channels_last", self.channels_last),
                 ("num_workers", self.num_workers), ("pin_memory", self.pin_memory),
                 ("image_cache_mb", self.image_cache_mb), ("augment_on_device", self.augment_on_device),
                 ("body_piece", self.body_piece), ("compile", self.compile_missing or "available"),
@@ -224,7 +246,8 @@ def resolve_policy(device=None, precision=None):
     """The policy for `device` ("cpu", "cuda", "cuda:1", "mps", a torch.device; None: the best one present).
 
     `precision` ("bf16", "fp16", "fp32"; default `LESSONLIB_PRECISION`, else chosen for the hardware: bfloat16
-    on GPUs that have it and on CPUs that compute it natively, float32 elsewhere) forces the autocast type.
+    on GPUs that have it; on CPUs that compute it natively, bfloat16 for forward passes and float32 where the
+    body back-propagates; float32 elsewhere) forces one autocast type for every stage.
 
     Example:
         >>> policy = resolve_policy("cpu")
@@ -232,15 +255,18 @@ def resolve_policy(device=None, precision=None):
         ...     out = model(policy.to_device(x))
     """
     if isinstance(device, Policy):
-        return device if precision is None else device.but(precision=_check_precision(precision))
+        if precision is None:
+            return device
+        return device.but(precision=_check_precision(precision), backprop_precision=precision)
     policy = _resolve(device)
     forced = precision or os.environ.get("LESSONLIB_PRECISION", "").strip().lower() or None
-    if forced is not None and forced != policy.precision:
+    if forced is not None and (forced, forced) != (policy.precision, policy.backprop_precision):
         forced = _check_precision(forced)
         if forced == "fp16" and policy.device.type == "cpu":
             raise ValueError("precision='fp16' is for GPUs; on a CPU choose 'bf16' or 'fp32'")
         why = "LESSONLIB_PRECISION" if precision is None else "precision="
-        policy = policy.but(precision=forced, reasons=policy.reasons + (f"{forced}: chosen by {why}",))
+        policy = policy.but(precision=forced, backprop_precision=forced,
+                            reasons=policy.reasons + (f"{forced} in every stage: chosen by {why}",))
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         policy = policy.but(rank=dist.get_rank(), world_size=dist.get_world_size(), sharded=True)
@@ -275,7 +301,7 @@ def _resolve(device):
         benchmark = env_flag("LESSONLIB_CUDNN_BENCHMARK", default=True)
         if not benchmark:
             reasons.append("cudnn.benchmark off (LESSONLIB_CUDNN_BENCHMARK=0)")
-        return Policy(device, precision, channels_last=True, num_workers=min(8, cores), pin_memory=True,
+        return Policy(device, precision, precision, channels_last=True, num_workers=min(8, cores), pin_memory=True,
                       image_cache_mb=budget, augment_on_device=True, body_piece=None,
                       compile_missing=_compile_missing(device), cudnn_benchmark=benchmark, threads=cores,
                       reasons=tuple(reasons + ["loader workers decode JPEGs so the GPU never waits; augmentation "
@@ -285,8 +311,12 @@ def _resolve(device):
                       compile_missing=_compile_missing(device), threads=cores,
                       reasons=("Apple GPU: fp32, contiguous memory (channels-last is not faster there)",))
     bf16, why = cpu_bf16()
-    reasons.append(("bf16 autocast: " if bf16 else "fp32: ") + why)
-    return Policy(device, "bf16" if bf16 else "fp32", channels_last=True, num_workers=0 if cores <= 2 else min(4, cores // 2),
+    if bf16:
+        reasons += [f"bf16 autocast where nothing back-propagates through the body: {why}",
+                    f"fp32 where the body trains: {CPU_BACKPROP_WHY}"]
+    else:
+        reasons.append(f"fp32: {why}")
+    return Policy(device, "bf16" if bf16 else "fp32", "fp32", channels_last=True, num_workers=0 if cores <= 2 else min(4, cores // 2),
                   body_piece=CPU_PIECE, compile_missing=_compile_missing(device), threads=cores,
                   reasons=tuple(reasons + [f"{cores} cores: " + ("no loader workers, the model needs them all"
                                                                   if cores <= 2 else "some loader workers"),

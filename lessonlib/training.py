@@ -328,6 +328,7 @@ def fit(model, batches, objective, optimizer, epochs, policy, recorder=None, tab
         >>> fit(model, (train_dl, valid_dl), Objective(nn.CrossEntropyLoss()), optimizer, 3, resolve_policy())
     """
     train_batches, valid_batches = batches
+    train_policy = policy.for_training(model)   # the precision where the body back-propagates, if it does
     table = table if table is not None else EpochTable()
     names = [getattr(m, "__name__", f"metric{i}") for i, m in enumerate(objective.metrics)]
     epoch = 0
@@ -336,7 +337,7 @@ def fit(model, batches, objective, optimizer, epochs, policy, recorder=None, tab
             start = time.perf_counter()
             before = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
             model.train()
-            trn_loss = train_epoch(model, train_batches, objective.loss_fn, optimizer, policy, recorder,
+            trn_loss = train_epoch(model, train_batches, objective.loss_fn, optimizer, train_policy, recorder,
                                    desc=f"epoch {epoch + 1}/{epochs}")
             val_loss, values = evaluate(model, valid_batches, objective, policy)
             if not math.isfinite(val_loss):

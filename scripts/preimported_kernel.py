@@ -8,6 +8,7 @@ this checks what the README says. Exit status 0 when every cell ran; the cells' 
 """
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -50,7 +51,8 @@ print("the snippet ran in the same kernel, without a restart; installed versions
 def main(python, project):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for source in cells(project, readme_snippet(ROOT / "README.md"))]
-    client = NotebookClient(nb, timeout=1800, kernel_name=kernel_for(python))
+    workdir = tempfile.mkdtemp(prefix="hosted-notebook-")   # like Colab's /content: not inside the project
+    client = NotebookClient(nb, timeout=1800, kernel_name=kernel_for(python), resources={"metadata": {"path": workdir}})
     failed = None
     try:
         client.execute()

@@ -17,9 +17,15 @@ from tests.helpers import make_folders
 LESSONLIB = Path(__file__).resolve().parent.parent / "lessonlib"
 
 
-def test_the_cpu_policy_and_what_printing_it_shows():
+@pytest.mark.parametrize("native", [False, True])
+def test_the_cpu_policy_and_what_printing_it_shows(fake_cpu_bf16, monkeypatch, native):
+    monkeypatch.delenv("LESSONLIB_PRECISION", raising=False)
+    fake_cpu_bf16(native)
     policy = resolve_policy("cpu")
-    assert policy.device == torch.device("cpu") and policy.precision == "fp32"
+    assert policy.device == torch.device("cpu")
+    # bfloat16 only for forward passes, and only where the CPU computes it natively; float32 where the body trains
+    assert (policy.precision, policy.backprop_precision) == (("bf16" if native else "fp32"), "fp32")
+    assert ("where the body trains" in str(policy)) == native
     assert policy.channels_last and not policy.pin_memory and policy.image_cache_mb == 0
     assert policy.body_piece == CPU_PIECE and not policy.augment_on_device
     text = str(policy)
@@ -145,6 +151,7 @@ def test_torch_threads_never_exceed_the_cores_the_policy_counts():
         torch.set_num_threads(before)
 
 
+@pytest.mark.real_cpu_bf16
 @pytest.mark.parametrize("avx512_bf16, amx, expected", [(True, False, "bf16"), (False, True, "bf16"),
                                                        (False, False, "fp32")])
 def test_the_cpu_precision_follows_the_processors_bfloat16(monkeypatch, avx512_bf16, amx, expected):
@@ -166,6 +173,7 @@ def test_the_cpu_precision_follows_the_processors_bfloat16(monkeypatch, avx512_b
         resolve_policy("cpu", precision="half")
 
 
+@pytest.mark.real_cpu_bf16
 def test_where_torch_cannot_tell_a_measurement_decides_once(tmp_path, monkeypatch):
     import json
     import platform
@@ -218,3 +226,46 @@ def test_a_yes_no_setting_that_is_neither_is_a_clear_error(monkeypatch, value):
     monkeypatch.setenv("LESSONLIB_SOME_FLAG", value)
     with pytest.raises(ValueError, match="LESSONLIB_SOME_FLAG.*use 1"):
         env_flag("LESSONLIB_SOME_FLAG", default=True)
+
+
+def _autocast_seen(module):
+    """The autocast types `module`'s forward passes run under, as a list that fills as they run."""
+    seen = []
+    module.register_forward_hook(lambda m, i, o: seen.append(
+        str(torch.get_autocast_dtype("cpu")).split(".")[-1] if torch.is_autocast_enabled("cpu") else "float32"))
+    return seen
+
+
+def test_each_stage_runs_in_its_own_precision_on_a_cpu_with_native_bfloat16(fake_cpu_bf16, monkeypatch, tmp_path, home):
+    monkeypatch.delenv("LESSONLIB_PRECISION", raising=False)
+    fake_cpu_bf16(True)
+    make_folders(tmp_path / "pets", n_train=8, n_valid=4)
+    tfms = tfms_from_model("efficientnet_lite0", 32, aug_tfms=transforms_side_on, max_zoom=1.1)
+    data = ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms, bs=4, device="cpu")
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=False)
+    assert (learn.policy.precision, learn.policy.backprop_precision) == ("bf16", "fp32")
+    body, head = _autocast_seen(learn.body), _autocast_seen(learn.head)
+    learn.fit(1e-3, 1)                                 # a frozen body: forward passes only
+    assert set(body) == {"bfloat16"} and set(head) == {"float32"}   # the head always in float32
+    body.clear()
+    learn.unfreeze()
+    learn.fit(1e-4, 1)                                 # the body back-propagates: float32 in training
+    assert "float32" in body and "bfloat16" in body    # (validation is a forward pass: bfloat16)
+    body.clear()
+    learn.predict()
+    assert set(body) == {"bfloat16"}
+
+
+def test_for_training_picks_the_backprop_precision_only_where_the_body_trains(fake_cpu_bf16, monkeypatch):
+    monkeypatch.delenv("LESSONLIB_PRECISION", raising=False)
+    fake_cpu_bf16(True)
+    policy = resolve_policy("cpu")
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    assert policy.for_training(net).precision == "fp32"                 # any plain model trains all of itself
+    frozen = torch.nn.Module()
+    frozen.body, frozen.head = torch.nn.Linear(2, 2).requires_grad_(False), torch.nn.Linear(2, 2)
+    assert policy.for_training(frozen) is policy                         # a frozen body runs forward only
+    forced = resolve_policy("cpu", precision="bf16")
+    assert forced.for_training(net).precision == "bf16" and forced.backprop_precision == "bf16"
+    monkeypatch.setenv("LESSONLIB_PRECISION", "fp32")
+    assert (resolve_policy("cpu").precision, resolve_policy("cpu").backprop_precision) == ("fp32", "fp32")

@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from lessonlib import models, training
+from lessonlib.policy import resolve_policy
 from lessonlib.runtime import in_notebook
+from tests.conftest import tolerance
 
 
 def _body_and_head(body_dropout=0.0):
@@ -26,7 +28,9 @@ def _one_step(model, x, y, policy, seed=1):
     return float(loss), [p.detach().clone() for p in model.parameters()]
 
 
-def test_body_in_pieces_gives_the_whole_batch_update_when_its_batchnorm_is_fixed(cpu):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_body_in_pieces_gives_the_whole_batch_update_when_its_batchnorm_is_fixed(precision):
+    cpu, tol = resolve_policy("cpu", precision=precision), tolerance(precision)
     net = _body_and_head()
     x, y = torch.randn(10, 3, 8, 8), torch.randint(0, 2, (10,))
     results = []
@@ -35,9 +39,11 @@ def test_body_in_pieces_gives_the_whole_batch_update_when_its_batchnorm_is_fixed
         model[0][1].eval()       # what learn.bn_freeze(True) does to the body's BatchNorm
         results.append(_one_step(model, x, y, cpu.but(body_piece=piece)))
     (whole_loss, whole), (split_loss, split) = results
-    assert abs(whole_loss - split_loss) < 1e-6
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(whole, split))
+    assert abs(whole_loss - split_loss) < tol
+    assert all(torch.allclose(a, b, atol=tol, rtol=tol) for a, b in zip(whole, split))
     assert not torch.equal(whole[0], net[0][0].weight)   # the step did change the weights
+    if precision != "fp32":
+        return   # the difference below is smaller than bfloat16's rounding: float32 tells the two ways apart
     model = copy.deepcopy(net).train()                     # the head's BatchNorm in pieces would differ:
     model[0][1].eval()                                     # this test can tell the two ways apart
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -48,7 +54,9 @@ def test_body_in_pieces_gives_the_whole_batch_update_when_its_batchnorm_is_fixed
     assert not torch.allclose(list(model.parameters())[-1], split[-1], atol=1e-4)
 
 
-def test_pieces_replay_the_body_randomness_and_count_batchnorm_statistics_once(cpu):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_pieces_replay_the_body_randomness_and_count_batchnorm_statistics_once(precision):
+    cpu, tol = resolve_policy("cpu", precision=precision), tolerance(precision)
     net = _body_and_head(body_dropout=0.5)
     x, y = torch.randn(10, 3, 8, 8), torch.randint(0, 2, (10,))
     model = copy.deepcopy(net).train()
@@ -58,16 +66,20 @@ def test_pieces_replay_the_body_randomness_and_count_batchnorm_statistics_once(c
     reference = copy.deepcopy(net).train()
     torch.manual_seed(1)
     pieces = cpu.to_device(x).split(4)   # channels_last, as train_step makes them
-    features = torch.cat([reference[0](piece) for piece in pieces])
-    nn.functional.cross_entropy(reference[1](features), y).backward()
-    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(grads, reference.parameters()))
+    with cpu.autocast():
+        features = torch.cat([reference[0](piece) for piece in pieces])
+    nn.functional.cross_entropy(models.head_forward(reference[1], features), y).backward()
+    assert all(torch.allclose(a, p.grad, atol=tol, rtol=tol) for a, p in zip(grads, reference.parameters()))
     # running statistics: updated by the first pass over the pieces only, not again by the second
     bn, ref_bn = model[0][1], reference[0][1]
     assert int(bn.num_batches_tracked) == 3 == int(ref_bn.num_batches_tracked)
-    assert torch.allclose(bn.running_mean, ref_bn.running_mean) and torch.allclose(bn.running_var, ref_bn.running_var)
+    assert torch.allclose(bn.running_mean, ref_bn.running_mean, atol=tol, rtol=tol)
+    assert torch.allclose(bn.running_var, ref_bn.running_var, atol=tol, rtol=tol)
 
 
-def test_predictions_come_in_pieces_with_the_same_outputs(cpu):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_predictions_come_in_pieces_with_the_same_outputs(precision):
+    cpu, tol = resolve_policy("cpu", precision=precision), tolerance(precision)
     model = _body_and_head().eval()
     x = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8).float()
     batches = [(x[:10], torch.zeros(10)), (x[10:], torch.ones(10))]
@@ -75,8 +87,9 @@ def test_predictions_come_in_pieces_with_the_same_outputs(cpu):
     model[0].register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
     out, y = training.get_preds(model, batches, cpu)
     assert calls == [8, 2, 8, 2]                     # the CPU policy's pieces: 8 images at a time
-    with torch.no_grad():
-        assert torch.allclose(out, model(x), atol=1e-6) and y.tolist() == [0] * 10 + [1] * 10
+    with torch.no_grad(), cpu.autocast():
+        whole = models.head_forward(model[1], model[0](x))   # the whole batch at once, in the same precision
+    assert torch.allclose(out, whole.float(), atol=tol, rtol=tol) and y.tolist() == [0] * 10 + [1] * 10
 
 
 def test_an_interrupt_waits_for_the_optimizer_step():
