@@ -13,7 +13,8 @@
 #   bash benchmarks/gpu_check.sh [SECONDS]       # SECONDS: stop starting new steps after this long (default 540)
 #
 # Runs with the checkout's .venv if there is one, else `python3` (PYTHON=... to choose). On a bare, offline
-# machine (a lent device machine: python3 with torch, torchvision, timm, pandas and tqdm only), carry the
+# machine (a lent device machine: python3 with torch, torchvision, timm, pandas, tqdm; matplotlib and scikit-learn
+# were there on 2026-11-28, as lessons 05 and 06 passing showed), carry the
 # wheels this needs in .whl/ (see the comment at the end); they are installed under /tmp/site first.
 # Each step has its own time limit; the log and all results so far go to $OUT (log.txt, results.tgz) after
 # every step, when OUT is set, and to benchmarks/results/ always.
@@ -98,4 +99,4 @@ say "done"
 #     jsonschema-specifications referencing rpds-py decorator jedi parso prompt_toolkit wcwidth pexpect ptyprocess \
 #     stack_data executing asttokens pure_eval ipython_pygments_lexers ipywidgets widgetsnbextension \
 #     jupyterlab_widgets openpyxl et_xmlfile keras==3.13.2 h5py absl-py namex optree ml-dtypes rich markdown-it-py \
-#     mdurl pygments
+#     mdurl pygments attrs
