@@ -26,12 +26,13 @@ from lessonlib.runtime import default_device, env_flag
 __all__ = ["CPU_PIECE", "PRECISIONS", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_bf16", "cpu_workers",
            "measured_cpu_bf16", "resolve_policy"]
 
-# Why a CPU back-propagates through the body in float32 even where it computes bfloat16 natively: measured on
-# an AMD EPYC with AVX-512 BF16 (EfficientNet-Lite0, 224 px, mini-batches of 64, the body in pieces of 8), a
-# fine-tuning step ran at 39.9 images/s in bf16 against 46.5 in fp32 (0.86x), while the body's forward pass
-# without gradients ran 2.02x faster in bf16. benchmarks/precision.py measures both stages on any machine.
+# Why a CPU back-propagates through the body in float32 even where it computes bfloat16 natively: a fine-tuning
+# step (EfficientNet-Lite0, 224 px, mini-batches of 64, the body in pieces of 8) ran at 0.86x float32's speed in
+# bf16 on an AMD EPYC with AVX-512 BF16 and at 0.85x on an Intel Xeon with AMX (2 cores each), while the body's
+# forward pass without gradients ran 2.02x and 1.54x faster in bf16 (benchmarks/measured/2026-11-29-cpu-amx/).
+# benchmarks/precision.py measures both stages on any machine.
 CPU_BACKPROP_WHY = ("on CPUs with native bfloat16 a fine-tuning step measured slower in bf16 than in fp32 "
-                    "(0.86x, EfficientNet-Lite0; benchmarks/precision.py measures this machine)")
+                    "(0.85x-0.86x, EfficientNet-Lite0; benchmarks/precision.py measures this machine)")
 
 # Images per piece of a mini-batch through the body on a CPU: activations of 8 images at 224 px stay in
 # the CPU's caches (benchmarks/micro_batches.py measures it).
