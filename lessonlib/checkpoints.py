@@ -38,7 +38,12 @@ def save(model, arch, classes, name, policy):
 
 
 def load(model, arch, classes, name):
-    """Read the weights saved as `name` into `model`, which must be the same network for the same classes."""
+    """Read the weights saved as `name` into `model`, which must be the same network for the same classes.
+
+    All or nothing: the file is checked whole first (what it holds, the network, the classes, every tensor's
+    name and shape, finite values); only then are its weights copied in. A file that fails a check leaves the
+    model as it was, and the message says what the file holds and what was expected.
+    """
     path = model_path(name)
     if not path.exists():
         saved = sorted(p.stem for p in path.parent.glob("*.pt")) if path.parent.exists() else []
@@ -48,8 +53,35 @@ def load(model, arch, classes, name):
     except Exception as e:   # truncated, corrupt, or not a saved model
         raise ValueError(f"{path} cannot be read as a saved model ({type(e).__name__}: {str(e)[:100]}): the file "
                          f"is damaged or incomplete; save the model again") from e
-    if state["arch"] != arch or list(state["classes"]) != list(classes):
-        raise ValueError(f"{name!r} holds a {state['arch']} model for classes {state['classes']}, "
-                         f"but this learner is {arch} for {list(classes)}")
-    model.load_state_dict(upgrade_state_dict(state["model"]))
+    weights = _checked(state, path, model, arch, classes)
+    model.load_state_dict(weights)
     return model
+
+
+def _checked(state, path, model, arch, classes):
+    """The weights in `state`, upgraded, once every check has passed; else a ValueError saying what is wrong."""
+    if not (isinstance(state, dict) and {"model", "arch", "classes"} <= set(state)):
+        if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
+            what = f"a plain state_dict ({len(state)} tensors)"
+        else:
+            what = f"a {type(state).__name__}" + (f" with keys {sorted(map(str, state))[:5]}" if isinstance(state, dict) else "")
+        raise ValueError(f"{path} holds {what}, not a model saved by learn.save() (a dict with the weights, the "
+                         f"network's name and the classes): the learner is unchanged")
+    if state["arch"] != arch or list(state["classes"]) != list(classes):
+        raise ValueError(f"{path.stem!r} holds a {state['arch']} model for classes {state['classes']}, "
+                         f"but this learner is {arch} for {list(classes)}: the learner is unchanged")
+    weights = upgrade_state_dict(state["model"])
+    expected = model.state_dict()
+    missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    shapes = [f"{k}: {tuple(weights[k].shape)} in the file, {tuple(v.shape)} here" for k, v in expected.items()
+              if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    if missing or extra or shapes:
+        problems = ([f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}"] if missing else []) + \
+                   ([f"not in this model {extra[:3]}{' ...' if len(extra) > 3 else ''}"] if extra else []) + shapes[:3]
+        raise ValueError(f"{path.stem!r} was saved from a differently built {arch} ({'; '.join(problems)}), e.g. "
+                         f"with another head (xtra_fc, ps): build the learner as it was when saved; the learner "
+                         f"is unchanged")
+    bad = [k for k, t in weights.items() if t.is_floating_point() and t.numel() and not torch.isfinite(t).all()]
+    if bad:
+        raise ValueError(f"{path.stem!r} holds infinite or NaN weights ({bad[:3]}): refused, the learner is unchanged")
+    return weights
