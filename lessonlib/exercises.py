@@ -379,12 +379,20 @@ def check(key, answer, **context):
         print("Write your answer in the cell above (replace `None`), then run this cell again.")
         return False
     try:
-        ok = bool(exercise.checker(answer, **context))
-    except (TypeError, ValueError) as e:
+        ok = bool(exercise.checker(_plain(answer), **context))
+    except (TypeError, ValueError, OverflowError, OSError) as e:   # e.g. 10**400, or a folder that is not there
         ok = False
-        print(f"That answer could not be checked ({e}).")
+        print(f"That answer could not be checked ({type(e).__name__}: {e}).")
     print("Correct!" if ok else f"Not yet. Hint: {exercise.hint}")
     return ok
+
+
+def _plain(answer):
+    """A NumPy or PyTorch scalar as the Python number or bool it holds: np.int64(400) is 400, np.bool_(False) is
+    False, so an answer computed with NumPy counts the same as one typed in."""
+    if getattr(answer, "shape", None) == () and hasattr(answer, "item"):
+        return answer.item()
+    return answer
 
 
 def solution(key):

@@ -118,3 +118,39 @@ def test_unknown_exercise_and_solution(capsys):
 def test_a_wrong_keras_count_is_rejected():
     needs_keras()
     assert check("08-keras-freeze-100", 25_583_592) is False   # every ResNet50 weight: none frozen
+
+
+def _as_numpy(value):
+    if isinstance(value, bool):
+        return np.bool_(value)
+    if isinstance(value, int):
+        return np.int64(value)
+    if isinstance(value, float):
+        return np.float64(value)
+    return value
+
+
+@pytest.mark.parametrize("key", sorted(EXERCISES))
+def test_a_right_answer_computed_with_numpy_or_torch_counts(key, context, capsys):
+    import torch
+    if key.startswith("08-keras"):
+        needs_keras()
+    names = {"PATH": context[key].get("path"), "np": np, **context[key]}
+    exec(EXERCISES[key].solution, names)
+    assert check(key, _as_numpy(names["answer"]), **context[key]) is True
+    if isinstance(names["answer"], (int, float)) and not isinstance(names["answer"], bool):
+        assert check(key, torch.tensor(names["answer"]), **context[key]) is True
+
+
+@pytest.mark.parametrize("key", sorted(EXERCISES))
+def test_an_answer_too_large_for_a_float_is_just_wrong(key, context, capsys):
+    if key.startswith("08-keras"):
+        needs_keras()
+    assert check(key, 10 ** 400, **context[key]) is False
+    assert "Not yet" in capsys.readouterr().out
+
+
+def test_a_folder_that_is_not_there_is_said_plainly(tmp_path, capsys):
+    assert check("00-count-dogs", 400, path=tmp_path / "no-such-folder") is False
+    out = capsys.readouterr().out
+    assert "could not be checked" in out and "no-such-folder" in out
