@@ -18,6 +18,7 @@ CPUs):
 """
 import contextlib
 import os
+import shutil
 import tempfile
 import warnings
 
@@ -89,7 +90,7 @@ def processes(device=None):
     """
     from lessonlib.policy import resolve_policy
 
-    started_here = not dist.is_initialized()
+    started_here, store = not dist.is_initialized(), None
     if started_here:
         wants_cuda = device is None and torch.cuda.is_available() or str(device or "").startswith("cuda")
         if wants_cuda:
@@ -111,6 +112,8 @@ def processes(device=None):
     finally:
         if started_here:
             dist.destroy_process_group()
+        if store is not None:   # the one-process group's rendezvous folder: nothing left in the temporary folder
+            shutil.rmtree(store, ignore_errors=True)
 
 
 class ShardedSampler(torch.utils.data.Sampler):

@@ -158,6 +158,8 @@ def describe_region(lrf, lr):
     the two: high (still learning, but jumpy). Below: "low" once the loss has come a fifth of the
     way down from its early plateau (median of the first tenth) to its minimum for good, else "too low".
     """
+    if not (isinstance(lr, (int, float, np.number)) and np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr={lr!r}: a learning rate is a positive number, such as 1e-2")
     lrs, smoothed = lrf.lrs, lrf.smoothed
     i_min = int(np.nanargmin(smoothed))
     plateau = float(np.median(smoothed[:max(1, len(smoothed) // 10)]))

@@ -274,6 +274,18 @@ def resolve_policy(device=None, precision=None):
     return policy
 
 
+def _megabytes(name, default):
+    """A size setting in megabytes: a number >= 0, else a ValueError naming the setting."""
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else float(default)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 and value != float("inf")):
+        raise ValueError(f"{name}={os.environ.get(name)!r}: use a number of megabytes such as {default} (0: none)")
+    return value
+
+
 def _check_precision(precision):
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}: choose one of {PRECISIONS}")
@@ -294,7 +306,7 @@ def _resolve(device):
         bf16 = torch.cuda.is_bf16_supported()
         precision = "bf16" if bf16 else "fp16"
         reasons.append("bf16 autocast on this GPU" if bf16 else "fp16 autocast with a gradient scaler: this GPU has no bf16")
-        budget = float(os.environ.get("LESSONLIB_IMAGE_CACHE_MB", 512))
+        budget = _megabytes("LESSONLIB_IMAGE_CACHE_MB", 512)
         limit = cgroup_memory_mb()
         if limit is not None and budget > limit / 8:   # in a container, an eighth of its memory at most
             budget = limit / 8

@@ -40,7 +40,7 @@ class HomeError(OSError):
 
 def home():
     """The one writable folder for caches and saved models (`LESSONLIB_HOME`, default ~/.cache/lessonlib)."""
-    value = os.environ.get("LESSONLIB_HOME")
+    value = os.environ.get("LESSONLIB_HOME", "").strip() or None   # " ~/lessons" (a stray space) is ~/lessons
     root = Path(value or Path.home() / ".cache" / "lessonlib").expanduser()
     setting = f"LESSONLIB_HOME={value}" if value else f"the default LESSONLIB_HOME ({root})"
     fix = "set LESSONLIB_HOME to a folder you can write to, e.g. `export LESSONLIB_HOME=$HOME/lessonlib-home`"

@@ -182,9 +182,10 @@ def load_pretrained(arch, weights=None):
     lesson's network takes where its ImageNet weights cannot be had (its accuracy means nothing).
     """
     name = arch_name(arch)
+    setting = "weights" if weights else "LESSONLIB_WEIGHTS"
     weights = weights or os.environ.get("LESSONLIB_WEIGHTS", "").strip().lower() or "imagenet"
     if weights not in WEIGHTS:
-        raise ValueError(f"weights={weights!r}: use 'imagenet' (pretrained) or 'random' (untrained, for timing)")
+        raise ValueError(f"{setting}={weights!r}: use 'imagenet' (pretrained) or 'random' (untrained, for timing)")
     if weights == "random":
         print(f"{name}: RANDOM weights, not ImageNet's: good for timing, not for accuracy.")
         return name, random_model(name)

@@ -30,6 +30,7 @@ class LRExplorer:
     def set_lr(self, lr):
         """Choose a learning rate within the swept range and update the explanation."""
         lo, hi = float(self.lrf.lrs[0]), float(self.lrf.lrs[-1])
+        describe_region(self.lrf, lr)   # refuses NaN, 0 and negative rates with a message, before anything changes
         self.lr = float(np.clip(lr, lo, hi))
         self.label, self.explanation = describe_region(self.lrf, self.lr)
         return self.label

@@ -384,3 +384,62 @@ def test_a_model_saved_and_loaded_round_trips(data):
     other = _learner(data)
     other.load("round")
     assert _unchanged(other, _weights(learn))
+
+
+# ---------------------------------------------------------------- small entry points fail plainly
+
+def test_a_stray_space_around_lessonlib_home_is_not_a_folder_named_space(tmp_path, monkeypatch):
+    from lessonlib.runtime import home
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LESSONLIB_HOME", " ~/lessons ")
+    assert home() == tmp_path / "user" / "lessons"
+    assert not (tmp_path / " ").exists() and not any(p.name.strip() == "" for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("value", ["lots", "-5", "nan", "inf"])
+def test_a_junk_image_cache_size_names_its_setting(monkeypatch, value):
+    from lessonlib import policy
+    monkeypatch.setenv("LESSONLIB_IMAGE_CACHE_MB", value)
+    with pytest.raises(ValueError, match=f"LESSONLIB_IMAGE_CACHE_MB='{value}'.*megabytes"):
+        policy._megabytes("LESSONLIB_IMAGE_CACHE_MB", 512)
+    monkeypatch.setenv("LESSONLIB_IMAGE_CACHE_MB", " 256 ")
+    assert policy._megabytes("LESSONLIB_IMAGE_CACHE_MB", 512) == 256
+
+
+def test_a_junk_weights_setting_names_its_setting(data, monkeypatch):
+    monkeypatch.setenv("LESSONLIB_WEIGHTS", "imagenett")
+    with pytest.raises(ValueError, match="LESSONLIB_WEIGHTS='imagenett'"):
+        ConvLearner.pretrained("efficientnet_lite0", data)
+
+
+@pytest.mark.parametrize("lr", [float("nan"), 0.0, -1e-2, float("inf")])
+def test_the_lr_explorer_refuses_a_rate_that_is_not_one(lr):
+    from lessonlib.lr_finder import LRFinder, describe_region
+    from lessonlib.recorder import Recorder
+    from lessonlib.widgets import LRExplorer
+
+    lrs = np.logspace(-6, 0, 60)
+    rec = Recorder(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0))
+    for rate, loss in zip(lrs, 1 + (np.log10(lrs) + 2) ** 2 / 4):
+        rec.record([rate], loss)
+    lrf = LRFinder(rec, beta=0.0)
+    explorer = LRExplorer(None, lrf)
+    label = explorer.set_lr(1e-3)
+    with pytest.raises(ValueError, match="positive number"):
+        explorer.set_lr(lr)
+    with pytest.raises(ValueError, match="positive number"):
+        describe_region(lrf, lr)
+    assert explorer.lr == pytest.approx(1e-3) and explorer.label == label   # unchanged
+
+
+def test_a_command_line_run_leaves_nothing_in_the_temporary_folder(tmp_path, home, monkeypatch):
+    import tempfile
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", None)   # let tempfile read TMPDIR again
+    make_folders(tmp_path / "pets", n_train=4, n_valid=2)
+    code = cli(["train", str(tmp_path / "pets"), "--arch", "efficientnet_lite0", "--sz", "32", "--bs", "4",
+                "--epochs", "1", "--device", "cpu"])
+    assert code == 0
+    assert not list((tmp_path / "tmp").glob("lessonlib-group-*"))
