@@ -101,6 +101,22 @@ class LRExplorer:
         return w.VBox([slider, text, button, out])
 
 
+def _greyscale(image, i):
+    """One image as a (H, W) float array: colour (H, W, 3 or 4) becomes its luminance; too small or not finite is
+    refused with what was given."""
+    x = np.asarray(image, dtype=np.float64)
+    if x.ndim == 3 and x.shape[-1] in (3, 4):
+        x = x[..., :3] @ np.array([0.299, 0.587, 0.114])   # luminance, as a greyscale photo would be
+    elif x.ndim == 3 and 1 in (x.shape[0], x.shape[-1]):
+        x = x.reshape(x.shape[1:] if x.shape[0] == 1 else x.shape[:-1])
+    if x.ndim != 2 or min(x.shape) < 4:
+        raise ValueError(f"image {i} has shape {np.shape(image)}: give greyscale (H, W) or colour (H, W, 3) images "
+                         f"of at least 4x4 pixels")
+    if not np.isfinite(x).all():
+        raise ValueError(f"image {i} holds NaN or infinite values")
+    return x
+
+
 class KernelEditor:
     """Edit a 3x3 kernel and watch the feature map, after ReLU and after max-pooling, change.
 
@@ -114,7 +130,7 @@ class KernelEditor:
     """
 
     def __init__(self, images, titles=None, kernel="top_edge"):
-        self.images = [np.asarray(im, dtype=np.float64) for im in images]
+        self.images = [_greyscale(im, i) for i, im in enumerate(images)]
         if not self.images:
             raise ValueError("give at least one image")
         self.titles = list(titles) if titles is not None else [f"image {i}" for i in range(len(self.images))]
@@ -127,11 +143,18 @@ class KernelEditor:
         k = preset(kernel) if isinstance(kernel, str) else np.asarray(kernel, dtype=np.float64)
         if k.shape != (3, 3):
             raise ValueError(f"the kernel must be 3x3, got {k.shape}")
+        if not np.isfinite(k).all():
+            raise ValueError("the kernel holds NaN or infinite numbers: use ordinary numbers")
         self.kernel = k.copy()
         return self.kernel
 
     def set_cell(self, row, col, value):
         """Change one number of the kernel."""
+        if not (isinstance(row, (int, np.integer)) and isinstance(col, (int, np.integer)) and 0 <= row < 3
+                and 0 <= col < 3):
+            raise IndexError(f"cell ({row}, {col}) is not in the 3x3 kernel: rows and columns go from 0 to 2")
+        if not np.isfinite(float(value)):
+            raise ValueError(f"value={value!r}: a kernel cell holds an ordinary number, such as -1, 0.5 or 2")
         self.kernel[row, col] = float(value)
 
     def select(self, index):

@@ -85,3 +85,28 @@ def test_lr_explorer_widget_controls_drive_the_state_and_the_text():
     assert list(explorer.runs) == [explorer.lr] and len(explorer.runs[explorer.lr]) == 5
     slider.value = float(lrf.suggestion)
     assert explorer.label == "good" and "good" in text.value
+
+
+def test_the_kernel_editor_takes_colour_images_and_refuses_what_it_cannot_show():
+    from lessonlib.convviz import conv2d_fast
+    from lessonlib.widgets import KernelEditor
+
+    rng = np.random.default_rng(0)
+    colour = rng.random((28, 28, 3))
+    editor = KernelEditor([colour, colour[None, :, :, 0]])
+    assert editor.images[0].shape == (28, 28) and editor.outputs()["conv"].shape == (26, 26)
+    assert np.allclose(editor.images[0], colour @ [0.299, 0.587, 0.114])
+    assert editor.images[1].shape == (28, 28)
+    for bad, says in [(np.zeros((28, 1)), "at least 4x4"), (np.full((8, 8), np.nan), "NaN"),
+                      (np.zeros((2, 3, 8, 8)), "shape")]:
+        with pytest.raises(ValueError, match=says):
+            KernelEditor([bad])
+    before = editor.kernel.copy()
+    with pytest.raises(ValueError, match="ordinary number"):
+        editor.set_cell(1, 1, float("nan"))
+    with pytest.raises(IndexError, match="0 to 2"):
+        editor.set_cell(-1, 0, 1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        editor.set_kernel(np.full((3, 3), np.inf))
+    assert np.array_equal(editor.kernel, before)
+    assert np.allclose(editor.outputs()["conv"], conv2d_fast(editor.images[0], before))
