@@ -10,8 +10,12 @@ non-zero status on any failure. Under `torchrun`, each process takes its share o
 (`--bs` is the whole mini-batch) and only the first prints and writes.
 """
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
+
+MAX_SZ = 2048   # pixels per side: a mini-batch of 64 such images is 3 GB of float32 already
 
 
 def _rates(text):
@@ -89,8 +93,23 @@ def _check(args):
                         ("--bs", args.bs), ("--cycle-len", args.cycle_len or 1)):
         if value < 1:
             raise ValueError(f"{name} {value}: it must be 1 or more")
+    if args.sz > MAX_SZ:
+        raise ValueError(f"--sz {args.sz}: images that large would not fit in memory; use at most {MAX_SZ} pixels "
+                         f"(the lesson uses 224)")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr {args.lr}: a learning rate is a positive number, such as 1e-2")
+    if args.lrs is not None:
+        if not args.unfreeze:
+            raise ValueError("--lrs sets the rates of the layer groups after --unfreeze: add --unfreeze, or leave "
+                             "--lrs out (without --unfreeze only the head trains, at --lr)")
+        if len(args.lrs) not in (1, 3) or not all(math.isfinite(r) and r > 0 for r in args.lrs):
+            raise ValueError(f"--lrs {','.join(map(str, args.lrs))}: give one positive rate, or three (early body, "
+                             f"late body, head), e.g. 1e-4,1e-3,1e-2")
     if args.submission and not args.test_name:
         raise ValueError("--submission needs --test-name (the folder of test images)")
+    for flag, target in (("--submission", args.submission), ("--history", args.history)):
+        if target:
+            _writable_file(flag, Path(target))
     path = Path(args.path)
     if path.is_dir():
         return path
@@ -100,12 +119,21 @@ def _check(args):
                             f"({', '.join(sorted(datasets.CATALOG))})")
 
 
+def _writable_file(flag, target):
+    """A CSV the run will write at its end: its folder must exist and take files now, not after the training."""
+    if target.is_dir():
+        raise ValueError(f"{flag} {target} is a folder: give a file name, e.g. {target / 'out.csv'}")
+    folder = target.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{flag} {target}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"{flag} {target}: the folder {folder} cannot be written to")
+
+
 def train(args):
     """The lesson's recipe (lesson 07), as the command line's flags describe it."""
-    import numpy as np
-
     from lessonlib import distributed
-    from lessonlib.data import ImageClassifierData, submission_frame
+    from lessonlib.data import ImageClassifierData
     from lessonlib.learner import ConvLearner
     from lessonlib.runtime import seed_everything
     from lessonlib.transforms import tfms_from_model, transforms_side_on
@@ -123,21 +151,32 @@ def train(args):
             learn.bn_freeze(args.bn_freeze)
             lrs = args.lrs or [args.lr / 100, args.lr / 10, args.lr]
             learn.fit(lrs, args.epochs, cycle_len=args.cycle_len, cycle_mult=args.cycle_mult)
-        if args.tta:
-            log_preds, y = learn.TTA()
-            accuracy = float((np.mean(np.exp(log_preds), 0).argmax(1) == y).mean())
-            run.print(f"validation accuracy with TTA: {accuracy:.4f} (without: {learn.history.accuracy.iloc[-1]:.4f})")
-        if args.submission:
-            log_preds = learn.TTA(is_test=True)[0] if args.tta else learn.predict(is_test=True)[None]
-            probs = np.mean(np.exp(log_preds), 0)
-            frame = submission_frame(data, probs, data.classes[-1])
-            run.first(lambda: frame.to_csv(args.submission, index=False))
-            run.print(f"wrote {len(frame)} predictions to {args.submission}")
-        if args.history:
-            run.first(lambda: learn.history.to_csv(args.history, index=False))
-        if args.save:
-            run.first(lambda: learn.save(args.save))
+        try:
+            _finish(args, run, learn, data)
+        finally:   # whatever fails at the end, the model trained until then is kept
+            if args.save:
+                run.first(lambda: learn.save(args.save))
     return 0
+
+
+def _finish(args, run, learn, data):
+    """After training: TTA accuracy, the submission, the history."""
+    import numpy as np
+
+    from lessonlib.data import submission_frame
+
+    if args.tta:
+        log_preds, y = learn.TTA()
+        accuracy = float((np.mean(np.exp(log_preds), 0).argmax(1) == y).mean())
+        run.print(f"validation accuracy with TTA: {accuracy:.4f} (without: {learn.history.accuracy.iloc[-1]:.4f})")
+    if args.submission:
+        log_preds = learn.TTA(is_test=True)[0] if args.tta else learn.predict(is_test=True)[None]
+        probs = np.mean(np.exp(log_preds), 0)
+        frame = submission_frame(data, probs, data.classes[-1])
+        run.first(lambda: frame.to_csv(args.submission, index=False))
+        run.print(f"wrote {len(frame)} predictions to {args.submission}")
+    if args.history:
+        run.first(lambda: learn.history.to_csv(args.history, index=False))
 
 
 if __name__ == "__main__":

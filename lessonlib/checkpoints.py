@@ -21,6 +21,9 @@ def model_path(name):
     if not isinstance(name, str) or not name or any(c in name for c in "/\\\0") or name.startswith(".") \
             or name != name.strip():
         raise ValueError(f"name={name!r}: use a plain name such as '224_lastlayer' (no folders, no leading dot)")
+    if len(f"{name}.pt".encode()) > 255:   # the longest file name most file systems take
+        raise ValueError(f"name={name[:20]!r}... is {len(name.encode())} bytes long: file names can be at most 252 "
+                         f"bytes plus '.pt'; use a shorter name")
     return home() / "models" / f"{name}.pt"
 
 

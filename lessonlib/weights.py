@@ -137,6 +137,9 @@ def fetch_weights(names, to):
     """
     from lessonlib.datasets import download
 
+    if Path(to).exists() and not Path(to).is_dir():
+        raise ValueError(f"--to {to} is a file, not a folder: give the folder to write the weight files to")
+    names = [arch_name(arch) for arch in names]   # every name checked before the first download
     paths = []
     for arch in names:
         name = arch_name(arch)

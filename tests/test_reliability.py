@@ -2,6 +2,7 @@
 import errno
 import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -443,3 +444,47 @@ def test_a_command_line_run_leaves_nothing_in_the_temporary_folder(tmp_path, hom
                 "--epochs", "1", "--device", "cpu"])
     assert code == 0
     assert not list((tmp_path / "tmp").glob("lessonlib-group-*"))
+
+
+# ---------------------------------------------------------------- the command line checks everything before it trains
+
+@pytest.mark.parametrize("extra, says", [
+    (["--test-name", "test", "--submission", "{tmp}/no-such-folder/sub.csv"], "--submission .*does not exist"),
+    (["--history", "{tmp}/no-such-folder/h.csv"], "--history .*does not exist"),
+    (["--history", "{tmp}"], "--history .*is a folder"),
+    (["--unfreeze", "--lrs", "1e-3,1e-2"], "--lrs .*one positive rate, or three"),
+    (["--unfreeze", "--lrs", "1e-4,nan,1e-2"], "--lrs .*one positive rate, or three"),
+    (["--lrs", "1e-4,1e-3,1e-2"], "--lrs sets the rates .* after --unfreeze"),
+    (["--save", "m" * 300], "at most 252"),
+    (["--sz", "100000"], "--sz 100000: .*at most 2048"),
+    (["--lr", "-1"], "--lr -1.0: .*positive"),
+])
+def test_a_mistake_in_the_flags_is_found_before_any_training(tmp_path, home, monkeypatch, capsys, extra, says):
+    trained = []
+    monkeypatch.setattr(ConvLearner, "fit", lambda self, *a, **k: trained.append(a))
+    make_folders(tmp_path / "pets", n_train=4, n_valid=2, n_test=2)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    code = cli(["train", str(tmp_path / "pets"), "--arch", "efficientnet_lite0", "--sz", "32", "--bs", "4",
+                "--device", "cpu", *args])
+    err = capsys.readouterr().err
+    assert code == 1 and trained == [] and re.search(says, err), err
+
+
+def test_fetch_weights_to_a_file_says_it_is_a_file(tmp_path, capsys):
+    target = tmp_path / "weights"
+    target.write_text("not a folder")
+    assert cli(["fetch-weights", "resnet34", "--to", str(target)]) == 1
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_run_that_fails_at_its_end_still_saves_the_model_it_trained(tmp_path, home, monkeypatch, capsys):
+    from lessonlib import __main__ as command_line
+
+    def broken_finish(*args):
+        raise OSError("the disk of the submission went away")
+    monkeypatch.setattr(command_line, "_finish", broken_finish)
+    make_folders(tmp_path / "pets", n_train=4, n_valid=2)
+    code = cli(["train", str(tmp_path / "pets"), "--arch", "efficientnet_lite0", "--sz", "32", "--bs", "4",
+                "--save", "kept", "--device", "cpu"])
+    assert code == 1 and "went away" in capsys.readouterr().err
+    assert (home / "models" / "kept.pt").exists()
