@@ -4,17 +4,24 @@ Machinery, not lesson: every file lessonlib writes (cached activations, scan res
 downloads, data sets it derives) goes through here, so that
 
 - a reader never sees half a file: content is written under a name no other process uses
-  (`.<name>.<pid>.<random>.tmp`) and renamed into place in one step;
+  (`.<name>.<space>-<pid>.<random>.tmp`, `space` naming where that process id means something: this machine's
+  boot and PID namespace, so two containers sharing one home never take each other's files for their own)
+  and renamed into place in one step;
 - two processes writing the same result (two notebooks, two students on one server) both succeed,
   and the result is one of the two whole copies;
 - a failure (a full disk, Ctrl-C, a killed process) leaves no partial file behind, and the temporary
-  files of processes that died are removed the next time that folder is written to;
+  files of processes that died are removed the next time that folder is written to (those of another
+  machine or container, whose processes cannot be asked, once they are a day old);
 - a full disk or a folder that cannot be written says which folder, and what to do.
 """
 import contextlib
 import errno
+import functools
+import hashlib
 import os
 import shutil
+import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -22,16 +29,28 @@ __all__ = ["atomic_write", "atomic_dir", "file_lock", "load_or_none", "remove_st
            "StorageError", "temporary_name"]
 
 _TMP_SUFFIX = ".tmp"
+STALE_AFTER = 24 * 3600   # seconds: a temporary file of another machine's process is surely abandoned by then
 
 
 class StorageError(OSError):
     """A write lessonlib could not do, with the folder and the remedy in its message."""
 
 
+@functools.lru_cache(maxsize=1)
+def pid_space():
+    """A short tag for where this process's id means this process: the machine's boot and its PID namespace
+    (each container has its own), or the host's name where /proc cannot tell."""
+    try:
+        key = f"{Path('/proc/sys/kernel/random/boot_id').read_text().strip()}|{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        key = socket.gethostname()
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
 def temporary_name(dest):
-    """A name next to `dest` that no other process uses: `.<name>.<pid>.<random>.tmp`."""
+    """A name next to `dest` that no other process uses: `.<name>.<space>-<pid>.<random>.tmp`."""
     dest = Path(dest)
-    return dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
+    return dest.with_name(f".{dest.name}.{pid_space()}-{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
 
 
 def _explain(e, folder):
@@ -60,17 +79,31 @@ def _pid_alive(pid):
 
 
 def remove_stale_temporaries(folder):
-    """Delete the temporary files and folders that processes no longer running left in `folder`."""
+    """Delete the temporary files and folders that processes no longer running left in `folder`.
+
+    A process of this machine and container is asked whether it still runs; another machine's or container's
+    (or an older lessonlib's, whose names carry no space) cannot be, so its files go only once a day old.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return
     for p in folder.iterdir():
         parts = p.name.split(".")
-        # .<name>.<pid>.<random>.tmp -> ['', name..., pid, random, 'tmp']
-        if not (p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX) and len(parts) >= 5 and parts[-3].isdigit()):
+        # .<name>.<space>-<pid>.<random>.tmp -> ['', name..., space-pid, random, 'tmp']
+        if not (p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX) and len(parts) >= 5):
             continue
-        if int(parts[-3]) == os.getpid() or _pid_alive(int(parts[-3])):
+        space, _, pid = parts[-3].rpartition("-")
+        if not pid.isdigit():
             continue
+        if space == pid_space():
+            if int(pid) == os.getpid() or _pid_alive(int(pid)):
+                continue
+        else:
+            try:
+                if time.time() - p.lstat().st_mtime < STALE_AFTER:
+                    continue
+            except OSError:
+                continue
         with contextlib.suppress(OSError):
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 

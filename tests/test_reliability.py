@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -183,10 +184,39 @@ def test_a_full_disk_names_the_folder_and_leaves_no_partial_file(data, home, mon
 def test_temporary_files_of_killed_processes_are_removed(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
-    (tmp_path / f".model.pt.{dead}.abcd1234.tmp").write_bytes(b"half")
-    (tmp_path / f".model.pt.{os.getpid()}.live0000.tmp").write_bytes(b"mine, in progress")
+    here = storage.pid_space()
+    (tmp_path / f".model.pt.{here}-{dead}.abcd1234.tmp").write_bytes(b"half")
+    (tmp_path / f".model.pt.{here}-{os.getpid()}.live0000.tmp").write_bytes(b"mine, in progress")
     storage.atomic_write(tmp_path / "other.txt", lambda f: f.write(b"ok"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".model.pt.{os.getpid()}.live0000.tmp", "other.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".model.pt.{here}-{os.getpid()}.live0000.tmp", "other.txt"]
+
+
+def test_another_containers_save_in_progress_on_a_shared_home_is_left_alone(tmp_path):
+    """A second container (its own PID namespace) on the same LESSONLIB_HOME: its process ids mean nothing here."""
+    dead_here = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                               text=True).stdout.strip()
+    theirs = tmp_path / f".model.pt.0f0f0f0f-{dead_here}.abcd1234.tmp"   # another space, an id not running here
+    theirs.write_bytes(b"their save, in progress")
+    old_format = tmp_path / f".cache.pt.{dead_here}.abcd1234.tmp"       # an older lessonlib's name: no space
+    old_format.write_bytes(b"in progress elsewhere")
+    abandoned = tmp_path / ".model.pt.0e0e0e0e-12.ffff0000.tmp"
+    abandoned.write_bytes(b"left two days ago")
+    two_days = time.time() - 2 * 24 * 3600
+    os.utime(abandoned, (two_days, two_days))
+    storage.atomic_write(tmp_path / "mine.txt", lambda f: f.write(b"ok"))
+    assert theirs.exists() and old_format.exists() and not abandoned.exists()
+
+
+def test_the_pid_space_differs_in_another_pid_namespace():
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs unshare(1) and root to make a PID namespace")
+    code = "from lessonlib import storage; print(storage.pid_space())"
+    out = subprocess.run([unshare, "--pid", "--fork", "--mount-proc", sys.executable, "-c", code], capture_output=True,
+                         text=True, cwd=Path(__file__).resolve().parent.parent)
+    if out.returncode != 0:
+        pytest.skip(f"this machine does not allow a new PID namespace here: {out.stderr.strip()[-200:]}")
+    assert out.stdout.strip() != storage.pid_space()
 
 
 def test_a_truncated_activation_cache_is_named_deleted_and_computed_again(data, home, capsys):
