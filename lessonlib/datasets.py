@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,9 +90,17 @@ def data_root():
 
 
 def mirror():
-    """The read-only mirror folder named by `LESSONLIB_DATA_MIRROR`, or None."""
-    value = os.environ.get("LESSONLIB_DATA_MIRROR")
-    return Path(value).expanduser() if value else None
+    """The read-only mirror folder named by `LESSONLIB_DATA_MIRROR`, or None (with a warning when it is set to
+    something that is not a folder: a typo there would otherwise send every lesson to the network)."""
+    value = os.environ.get("LESSONLIB_DATA_MIRROR", "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        warnings.warn(f"LESSONLIB_DATA_MIRROR={value} is not a folder here (missing, or not readable): it is ignored, "
+                      f"and data sets and weights come from lessonlib's own copies or a download", stacklevel=2)
+        return None
+    return path
 
 
 def get(name, smoke=None):
@@ -143,13 +152,14 @@ def _locate(entry):
     found = _local(entry)
     if found:
         return found
-    if mirror() is not None and (mirror() / entry.name).is_dir():
-        return mirror() / entry.name
+    shared = mirror()
+    if shared is not None and (shared / entry.name).is_dir():
+        return shared / entry.name
     if entry.packaged and (PACKAGED / entry.name).is_dir():
         return PACKAGED / entry.name
     if not (entry.url or entry.fetch):
         where = [f"lessonlib's own copy ({PACKAGED / entry.name}) is missing", f"it is not in {data_root()}",
-                 f"LESSONLIB_DATA_MIRROR is {'not set' if mirror() is None else f'{mirror()}, without it'}"]
+                 f"LESSONLIB_DATA_MIRROR is {'not set' if shared is None else f'{shared}, without it'}"]
         raise FileNotFoundError(f"{entry.name} is not available: {'; '.join(where)}. Reinstall lessonlib from the "
                                 f"project (`pip install .` in a full checkout), or copy the folder {entry.name}/ into "
                                 f"{data_root()}; data/README.md says where each data set comes from.")

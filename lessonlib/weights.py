@@ -86,9 +86,9 @@ def weight_places():
     """Folders searched for torchvision's weight files: torch's own cache, then the mirror's weights/."""
     from lessonlib.datasets import mirror
 
-    places = [Path(torch.hub.get_dir()) / "checkpoints"]
-    if mirror() is not None:
-        places.append(mirror() / "weights")
+    places, shared = [Path(torch.hub.get_dir()) / "checkpoints"], mirror()
+    if shared is not None:
+        places.append(shared / "weights")
     return places
 
 
@@ -103,12 +103,18 @@ def find_weights(name):
     fname = Path(urllib.parse.urlparse(weights_url(name)).path).name
     for folder in weight_places():
         path = folder / fname
-        if not path.is_file():
+        try:
+            if not path.is_file():
+                continue
+            st = path.stat()
+        except OSError:   # a folder of the mirror this user may not enter
             continue
-        st = path.stat()
         key = (path, st.st_size, st.st_mtime_ns)
         if key not in _checked:
-            _checked[key] = weight_file_ok(path)
+            try:
+                _checked[key] = weight_file_ok(path)
+            except OSError as e:   # e.g. a mirror's file this user may not read
+                _checked[key] = f"it cannot be read ({e.strerror or e}; ask whoever keeps the mirror to make it readable)"
             if _checked[key]:
                 print(f"{name}: refusing {path}: {_checked[key]} (a damaged or renamed copy; delete or replace it).")
         if _checked[key] is None:

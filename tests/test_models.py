@@ -202,3 +202,28 @@ def test_bn_frozen_keeps_the_bodys_batchnorm_in_eval_mode_while_the_head_trains(
     net.train()
     assert not any(m.training for m in models.batchnorm_layers(body.early))
     assert all(m.training for m in models.batchnorm_layers(body.late))
+
+
+def test_an_unreadable_weight_file_in_the_mirror_falls_back_with_a_message(tmp_path, monkeypatch, capsys):
+    import errno
+    path = weight_file(tmp_path / "mirror" / "weights")
+    monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(tmp_path / "mirror"))
+    monkeypatch.setenv("LESSONLIB_OFFLINE", "1")
+    monkeypatch.setattr(weights, "weights_url", lambda name: f"https://example.invalid/models/{path.name}")
+
+    def unreadable(p):   # what open() raises for a file of the mirror this user may not read (root reads anything)
+        raise PermissionError(errno.EACCES, "Permission denied", str(p))
+    monkeypatch.setattr(weights, "weight_file_ok", unreadable)
+    monkeypatch.setattr(weights, "_resolved", {})
+    name, _ = weights.load_pretrained("resnet34")
+    out = capsys.readouterr().out
+    assert name == weights.FALLBACK and "cannot be read" in out and str(path) in out
+
+
+def test_a_mirror_that_is_not_there_is_said_once_and_ignored(tmp_path, monkeypatch):
+    from lessonlib import datasets
+    monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(tmp_path / "no-such-mirror"))
+    with pytest.warns(UserWarning, match="LESSONLIB_DATA_MIRROR=.*no-such-mirror is not a folder"):
+        assert datasets.mirror() is None
+    monkeypatch.setenv("LESSONLIB_DATA_MIRROR", " ")
+    assert datasets.mirror() is None
