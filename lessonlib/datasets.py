@@ -19,6 +19,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import socket
 import tarfile
 import time
 import urllib.error
@@ -26,6 +27,7 @@ import urllib.parse
 import urllib.request
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,8 +226,14 @@ def download(url, dest, size=None, md5=None, timeout=30, retries=None):
     retries = RETRIES if retries is None else retries
     with file_lock(dest.with_name(f".{dest.name}.lock")):
         if dest.exists():
-            return dest
+            problem = _check_file(dest, size, md5)
+            if problem is None:
+                return dest
+            print(f"{dest} is already there but {problem}: downloading it again")
+            dest.unlink()
         part = dest.with_name(dest.name + ".part")   # only the lock holder writes it
+        if size is not None and part.exists() and part.stat().st_size > size:   # not the start of this file
+            part.unlink()
         bar = tqdm(total=size, initial=0, unit="B", unit_scale=True, desc=dest.name, disable=None)
         try:
             for attempt in range(retries + 1):
@@ -247,44 +255,73 @@ def download(url, dest, size=None, md5=None, timeout=30, retries=None):
                 except urllib.error.HTTPError as e:
                     if e.code == 416 and size is not None and have == size:   # the .part was already whole
                         break
-                    if e.code < 500 and e.code != 408:
+                    if e.code == 416:   # the .part is not a beginning of the server's file: start again
+                        part.unlink(missing_ok=True)
+                        reason = "the partial file did not fit the server's (HTTP 416); starting again"
+                    elif e.code < 500 and e.code != 408:
                         raise OSError(f"{url}: HTTP {e.code} {e.reason}") from e
-                    reason = f"HTTP {e.code}"
-                except (OSError, EOFError, http.client.HTTPException) as e:   # URLError, reset, time-out, IncompleteRead
+                    else:
+                        reason = f"HTTP {e.code}"
+                except urllib.error.URLError as e:
+                    if isinstance(e.reason, socket.gaierror):   # retrying cannot fix a name that does not resolve
+                        raise OSError(f"{url}: the server's name cannot be resolved ({e.reason}): no network, or "
+                                      f"no DNS here; download it where there is, see data/README.md") from e
+                    reason = f"{type(e).__name__}: {e}"
+                except (OSError, EOFError, http.client.HTTPException) as e:   # reset, time-out, IncompleteRead
                     reason = f"{type(e).__name__}: {e}"
                 if attempt == retries:
-                    raise OSError(f"{url}: gave up after {retries + 1} attempts ({reason}); run it again to continue "
-                                  f"from byte {part.stat().st_size if part.exists() else 0:,}")
+                    kept = part.stat().st_size if part.exists() else 0
+                    raise OSError(f"{url}: gave up after {retries + 1} attempts ({reason}); "
+                                  + (f"run it again to continue from byte {kept:,}" if kept else
+                                     "nothing was downloaded; check the network and run it again"))
                 time.sleep(RETRY_WAIT * 2 ** attempt)
         finally:
             bar.close()
-        got = part.stat().st_size
-        if size is not None and got != size:
+        problem = _check_file(part, size, md5)
+        if problem is not None:
             part.unlink()
-            raise OSError(f"{url}: got {got:,} bytes, expected {size:,}; the file on the server changed or the "
-                          f"download was cut short")
-        if md5 is not None and _md5(part) != md5:
-            part.unlink()
-            raise OSError(f"{url}: the MD5 of the download does not match the expected {md5}")
+            raise OSError(f"{url}: the download {problem}; the file on the server changed or the download was cut "
+                          f"short")
         os.replace(part, dest)
     return dest
 
 
+def _check_file(path, size, md5):
+    """None if `path` has the expected size and MD5 (each where known), else what is wrong."""
+    got = path.stat().st_size
+    if size is not None and got != size:
+        return f"has {got:,} bytes, expected {size:,}"
+    if md5 is not None and _md5(path) != md5:
+        return f"does not have the MD5 {md5}"
+    return None
+
+
+MAX_UNPACKED = 50         # an archive may unpack to at most this many times its own size ...
+UNPACKED_FLOOR = 2**30    # ... or to this many bytes, whichever is more: no decompression bombs
+
+
 def safe_extract(archive, dest):
-    """Extract a .zip or .tar(.gz) into `dest`, refusing any member that would land outside it."""
+    """Extract a .zip or .tar(.gz) into `dest`, refusing any member that would land outside it, and an archive
+    that would unpack to more than `MAX_UNPACKED` times its size (or `UNPACKED_FLOOR` bytes, if more)."""
     archive, dest = Path(archive), Path(dest).resolve()
     dest.mkdir(parents=True, exist_ok=True)
+    limit = max(UNPACKED_FLOOR, MAX_UNPACKED * archive.stat().st_size)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
             for member in z.namelist():
                 _refuse_escape(member, dest)
+            _refuse_too_large(archive, sum(i.file_size for i in z.infolist()), limit)
             z.extractall(dest)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as t:
-            for member in t.getmembers():
+            members = t.getmembers()
+            _refuse_too_large(archive, sum(m.size for m in members if m.isfile()), limit)
+            for member in members:
                 _refuse_escape(member.name, dest)
-                if member.issym() or member.islnk():
+                if member.issym():     # a symbolic link's target is relative to the link's own folder
                     _refuse_escape(os.path.join(os.path.dirname(member.name), member.linkname), dest)
+                if member.islnk():     # a hard link's target is a member name: relative to the archive's top
+                    _refuse_escape(member.linkname, dest)
                 if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
                     raise ValueError(f"refusing to extract {member.name!r}: not a file, folder or link")
             if hasattr(tarfile, "data_filter"):   # Python 3.11.4+ / 3.10.12+
@@ -294,6 +331,12 @@ def safe_extract(archive, dest):
     else:
         raise ValueError(f"{archive} is neither a zip nor a tar archive")
     return dest
+
+
+def _refuse_too_large(archive, unpacked, limit):
+    if unpacked > limit:
+        raise ValueError(f"refusing to extract {archive.name}: it would unpack to {unpacked / 2**20:,.0f} MB, more than "
+                         f"{MAX_UNPACKED}x its own size; it is damaged or not the data set it claims to be")
 
 
 def _refuse_escape(member, dest):
@@ -312,6 +355,13 @@ def download_and_extract(url, dest, size=None, md5=None, inner=None, convert=Non
     archive = dest.parent / Path(urllib.parse.urlparse(url).path).name
     if dest.is_dir():
         return dest
+    with file_lock(dest.parent / f".{dest.name}.extract.lock"):   # a second process waits, then finds it done
+        if dest.is_dir():
+            return dest
+        return _fetch_and_extract(url, archive, dest, size, md5, inner, convert)
+
+
+def _fetch_and_extract(url, archive, dest, size, md5, inner, convert):
     download(url, archive, size, md5)
 
     def write(tmp):
@@ -326,7 +376,12 @@ def download_and_extract(url, dest, size=None, md5=None, inner=None, convert=Non
             for child in src.iterdir():
                 os.rename(child, tmp / child.name)
         shutil.rmtree(work)
-    atomic_dir(dest, write)
+    try:
+        atomic_dir(dest, write)
+    except (EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error) as e:
+        archive.unlink(missing_ok=True)   # damaged: the next call downloads it again instead of failing the same way
+        raise OSError(f"{archive.name} is damaged ({type(e).__name__}: {e}); it was deleted: run it again to "
+                      f"download it afresh") from e
     archive.unlink(missing_ok=True)
     return dest
 

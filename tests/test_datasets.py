@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import urllib.error
 import zipfile
 from pathlib import Path
 
@@ -400,3 +401,72 @@ def test_smoke_sample_of_a_csv_set(data_home):
     sample = datasets.smoke_sample_csv(src, 4, data_home / "sample")
     assert (sample / "train_v2.csv").read_text().splitlines()[1:] == rows[:4]
     assert sorted(p.name for p in (sample / "train-jpg").iterdir()) == [f"train_{i}.jpg" for i in range(4)]
+
+
+# ---------------------------------------------------------------- downloads recover from any leftover
+
+def test_a_truncated_archive_left_in_the_data_folder_is_checked_and_fetched_again(server, tmp_path, capsys):
+    body = tgz({"set/a.txt": b"hello" * 1000})
+    (tmp_path / "set.tgz").write_bytes(body[: len(body) // 2])       # left by an earlier, cut-short run
+    srv = server({"/set.tgz": body})
+    dest = datasets.download_and_extract(srv.url + "/set.tgz", tmp_path / "set", size=len(body), inner="set")
+    assert (dest / "a.txt").read_bytes() == b"hello" * 1000
+    assert "already there but has" in capsys.readouterr().out
+
+
+def test_a_damaged_archive_of_unknown_size_is_deleted_so_the_next_call_fetches_it(server, tmp_path):
+    body = tgz({"set/a.txt": b"hello" * 1000})
+    (tmp_path / "set.tgz").write_bytes(body[: len(body) // 2])
+    srv = server({"/set.tgz": body})
+    with pytest.raises(OSError, match="is damaged .* run it again"):
+        datasets.download_and_extract(srv.url + "/set.tgz", tmp_path / "set", inner="set")   # no size to check
+    dest = datasets.download_and_extract(srv.url + "/set.tgz", tmp_path / "set", inner="set")
+    assert (dest / "a.txt").exists()
+
+
+def test_a_part_file_longer_than_the_servers_file_starts_again(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "RETRY_WAIT", 0.01)
+    body = b"0123456789" * 1000
+    srv = server({"/x": body})
+    (tmp_path / "x.part").write_bytes(b"y" * 20_000)                 # longer than the file: HTTP 416 forever before
+    assert datasets.download(srv.url + "/x", tmp_path / "x").read_bytes() == body
+    (tmp_path / "z.part").write_bytes(b"y" * 20_000)
+    assert datasets.download(srv.url + "/x", tmp_path / "z", size=len(body)).read_bytes() == body
+
+
+def test_a_name_that_does_not_resolve_fails_at_once(tmp_path, monkeypatch):
+    import socket
+    import time as clock
+
+    def no_dns(*args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", no_dns)
+    start = clock.perf_counter()
+    with pytest.raises(OSError, match="cannot be resolved") as info:
+        datasets.download("https://example.invalid/x.tgz", tmp_path / "x.tgz")
+    assert clock.perf_counter() - start < 1 and "byte 0" not in str(info.value)
+
+
+def test_an_archive_that_would_unpack_to_far_more_than_its_size_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "UNPACKED_FLOOR", 0)   # the floor is 1 GiB: lower it rather than write 1 GiB
+    bomb = tmp_path / "bomb.tgz"
+    bomb.write_bytes(tgz({"zeros.bin": bytes(8 * 2**20)}))          # 8 MB of zeros in a few KB
+    with pytest.raises(ValueError, match=r"refusing to extract bomb.tgz: it would unpack to 8 MB"):
+        datasets.safe_extract(bomb, tmp_path / "out")
+    assert not (tmp_path / "out" / "zeros.bin").exists()
+    fine = tmp_path / "fine.tgz"
+    fine.write_bytes(tgz({"a.txt": bytes(range(256)) * 4}))
+    assert (datasets.safe_extract(fine, tmp_path / "ok") / "a.txt").exists()
+
+
+def test_a_hard_link_deep_in_an_archive_cannot_point_outside(tmp_path, monkeypatch):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        link = tarfile.TarInfo("a/b/c")
+        link.type, link.linkname = tarfile.LNKTYPE, "../outside.txt"   # relative to the archive's top: outside
+        t.addfile(link)
+    evil = tmp_path / "evil.tgz"
+    evil.write_bytes(buf.getvalue())
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)        # a Python without the 'data' filter
+    with pytest.raises(ValueError):
+        datasets.safe_extract(evil, tmp_path / "out")
