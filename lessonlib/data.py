@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from lessonlib.runtime import home
-from lessonlib.storage import atomic_write, load_or_none
+from lessonlib.storage import atomic_write, file_signature, load_or_none
 
 __all__ = ["DeviceAugmentedBatches", "ImageClassifierData", "ImageDataset", "cache_fits", "check_layout",
            "files_digest", "find_unreadable", "folder_summary", "get_cv_idxs", "image_files", "load_image",
@@ -153,11 +154,16 @@ def _decode_error(path, min_side):
 
 
 def files_digest(files):
-    """A hash of file names (any bytes), sizes and modification times: changes whenever any file does."""
+    """A hash of file names (any bytes) and `storage.file_signature`s: changes whenever any file does."""
     h = hashlib.sha256()
     for f in files:
-        st = os.stat(f)
-        h.update(os.fsencode(f) + f"|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        try:
+            signature = file_signature(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{os.fsdecode(f)} was removed after the data was read: build the data again "
+                                    f"(ImageClassifierData.from_paths(...)) so that it lists the images there now") \
+                from None
+        h.update(os.fsencode(f) + f"|{signature}\n".encode())
     return h.hexdigest()
 
 
@@ -561,5 +567,12 @@ def submission_frame(data, probs, positive):
     probs = np.asarray(probs)
     if probs.shape != (len(data.test_ds), data.c):
         raise ValueError(f"probs must be (test images, classes) = {(len(data.test_ds), data.c)}, got {probs.shape}")
-    ids = [int(f.stem) if f.stem.isdigit() else f.stem for f in data.test_ds.fnames]
+    stems = [f.stem for f in data.test_ds.fnames]
+    numbers = [int(x) for x in stems] if all(x.isdigit() for x in stems) else None
+    # numbers as numbers (Kaggle's ids: 0001.jpg is 1) unless that makes two images one: 001.jpg and 1.jpg
+    ids = numbers if numbers is not None and len(set(numbers)) == len(numbers) else stems
+    twice = sorted(str(x) for x, n in Counter(ids).items() if n > 1)
+    if twice:
+        raise ValueError(f"test images in different folders share the names {twice[:5]}: a submission needs one id "
+                         f"per image; rename them, or keep the test images in one folder")
     return pd.DataFrame({"id": ids, "label": probs[:, data.classes.index(positive)]})

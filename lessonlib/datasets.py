@@ -34,7 +34,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from lessonlib.runtime import home, smoke_mode
-from lessonlib.storage import atomic_dir, file_lock
+from lessonlib.storage import atomic_dir, file_lock, file_signature
 
 __all__ = ["CATALOG", "Entry", "PACKAGED", "data_root", "download", "download_and_extract", "get", "mirror",
            "safe_extract", "smoke_sample", "smoke_sample_csv", "verify_packaged"]
@@ -140,8 +140,8 @@ def _tree_digest(path):
     for root, dirs, files in sorted(os.walk(path)):
         dirs.sort()
         for f in sorted(files):
-            st = os.stat(os.path.join(root, f))
-            h.update(os.fsencode(os.path.join(root, f)) + f"|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            path = os.path.join(root, f)
+            h.update(os.fsencode(path) + f"|{file_signature(path)}\n".encode())
     return h.hexdigest()
 
 

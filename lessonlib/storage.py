@@ -25,7 +25,7 @@ import time
 import uuid
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_dir", "file_lock", "load_or_none", "remove_stale_temporaries",
+__all__ = ["atomic_write", "atomic_dir", "file_lock", "file_signature", "load_or_none", "remove_stale_temporaries",
            "StorageError", "temporary_name"]
 
 _TMP_SUFFIX = ".tmp"
@@ -51,6 +51,14 @@ def temporary_name(dest):
     """A name next to `dest` that no other process uses: `.<name>.<space>-<pid>.<random>.tmp`."""
     dest = Path(dest)
     return dest.with_name(f".{dest.name}.{pid_space()}-{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
+
+
+def file_signature(path):
+    """What changes whenever a file's content can have changed: size, modification time, and the inode's change
+    time and number (a file rewritten in place, or swapped for another with its size and mtime set back, moves
+    these; `touch` cannot set them back). Raises FileNotFoundError for a file that is gone."""
+    st = os.stat(path)
+    return f"{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
 
 
 def _explain(e, folder):

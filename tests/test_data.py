@@ -196,6 +196,17 @@ def test_submission_frame(tmp_path):
         submission_frame(data, probs[:2], "dogs")
 
 
+def test_submission_ids_never_merge_two_images(tmp_path):
+    from lessonlib.data import submission_frame
+
+    make_folders(tmp_path, n_test=0)
+    for name in ("1.jpg", "001.jpg", "01.jpg"):
+        write_image(tmp_path / "test" / name, (90, 90, 90), (40, 30))
+    data = ImageClassifierData.from_paths(tmp_path, tfms=TFMS, bs=4, test_name="test")
+    sub = submission_frame(data, np.full((3, 2), 0.5), "dogs")
+    assert sorted(sub.id.tolist()) == ["001", "01", "1"] and sub.id.is_unique
+
+
 def _noise_folders(root, n=4, size=(48, 36)):
     rng = np.random.default_rng(0)
     for split in ("train", "valid"):

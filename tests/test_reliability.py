@@ -518,3 +518,38 @@ def test_a_run_that_fails_at_its_end_still_saves_the_model_it_trained(tmp_path, 
                 "--save", "kept", "--device", "cpu"])
     assert code == 1 and "went away" in capsys.readouterr().err
     assert (home / "models" / "kept.pt").exists()
+
+
+# ---------------------------------------------------------------- data that changes under a cache
+
+def test_an_image_swapped_for_another_of_the_same_size_and_time_is_not_served_stale(tmp_path, home):
+    import io as bytes_io
+    from PIL import Image
+    make_folders(tmp_path / "pets", n_train=4, n_valid=2)
+    victim = sorted((tmp_path / "pets" / "train" / "cats").iterdir())[0]
+    tfms = tfms_from_model("efficientnet_lite0", 32)
+    data = ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms, bs=4, device="cpu")
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    before = learn.activations("train")[0].clone()
+    other = bytes_io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(other, format="JPEG", quality=50)   # a smaller file ...
+    old, new = victim.read_bytes(), other.getvalue()
+    assert len(new) < len(old)
+    new += b"\0" * (len(old) - len(new))                 # ... padded to the old size (JPEG ignores the tail)
+    st = victim.stat()
+    victim.write_bytes(new)                               # the same size ...
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and the same modification time
+    assert victim.stat().st_size == st.st_size and victim.stat().st_mtime_ns == st.st_mtime_ns
+    data = ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms, bs=4, device="cpu")
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    assert not torch.allclose(learn.activations("train")[0], before)
+
+
+def test_an_image_removed_after_from_paths_is_named_with_what_to_do(tmp_path, home):
+    make_folders(tmp_path / "pets", n_train=4, n_valid=2)
+    tfms = tfms_from_model("efficientnet_lite0", 32)
+    data = ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms, bs=4, device="cpu")
+    gone = sorted((tmp_path / "pets" / "train" / "dogs").iterdir())[0]
+    gone.unlink()
+    with pytest.raises(FileNotFoundError, match=rf"{gone.name} was removed after the data was read: .*from_paths"):
+        ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
