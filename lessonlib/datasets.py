@@ -158,6 +158,13 @@ def _locate(entry):
     if shared is not None and (shared / entry.name).is_dir():
         return shared / entry.name
     if entry.packaged and (PACKAGED / entry.name).is_dir():
+        problems = verify_packaged([entry.name])   # 50 ms for dogscats-mini: checked at every get()
+        if problems:
+            listed = ", ".join(f"{rel} ({why})" for rel, why in sorted(problems.items())[:3])
+            raise ValueError(f"lessonlib's own copy of {entry.name} ({PACKAGED / entry.name}) has changed: {listed}"
+                             f"{' ...' if len(problems) > 3 else ''}. It is the lessons' reference data: copy it "
+                             f"elsewhere before changing it (shutil.copytree), and reinstall lessonlib to mend it "
+                             f"(pip install --force-reinstall lessonlib, or `make install` in the project).")
         return PACKAGED / entry.name
     if not (entry.url or entry.fetch):
         where = [f"lessonlib's own copy ({PACKAGED / entry.name}) is missing", f"it is not in {data_root()}",

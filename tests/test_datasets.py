@@ -470,3 +470,15 @@ def test_a_hard_link_deep_in_an_archive_cannot_point_outside(tmp_path, monkeypat
     monkeypatch.delattr(tarfile, "data_filter", raising=False)        # a Python without the 'data' filter
     with pytest.raises(ValueError):
         datasets.safe_extract(evil, tmp_path / "out")
+
+
+def test_a_changed_packaged_set_is_refused_with_what_to_do(monkeypatch, tmp_path, data_home):
+    copy = tmp_path / "teaching_sets"
+    shutil.copytree(datasets.PACKAGED / "mnist-digits", copy / "mnist-digits")
+    shutil.copy(datasets.PACKAGED / "SHA256SUMS", copy / "SHA256SUMS")
+    monkeypatch.setattr(datasets, "PACKAGED", copy)
+    assert datasets.get("mnist-digits") == copy / "mnist-digits"
+    (copy / "mnist-digits" / "my_own_digit.png").write_bytes(b"a student's file")   # written into get()'s folder
+    with pytest.raises(ValueError, match=r"own copy of mnist-digits .* has changed: mnist-digits/my_own_digit.png "
+                                         r"\(not in SHA256SUMS\).*copy it elsewhere"):
+        datasets.get("mnist-digits")
