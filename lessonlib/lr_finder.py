@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lessonlib.recorder import Recorder, smooth
-from lessonlib.training import train_step
+from lessonlib.training import deferred_interrupt, train_step
 
 __all__ = ["LRFinder", "RULES", "Sweep", "describe_region", "find_lr", "losses_at", "preserved_state",
            "suggest_order_below_min", "suggest_steepest", "suggest_valley"]
@@ -46,16 +46,17 @@ def preserved_state(model, optimizer=None):
     try:
         yield
     finally:
-        model.load_state_dict(weights)
-        for m, mode in modes.items():
-            m.training = mode
-        if optimizer is not None:
-            optimizer.load_state_dict(opt_state)
-        torch.set_rng_state(rng[0])
-        np.random.set_state(rng[1])
-        random.setstate(rng[2])
-        if rng[3] is not None:
-            torch.cuda.set_rng_state_all(rng[3])
+        with deferred_interrupt():   # Ctrl-C pressed again, even many times, waits until all is put back
+            model.load_state_dict(weights)
+            for m, mode in modes.items():
+                m.training = mode
+            if optimizer is not None:
+                optimizer.load_state_dict(opt_state)
+            torch.set_rng_state(rng[0])
+            np.random.set_state(rng[1])
+            random.setstate(rng[2])
+            if rng[3] is not None:
+                torch.cuda.set_rng_state_all(rng[3])
 
 
 def _cycle(batches):

@@ -107,10 +107,10 @@ class StepGuard:
                     s.copy_(t)
 
     def restore(self):
-        for p in self.params:
-            if p not in self.had_state:
-                self.optimizer.state.pop(p, None)   # state the failed step created
-        with torch.no_grad():
+        with deferred_interrupt(), torch.no_grad():   # put back whole, whatever Ctrl-C is pressed meanwhile
+            for p in self.params:
+                if p not in self.had_state:
+                    self.optimizer.state.pop(p, None)   # state the failed step created
             for s, t in zip(self.saved, self._tensors()):
                 t.copy_(s)
 

@@ -1,3 +1,4 @@
+import copy
 import random
 
 import numpy as np
@@ -160,3 +161,89 @@ def test_lr_explorer_driven_without_a_browser(learn):
     box.children[2].click()
     assert len(explorer.runs) == 2
     explorer.draw()
+
+
+# ---------------------------------------------------------------- interrupts never undo a restore
+
+def _plain_setup():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    batches = [(torch.randn(16, 4), torch.randint(0, 2, (16,))) for _ in range(5)]
+    return model, optimizer, batches
+
+
+def test_ctrl_c_pressed_during_the_restore_waits_until_everything_is_back():
+    import os
+    import signal
+
+    from lessonlib.lr_finder import Sweep, find_lr
+    from lessonlib.policy import resolve_policy
+
+    model, optimizer, batches = _plain_setup()
+    before = copy.deepcopy(model.state_dict())
+    real_load = model.load_state_dict
+
+    def impatient_load(state, *args, **kwargs):   # Ctrl-C pressed three times as the restore begins
+        for _ in range(3):
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_load(state, *args, **kwargs)
+    model.load_state_dict = impatient_load
+    with pytest.raises(KeyboardInterrupt):
+        find_lr(model, optimizer, torch.nn.functional.cross_entropy, batches, resolve_policy("cpu"),
+                Sweep(start_lr=1e-5, end_lr=10, num_it=30))
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_bursts_of_ctrl_c_at_any_moment_never_leave_the_sweeps_weights(monkeypatch):
+    import os
+    import signal
+    import threading
+    import time
+
+    from lessonlib.lr_finder import Sweep, find_lr
+    from lessonlib.policy import resolve_policy
+
+    armed = [True]
+
+    def ctrl_c(*_):   # Python's own Ctrl-C, once per trial: a press after the first is the student's impatience
+        if armed[0]:
+            armed[0] = False
+            raise KeyboardInterrupt
+    monkeypatch.setattr(signal, "default_int_handler", ctrl_c)
+    previous = signal.signal(signal.SIGINT, ctrl_c)
+    rng = np.random.default_rng(0)
+    interrupted = 0
+    try:
+        for trial in range(30):
+            model, optimizer, batches = _plain_setup()
+            before = copy.deepcopy(model.state_dict())
+            delay, armed[0] = float(rng.uniform(0, 0.03)), True
+            real_load = model.load_state_dict
+
+            def slow_load(state, *args, real_load=real_load, **kwargs):   # a restore as long as a real network's
+                time.sleep(0.005)
+                return real_load(state, *args, **kwargs)
+            model.load_state_dict = slow_load
+
+            def burst():
+                time.sleep(delay)
+                for _ in range(6):
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.0005)
+            presser = threading.Thread(target=burst)
+            presser.start()
+            try:
+                try:
+                    find_lr(model, optimizer, torch.nn.functional.cross_entropy, batches, resolve_policy("cpu"),
+                            Sweep(start_lr=1e-5, end_lr=10, num_it=300, stop_div=False))
+                except KeyboardInterrupt:
+                    armed[0] = False
+                    interrupted += 1
+            except KeyboardInterrupt:   # one more press landed as the first was being handled
+                armed[0] = False
+            presser.join()
+            assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), f"trial {trial}"
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert interrupted >= 20   # the presses did land while the finder ran
