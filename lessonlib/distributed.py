@@ -17,6 +17,7 @@ CPUs):
 - the first process (rank 0) alone prints, saves, downloads and writes caches while the others wait.
 """
 import contextlib
+import datetime
 import os
 import shutil
 import tempfile
@@ -27,6 +28,8 @@ import torch.distributed as dist
 from torch import nn
 
 from lessonlib.models import ConvNet
+
+RENDEZVOUS_TIMEOUT = 120   # seconds to wait for the other processes of a run to start
 
 __all__ = ["CPUSyncBatchNorm", "Run", "ShardedSampler", "all_mean", "barrier", "convert_batchnorm", "gather_ordered",
            "is_distributed", "one_process_only", "processes", "wrap"]
@@ -77,6 +80,19 @@ class Run:
         if self.is_first:
             print(*args, **kwargs)
 
+    def agree(self, what, value):
+        """Check once that every process has the same `value` (a string) for `what`; a ValueError on each if not,
+        before any training: processes that read different folders must not train one model."""
+        if self.policy.world_size == 1:
+            return
+        values = [None] * self.policy.world_size
+        dist.all_gather_object(values, value)
+        differ = [rank for rank, v in enumerate(values) if v != values[0]]
+        if differ:
+            raise ValueError(f"the processes do not agree on {what}: process(es) {differ} differ from process 0 "
+                             f"({str(values[differ[0]])[:120]!r} against {str(values[0])[:120]!r}); every process "
+                             f"must be started with the same arguments on the same data")
+
 
 @contextlib.contextmanager
 def processes(device=None):
@@ -99,7 +115,16 @@ def processes(device=None):
             device = f"cuda:{local}"
         backend = "nccl" if wants_cuda else "gloo"
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            dist.init_process_group(backend)
+            try:
+                dist.init_process_group(backend, timeout=datetime.timedelta(seconds=RENDEZVOUS_TIMEOUT))
+            except (RuntimeError, ValueError, OSError) as e:   # DistStoreError is a RuntimeError
+                leftover = {k: os.environ[k] for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+                            if k in os.environ}
+                raise RuntimeError(f"waited {RENDEZVOUS_TIMEOUT} s for the other processes of this run and they did "
+                                   f"not come ({type(e).__name__}). This shell has {leftover}: under torchrun that "
+                                   f"is expected; if you did not start this with torchrun, they are left over from "
+                                   f"an earlier run: unset them (unset RANK WORLD_SIZE MASTER_ADDR MASTER_PORT)") \
+                    from None
         else:
             store = tempfile.mkdtemp(prefix="lessonlib-group-")
             dist.init_process_group(backend, init_method=f"file://{store}/rendezvous", rank=0, world_size=1)

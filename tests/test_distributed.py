@@ -89,3 +89,57 @@ def test_four_students_at_once_with_their_own_homes_and_one_read_only_mirror(tmp
     # everyone: students running at once must not change each other's results.
     assert all(r["accuracy"] >= 0.75 for r in results), results
     assert len({r["accuracy"] for r in results}) == 1, results
+
+
+def _cli_worker(rank, world, port, paths, home, out):
+    """One process as torchrun starts it (RANK, WORLD_SIZE, MASTER_*), running the command line."""
+    import contextlib
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "LESSONLIB_HOME": str(home)})
+    from lessonlib.__main__ import main as cli
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), redirect_stdout(io.StringIO()):
+        code = cli(["train", str(paths[rank]), "--arch", "efficientnet_lite0", "--sz", "32", "--bs", "4",
+                    "--device", "cpu", "--save", "agreed"])
+    (Path(out) / f"rank{rank}.txt").write_text(f"{code}\n{err.getvalue()}")
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("round_", range(2))
+def test_processes_that_read_different_folders_refuse_to_train_one_model(tmp_path, round_):
+    first = make_folders(tmp_path / "a", n_train=4, n_valid=2)
+    second = make_folders(tmp_path / "b", classes=("cats", "dogs"), n_train=4, n_valid=2, size=(50, 30))
+    out = tmp_path / "out"
+    out.mkdir()
+    mp.start_processes(_cli_worker, args=(2, _free_port(), [first, second], tmp_path / "home", out), nprocs=2,
+                       start_method="spawn")
+    results = [(out / f"rank{r}.txt").read_text() for r in range(2)]
+    for text in results:
+        code, err = text.split("\n", 1)
+        assert code == "1" and "do not agree on the data" in err, text
+    assert not (tmp_path / "home" / "models" / "agreed.pt").exists()
+
+
+def test_leftover_torchrun_variables_make_a_plain_run_fail_after_a_bounded_wait(tmp_path, monkeypatch, capsys):
+    import time
+
+    from lessonlib import distributed
+    from lessonlib.__main__ import main as cli
+
+    make_folders(tmp_path / "pets", n_train=4, n_valid=2)
+    monkeypatch.setattr(distributed, "RENDEZVOUS_TIMEOUT", 3)
+    for key, value in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(_free_port())}.items():
+        monkeypatch.setenv(key, value)
+    start = time.perf_counter()
+    code = cli(["train", str(tmp_path / "pets"), "--arch", "efficientnet_lite0", "--sz", "32", "--bs", "4",
+                "--device", "cpu"])
+    assert code == 1 and time.perf_counter() - start < 30
+    err = capsys.readouterr().err
+    assert "waited 3 s for the other processes" in err and "unset RANK WORLD_SIZE" in err
