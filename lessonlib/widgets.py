@@ -253,9 +253,13 @@ class AugmentationExplorer:
     """
 
     DEFAULTS = {"zoom": 1.1, "rotation": 10.0, "brightness": 0.05, "contrast": 0.05, "flip_p": 0.5}
+    RANGES = {"zoom": (1.0, 4.0), "rotation": (0.0, 180.0), "brightness": (0.0, 1.0), "contrast": (0.0, 1.0),
+              "flip_p": (0.0, 1.0)}
 
     def __init__(self, image, sz=224, kind="side_on", seed=0):
-        self.image, self.sz, self.seed = image, sz, seed
+        if isinstance(sz, bool) or not isinstance(sz, (int, np.integer)) or not 8 <= sz <= 2048:
+            raise ValueError(f"sz={sz!r}: the size of the previews in pixels, a whole number from 8 to 2048")
+        self.image, self.sz, self.seed = image, int(sz), seed
         self.params = dict(self.DEFAULTS)
         self.kind = kind
 
@@ -268,6 +272,10 @@ class AugmentationExplorer:
             if kind not in ("side_on", "top_down"):
                 raise ValueError("kind must be 'side_on' (photos) or 'top_down' (satellite, microscope)")
             self.kind = kind
+        for k, v in params.items():
+            lo, hi = self.RANGES[k]
+            if not (isinstance(v, (int, float, np.number)) and lo <= float(v) <= hi):   # NaN fails this too
+                raise ValueError(f"{k}={v!r}: use a number from {lo:g} to {hi:g}")
         self.params.update({k: float(v) for k, v in params.items()})
 
     def transform(self):
@@ -290,6 +298,8 @@ class AugmentationExplorer:
     def samples(self, n=8):
         """`n` augmented versions of the image (the same draws each time for the same settings)."""
         import torch
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n={n!r}: how many versions to draw, a whole number, 1 or more")
         state = torch.get_rng_state()
         torch.manual_seed(self.seed)
         try:

@@ -110,3 +110,25 @@ def test_the_kernel_editor_takes_colour_images_and_refuses_what_it_cannot_show()
         editor.set_kernel(np.full((3, 3), np.inf))
     assert np.array_equal(editor.kernel, before)
     assert np.allclose(editor.outputs()["conv"], conv2d_fast(editor.images[0], before))
+
+
+def test_the_augmentation_explorer_refuses_settings_it_cannot_show():
+    from PIL import Image
+
+    from lessonlib.widgets import AugmentationExplorer
+
+    image = Image.new("RGB", (64, 48), (120, 60, 30))
+    for sz in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="sz="):
+            AugmentationExplorer(image, sz=sz)
+    explorer = AugmentationExplorer(image, sz=32)
+    before = dict(explorer.params)
+    for setting, value in [("zoom", float("nan")), ("zoom", 0.5), ("rotation", -1), ("flip_p", 2),
+                           ("brightness", float("inf")), ("contrast", "high")]:
+        with pytest.raises(ValueError, match=f"{setting}="):
+            explorer.set(**{setting: value})
+    assert explorer.params == before
+    with pytest.raises(ValueError, match="n="):
+        explorer.samples(0)
+    explorer.set(zoom=2, rotation=45, flip_p=1)
+    assert len(explorer.samples(3)) == 3 and explorer.samples(1)[0].shape[-1] == 32
