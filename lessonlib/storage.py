@@ -70,10 +70,23 @@ def _explain(e, folder):
         free = f" ({usage.free / 2**20:,.0f} MB free)" if usage else ""
         return StorageError(e.errno, f"the disk holding {folder} is full{free}: free some space, or point "
                                      f"LESSONLIB_HOME at a folder on a disk with room")
+    if e.errno in (errno.EACCES, errno.EPERM) and e.filename and not _inside(e.filename, folder):
+        # reading the source failed (a mirror's folder this user may not open), not writing here
+        return StorageError(e.errno, f"cannot read {e.filename} ({e.strerror}): ask whoever keeps that folder to "
+                                     f"make it readable, or point LESSONLIB_DATA_MIRROR elsewhere")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StorageError(e.errno, f"cannot write in {folder} ({e.strerror}): point LESSONLIB_HOME at a folder "
                                      f"you can write to")
     return e
+
+
+def _inside(path, folder):
+    """True if `path` is `folder` or lies under it (where a write into `folder` goes)."""
+    try:
+        Path(os.path.abspath(path)).relative_to(os.path.abspath(folder))
+        return True
+    except ValueError:
+        return False
 
 
 def _pid_alive(pid):

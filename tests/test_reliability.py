@@ -553,3 +553,22 @@ def test_an_image_removed_after_from_paths_is_named_with_what_to_do(tmp_path, ho
     gone.unlink()
     with pytest.raises(FileNotFoundError, match=rf"{gone.name} was removed after the data was read: .*from_paths"):
         ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+
+
+def test_an_unreadable_folder_in_the_mirror_is_named_as_the_one_that_cannot_be_read(tmp_path, monkeypatch, home):
+    import errno as errors
+    monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path / "data"))
+    mirror = tmp_path / "mirror"
+    make_folders(mirror / "dogscats-mini", n_train=20, n_valid=10, n_test=10)
+    monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(mirror))
+    monkeypatch.setenv("LESSONLIB_SMOKE", "1")
+    real_copy = shutil.copyfile
+
+    def unreadable_source(src, dst, *args, **kwargs):   # what a folder without read permission does (root reads all)
+        if str(src).startswith(str(mirror)):
+            raise PermissionError(errors.EACCES, "Permission denied", str(src))
+        return real_copy(src, dst, *args, **kwargs)
+    monkeypatch.setattr(shutil, "copyfile", unreadable_source)
+    with pytest.raises(storage.StorageError, match=rf"cannot read {mirror}.*make it readable") as info:
+        datasets.get("dogscats-mini")
+    assert "cannot write" not in str(info.value) and "LESSONLIB_HOME" not in str(info.value)
