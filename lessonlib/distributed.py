@@ -129,13 +129,19 @@ def processes(device=None):
             store = tempfile.mkdtemp(prefix="lessonlib-group-")
             dist.init_process_group(backend, init_method=f"file://{store}/rendezvous", rank=0, world_size=1)
     run = Run(resolve_policy(device))
+    failed = False
     try:
         with warnings.catch_warnings():
             if not run.is_first:
                 warnings.simplefilter("ignore")   # the first process says it once
             yield run
+    except BaseException:
+        failed = True
+        raise
     finally:
-        if started_here:
+        # After a failure the other processes may be gone already, and taking the group down would wait for them
+        # (seen with torch 2.6's Gloo: the first process hung there after the second had exited): leave it to exit.
+        if started_here and not (failed and run.policy.world_size > 1):
             dist.destroy_process_group()
         if store is not None:   # the one-process group's rendezvous folder: nothing left in the temporary folder
             shutil.rmtree(store, ignore_errors=True)
