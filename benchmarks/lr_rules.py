@@ -1,72 +1,129 @@
-"""Which rule for reading the learning-rate finder trains best? Each rule's rate, over several seeds.
+"""Which rule for reading the learning-rate finder trains best, trained the way the lessons train?
 
-On dogscats-mini with precompute (the setting of lesson 02), for each seed: run `learn.lr_find()` (100
-mini-batches, smoothing 0.98), then from the same starting head train 3 epochs at each rule's suggestion
-(`order_below_min`, the lesson's rule; `steepest`; `valley`) and record the validation loss and accuracy.
-Also, on the same sweeps: where the smoothed minimum falls with lighter smoothing (beta 0.9), and with a
-sweep three times longer (300 mini-batches). Prints a table and medians; writes JSON to benchmarks/results/.
+On dogscats-mini (800 training photos, 200 validation photos), for each seed: build the learner with precompute
+and run `learn.lr_find()` (100 mini-batches, smoothing 0.98). Then, for each rule's rate and for the notes' fixed
+1e-2, start again from the same head (same seed) and train as lessons 04, 05 and 07 do:
 
-    python benchmarks/lr_rules.py [--seeds 0 1 2 3 4] [--arch resnet34] [--sz 224]
+  1. head:      `learn.fit(lr, 3, cycle_len=1)` on precomputed activations (3 SGDR cycles of one epoch);
+  2. fine-tune: `learn.unfreeze(); learn.bn_freeze(True); learn.fit([lr/100, lr/10, lr], 1, cycle_len=1)`
+                (one cycle of one epoch; the lessons run 3 cycles with cycle_mult=2, 7 epochs, which would
+                take this comparison from about half an hour to hours on a CPU).
+
+Records validation loss and accuracy after each stage. Reports, per rule and stage, the mean over seeds with a
+95% bootstrap interval (seeds resampled), the paired difference from the lesson's rule with its interval, and
+what one run of 200 photos can resolve (Wilson's 95% interval for a single accuracy). Writes JSON to
+benchmarks/results/ after every seed, so an interrupted run keeps what it measured.
+
+    python benchmarks/lr_rules.py [--seeds 0 1 2 3 4] [--arch efficientnet_lite0] [--stages head finetune]
 """
 import argparse
 import os
-import statistics
 import tempfile
+import time
 
 import numpy as np
 import pandas as pd
-import torch
+from scipy import stats
 
 from _results import save_result   # benchmarks/_results.py
 from lessonlib import ConvLearner, ImageClassifierData, datasets, setup, tfms_from_model, transforms_side_on
-from lessonlib.lr_finder import LRFinder
+
+FIXED = {"notes' 1e-2": 1e-2}
+
+
+def train(path, tfms, args, seed, lr, stages):
+    """One run from the seed's starting head; returns one row per stage."""
+    setup(seed)
+    data = ImageClassifierData.from_paths(path, tfms=tfms, bs=args.bs)
+    learn = ConvLearner.pretrained(args.arch, data, precompute=True)
+    rows = []
+    if "head" in stages:
+        learn.fit(lr, 3, cycle_len=1)
+        rows.append(("head", learn.history.iloc[-1]))
+    if "finetune" in stages:
+        learn.precompute = False
+        learn.unfreeze()
+        learn.bn_freeze(True)
+        learn.fit(np.array([lr / 100, lr / 10, lr]), 1, cycle_len=1)
+        rows.append(("finetune", learn.history.iloc[-1]))
+    n = len(data.val_ds)
+    return [{"stage": stage, "val_loss": float(last.val_loss), "accuracy": float(last.accuracy),
+             "wrong": int(round((1 - last.accuracy) * n))} for stage, last in rows], n, learn.arch
+
+
+def bootstrap(values, seed=0):
+    """Mean of `values` and its 95% bootstrap interval (percentile, 10,000 resamples)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2 or np.ptp(values) == 0:
+        return float(values.mean()), float(values.mean()), float(values.mean())
+    res = stats.bootstrap((values,), np.mean, n_resamples=10_000, method="percentile",
+                          random_state=np.random.default_rng(seed))
+    return float(values.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def summarize(table, valid_images):
+    """Per stage and rule: means with intervals, and paired differences from the lesson's rule."""
+    out = []
+    for (stage, rule), group in table.groupby(["stage", "rule"], sort=False):
+        base = table[(table.stage == stage) & (table.rule == "order_below_min")].set_index("seed")
+        mine = group.set_index("seed")
+        paired = mine.join(base, rsuffix="_lesson", how="inner")
+        acc, acc_lo, acc_hi = bootstrap(group.accuracy)
+        loss, loss_lo, loss_hi = bootstrap(group.val_loss)
+        d_loss = bootstrap(paired.val_loss - paired.val_loss_lesson)
+        d_wrong = bootstrap(paired.wrong - paired.wrong_lesson)
+        out.append({"stage": stage, "rule": rule, "lr_median": float(group.lr.median()),
+                    "accuracy_mean": acc, "accuracy_ci95": [acc_lo, acc_hi],
+                    "val_loss_mean": loss, "val_loss_ci95": [loss_lo, loss_hi],
+                    "wrong_min": int(group.wrong.min()), "wrong_max": int(group.wrong.max()),
+                    "val_loss_minus_lesson_rule": d_loss[0], "val_loss_minus_lesson_rule_ci95": list(d_loss[1:]),
+                    "wrong_minus_lesson_rule": d_wrong[0], "wrong_minus_lesson_rule_ci95": list(d_wrong[1:])})
+    return out
+
+
+def one_run_resolution(accuracy, n):
+    """Wilson's 95% interval for one run's accuracy measured on n photos."""
+    ci = stats.binomtest(int(round(accuracy * n)), n).proportion_ci(method="wilson")
+    return [float(ci.low), float(ci.high)]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--arch", default="resnet34")
+    parser.add_argument("--arch", default="efficientnet_lite0")
     parser.add_argument("--sz", type=int, default=224)
     parser.add_argument("--bs", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--stages", nargs="+", default=["head", "finetune"], choices=["head", "finetune"])
     args = parser.parse_args()
-    os.environ["LESSONLIB_HOME"] = tempfile.mkdtemp(prefix="lessonlib-lr-rules-")
+    os.environ.setdefault("LESSONLIB_HOME", tempfile.mkdtemp(prefix="lessonlib-lr-rules-"))
     path = datasets.get("dogscats-mini", smoke=False)
     tfms = tfms_from_model(args.arch, args.sz, aug_tfms=transforms_side_on, max_zoom=1.1)
-    rows, minima = [], []
+    rows, started = [], time.perf_counter()
     for seed in args.seeds:
         setup(seed)
         data = ImageClassifierData.from_paths(path, tfms=tfms, bs=args.bs)
-        learn = ConvLearner.pretrained(args.arch, data, precompute=True)
-        learn.save(f"start{seed}")
-        lrf = learn.lr_find()
-        lighter = LRFinder(lrf.recorder, beta=0.9)
-        longer = learn.lr_find(num_it=300)
-        minima.append({"seed": seed, "min_lr_100_beta_0.98": lrf.min_loss_lr, "min_lr_100_beta_0.9": lighter.min_loss_lr,
-                       "min_lr_300_beta_0.98": longer.min_loss_lr})
-        for rule, lr in lrf.suggestions.items():
-            learn.load(f"start{seed}")
-            torch.manual_seed(seed)
-            learn.fit(lr, args.epochs)
-            last = learn.history.iloc[-1]
-            rows.append({"seed": seed, "rule": rule, "lr": lr, "val_loss": float(last.val_loss),
-                         "accuracy": float(last.accuracy), "wrong": int(round((1 - last.accuracy) * len(data.val_ds)))})
-    table = pd.DataFrame(rows)
-    print(table.to_string(index=False))
-    summary = table.groupby("rule").agg(lr_median=("lr", "median"), val_loss_median=("val_loss", "median"),
-                                        accuracy_median=("accuracy", "median"), wrong_min=("wrong", "min"),
-                                        wrong_max=("wrong", "max"))
-    print(summary)
-    minima = pd.DataFrame(minima)
-    print(minima.to_string(index=False))
-    result = {"arch": learn.arch, "sz": args.sz, "bs": args.bs, "epochs": args.epochs, "seeds": args.seeds,
-              "valid_images": len(data.val_ds), "runs": rows, "summary": summary.reset_index().to_dict("records"),
-              "minima": minima.to_dict("records"),
-              "lighter_smoothing_moves_the_minimum_by": statistics.median(
-                  np.log10(minima["min_lr_100_beta_0.98"] / minima["min_lr_100_beta_0.9"])),
-              "longer_sweep_moves_the_minimum_by": statistics.median(
-                  np.log10(minima["min_lr_100_beta_0.98"] / minima["min_lr_300_beta_0.98"]))}
-    save_result(f"lr_rules_{learn.arch}_{args.sz}", result)
+        lrf = ConvLearner.pretrained(args.arch, data, precompute=True).lr_find()
+        rates = {**lrf.suggestions, **FIXED}
+        print(f"seed {seed}: " + ", ".join(f"{rule} {lr:.2e}" for rule, lr in rates.items()), flush=True)
+        for rule, lr in rates.items():
+            runs, valid_images, arch = train(path, tfms, args, seed, lr, args.stages)
+            for run in runs:
+                rows.append({"seed": seed, "rule": rule, "lr": lr, "min_loss_lr": lrf.min_loss_lr, **run})
+                print(f"  {rule:>16} lr {lr:.2e} {run['stage']:>8}: val_loss {run['val_loss']:.4f}, "
+                      f"accuracy {run['accuracy']:.3f} ({run['wrong']} wrong)", flush=True)
+        table = pd.DataFrame(rows)
+        result = {"arch": arch, "sz": args.sz, "bs": args.bs, "seeds_done": sorted(set(table.seed)),
+                  "stages": {"head": "fit(lr, 3, cycle_len=1) with precompute",
+                             "finetune": "then unfreeze, bn_freeze(True), fit([lr/100, lr/10, lr], 1, cycle_len=1)"},
+                  "valid_images": valid_images,
+                  "one_photo_moves_accuracy_by": 1 / valid_images,
+                  "one_run_at_0.99_resolves": one_run_resolution(0.99, valid_images),
+                  "minutes": (time.perf_counter() - started) / 60,
+                  "runs": rows, "summary": summarize(table, valid_images)}
+        save_result(f"lr_rules_{arch}_{args.sz}", result)
+    summary = pd.DataFrame(result["summary"])
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(summary.to_string(index=False))
 
 
 if __name__ == "__main__":

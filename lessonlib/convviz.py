@@ -16,7 +16,7 @@ from lessonlib import datasets
 
 __all__ = ["kernel", "conv2d_valid", "conv2d_fast", "relu", "maxpool2x2", "dense", "spreadsheet_forward",
            "spreadsheet_filters", "mnist_digits", "load_digit_image", "show_grid", "explain_cell",
-           "show_stages", "to_xlsx"]
+           "show_stages", "to_xlsx", "strongest_responses"]
 
 # Image kernels (filters), named as in the lesson by where their positive weights sit: "top_edge"
 # (the spreadsheet's first filter) fires where bright pixels lie above dark ones, "left_edge"
@@ -143,6 +143,32 @@ def load_digit_image(path):
 
     with Image.open(path) as img:
         return np.asarray(img.convert("L"), dtype=np.float64) / 255
+
+
+# ---------------------------------------------------------------- what a deeper layer responds to
+
+def strongest_responses(model, layer, images, k=5, n_channels=4, bs=32):
+    """Which images make `layer`'s channels respond most: ({channel: indices of its top `k` images}, responses).
+
+    Runs `model` (in eval mode, no gradients) over `images` (a tensor, N images the model takes), keeps each
+    channel's mean response over its feature map per image (`responses`: N x channels), and picks the
+    `n_channels` channels whose responses differ most between images (the most selective ones).
+    """
+    import torch
+
+    kept = []
+    hook = layer.register_forward_hook(lambda module, args, out: kept.append(out.detach().float().mean((2, 3)).cpu()))
+    try:
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, len(images), bs):
+                model(images[i:i + bs])
+    finally:
+        hook.remove()
+    responses = torch.cat(kept)
+    channels = responses.std(0).argsort(descending=True)[:n_channels]
+    k = min(k, len(images))
+    return {int(c): responses[:, c].argsort(descending=True)[:k].tolist() for c in channels}, responses
 
 
 # ---------------------------------------------------------------- spreadsheet-style views

@@ -2,13 +2,16 @@
 
 Each exercise has a prompt, a hint, a checker and a worked solution (`solution(key)` prints
 it; the tests run every solution through its checker, so none can drift out of date).
+
+"Predict before you run": `guess(key, value)` keeps your guess before an experiment runs; `reveal(key, ...)`
+afterwards reads the answer off your own run and puts it beside your guess.
 """
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EXERCISES", "Exercise", "check", "solution"]
+__all__ = ["EXERCISES", "Exercise", "GUESSES", "PREDICTIONS", "Prediction", "check", "guess", "reveal", "solution"]
 
 
 @dataclass(frozen=True)
@@ -82,18 +85,32 @@ def _tta_accuracy(answer, log_preds, y):
     return answer is not None and abs(float(answer) - float((probs.argmax(1) == np.asarray(y)).mean())) < 1e-9
 
 
-def _bn_frozen(answer):
-    import torch
-    from torch import nn
+def _bn_statistics_update(learn):
+    """Whether training `learn` as it is now updates any of its body's BatchNorm statistics: two mini-batches are
+    trained (then everything is put back) while each BatchNorm layer reports whether it was in training mode."""
+    from lessonlib.models import batchnorm_layers
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen.append(m.training and m.track_running_stats))
+             for m in batchnorm_layers(learn.body)]
+    try:
+        learn.try_lr(1e-5, num_it=2)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return any(seen)
 
-    from lessonlib.models import Body, ConvNet
-    bn = nn.BatchNorm2d(3)   # a body with one BatchNorm layer, trained for one step after bn_freeze
-    net = ConvNet(Body("tiny", nn.Identity(), bn, nn.Identity(), 6), nn.Linear(6, 2))
-    net.bn_frozen = True
-    before = bn.running_mean.clone()
-    net.train()(torch.randn(4, 3, 2, 2) + 5)
-    changes = not torch.equal(before, bn.running_mean)
-    return isinstance(answer, bool) and answer == changes
+
+def _bn_frozen(answer, learn):
+    return isinstance(answer, bool) and answer == _bn_statistics_update(learn)
+
+
+def _unfrozen_weights(answer, learn):
+    return answer is not None and int(answer) == sum(p.numel() for p in learn.body.parameters())
+
+
+def _updates_per_epoch(answer, data):
+    n = len(data.trn_ds)
+    return answer is not None and tuple(answer) == (-(-n // 8), 1)
 
 
 def _f2_by_hand(answer):
@@ -105,7 +122,8 @@ def _f2_by_hand(answer):
 
 
 def _overfits_more(answer, runs):
-    gaps = {name: float(h.val_loss.iloc[-1] - h.trn_loss.iloc[-1]) for name, h in runs.items()}
+    """`runs`: {name: [history of each seed]}."""
+    gaps = {name: float(np.mean([h.val_loss.iloc[-1] - h.trn_loss.iloc[-1] for h in hs])) for name, hs in runs.items()}
     return answer == max(gaps, key=gaps.get)
 
 
@@ -184,6 +202,26 @@ def _keras_freeze_100(answer):
     return answer is not None and int(answer) == training
 
 
+def _sgd_fine_tune(answer):
+    """Run the student's fine-tune stage on a tiny Keras model with a `late_body` layer; is it SGD, momentum 0.9?"""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lessonlib.keras_compare import import_keras
+    if not callable(answer):
+        return False
+    keras = import_keras()
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(2, name="late_body")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    g = torch.Generator().manual_seed(0)
+    batches = DataLoader(TensorDataset(torch.randn(8, 4, generator=g), torch.randint(0, 2, (8, 1), generator=g).float()),
+                         batch_size=4)
+    answer(model, (batches, batches), 1)
+    optimizer = model.optimizer
+    return isinstance(optimizer, keras.optimizers.SGD) and abs(float(optimizer.momentum) - 0.9) < 1e-6
+
+
 def _freeze_to_late(answer):
     from lessonlib.learner import GROUP_NAMES
     return isinstance(answer, int) and not isinstance(answer, bool) and answer == GROUP_NAMES.index("late body")
@@ -249,8 +287,8 @@ EXERCISES = {
         "Which of the two runs above overfits more: \"no augmentation\" or \"augmentation\"? Read their last "
         "epoch's training and validation loss.",
         "Overfitting is the validation loss staying well above the training loss: compare "
-        "val_loss - trn_loss at the last epoch of runs[name] for both names.",
-        "gaps = {name: h.val_loss.iloc[-1] - h.trn_loss.iloc[-1] for name, h in runs.items()}\n"
+        "val_loss - trn_loss at the last epoch, averaged over the seeds' histories in runs[name], for both names.",
+        "gaps = {name: np.mean([h.val_loss.iloc[-1] - h.trn_loss.iloc[-1] for h in hs]) for name, hs in runs.items()}\n"
         "answer = max(gaps, key=gaps.get)",
         _overfits_more),
     "03-zoom": Exercise(
@@ -288,12 +326,37 @@ EXERCISES = {
         "answer = (np.mean(np.exp(log_preds), 0).argmax(1) == y).mean()",
         _tta_accuracy),
     "05-bn-freeze": Exercise(
-        "After learn.bn_freeze(True), do the running means of the body's BatchNorm layers change while "
-        "training? Answer True or False.",
+        "Your learner is unfrozen, with learn.bn_freeze(True): do the running means of its body's BatchNorm "
+        "layers change while it trains? Measure it on `learn`, answer True or False.",
         "bn_freeze keeps the body's BatchNorm layers in eval mode: they normalise with the ImageNet "
-        "statistics and do not update them, while their weights still train.",
-        "answer = False",
+        "statistics and do not update them, while their weights still train. Compare "
+        "[m.running_mean.clone() for m in learn.body.modules() if hasattr(m, 'running_mean')] before and after "
+        "a short training.",
+        "import torch\n"
+        "means = lambda: [m.running_mean.clone() for m in learn.body.modules() if hasattr(m, 'running_mean')]\n"
+        "before = means()\n"
+        "x, _ = next(iter(learn.data.trn_dl))\n"
+        "learn.model.train()   # as fit() does at the start of every epoch\n"
+        "with torch.no_grad():\n"
+        "    learn.model(x.to(learn.policy.device))   # a forward pass in training mode is what updates them\n"
+        "learn.model.eval()\n"
+        "answer = any(not torch.equal(a, b) for a, b in zip(before, means()))",
         _bn_frozen),
+    "05-unfreeze": Exercise(
+        "Before unfreeze() only the head trained. How many weights (numbers, not tensors) did learn.unfreeze() "
+        "add to those that train?",
+        "unfreeze() lets every layer group train: the early and late body. Add up p.numel() for the parameters "
+        "of learn.body.",
+        "answer = sum(p.numel() for p in learn.body.parameters())",
+        _unfrozen_weights),
+    "02-updates-per-epoch": Exercise(
+        "One epoch over `data`'s training photos makes len(data.trn_dl) weight updates with mini-batches of "
+        "data.bs. How many would it make with mini-batches of 8, and with the whole training set as one batch? "
+        "Answer a pair, e.g. (100, 1).",
+        "One update per mini-batch: the number of photos divided by the batch size, rounded up (the last "
+        "mini-batch may be smaller). The whole set as one batch: one update per epoch.",
+        "import math\nanswer = (math.ceil(len(data.trn_ds) / 8), 1)",
+        _updates_per_epoch),
     "06-dense-by-hand": Exercise(
         "A fully connected layer with one output sees the activations [[1, 0], [2, 3]] with the weights "
         "[[0.5, 1], [0, -1]]. What does it output?",
@@ -356,12 +419,133 @@ EXERCISES = {
         "    layer.trainable = False\n"
         "answer = sum(int(np.prod(w.shape)) for w in base.trainable_weights)",
         _keras_freeze_100),
+    "08-keras-sgd": Exercise(
+        "Write `my_fine_tune(model, data, epochs)`, the Keras fine-tune stage with SGD and momentum 0.9 instead of "
+        "rmsprop, and pass the function itself as the answer.",
+        "Copy keras_compare.keras_fine_tune_low_rate and change one line: "
+        "optimizer = keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9). Keep model.compile(...) and "
+        "model.fit(...).",
+        "from lessonlib.keras_compare import import_keras\n"
+        "keras = import_keras()\n\n"
+        "def my_fine_tune(model, data, epochs):\n"
+        "    train_dl, valid_dl = data\n"
+        "    model.get_layer('late_body').trainable = True\n"
+        "    optimizer = keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9)\n"
+        "    model.compile(optimizer=optimizer, loss='binary_crossentropy', metrics=['accuracy'])\n"
+        "    model.fit(train_dl, epochs=epochs, validation_data=valid_dl, verbose=2)\n\n"
+        "answer = my_fine_tune",
+        _sgd_fine_tune),
     "08-freeze-to": Exercise(
         "Which n in learn.freeze_to(n) trains the late body and the head but keeps the early body frozen?",
         "The layer groups are [early body, late body, head]; freeze_to(n) freezes the groups before index n.",
         "answer = 1",
         _freeze_to_late),
 }
+
+
+# ---------------------------------------------------------------- predict before you run
+
+@dataclass(frozen=True)
+class Prediction:
+    question: str
+    measure: callable        # (**context) -> the answer, read off the student's own run
+    agrees: callable         # (guess, answer) -> bool
+    why: str
+
+
+def _last_training_loss(runs):
+    """The run ("augmentation" or "no augmentation") whose training loss ends lower, averaged over its seeds."""
+    last = {name: np.mean([h.trn_loss.iloc[-1] for h in hs]) for name, hs in runs.items()}
+    return min(last, key=last.get)
+
+
+def _biggest_layer(counts):
+    return max(counts, key=counts.get)
+
+
+def _within_factor(factor):
+    return lambda guess, answer: float(guess) > 0 and answer / factor <= float(guess) <= answer * factor
+
+
+PREDICTIONS = {
+    "01-precompute-speedup": Prediction(
+        "How many times faster is an epoch on the stored activations than an epoch through the whole network?",
+        lambda head_epoch, full_epoch: full_epoch / head_epoch,
+        _within_factor(3),
+        "The head does a few thousand multiplications per photo; the body does hundreds of millions, and the "
+        "photos must be read and decoded too. How many times faster depends on the machine, so a guess within 3x "
+        "counts."),
+    "02-batch-speed": Prediction(
+        "On this machine, does a batch of 32 photos go through the body faster per photo than a batch of 1? "
+        "Guess True or False.",
+        lambda per_second: bool(per_second[32] > 1.2 * per_second[1]),
+        lambda guess, answer: bool(guess) == answer,
+        "A GPU has thousands of cores that a single photo cannot keep busy: batches are many times faster per "
+        "photo. A CPU with a few cores is already busy with one photo: batches gain little (here 'faster' "
+        "means by more than 20%)."),
+    "03-lower-training-loss": Prediction(
+        "Which run will end with the lower training loss: \"augmentation\" or \"no augmentation\"?",
+        lambda runs: _last_training_loss(runs),
+        lambda guess, answer: guess == answer,
+        "Without augmentation the head sees the same 40 photos every epoch and can memorise them: its training "
+        "loss heads for zero. With augmentation every epoch brings new versions of the photos, a harder task: "
+        "its training loss stays higher, and closer to the validation loss."),
+    "06-biggest-layer": Prediction(
+        "Which layer of the small network holds the most parameters: \"conv1\", \"conv2\" or "
+        "\"fully connected\"?",
+        lambda counts: _biggest_layer(counts),
+        lambda guess, answer: guess == answer,
+        "A convolution's weights are shared across the whole image: 3x3 per input and output channel, however "
+        "large the image. A fully connected layer has one weight per input number and output: 16 x 12 x 12 "
+        "inputs times 10 outputs."),
+    "09-predict-nothing": Prediction(
+        "A model that predicts no tag at all for any chip: what fraction of the (chip, tag) decisions does it get "
+        "right? Guess a number from 0 to 1.",
+        lambda nothing, targs: float((np.asarray(nothing) == np.asarray(targs)).mean()),
+        lambda guess, answer: abs(float(guess) - answer) <= 0.1,
+        "Most of the 17 tags are absent from most chips, so 'no' is right most of the time: accuracy rewards "
+        "predicting nothing. F-beta gives that model 0."),
+}
+
+GUESSES = {}   # {key: guess}, what `guess` kept in this kernel
+
+
+def guess(key, value):
+    """Keep your guess for the experiment `key` before you run it; `reveal(key, ...)` answers it afterwards.
+
+    Example:
+        >>> guess("03-lower-training-loss", "augmentation")
+    """
+    if key not in PREDICTIONS:
+        raise KeyError(f"no prediction {key!r}; predictions: {sorted(PREDICTIONS)}")
+    print(PREDICTIONS[key].question)
+    if value is None:
+        print("Write your guess above (replace `None`) and run this cell before the experiment below.")
+        return False
+    GUESSES[key] = _plain(value)
+    print(f"Your guess is kept: {value!r}. Now run the experiment; `reveal` puts the answer beside it.")
+    return True
+
+
+def reveal(key, **context):
+    """The answer to prediction `key`, read off your run (`context`: what it measured), beside your guess."""
+    if key not in PREDICTIONS:
+        raise KeyError(f"no prediction {key!r}; predictions: {sorted(PREDICTIONS)}")
+    prediction = PREDICTIONS[key]
+    answer = _plain(prediction.measure(**context))
+    shown = f"{answer:.3g}" if isinstance(answer, float) else repr(answer)
+    if key in GUESSES:
+        try:
+            close = bool(prediction.agrees(GUESSES[key], answer))
+        except (TypeError, ValueError):
+            close = False
+        print(f"You guessed {GUESSES[key]!r}; your run says {shown}. " + ("Well predicted!" if close else
+              "Not what you expected: that is what an experiment is for."))
+    else:
+        print(f"Your run says {shown}. (No guess was kept: next time, write one down first. What you expected "
+              f"is what you learn from.)")
+    print(prediction.why)
+    return answer
 
 
 def check(key, answer, **context):

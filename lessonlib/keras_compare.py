@@ -24,7 +24,7 @@ from torch import nn
 
 from lessonlib.runtime import seed_everything
 
-__all__ = ["Pipeline", "bn_drift_with_training_false", "compare", "import_keras", "keras_resnet50_available",
+__all__ = ["Pipeline", "bn_drift_with_training_false", "compare", "import_keras", "keras_body", "keras_resnet50_available",
            "run_pipeline", "show_code", "user_code_stats"]
 
 
@@ -76,9 +76,14 @@ def keras_data(path, sz, bs, arch):
     return DataLoader(train_ds, batch_size=bs, shuffle=True), DataLoader(valid_ds, batch_size=bs)
 
 
-def keras_model(data, sz, arch):
+def keras_body(arch):
+    """The adapter, not counted as the lesson's code: lessonlib's pretrained body as two Keras layers (early, late).
+
+    So that both frameworks start from the same weights, the Keras model wraps the PyTorch body with
+    `TorchModuleWrapper`. In the lesson's Keras code its place is one line, `ResNet50(weights="imagenet",
+    include_top=False)`, which `keras_model` mirrors with one call to this function.
+    """
     os.environ["KERAS_BACKEND"] = "torch"
-    import keras
     from keras import layers
 
     from lessonlib.models import create_body
@@ -92,14 +97,22 @@ def keras_model(data, sz, arch):
                 return (None, *self.module.eval()(torch.zeros(1, *input_shape[1:])).shape[1:])
 
     body = create_body(arch)   # the same pretrained body as lessonlib's
-    normalize, early, late = body.normalize, body.early, body.late
+    return (TorchBody(nn.Sequential(body.normalize, body.early), name="early_body"),
+            TorchBody(body.late, name="late_body"))
+
+
+def keras_model(data, sz, arch):
+    early_body, late_body = keras_body(arch)   # the pretrained body (the lesson: ResNet50(weights="imagenet"))
+    import keras
+    from keras import layers
+
     inputs = keras.Input((3, sz, sz))
     x = layers.Rescaling(1 / 255)(inputs)
     x = layers.RandomFlip("horizontal", data_format="channels_first")(x)
     x = layers.RandomZoom(0.2, data_format="channels_first")(x)
     x = layers.RandomShear(x_factor=0.2, data_format="channels_first")(x)
-    x = TorchBody(nn.Sequential(normalize, early), name="early_body")(x)
-    x = TorchBody(late, name="late_body")(x)
+    x = early_body(x)
+    x = late_body(x)
     x = layers.GlobalAveragePooling2D(data_format="channels_first")(x)
     x = layers.Dense(1024, activation="relu")(x)
     outputs = layers.Dense(1, activation="sigmoid")(x)

@@ -140,6 +140,13 @@ class Policy:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
+    @property
+    def rounding(self):
+        """How far apart, relatively, two forward passes over the same numbers may come out in this precision:
+        float32 keeps about 7 significant digits, float16 about 3, bfloat16 between 2 and 3 (lessons compare
+        two ways of computing the same result within this)."""
+        return ROUNDING[self.precision]
+
     def grad_scaler(self):
         """A new gradient scaler for fp16 training (None otherwise): one per `fit`, it keeps state."""
         return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
@@ -194,6 +201,7 @@ class Policy:
 
 
 PRECISIONS = ("bf16", "fp16", "fp32")
+ROUNDING = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}   # a few roundings of each, accumulated over a network
 
 
 def cpu_bf16():

@@ -1,13 +1,20 @@
 """Pictures: images in a grid with titles, and a batch of training images with labels."""
 import math
+import textwrap
 
 import numpy as np
 
-__all__ = ["label_text", "plot_images", "show_augmentations", "show_batch"]
+__all__ = ["label_text", "plot_images", "show_augmentations", "show_batch", "wrap_title"]
+
+
+def wrap_title(title, size, fontsize=10):
+    """`title` broken into lines that fit over an image `size` inches wide (long tag lists would overlap)."""
+    width = max(8, int(size * 72 / (0.6 * fontsize)))   # characters per line: a character is about 0.6 em wide
+    return "\n".join(textwrap.fill(line, width, break_long_words=True) or line for line in str(title).split("\n"))
 
 
 def plot_images(images, titles=None, cols=4, size=2.6, suptitle=None):
-    """Show images (PIL, HWC arrays, or CHW uint8 tensors) in a grid with optional titles."""
+    """Show images (PIL, HWC arrays, or CHW uint8 tensors) in a grid with optional titles (wrapped to fit)."""
     import matplotlib.pyplot as plt
 
     images = [_as_hwc(im) for im in images]
@@ -15,14 +22,16 @@ def plot_images(images, titles=None, cols=4, size=2.6, suptitle=None):
         raise ValueError("no images to show")
     cols = min(cols, len(images))
     rows = math.ceil(len(images) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + (0.4 if suptitle else 0)),
-                             squeeze=False)
+    titles = None if titles is None else [wrap_title(t, size) for t in titles]
+    title_lines = max((t.count("\n") + 1 for t in titles), default=0) if titles else 0
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, (size + 0.18 * title_lines) * rows +
+                                                  (0.4 if suptitle else 0)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, im) in enumerate(zip(axes.flat, images)):
         ax.imshow(im)
         if titles is not None:
-            ax.set_title(str(titles[i]), fontsize=10)
+            ax.set_title(titles[i], fontsize=10)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()

@@ -2,7 +2,8 @@
 
 From it this writes the README's Colab cell, every lesson's first-cell message for a kernel without lessonlib,
 and the links line at the end of every lesson's first cell ("Open in Colab" and the glossary). Until the address
-is set, they give the offline route (`make wheel`'s files) and name the one line to add.
+is set, they give the offline route (`make wheel`'s files) and name the one line to add. It also keeps
+`notebooks/glossary.md` a copy of `lessonlib/glossary.md` (the one that travels with lessonlib).
 
     python scripts/hosted.py            # rewrite the README and the lessons from pyproject.toml
     python scripts/hosted.py --check    # exit 1, naming the files, when they do not agree with it (a test runs this)
@@ -74,7 +75,8 @@ def links_line(address, notebook):
     parts = []
     if repo:
         parts.append(f"[Open in Colab](https://colab.research.google.com/github/{repo}/blob/main/notebooks/{notebook})")
-    parts.append(f"[Glossary]({glossary}) (the Chinese study notes' terms, in English and in lessonlib)")
+    parts.append(f"[Glossary]({glossary}) (the Chinese study notes' terms, in English and in lessonlib; in any "
+                 f"notebook, Colab included: `from lessonlib.glossary import glossary; glossary()`)")
     return f"{LINKS} " + " · ".join(parts)
 
 
@@ -96,6 +98,9 @@ def rewrite(root=ROOT):
     new = re.sub(r"<!-- colab-cell.*?<!-- /colab-cell -->", lambda _: readme_block(address), readme, flags=re.S)
     if new != readme:
         changed["README.md"] = new
+    copy = (root / "lessonlib" / "glossary.md").read_text()   # the glossary beside the lessons, for JupyterLab
+    if not (root / "notebooks" / "glossary.md").is_file() or (root / "notebooks" / "glossary.md").read_text() != copy:
+        changed["notebooks/glossary.md"] = copy
     block = first_cell_block(address)
     for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         text = path.read_text()

@@ -99,3 +99,20 @@ def test_workbook_formulas_compute_the_same_numbers(tmp_path):
 def test_a_few_digits_of_each_class():
     images, labels = convviz.mnist_digits(per_class=3)
     assert images.shape == (30, 28, 28) and np.bincount(labels).tolist() == [3] * 10
+
+
+def test_strongest_responses_finds_the_images_a_channel_fires_on():
+    import torch
+    from torch import nn
+
+    # channel 0 sums the image (fires on bright images), channel 1 its negative (dark ones), channel 2 is silent
+    conv = nn.Conv2d(1, 3, 1, bias=False)
+    with torch.no_grad():
+        conv.weight[:] = torch.tensor([1.0, -1.0, 0.0])[:, None, None, None]
+    model = nn.Sequential(conv, nn.ReLU())
+    brightness = torch.tensor([0.3, 0.9, -0.5, 0.1, -0.9, 0.6])
+    images = brightness[:, None, None, None].expand(6, 1, 4, 4).contiguous()
+    top, responses = convviz.strongest_responses(model, model[1], images, k=2, n_channels=2, bs=4)
+    assert responses.shape == (6, 3)
+    assert top == {0: [1, 5], 1: [4, 2]}
+    assert 2 not in top   # a channel that never changes is not selective

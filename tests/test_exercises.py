@@ -34,13 +34,26 @@ class FakeLearner:
 
 
 def histories():
+    """Two seeds per run: {name: [history, history]}."""
     import pandas as pd
-    return {"no augmentation": pd.DataFrame({"trn_loss": [0.3, 0.05], "val_loss": [0.3, 0.35]}),
-            "augmentation": pd.DataFrame({"trn_loss": [0.4, 0.25], "val_loss": [0.35, 0.3]})}
+    return {"no augmentation": [pd.DataFrame({"trn_loss": [0.3, 0.05], "val_loss": [0.3, 0.35]}),
+                                pd.DataFrame({"trn_loss": [0.3, 0.10], "val_loss": [0.3, 0.30]})],
+            "augmentation": [pd.DataFrame({"trn_loss": [0.4, 0.25], "val_loss": [0.35, 0.3]}),
+                             pd.DataFrame({"trn_loss": [0.4, 0.20], "val_loss": [0.35, 0.4]})]}
 
 
 @pytest.fixture
-def context(tmp_path):
+def learner(data):
+    """A real learner on the tiny images, unfrozen with bn_freeze(True), as lesson 05 leaves it."""
+    from lessonlib.learner import ConvLearner
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    learn.unfreeze()
+    learn.bn_freeze(True)
+    return learn
+
+
+@pytest.fixture
+def context(tmp_path, request):
     path = make_folders(tmp_path / "pets", n_train=5, n_valid=2)
     log_preds = np.log(np.array([[0.9, 0.1], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]]))
     y = np.array([0, 0, 1, 1])   # rows 1 and 3 are wrong; row 1 more confidently
@@ -48,7 +61,11 @@ def context(tmp_path):
             "01-batches-per-epoch": {"data": FakeData()},
             "01-error-rate": {"log_preds": log_preds, "y": y}, "01-most-wrong": {"log_preds": log_preds, "y": y},
             "02-one-step": {}, "02-min-lr": {"lrf": FINDER}, "02-lesson-rule": {"lrf": FINDER},
-            "04-sgdr-epochs": {}, "04-mid-cycle": {}, "05-bn-freeze": {},
+            "04-sgdr-epochs": {}, "04-mid-cycle": {},
+            "05-bn-freeze": {"learn": request.getfixturevalue("learner")} if "05-" in request.node.name else {},
+            "05-unfreeze": {"learn": request.getfixturevalue("learner")} if "05-" in request.node.name else {},
+            "02-updates-per-epoch": {"data": SimpleNamespace(trn_ds=[None] * 100, bs=64)},
+            "08-keras-sgd": {},
             "05-tta-accuracy": {"log_preds": np.log(np.stack([np.exp(log_preds)] * 3)), "y": y},
             "03-satellite": {}, "03-zoom": {},
             "06-upper-side": {}, "06-cell-by-hand": {}, "06-maxpool-shape": {},
@@ -80,8 +97,8 @@ def test_wrong_answers_are_rejected_with_the_hint(context, capsys):
     assert check("01-most-wrong", -1, **context["01-most-wrong"]) is False
     assert check("01-most-wrong", 1, **context["01-most-wrong"]) is True
     assert check("02-one-step", 0.25) is False
-    assert check("04-sgdr-epochs", 3) is False and check("05-bn-freeze", True) is False
-    assert check("05-bn-freeze", 0) is False   # False itself, not something falsy
+    assert check("04-sgdr-epochs", 3) is False
+    assert check("02-updates-per-epoch", (12, 1), **context["02-updates-per-epoch"]) is False   # 100 / 8 rounds up
     assert check("09-f2-by-hand", 0.6) is False
     assert check("08-freeze-to", 0) is False and check("08-freeze-to", True) is False
     assert check("03-overfitting", "augmentation", **context["03-overfitting"]) is False
@@ -154,3 +171,51 @@ def test_a_folder_that_is_not_there_is_said_plainly(tmp_path, capsys):
     assert check("00-count-dogs", 400, path=tmp_path / "no-such-folder") is False
     out = capsys.readouterr().out
     assert "could not be checked" in out and "no-such-folder" in out
+
+
+def test_the_bn_freeze_exercise_measures_the_students_own_learner(learner):
+    assert check("05-bn-freeze", True, learn=learner) is False
+    assert check("05-bn-freeze", 0, learn=learner) is False   # False itself, not something falsy
+    assert check("05-bn-freeze", False, learn=learner) is True
+    learner.bn_freeze(False)   # now its BatchNorm layers do learn their statistics: the answer turns
+    assert check("05-bn-freeze", True, learn=learner) is True and check("05-bn-freeze", False, learn=learner) is False
+
+
+def test_the_unfreeze_exercise_counts_the_body(learner):
+    body = sum(p.numel() for p in learner.body.parameters())
+    assert check("05-unfreeze", body, learn=learner) is True
+    assert check("05-unfreeze", sum(p.numel() for p in learner.model.parameters()), learn=learner) is False
+
+
+def test_a_keras_fine_tune_with_another_optimizer_is_not_taken_for_sgd():
+    needs_keras()
+    from lessonlib import keras_compare
+    assert check("08-keras-sgd", keras_compare.keras_fine_tune_low_rate) is False   # RMSprop
+    assert check("08-keras-sgd", "SGD") is False
+
+
+def test_a_guess_is_kept_and_put_beside_the_run(capsys):
+    from lessonlib.exercises import GUESSES, guess, reveal
+    GUESSES.clear()
+    runs = histories()
+    assert guess("03-lower-training-loss", None) is False and "03-lower-training-loss" not in GUESSES
+    assert reveal("03-lower-training-loss", runs=runs) == "no augmentation"
+    assert "No guess was kept" in capsys.readouterr().out
+    assert guess("03-lower-training-loss", "augmentation") is True
+    reveal("03-lower-training-loss", runs=runs)
+    out = capsys.readouterr().out
+    assert "You guessed 'augmentation'; your run says 'no augmentation'" in out and "Not what you expected" in out
+    guess("01-precompute-speedup", 40)
+    assert reveal("01-precompute-speedup", head_epoch=0.5, full_epoch=30.0) == 60.0
+    assert "Well predicted" in capsys.readouterr().out   # within 3x
+    guess("09-predict-nothing", 0.2)
+    reveal("09-predict-nothing", nothing=np.zeros((2, 4)), targs=np.array([[1, 0, 0, 0], [0, 0, 1, 0]]))
+    out = capsys.readouterr().out
+    assert "your run says 0.75" in out and "Not what you expected" in out
+    guess("06-biggest-layer", "fully connected")
+    assert reveal("06-biggest-layer", counts={"conv1": 80, "conv2": 1168, "fully connected": 23050}) == "fully connected"
+    assert "Well predicted" in capsys.readouterr().out
+    guess("02-batch-speed", True)
+    assert reveal("02-batch-speed", per_second={1: 100.0, 8: 105.0, 32: 110.0}) is False   # 10% is not faster
+    with pytest.raises(KeyError, match="no prediction"):
+        guess("nope", 1)

@@ -28,6 +28,8 @@ def _copy(tmp_path, address=None):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns("*.csv", "*.xlsx"))
+    (tmp_path / "lessonlib").mkdir()
+    shutil.copy(ROOT / "lessonlib" / "glossary.md", tmp_path / "lessonlib" / "glossary.md")
     if address:
         text = (tmp_path / "pyproject.toml").read_text().replace("[project.urls]\n", f'[project.urls]\nRepository = "{address}"\n')
         (tmp_path / "pyproject.toml").write_text(text)
@@ -75,6 +77,11 @@ def test_an_address_set_in_pyproject_reaches_the_readme_the_first_cells_and_the_
     out = _run_first_cell(root / "notebooks" / "02_learning_rate_finder.ipynb", "google.colab")
     assert "!git clone --depth 1 https://github.com/example-org/lesson2 lessons && pip install -q ./lessons" in out.stdout
     assert out.returncode != 0 and "Traceback" not in out.stderr
+    # a glossary edited beside the lessons instead of in lessonlib is caught, and put back
+    (root / "notebooks" / "glossary.md").write_text("edited by hand\n")
+    assert hosted.main(["--root", str(root), "--check"]) == 1
+    assert hosted.main(["--root", str(root)]) == 0
+    assert (root / "notebooks" / "glossary.md").read_text() == (root / "lessonlib" / "glossary.md").read_text()
     # a lesson edited by hand is caught
     lesson = root / "notebooks" / "03_data_augmentation.ipynb"
     lesson.write_text(lesson.read_text().replace("example-org/lesson2", "someone/else", 1))

@@ -69,3 +69,21 @@ def test_plots_show_the_chosen_images(learn):
     heat = plot_heatmaps(learn, [0, 3])
     assert [ax.get_title() for ax in heat.axes] == [f"true: {learn.data.classes[y[i]]}" for i in (0, 3)]
     assert all(len(ax.get_images()) == 2 for ax in heat.axes)   # the photo and its heat map on top
+
+
+def test_long_titles_are_wrapped_to_the_width_of_their_image():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lessonlib.viz import plot_images, wrap_title
+
+    tags = "true: agriculture clear cultivation habitation primary road water bare_ground\\npred: clear primary"
+    wrapped = wrap_title(tags, size=2.0)
+    assert all(len(line) <= 24 for line in wrapped.split("\n")) and wrapped.replace("\n", " ").split() == tags.split()
+    fig = plot_images([np.zeros((8, 8, 3), np.uint8)] * 4, [tags] * 4, cols=4, size=2.0)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes]
+    assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:])), "titles of neighbouring images must not overlap"
+    plt.close(fig)

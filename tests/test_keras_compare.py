@@ -75,8 +75,14 @@ def test_keras_model_trains_the_head_then_the_late_body(images):
 
 def test_training_false_alone_lets_keras_move_the_torch_batchnorm(images):
     """Keras's guide says training=False; Keras 3's fit overrides it (keras-team/keras#20285)."""
+    keras = keras_compare.import_keras()
     data = keras_compare.keras_data(images, 32, 4, ARCH)
-    assert keras_compare.bn_drift_with_training_false(data, ARCH, steps=2) > 0
+    drift = keras_compare.bn_drift_with_training_false(data, ARCH, steps=2)
+    version = tuple(int(part) for part in keras.__version__.split(".")[:3] if part.isdigit())
+    if version <= (3, 15, 1):   # the versions seen with the bug; lesson 08 explains either outcome
+        assert drift > 0
+    else:
+        assert np.isfinite(drift)
 
 
 def _fake_resnet50_weights(tmp_path, monkeypatch):

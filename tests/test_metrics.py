@@ -60,3 +60,50 @@ def test_accuracy_metric():
     from lessonlib.metrics import accuracy
     log_preds = torch.log(torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]))
     assert accuracy(log_preds, torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("right, n", [(199, 200), (200, 200), (0, 10), (5, 10), (1990, 2000), (1, 1)])
+def test_binomial_interval_is_wilsons_as_scipy_computes_it(right, n):
+    from scipy import stats
+
+    from lessonlib.metrics import binomial_interval
+    expected = stats.binomtest(right, n).proportion_ci(method="wilson")
+    assert np.allclose(binomial_interval(right / n, n), (expected.low, expected.high), atol=1e-12)
+
+
+def test_binomial_interval_refuses_what_is_not_an_accuracy():
+    from lessonlib.metrics import binomial_interval
+    with pytest.raises(ValueError, match="n >= 1"):
+        binomial_interval(0.9, 0)
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        binomial_interval(1.5, 10)
+
+
+def test_bootstrap_interval_agrees_with_scipys_percentile_bootstrap():
+    from scipy import stats
+
+    from lessonlib.metrics import bootstrap_interval
+    values = np.random.default_rng(1).uniform(0.6, 1.0, 80)
+    ours = bootstrap_interval(values)
+    theirs = stats.bootstrap((values,), np.mean, n_resamples=10_000, method="percentile",
+                             random_state=np.random.default_rng(2)).confidence_interval
+    assert ours[0] < values.mean() < ours[1]
+    assert abs(ours[0] - theirs.low) < 0.005 and abs(ours[1] - theirs.high) < 0.005
+
+
+def test_per_image_fbeta_averages_to_the_samples_score():
+    from lessonlib.metrics import fbeta_per_image
+    rng = np.random.default_rng(0)
+    preds, targs = rng.uniform(size=(30, 5)), (rng.uniform(size=(30, 5)) > 0.6).astype(float)
+    per_image = fbeta_per_image(preds, targs, 2, 0.3)
+    assert per_image.shape == (30,) and np.isclose(per_image.mean(), fbeta(preds, targs, 2, 0.3))
+    from sklearn.metrics import fbeta_score
+    assert np.isclose(per_image.mean(), fbeta_score(targs, preds > 0.3, beta=2, average="samples", zero_division=0))
+
+
+def test_beside_the_notes_says_whether_their_number_is_inside_the_noise():
+    from lessonlib.metrics import beside_the_notes, binomial_interval
+    table = beside_the_notes({"a": (0.995, binomial_interval(0.995, 200), 200, 0.98975, 2000),
+                              "b": (0.80, binomial_interval(0.80, 200), 200, 0.99365, 2000)})
+    assert table.loc["a", "within the noise"] and not table.loc["b", "within the noise"]
+    assert table.loc["a", "one image moves yours by"] == 0.005

@@ -49,3 +49,67 @@ def test_the_first_cell_says_how_to_install_lessonlib_where_it_is_missing(tmp_pa
                           text=True)
     assert says in proc.stdout and proc.returncode != 0
     assert "lessonlib is missing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _code_statements(cells):
+    """Every top-level statement of the notebook's code cells, cell by cell (IPython lines left out)."""
+    import ast
+    for c in cells:
+        if c["cell_type"] != "code":
+            continue
+        source = "\n".join(line for line in "".join(c["source"]).splitlines()
+                           if not line.lstrip().startswith(("%", "!", "?")))
+        yield ast.parse(source).body
+
+
+def _is_module(name):
+    import importlib.util
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def asserts_that_cannot_fail(cells):
+    """Asserts that check nothing the lesson computed: (1) the expression uses only imported modules, builtins and
+    literals (`assert torch.ones(2, 2).sum() == 4`); (2) it compares a name with the very expression the statement
+    before it assigned to that name (`x = f(a)` then `assert x == f(a)`, or `np.allclose(x, f(a))`)."""
+    import ast
+    import builtins
+    modules, found = set(), []
+    for body in _code_statements(cells):
+        for node in body:
+            if isinstance(node, ast.Import):
+                modules |= {(a.asname or a.name).split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:   # `from lessonlib import convviz`: a module too
+                modules |= {a.asname or a.name for a in node.names if _is_module(f"{node.module}.{a.name}")}
+        for before, node in zip([None] + body[:-1], body):
+            if not isinstance(node, ast.Assert):
+                continue
+            names = {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)}
+            if names <= modules | set(dir(builtins)):
+                found.append(ast.unparse(node.test))
+            elif isinstance(before, ast.Assign) and len(before.targets) == 1 and isinstance(before.targets[0], ast.Name):
+                target, value = before.targets[0].id, ast.dump(before.value)
+                test = node.test
+                pairs = ([(test.left, test.comparators[0])] if isinstance(test, ast.Compare) and len(test.comparators) == 1
+                         else [tuple(test.args[:2])] if isinstance(test, ast.Call) and len(test.args) >= 2 else [])
+                for a, b in pairs:
+                    for x, y in ((a, b), (b, a)):
+                        if isinstance(x, ast.Name) and x.id == target and ast.dump(y) == value:
+                            found.append(ast.unparse(node.test))
+    return found
+
+
+def test_the_cannot_fail_check_catches_both_kinds():
+    cells = [{"cell_type": "code", "source": "import numpy as np\nimport torch\nx = np.arange(3)\n"
+                                             "assert torch.ones(2, 2).sum().item() == 4\n"},
+             {"cell_type": "code", "source": "y = np.log10(x + 1)\nassert np.allclose(y, np.log10(x + 1))\n"
+                                             "z = y.sum()\nassert z < 2, 'a real check'\n"}]
+    assert asserts_that_cannot_fail(cells) == ["torch.ones(2, 2).sum().item() == 4", "np.allclose(y, np.log10(x + 1))"]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_lesson_asserts_what_cannot_fail(nb):
+    found = asserts_that_cannot_fail(json.loads(nb.read_text())["cells"])
+    assert not found, f"{nb.name}: these asserts check nothing the lesson computed: {found}"
