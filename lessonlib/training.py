@@ -26,7 +26,7 @@ from lessonlib.models import ConvNet, batchnorm_layers, head_forward
 from lessonlib.runtime import in_notebook
 
 __all__ = ["EpochTable", "Objective", "StepGuard", "backward_in_pieces", "deferred_interrupt", "evaluate", "fit",
-           "forward_in_pieces", "get_preds", "group_rates", "log_probs", "train_epoch", "train_step"]
+           "forward_in_pieces", "get_preds", "group_rates", "log_probs", "run_whole", "train_epoch", "train_step"]
 
 
 def group_rates(groups, lrs):
@@ -75,6 +75,24 @@ def deferred_interrupt():
             raise KeyboardInterrupt
 
 
+def run_whole(restore):
+    """Run `restore()` to its end whatever Ctrl-C does, then raise a press that came meanwhile.
+
+    Inside `deferred_interrupt` presses wait; one that lands just before it takes hold (as the `finally` of an
+    interrupted block starts) runs `restore()` again, from the start: it must be safe to repeat.
+    """
+    done = pressed = False
+    while not done:
+        try:
+            with deferred_interrupt():
+                restore()
+                done = True
+        except KeyboardInterrupt:   # before the deferral took hold (then done is False), or held until the end
+            pressed = True
+    if pressed:
+        raise KeyboardInterrupt
+
+
 # ---------------------------------------------------------------- one step, kept only when it stays finite
 
 def _all_finite(tensors):
@@ -107,12 +125,14 @@ class StepGuard:
                     s.copy_(t)
 
     def restore(self):
-        with deferred_interrupt(), torch.no_grad():   # put back whole, whatever Ctrl-C is pressed meanwhile
-            for p in self.params:
-                if p not in self.had_state:
-                    self.optimizer.state.pop(p, None)   # state the failed step created
-            for s, t in zip(self.saved, self._tensors()):
-                t.copy_(s)
+        def put_back():
+            with torch.no_grad():
+                for p in self.params:
+                    if p not in self.had_state:
+                        self.optimizer.state.pop(p, None)   # state the failed step created
+                for s, t in zip(self.saved, self._tensors()):
+                    t.copy_(s)
+        run_whole(put_back)   # put back whole, whatever Ctrl-C is pressed meanwhile
 
 
 def _diverged(what, value=None):

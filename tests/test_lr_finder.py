@@ -116,7 +116,8 @@ def test_warnings_for_curves_that_never_turn_up_or_never_go_down():
     rising = synthetic_finder(np.r_[np.full(10, 1.0), np.linspace(1.01, 3, 40)], lrs)
     assert any("never clearly went down" in n for n in rising.notes)
     lrs, loss = bowl_curve()
-    assert any("disagree" in n for n in synthetic_finder(loss, lrs).notes)
+    assert synthetic_finder(loss, lrs).notes == []   # a curve that falls, then rises: nothing to warn about,
+    # although its rules pick rates 100x apart (they differ by design; lesson 02 says which one is the default)
     with pytest.warns(UserWarning, match="never turned up"):
         falling.report()
 
@@ -231,14 +232,15 @@ def test_bursts_of_ctrl_c_at_any_moment_never_leave_the_sweeps_weights():
                     signal.pthread_kill(main, signal.SIGINT)   # to the main thread, as a terminal's Ctrl-C
                     time.sleep(0.0005)
             presser = threading.Thread(target=burst)
-            presser.start()
             try:
                 try:
+                    presser.start()   # inside: with a delay near 0 the first press lands while it starts
                     find_lr(model, optimizer, torch.nn.functional.cross_entropy, batches, resolve_policy("cpu"),
                             Sweep(start_lr=1e-5, end_lr=10, num_it=300, stop_div=False))
                 except KeyboardInterrupt:
-                    armed[0] = False
                     interrupted += 1
+                finally:   # a sweep that ended before the burst: later presses are not this test's business
+                    armed[0] = False
             except KeyboardInterrupt:   # one more press landed as the first was being handled
                 armed[0] = False
             presser.join()
