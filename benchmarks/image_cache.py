@@ -18,7 +18,7 @@ import torch
 
 from _results import save_result   # benchmarks/_results.py
 from lessonlib import ImageClassifierData, datasets, setup, tfms_from_model, transforms_side_on
-from lessonlib import models
+from lessonlib import weights
 from lessonlib.policy import resolve_policy
 from lessonlib.training import get_preds
 
@@ -57,7 +57,7 @@ def main():
         result[f"{split}_loader_cached_over_uncached"] = round(
             result[f"{split}_loader_images_per_s_cached"] / result[f"{split}_loader_images_per_s_uncached"], 2)
 
-    body = policy.prepare(models.create_body("efficientnet_lite0")).eval()
+    body = policy.prepare(weights.create_body("efficientnet_lite0")).eval()
     get_preds(body, both[False].val_dl, policy)   # warm-up
     for flag, data in both.items():
         start = time.perf_counter()

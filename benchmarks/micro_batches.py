@@ -24,11 +24,11 @@ from _results import save_result   # benchmarks/_results.py
 
 def one_setting(bs, micro_bs, sz, steps, frozen=False):
     """Run in a child process: train `steps` steps; print one JSON line with images/s and peak RSS."""
-    from lessonlib import models, training
+    from lessonlib import models, training, weights
     from lessonlib.policy import resolve_policy
 
     torch.manual_seed(0)
-    body = models.create_body("efficientnet_lite0")
+    body = weights.create_body("efficientnet_lite0")
     model = models.ConvNet(body, models.create_head(body.n_features, 2))
     policy = resolve_policy().but(body_piece=micro_bs)
     model.bn_frozen = True   # the body's BatchNorm fixed, as learn.bn_freeze(True) in lessons 05 and 07

@@ -73,7 +73,7 @@ def main(argv=None):
 
 
 def _doctor(args):
-    from lessonlib.runtime import doctor
+    from lessonlib.doctor import doctor
     report = doctor(args.device)
     policy = report.pop("policy")
     for key, value in report.items():

@@ -16,27 +16,21 @@ under the data folder; the line printed says so.
 """
 import csv
 import hashlib
-import http.client
 import os
 import shutil
-import socket
 import tarfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from lessonlib.runtime import home, mirror, smoke_mode
+from lessonlib.storage import atomic_dir, download, file_lock, file_signature
 
-from lessonlib.runtime import home, smoke_mode
-from lessonlib.storage import atomic_dir, file_lock, file_signature
-
-__all__ = ["CATALOG", "Entry", "PACKAGED", "data_root", "download", "download_and_extract", "get", "mirror",
+__all__ = ["CATALOG", "Entry", "PACKAGED", "data_root", "download_and_extract", "get",
            "safe_extract", "smoke_sample", "smoke_sample_csv", "verify_packaged"]
 
 PACKAGED = Path(__file__).resolve().parent / "teaching_sets"
@@ -89,20 +83,6 @@ def data_root():
         raise OSError(f"LESSONLIB_DATA={value} cannot be used ({e.strerror or e}): point it at a folder you can "
                       f"write to, or unset it to use LESSONLIB_HOME/data") from e
     return root
-
-
-def mirror():
-    """The read-only mirror folder named by `LESSONLIB_DATA_MIRROR`, or None (with a warning when it is set to
-    something that is not a folder: a typo there would otherwise send every lesson to the network)."""
-    value = os.environ.get("LESSONLIB_DATA_MIRROR", "").strip()
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        warnings.warn(f"LESSONLIB_DATA_MIRROR={value} is not a folder here (missing, or not readable): it is ignored, "
-                      f"and data sets and weights come from lessonlib's own copies or a download", stacklevel=2)
-        return None
-    return path
 
 
 def get(name, smoke=None):
@@ -187,121 +167,6 @@ def _locate(entry):
 
 
 # ---------------------------------------------------------------- download, check, extract
-
-RETRIES = 5          # attempts after a dropped connection
-RETRY_WAIT = 1.0     # seconds before the first retry; doubles each time
-
-
-def _open(url, start, timeout):
-    """(response, True if it continues at byte `start`) for `url`, asking for the rest of the file."""
-    headers = {"User-Agent": "lessonlib"}
-    if start:
-        headers["Range"] = f"bytes={start}-"
-    response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-    resumed = bool(start) and getattr(response, "status", None) == 206
-    return response, resumed
-
-
-def _expected_total(response, start, resumed, size):
-    """The whole file's size from the response headers (Content-Range or Content-Length), else `size`."""
-    content_range = response.headers.get("Content-Range", "")
-    if resumed and "/" in content_range and content_range.rsplit("/", 1)[1].isdigit():
-        return int(content_range.rsplit("/", 1)[1])
-    length = response.headers.get("Content-Length")
-    if length and length.isdigit():
-        return int(length) + (start if resumed else 0)
-    return size
-
-
-def _md5(path):
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def download(url, dest, size=None, md5=None, timeout=30, retries=None):
-    """Download `url` to the file `dest` with a progress bar; check its size and MD5 when known.
-
-    The bytes go to `dest`'s `.part` file while a lock keeps other processes out (a second process
-    waits, then finds `dest` done). A dropped connection is retried up to `RETRIES` times, continuing
-    where it stopped when the server allows (HTTP Range), from the start otherwise; a `.part` file left
-    by a killed run is continued the same way. `dest` appears only when complete and checked.
-    """
-    dest = Path(dest)
-    retries = RETRIES if retries is None else retries
-    with file_lock(dest.with_name(f".{dest.name}.lock")):
-        if dest.exists():
-            problem = _check_file(dest, size, md5)
-            if problem is None:
-                return dest
-            print(f"{dest} is already there but {problem}: downloading it again")
-            dest.unlink()
-        part = dest.with_name(dest.name + ".part")   # only the lock holder writes it
-        if size is not None and part.exists() and part.stat().st_size > size:   # not the start of this file
-            part.unlink()
-        bar = tqdm(total=size, initial=0, unit="B", unit_scale=True, desc=dest.name, disable=None)
-        try:
-            for attempt in range(retries + 1):
-                have = part.stat().st_size if part.exists() else 0
-                try:
-                    response, resumed = _open(url, have, timeout)
-                    with response, open(part, "ab" if resumed else "wb") as out:
-                        have = have if resumed else 0
-                        total = _expected_total(response, have, resumed, size)
-                        bar.reset(total=total)
-                        bar.update(have)
-                        while chunk := response.read(1 << 20):
-                            out.write(chunk)
-                            have += len(chunk)
-                            bar.update(len(chunk))
-                    if total is None or have >= total:
-                        break
-                    reason = f"the connection closed after {have:,} of {total:,} bytes"
-                except urllib.error.HTTPError as e:
-                    if e.code == 416 and size is not None and have == size:   # the .part was already whole
-                        break
-                    if e.code == 416:   # the .part is not a beginning of the server's file: start again
-                        part.unlink(missing_ok=True)
-                        reason = "the partial file did not fit the server's (HTTP 416); starting again"
-                    elif e.code < 500 and e.code != 408:
-                        raise OSError(f"{url}: HTTP {e.code} {e.reason}") from e
-                    else:
-                        reason = f"HTTP {e.code}"
-                except urllib.error.URLError as e:
-                    if isinstance(e.reason, socket.gaierror):   # retrying cannot fix a name that does not resolve
-                        raise OSError(f"{url}: the server's name cannot be resolved ({e.reason}): no network, or "
-                                      f"no DNS here; download it where there is, see data/README.md") from e
-                    reason = f"{type(e).__name__}: {e}"
-                except (OSError, EOFError, http.client.HTTPException) as e:   # reset, time-out, IncompleteRead
-                    reason = f"{type(e).__name__}: {e}"
-                if attempt == retries:
-                    kept = part.stat().st_size if part.exists() else 0
-                    raise OSError(f"{url}: gave up after {retries + 1} attempts ({reason}); "
-                                  + (f"run it again to continue from byte {kept:,}" if kept else
-                                     "nothing was downloaded; check the network and run it again"))
-                time.sleep(RETRY_WAIT * 2 ** attempt)
-        finally:
-            bar.close()
-        problem = _check_file(part, size, md5)
-        if problem is not None:
-            part.unlink()
-            raise OSError(f"{url}: the download {problem}; the file on the server changed or the download was cut "
-                          f"short")
-        os.replace(part, dest)
-    return dest
-
-
-def _check_file(path, size, md5):
-    """None if `path` has the expected size and MD5 (each where known), else what is wrong."""
-    got = path.stat().st_size
-    if size is not None and got != size:
-        return f"has {got:,} bytes, expected {size:,}"
-    if md5 is not None and _md5(path) != md5:
-        return f"does not have the MD5 {md5}"
-    return None
-
 
 MAX_UNPACKED = 50         # an archive may unpack to at most this many times its own size ...
 UNPACKED_FLOOR = 2**30    # ... or to this many bytes, whichever is more: no decompression bombs

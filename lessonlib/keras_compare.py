@@ -86,7 +86,7 @@ def keras_body(arch):
     os.environ["KERAS_BACKEND"] = "torch"
     from keras import layers
 
-    from lessonlib.models import create_body
+    from lessonlib.weights import create_body
 
     class TorchBody(layers.TorchModuleWrapper):
         def call(self, x, training=None):   # BatchNorm keeps its ImageNet statistics
@@ -355,7 +355,7 @@ def bn_drift_with_training_false(data, arch, steps=3):
     keras = import_keras()
     from keras import layers
 
-    from lessonlib.models import create_body
+    from lessonlib.weights import create_body
 
     train_dl, _ = data
     shape = tuple(next(iter(train_dl))[0].shape[1:])

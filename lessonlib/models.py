@@ -1,7 +1,7 @@
 """The networks by name, cut into a pretrained body and a new head, in three layer groups.
 
 `resnet34` and `resnet50` are torchvision's, `efficientnet_lite0` is timm's `tf_efficientnet_lite0`;
-where their ImageNet weights come from is `lessonlib.weights`.
+where their ImageNet weights come from, and `create_body`, are in `lessonlib.weights`.
 """
 from collections import OrderedDict
 
@@ -19,7 +19,7 @@ FALLBACK = "efficientnet_lite0"   # the network whose ImageNet weights come with
 
 
 __all__ = ["ARCHS", "AdaptiveConcatPool2d", "Body", "ConvNet", "FALLBACK", "ImageNormalize", "arch_name",
-           "batchnorm_layers", "create_body", "create_head", "head_forward", "upgrade_state_dict"]
+           "batchnorm_layers", "create_head", "head_forward", "split_backbone", "upgrade_state_dict"]
 
 
 def arch_name(arch):
@@ -60,7 +60,7 @@ def batchnorm_layers(module):
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def _split_backbone(name, model):
+def split_backbone(name, model):
     """(early layers, late layers, number of output channels) of an ImageNet classifier."""
     if name.startswith("resnet"):
         early = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2)
@@ -78,16 +78,6 @@ class Body(nn.Sequential):
     def __init__(self, arch, normalize, early, late, n_features):
         super().__init__(OrderedDict(normalize=normalize, early=early, late=late, pool=AdaptiveConcatPool2d()))
         self.arch, self.n_features = arch, n_features
-
-
-def create_body(arch, weights=None):
-    """Pretrained `Body` for `arch` (`lessonlib.weights.load_pretrained` says where the weights come from)."""
-    from lessonlib.weights import load_pretrained
-
-    name, model = load_pretrained(arch, weights)
-    mean, std = ARCHS[name]["stats"]
-    early, late, channels = _split_backbone(name, model)
-    return Body(name, ImageNormalize(mean, std), early, late, 2 * channels)
 
 
 def create_head(n_features, n_classes, hidden=512, ps=(0.25, 0.5)):

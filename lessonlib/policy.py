@@ -169,24 +169,6 @@ class Policy:
             model.to(memory_format=torch.channels_last)
         return model
 
-    def pieces_for(self, model, micro_bs="auto"):
-        """Images per piece of a mini-batch through `model.body` in training (None: the whole mini-batch).
-
-        `micro_bs` is `learn.micro_bs`: "auto" takes this policy's `body_piece` only where pieces give exactly the
-        whole mini-batch's update, i.e. when no BatchNorm layer of the body trains (a frozen body, or
-        `bn_freeze(True)`); a number forces pieces of that size (BatchNorm layers that train then see one piece
-        at a time); None sends whole mini-batches. benchmarks/micro_batches.py measures what pieces save.
-        """
-        if micro_bs == "auto":
-            from lessonlib.models import batchnorm_layers
-            bn_trains = not model.bn_frozen and any(
-                any(p.requires_grad for p in m.parameters()) for m in batchnorm_layers(model.body))
-            return None if bn_trains else self.body_piece
-        if micro_bs is not None and (isinstance(micro_bs, bool) or not isinstance(micro_bs, int) or micro_bs < 1):
-            raise ValueError(f"learn.micro_bs = {micro_bs!r}: use \"auto\", None, or a whole number of images "
-                             f"such as 16")
-        return micro_bs
-
     def __str__(self):
         precision = (self.precision if self.backprop_precision == self.precision else
                      f"{self.precision} forward only (precompute, frozen body, predictions), "

@@ -1,15 +1,15 @@
 """Where lessonlib runs: smoke mode, its writable home, the device present, notebooks, and `setup()`."""
 import os
-import platform
 import random
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["HomeError", "default_device", "doctor", "env_flag", "home", "in_notebook", "offer_download", "output_path",
+__all__ = ["HomeError", "default_device", "env_flag", "home", "in_notebook", "mirror", "offer_download", "output_path",
            "seed_everything", "setup", "smoke_mode"]
 
 
@@ -60,6 +60,20 @@ def home():
             raise HomeError(f"{setting} is not writable ({e.strerror or e}): {fix}") from None
         _writable.add(root)
     return root
+
+
+def mirror():
+    """The read-only mirror folder named by `LESSONLIB_DATA_MIRROR`, or None (with a warning when it is set to
+    something that is not a folder: a typo there would otherwise send every lesson to the network)."""
+    value = os.environ.get("LESSONLIB_DATA_MIRROR", "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        warnings.warn(f"LESSONLIB_DATA_MIRROR={value} is not a folder here (missing, or not readable): it is ignored, "
+                      f"and data sets and weights come from lessonlib's own copies or a download", stacklevel=2)
+        return None
+    return path
 
 
 def output_path(name):
@@ -124,39 +138,3 @@ def setup(seed=42):
     except ImportError:
         pass
     return smoke_mode()
-
-
-def _home_report():
-    try:
-        return f"{home()} (writable)"
-    except HomeError as e:
-        return f"PROBLEM: {e}"
-
-
-def doctor(device=None):
-    """A short report of the environment, as a dict (also what `python -m lessonlib doctor` prints).
-
-    Its "policy" is how lessonlib will use this machine (`lessonlib.policy.resolve_policy(device)`).
-    """
-    from lessonlib.policy import cpu_workers, resolve_policy
-
-    policy = resolve_policy(device)
-    device = policy.device
-    report = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": str(device),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "none",
-        "cpu cores": f"{os.cpu_count()} ({cpu_workers()} usable by this process)",
-        "torch threads": torch.get_num_threads(),
-        "smoke mode": smoke_mode(),
-        "lessonlib home": _home_report(),
-        "data mirror": os.environ.get("LESSONLIB_DATA_MIRROR") or "not set",
-    }
-    try:
-        import torchvision
-        report["torchvision"] = torchvision.__version__
-    except ImportError:
-        report["torchvision"] = "missing"
-    report["policy"] = policy
-    return report

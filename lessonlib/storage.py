@@ -13,20 +13,27 @@ downloads, data sets it derives) goes through here, so that
   files of processes that died are removed the next time that folder is written to (those of another
   machine or container, whose processes cannot be asked, once they are a day old);
 - a full disk or a folder that cannot be written says which folder, and what to do.
+
+`download` fetches one file over HTTP that way: resumable, retried, checked, locked.
 """
 import contextlib
 import errno
 import functools
 import hashlib
+import http.client
 import os
 import shutil
 import socket
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_dir", "file_lock", "file_signature", "load_or_none", "remove_stale_temporaries",
-           "StorageError", "temporary_name"]
+from tqdm.auto import tqdm
+
+__all__ = ["atomic_write", "atomic_dir", "download", "file_lock", "file_signature", "load_or_none",
+           "remove_stale_temporaries", "StorageError", "temporary_name"]
 
 _TMP_SUFFIX = ".tmp"
 STALE_AFTER = 24 * 3600   # seconds: a temporary file of another machine's process is surely abandoned by then
@@ -230,3 +237,120 @@ def load_or_none(path, load, what="cache file"):
         with contextlib.suppress(OSError):
             path.unlink()
         return None
+
+
+# ---------------------------------------------------------------- downloads
+
+RETRIES = 5          # attempts after a dropped connection
+RETRY_WAIT = 1.0     # seconds before the first retry; doubles each time
+
+
+def _open(url, start, timeout):
+    """(response, True if it continues at byte `start`) for `url`, asking for the rest of the file."""
+    headers = {"User-Agent": "lessonlib"}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    resumed = bool(start) and getattr(response, "status", None) == 206
+    return response, resumed
+
+
+def _expected_total(response, start, resumed, size):
+    """The whole file's size from the response headers (Content-Range or Content-Length), else `size`."""
+    content_range = response.headers.get("Content-Range", "")
+    if resumed and "/" in content_range and content_range.rsplit("/", 1)[1].isdigit():
+        return int(content_range.rsplit("/", 1)[1])
+    length = response.headers.get("Content-Length")
+    if length and length.isdigit():
+        return int(length) + (start if resumed else 0)
+    return size
+
+
+def _md5(path):
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(url, dest, size=None, md5=None, timeout=30, retries=None):
+    """Download `url` to the file `dest` with a progress bar; check its size and MD5 when known.
+
+    The bytes go to `dest`'s `.part` file while a lock keeps other processes out (a second process
+    waits, then finds `dest` done). A dropped connection is retried up to `RETRIES` times, continuing
+    where it stopped when the server allows (HTTP Range), from the start otherwise; a `.part` file left
+    by a killed run is continued the same way. `dest` appears only when complete and checked.
+    """
+    dest = Path(dest)
+    retries = RETRIES if retries is None else retries
+    with file_lock(dest.with_name(f".{dest.name}.lock")):
+        if dest.exists():
+            problem = _check_file(dest, size, md5)
+            if problem is None:
+                return dest
+            print(f"{dest} is already there but {problem}: downloading it again")
+            dest.unlink()
+        part = dest.with_name(dest.name + ".part")   # only the lock holder writes it
+        if size is not None and part.exists() and part.stat().st_size > size:   # not the start of this file
+            part.unlink()
+        bar = tqdm(total=size, initial=0, unit="B", unit_scale=True, desc=dest.name, disable=None)
+        try:
+            for attempt in range(retries + 1):
+                have = part.stat().st_size if part.exists() else 0
+                try:
+                    response, resumed = _open(url, have, timeout)
+                    with response, open(part, "ab" if resumed else "wb") as out:
+                        have = have if resumed else 0
+                        total = _expected_total(response, have, resumed, size)
+                        bar.reset(total=total)
+                        bar.update(have)
+                        while chunk := response.read(1 << 20):
+                            out.write(chunk)
+                            have += len(chunk)
+                            bar.update(len(chunk))
+                    if total is None or have >= total:
+                        break
+                    reason = f"the connection closed after {have:,} of {total:,} bytes"
+                except urllib.error.HTTPError as e:
+                    if e.code == 416 and size is not None and have == size:   # the .part was already whole
+                        break
+                    if e.code == 416:   # the .part is not a beginning of the server's file: start again
+                        part.unlink(missing_ok=True)
+                        reason = "the partial file did not fit the server's (HTTP 416); starting again"
+                    elif e.code < 500 and e.code != 408:
+                        raise OSError(f"{url}: HTTP {e.code} {e.reason}") from e
+                    else:
+                        reason = f"HTTP {e.code}"
+                except urllib.error.URLError as e:
+                    if isinstance(e.reason, socket.gaierror):   # retrying cannot fix a name that does not resolve
+                        raise OSError(f"{url}: the server's name cannot be resolved ({e.reason}): no network, or "
+                                      f"no DNS here; download it where there is, see data/README.md") from e
+                    reason = f"{type(e).__name__}: {e}"
+                except (OSError, EOFError, http.client.HTTPException) as e:   # reset, time-out, IncompleteRead
+                    reason = f"{type(e).__name__}: {e}"
+                if attempt == retries:
+                    kept = part.stat().st_size if part.exists() else 0
+                    raise OSError(f"{url}: gave up after {retries + 1} attempts ({reason}); "
+                                  + (f"run it again to continue from byte {kept:,}" if kept else
+                                     "nothing was downloaded; check the network and run it again"))
+                time.sleep(RETRY_WAIT * 2 ** attempt)
+        finally:
+            bar.close()
+        problem = _check_file(part, size, md5)
+        if problem is not None:
+            part.unlink()
+            raise OSError(f"{url}: the download {problem}; the file on the server changed or the download was cut "
+                          f"short")
+        os.replace(part, dest)
+    return dest
+
+
+def _check_file(path, size, md5):
+    """None if `path` has the expected size and MD5 (each where known), else what is wrong."""
+    got = path.stat().st_size
+    if size is not None and got != size:
+        return f"has {got:,} bytes, expected {size:,}"
+    if md5 is not None and _md5(path) != md5:
+        return f"does not have the MD5 {md5}"
+    return None

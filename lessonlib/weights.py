@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
-from lessonlib.models import ARCHS, FALLBACK, arch_name
-from lessonlib.runtime import env_flag
+from lessonlib.models import ARCHS, FALLBACK, Body, ImageNormalize, arch_name, split_backbone
+from lessonlib.runtime import env_flag, mirror
+from lessonlib.storage import download
 
-__all__ = ["convert_efficientnet_lite0_keys", "fetch_weights", "find_weights", "load_pretrained", "offline",
+__all__ = ["convert_efficientnet_lite0_keys", "create_body", "fetch_weights", "find_weights", "load_pretrained", "offline",
            "packaged_efficientnet_lite0", "random_model", "weight_file_ok", "weight_places", "weights_url"]
 
 _resolved = {}   # requested name -> name actually used, so the fallback is announced once
@@ -84,8 +85,6 @@ def weight_file_ok(path):
 
 def weight_places():
     """Folders searched for torchvision's weight files: torch's own cache, then the mirror's weights/."""
-    from lessonlib.datasets import mirror
-
     places, shared = [Path(torch.hub.get_dir()) / "checkpoints"], mirror()
     if shared is not None:
         places.append(shared / "weights")
@@ -141,8 +140,6 @@ def fetch_weights(names, to):
 
     Example (a shell): `python -m lessonlib fetch-weights resnet34 resnet50 --to /srv/lessons/weights`
     """
-    from lessonlib.datasets import download
-
     if Path(to).exists() and not Path(to).is_dir():
         raise ValueError(f"--to {to} is a file, not a folder: give the folder to write the weight files to")
     names = [arch_name(arch) for arch in names]   # every name checked before the first download
@@ -216,3 +213,13 @@ def load_pretrained(arch, weights=None):
               f"using the packaged ImageNet {FALLBACK} instead. (A teacher can put torchvision's weight files in "
               f"the mirror's weights/ folder: python -m lessonlib fetch-weights.)")
     return FALLBACK, packaged_efficientnet_lite0()
+
+
+# ---------------------------------------------------------------- the body a learner starts from
+
+def create_body(arch, weights=None):
+    """Pretrained `Body` for `arch` (`load_pretrained` says where the weights come from)."""
+    name, model = load_pretrained(arch, weights)
+    mean, std = ARCHS[name]["stats"]
+    early, late, channels = split_backbone(name, model)
+    return Body(name, ImageNormalize(mean, std), early, late, 2 * channels)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lessonlib import datasets
+from lessonlib import datasets, storage
 from tests.helpers import FileServer, make_folders, write_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ def data_home(tmp_path, monkeypatch):
     monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path / "data"))
     monkeypatch.delenv("LESSONLIB_DATA_MIRROR", raising=False)
     monkeypatch.setenv("LESSONLIB_SMOKE", "0")
-    monkeypatch.setattr(datasets, "RETRY_WAIT", 0.01)
+    monkeypatch.setattr(storage, "RETRY_WAIT", 0.01)
     return tmp_path
 
 
@@ -186,21 +186,21 @@ def test_download_checks_size_and_md5(tmp_path):
     src = tmp_path / "src.bin"
     src.write_bytes(b"x" * 5000)
     md5 = hashlib.md5(src.read_bytes()).hexdigest()
-    out = datasets.download(src.as_uri(), tmp_path / "out.bin", size=5000, md5=md5)
+    out = storage.download(src.as_uri(), tmp_path / "out.bin", size=5000, md5=md5)
     assert out.read_bytes() == src.read_bytes()
     with pytest.raises(OSError, match="expected 4,999"):
-        datasets.download(src.as_uri(), tmp_path / "short.bin", size=4999)
+        storage.download(src.as_uri(), tmp_path / "short.bin", size=4999)
     with pytest.raises(OSError, match="MD5"):
-        datasets.download(src.as_uri(), tmp_path / "bad.bin", md5="0" * 32)
+        storage.download(src.as_uri(), tmp_path / "bad.bin", md5="0" * 32)
     assert not any(p.name.endswith(".part") for p in tmp_path.iterdir())
     assert not (tmp_path / "short.bin").exists() and not (tmp_path / "bad.bin").exists()
 
 
 def test_a_dropped_connection_resumes_where_it_stopped(server, tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "RETRY_WAIT", 0.01)
+    monkeypatch.setattr(storage, "RETRY_WAIT", 0.01)
     body = bytes(range(256)) * 4000   # 1 MB
     srv = server({"/data.bin": body}, cut_first=2)
-    out = datasets.download(srv.url + "/data.bin", tmp_path / "data.bin", size=len(body),
+    out = storage.download(srv.url + "/data.bin", tmp_path / "data.bin", size=len(body),
                             md5=hashlib.md5(body).hexdigest())
     assert out.read_bytes() == body
     ranges = [r for _, r in srv.requests]
@@ -211,10 +211,10 @@ def test_a_dropped_connection_resumes_where_it_stopped(server, tmp_path, monkeyp
 
 
 def test_a_server_without_ranges_starts_again(server, tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "RETRY_WAIT", 0.01)
+    monkeypatch.setattr(storage, "RETRY_WAIT", 0.01)
     body = b"abc" * 100_000
     srv = server({"/x": body}, cut_first=1, ranges=False)
-    assert datasets.download(srv.url + "/x", tmp_path / "x", size=len(body)).read_bytes() == body
+    assert storage.download(srv.url + "/x", tmp_path / "x", size=len(body)).read_bytes() == body
     assert len(srv.requests) == 2
 
 
@@ -222,19 +222,19 @@ def test_a_part_file_left_by_a_killed_run_is_continued(server, tmp_path):
     body = b"0123456789" * 50_000
     (tmp_path / "x.part").write_bytes(body[:123_456])
     srv = server({"/x": body})
-    assert datasets.download(srv.url + "/x", tmp_path / "x", size=len(body)).read_bytes() == body
+    assert storage.download(srv.url + "/x", tmp_path / "x", size=len(body)).read_bytes() == body
     assert srv.requests == [("/x", "bytes=123456-")]
 
 
 def test_a_download_gives_up_after_its_retries_with_a_clear_message(server, tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "RETRY_WAIT", 0.01)
+    monkeypatch.setattr(storage, "RETRY_WAIT", 0.01)
     body = b"z" * 200_000
     srv = server({"/x": body}, cut_first=100)
     with pytest.raises(OSError, match=r"gave up after 3 attempts .*run it again to continue from byte"):
-        datasets.download(srv.url + "/x", tmp_path / "x", size=len(body), retries=2)
+        storage.download(srv.url + "/x", tmp_path / "x", size=len(body), retries=2)
     assert not (tmp_path / "x").exists()
     with pytest.raises(OSError, match="HTTP 404"):
-        datasets.download(srv.url + "/missing", tmp_path / "y")
+        storage.download(srv.url + "/missing", tmp_path / "y")
 
 
 def test_safe_extract_refuses_escaping_paths(tmp_path):
@@ -425,13 +425,13 @@ def test_a_damaged_archive_of_unknown_size_is_deleted_so_the_next_call_fetches_i
 
 
 def test_a_part_file_longer_than_the_servers_file_starts_again(server, tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "RETRY_WAIT", 0.01)
+    monkeypatch.setattr(storage, "RETRY_WAIT", 0.01)
     body = b"0123456789" * 1000
     srv = server({"/x": body})
     (tmp_path / "x.part").write_bytes(b"y" * 20_000)                 # longer than the file: HTTP 416 forever before
-    assert datasets.download(srv.url + "/x", tmp_path / "x").read_bytes() == body
+    assert storage.download(srv.url + "/x", tmp_path / "x").read_bytes() == body
     (tmp_path / "z.part").write_bytes(b"y" * 20_000)
-    assert datasets.download(srv.url + "/x", tmp_path / "z", size=len(body)).read_bytes() == body
+    assert storage.download(srv.url + "/x", tmp_path / "z", size=len(body)).read_bytes() == body
 
 
 def test_a_name_that_does_not_resolve_fails_at_once(tmp_path, monkeypatch):
@@ -443,7 +443,7 @@ def test_a_name_that_does_not_resolve_fails_at_once(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.urllib.request, "urlopen", no_dns)
     start = clock.perf_counter()
     with pytest.raises(OSError, match="cannot be resolved") as info:
-        datasets.download("https://example.invalid/x.tgz", tmp_path / "x.tgz")
+        storage.download("https://example.invalid/x.tgz", tmp_path / "x.tgz")
     assert clock.perf_counter() - start < 1 and "byte 0" not in str(info.value)
 
 

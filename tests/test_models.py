@@ -8,7 +8,7 @@ import torchvision
 from skimage.data import chelsea
 from torchvision.transforms import v2
 
-from lessonlib import models, weights
+from lessonlib import models, runtime, weights
 
 CAT_CLASSES = {281, 282, 285}   # ImageNet: tabby, tiger cat, Egyptian cat
 
@@ -77,7 +77,7 @@ def test_fetch_weights_downloads_checked_files_from_a_server(tmp_path, monkeypat
     good = weight_file(tmp_path / "made", "resnet34")
     bad = weight_file(tmp_path / "made", "resnet50", wrong_hash=True)
     srv = FileServer({f"/models/{p.name}": p.read_bytes() for p in (good, bad)}, cut_first=1)
-    monkeypatch.setattr("lessonlib.datasets.RETRY_WAIT", 0.01)
+    monkeypatch.setattr("lessonlib.storage.RETRY_WAIT", 0.01)
     urls = {"resnet34": f"{srv.url}/models/{good.name}", "resnet50": f"{srv.url}/models/{bad.name}"}
     monkeypatch.setattr(weights, "weights_url", urls.get)
     try:
@@ -131,7 +131,7 @@ def test_lessonlib_offline_skips_the_download(monkeypatch, capsys):
 def test_online_resnet_uses_torchvision_weights(monkeypatch, capsys):
     fake = torchvision.models.resnet34(weights=None)
     monkeypatch.setattr(weights, "_torchvision_pretrained", lambda name: fake)
-    body = models.create_body("resnet34")
+    body = weights.create_body("resnet34")
     assert body.arch == "resnet34" and body.n_features == 1024
     assert capsys.readouterr().out == ""
     assert body.early[0] is fake.conv1 and body.late[1] is fake.layer4
@@ -157,7 +157,7 @@ def test_concat_pool_matches_torch():
 
 
 def test_three_layer_groups_partition_the_model_and_the_parts_have_names():
-    body = models.create_body("efficientnet_lite0")
+    body = weights.create_body("efficientnet_lite0")
     whole = models.ConvNet(body, models.create_head(body.n_features, 2))
     groups = whole.layer_groups
     ids = [id(p) for g in groups for p in g.parameters()]
@@ -171,7 +171,7 @@ def test_three_layer_groups_partition_the_model_and_the_parts_have_names():
 
 
 def test_a_model_saved_before_the_parts_had_names_still_loads():
-    body = models.create_body("efficientnet_lite0")
+    body = weights.create_body("efficientnet_lite0")
     whole = models.ConvNet(body, models.create_head(body.n_features, 2))
     torch.manual_seed(3)
     for p in whole.parameters():
@@ -179,14 +179,14 @@ def test_a_model_saved_before_the_parts_had_names_still_loads():
     old_layout = torch.nn.Sequential(torch.nn.Sequential(body.normalize, body.early, body.late, body.pool), whole.head)
     old_state = {k: v.clone() for k, v in old_layout.state_dict().items()}   # keys 0.1.*, 0.2.*, 1.*
     assert any(k.startswith("0.1.") for k in old_state) and any(k.startswith("1.") for k in old_state)
-    fresh_body = models.create_body("efficientnet_lite0")
+    fresh_body = weights.create_body("efficientnet_lite0")
     fresh = models.ConvNet(fresh_body, models.create_head(fresh_body.n_features, 2))
     fresh.load_state_dict(models.upgrade_state_dict(old_state))   # strict: every key found
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), whole.state_dict().values()))
 
 
 def test_bn_frozen_keeps_the_bodys_batchnorm_in_eval_mode_while_the_head_trains():
-    body = models.create_body("efficientnet_lite0")
+    body = weights.create_body("efficientnet_lite0")
     net = models.ConvNet(body, models.create_head(body.n_features, 2))
     for p in net.parameters():
         p.requires_grad_(True)
@@ -221,9 +221,8 @@ def test_an_unreadable_weight_file_in_the_mirror_falls_back_with_a_message(tmp_p
 
 
 def test_a_mirror_that_is_not_there_is_said_once_and_ignored(tmp_path, monkeypatch):
-    from lessonlib import datasets
     monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(tmp_path / "no-such-mirror"))
     with pytest.warns(UserWarning, match="LESSONLIB_DATA_MIRROR=.*no-such-mirror is not a folder"):
-        assert datasets.mirror() is None
+        assert runtime.mirror() is None
     monkeypatch.setenv("LESSONLIB_DATA_MIRROR", " ")
-    assert datasets.mirror() is None
+    assert runtime.mirror() is None

@@ -10,7 +10,7 @@ from lessonlib import training
 from lessonlib.data import ImageClassifierData
 from lessonlib.learner import ConvLearner
 from lessonlib.policy import CPU_PIECE, Policy, resolve_policy
-from lessonlib.runtime import doctor
+from lessonlib.doctor import doctor
 from lessonlib.transforms import tfms_from_model, transforms_side_on
 from tests.helpers import make_folders
 

@@ -18,7 +18,8 @@ from lessonlib import checkpoints, datasets, precompute, storage
 from lessonlib.__main__ import main as cli
 from lessonlib.data import ImageClassifierData
 from lessonlib.learner import ConvLearner
-from lessonlib.runtime import HomeError, doctor
+from lessonlib.doctor import doctor
+from lessonlib.runtime import HomeError
 from lessonlib.transforms import tfms_from_model, transforms_side_on
 from tests.helpers import make_folders, write_image
 

@@ -1,0 +1,44 @@
+"""`doctor()`: what lessonlib sees on this machine, and how it will use it (`python -m lessonlib doctor`)."""
+import os
+import platform
+
+import torch
+
+from lessonlib.policy import cpu_workers, resolve_policy
+from lessonlib.runtime import HomeError, home, smoke_mode
+
+__all__ = ["doctor"]
+
+
+def _home_report():
+    try:
+        return f"{home()} (writable)"
+    except HomeError as e:
+        return f"PROBLEM: {e}"
+
+
+def doctor(device=None):
+    """A short report of the environment, as a dict (also what `python -m lessonlib doctor` prints).
+
+    Its "policy" is how lessonlib will use this machine (`lessonlib.policy.resolve_policy(device)`).
+    """
+    policy = resolve_policy(device)
+    device = policy.device
+    report = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "none",
+        "cpu cores": f"{os.cpu_count()} ({cpu_workers()} usable by this process)",
+        "torch threads": torch.get_num_threads(),
+        "smoke mode": smoke_mode(),
+        "lessonlib home": _home_report(),
+        "data mirror": os.environ.get("LESSONLIB_DATA_MIRROR") or "not set",
+    }
+    try:
+        import torchvision
+        report["torchvision"] = torchvision.__version__
+    except ImportError:
+        report["torchvision"] = "missing"
+    report["policy"] = policy
+    return report
