@@ -231,7 +231,7 @@ class ConvLearner:
         table = training.EpochTable(show=policy.rank == 0)
         try:
             training.fit(model, (train_batches, valid_batches), self.objective, optimizer,
-                         sgdr_epochs(n_cycle, cycle_len, cycle_mult), policy, self.sched, table)
+                         sgdr_epochs(n_cycle, cycle_len, cycle_mult), device=policy, recorder=self.sched, table=table)
         finally:
             self.model.eval()
             done = table.frame()
@@ -257,8 +257,8 @@ class ConvLearner:
         distributed.one_process_only(self.policy, "learn.lr_find()")
         rates = training.group_rates(self.layer_groups, start_lr)
         model, optimizer, names, policy = self._setup(rates, wd)
-        result = find_lr(model, optimizer, self.objective.loss_fn, self._batches("train", shuffle=True), policy,
-                         Sweep(rates[-1], end_lr, num_it), names)
+        result = find_lr(model, optimizer, self.objective.loss_fn, self._batches("train", shuffle=True),
+                         device=policy, sweep=Sweep(rates[-1], end_lr, num_it), group_names=names)
         self.model.eval()
         self.sched = result.recorder
         result.report()
@@ -269,7 +269,7 @@ class ConvLearner:
         distributed.one_process_only(self.policy, "learn.try_lr()")
         model, optimizer, _, policy = self._setup(training.group_rates(self.layer_groups, lr))
         losses = losses_at(model, optimizer, self.objective.loss_fn, self._batches("train", shuffle=True), lr,
-                           num_it, policy)
+                           num_it, device=policy)
         self.model.eval()
         return losses
 

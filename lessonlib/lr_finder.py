@@ -8,19 +8,17 @@ Afterwards everything is put back exactly as it was: weights, BatchNorm statisti
 optimizer state and random number generators, so running the finder never changes
 what training does next.
 """
-import contextlib
-import copy
-import random
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
+from lessonlib.policy import resolve_policy
 from lessonlib.recorder import Recorder, smooth
-from lessonlib.training import run_whole, train_step
+from lessonlib.snapshot import Snapshot
+from lessonlib.training import train_step
 
-__all__ = ["LRFinder", "RULES", "Sweep", "describe_region", "find_lr", "losses_at", "preserved_state",
+__all__ = ["LRFinder", "RULES", "Sweep", "describe_region", "find_lr", "losses_at",
            "suggest_order_below_min", "suggest_steepest", "suggest_valley"]
 
 # The default is "valley". benchmarks/lr_rules.py trained each rule's rate the way the lessons train (3 SGDR
@@ -34,34 +32,6 @@ RULES = {
     "steepest": "where the smoothed loss falls fastest against log(learning rate)",
     "valley": "two thirds of the way down the longest stretch where the smoothed loss keeps falling",
 }
-
-
-# ---------------------------------------------------------------- exact save and restore
-
-@contextlib.contextmanager
-def preserved_state(model, optimizer=None):
-    """Run a block, then put back model weights and buffers, train/eval modes, optimizer state and RNGs."""
-    weights = copy.deepcopy(model.state_dict())
-    modes = {m: m.training for m in model.modules()}
-    opt_state = copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None
-    rng = (torch.get_rng_state(), np.random.get_state(), random.getstate(),
-           torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-    def put_back():
-        model.load_state_dict(weights)
-        for m, mode in modes.items():
-            m.training = mode
-        if optimizer is not None:
-            optimizer.load_state_dict(opt_state)
-        torch.set_rng_state(rng[0])
-        np.random.set_state(rng[1])
-        random.setstate(rng[2])
-        if rng[3] is not None:
-            torch.cuda.set_rng_state_all(rng[3])
-
-    try:
-        yield
-    finally:
-        run_whole(put_back)   # Ctrl-C pressed again, even many times, waits until all is put back
 
 
 def _cycle(batches):
@@ -94,22 +64,24 @@ class Sweep:
             raise ValueError(f"num_it={self.num_it}: the sweep needs at least 2 mini-batches")
 
 
-def find_lr(model, optimizer, loss_fn, train_batches, policy, sweep=Sweep(), group_names=None):
-    """LR range test on a plain PyTorch model; returns an `LRFinder` and restores every state.
+def find_lr(model, optimizer, loss_fn, train_batches, device=None, sweep=Sweep(), group_names=None):
+    """LR range test on any PyTorch model; returns an `LRFinder` and restores every state.
 
     Args:
         model, optimizer, loss_fn: as in any training loop. The optimizer's current per-group
             rates set the ratios between groups (a differential-rate setup stays differential);
             the last group sweeps from `sweep.start_lr` to `sweep.end_lr`.
         train_batches: (x, y) mini-batches, cycled when shorter than `sweep.num_it`.
-        policy: a `Policy` (device, precision, pieces).
+        device: "cpu", "cuda", ... (default: the best one present), or a `Policy` (device, precision, pieces).
         sweep: a `Sweep` (rates, length, smoothing).
 
     Example:
-        >>> lrf = find_lr(model, torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9), loss_fn, train_dl,
-        ...               resolve_policy())
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        >>> lrf = find_lr(model, optimizer, nn.CrossEntropyLoss(), train_dl, device="cpu")
         >>> lrf.plot(); lrf.suggestion
     """
+    policy = resolve_policy(device)
+    policy.prepare(model)
     ratios = np.array([g["lr"] for g in optimizer.param_groups], dtype=float)
     ratios = ratios / ratios[-1] if ratios[-1] > 0 else np.ones_like(ratios)
     growth = (sweep.end_lr / sweep.start_lr) ** (1 / (sweep.num_it - 1))
@@ -117,7 +89,7 @@ def find_lr(model, optimizer, loss_fn, train_batches, policy, sweep=Sweep(), gro
     scaler = policy.grad_scaler()
     recorder = Recorder(optimizer, group_names)
     best, stopped = np.inf, None
-    with preserved_state(model, optimizer):
+    with Snapshot(model, optimizer, modes=True, rng=True).kept():
         model.train()
         avg = 0.0
         for i, (x, y) in zip(range(sweep.num_it), _cycle(train_batches)):
@@ -138,12 +110,15 @@ def find_lr(model, optimizer, loss_fn, train_batches, policy, sweep=Sweep(), gro
     return LRFinder(recorder, sweep.beta, stopped)
 
 
-def losses_at(model, optimizer, loss_fn, train_batches, lr, num_it, policy):
-    """Train `num_it` mini-batches at a constant `lr` and return their losses; then restore everything."""
+def losses_at(model, optimizer, loss_fn, train_batches, lr, num_it, device=None):
+    """Train `num_it` mini-batches at a constant `lr` and return their losses; then restore everything.
+
+    `device`: as in `find_lr`."""
+    policy = resolve_policy(device)
     policy = policy.for_training(model)
     scaler = policy.grad_scaler()
     losses = []
-    with preserved_state(model, optimizer):
+    with Snapshot(model, optimizer, modes=True, rng=True).kept():
         model.train()
         for g in optimizer.param_groups:
             g["lr"] = lr

@@ -7,10 +7,7 @@ gradients or the weights non-finite is not kept: training stops with a clear mes
 weights and optimizer state are those from before that step.
 """
 import contextlib
-import copy
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass
 
@@ -22,11 +19,13 @@ from tqdm.auto import tqdm
 
 from lessonlib.distributed import ShardedSampler, all_mean, gather_ordered
 from lessonlib.metrics import accuracy
-from lessonlib.models import ConvNet, batchnorm_layers, head_forward
+from lessonlib.models import ConvNet, head_forward
+from lessonlib.policy import resolve_policy
 from lessonlib.runtime import in_notebook
+from lessonlib.snapshot import Snapshot, deferred_interrupt
 
-__all__ = ["EpochTable", "Objective", "StepGuard", "backward_in_pieces", "deferred_interrupt", "evaluate", "fit",
-           "forward_in_pieces", "get_preds", "group_rates", "log_probs", "run_whole", "train_epoch", "train_step"]
+__all__ = ["EpochTable", "Objective", "backward_in_pieces", "deferred_interrupt", "evaluate", "fit",
+           "forward_in_pieces", "get_preds", "group_rates", "log_probs", "train_epoch", "train_step"]
 
 
 def group_rates(groups, lrs):
@@ -59,80 +58,11 @@ class Objective:
     to_preds: object = log_probs
 
 
-@contextlib.contextmanager
-def deferred_interrupt():
-    """Hold Ctrl-C until the block ends, so an optimizer step is applied whole or not at all."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pressed = []
-    previous = signal.signal(signal.SIGINT, lambda *_: pressed.append(True))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if pressed:
-            raise KeyboardInterrupt
-
-
-def run_whole(restore):
-    """Run `restore()` to its end whatever Ctrl-C does, then raise a press that came meanwhile.
-
-    Inside `deferred_interrupt` presses wait; one that lands just before it takes hold (as the `finally` of an
-    interrupted block starts) runs `restore()` again, from the start: it must be safe to repeat.
-    """
-    done = pressed = False
-    while not done:
-        try:
-            with deferred_interrupt():
-                restore()
-                done = True
-        except KeyboardInterrupt:   # before the deferral took hold (then done is False), or held until the end
-            pressed = True
-    if pressed:
-        raise KeyboardInterrupt
-
-
 # ---------------------------------------------------------------- one step, kept only when it stays finite
 
 def _all_finite(tensors):
     tensors = [t for t in tensors if t is not None]
     return not tensors or bool(torch.stack([t.detach().abs().amax().float() for t in tensors]).isfinite().all())
-
-
-class StepGuard:
-    """Copies of the trainable weights, the model's buffers (BatchNorm statistics) and the optimizer state before
-    a step, to put back if the step breaks them."""
-
-    def __init__(self, optimizer, model=None):
-        self.optimizer = optimizer
-        self.params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
-        self.buffers = list(model.buffers()) if model is not None else []
-        self.saved, self.had_state = None, None
-
-    def _tensors(self):
-        state = [t for p in self.params for t in self.optimizer.state.get(p, {}).values() if torch.is_tensor(t)]
-        return self.params + self.buffers + state
-
-    def save(self):
-        tensors = self._tensors()
-        self.had_state = {p for p in self.params if p in self.optimizer.state}
-        if self.saved is None or [s.shape for s in self.saved] != [t.shape for t in tensors]:
-            self.saved = [t.detach().clone() for t in tensors]
-        else:
-            with torch.no_grad():
-                for s, t in zip(self.saved, tensors):
-                    s.copy_(t)
-
-    def restore(self):
-        def put_back():
-            with torch.no_grad():
-                for p in self.params:
-                    if p not in self.had_state:
-                        self.optimizer.state.pop(p, None)   # state the failed step created
-                for s, t in zip(self.saved, self._tensors()):
-                    t.copy_(s)
-        run_whole(put_back)   # put back whole, whatever Ctrl-C is pressed meanwhile
 
 
 def _diverged(what, value=None):
@@ -148,12 +78,13 @@ def train_step(model, x, y, loss_fn, optimizer, policy, scaler=None, guard=None)
     With `policy.body_piece` and a `models.ConvNet` (a learner's model), the body takes the mini-batch that many
     images at a time while the head sees it whole (`backward_in_pieces`); other models take it whole. Raises
     FloatingPointError, with the weights and optimizer state unchanged, when the loss or the gradients are
-    not finite, or (with a `StepGuard`) when the step would leave non-finite weights.
+    not finite, or (with `guard`, a `Snapshot` of the weights that train) when the step would leave non-finite
+    weights.
     """
     x, y = policy.to_device(x), y.to(policy.device, non_blocking=True)
     optimizer.zero_grad(set_to_none=True)
     if guard is not None:
-        guard.save()   # before the forward pass, which updates BatchNorm statistics
+        guard.take()   # before the forward pass, which updates BatchNorm statistics
     piece = policy.body_piece if isinstance(model, ConvNet) else None
     if piece and piece < len(x):
         loss = backward_in_pieces(model.body, model.head, x, y, loss_fn, policy, scaler)
@@ -178,7 +109,7 @@ def train_step(model, x, y, loss_fn, optimizer, policy, scaler=None, guard=None)
                 guard.restore()
             raise _diverged("gradient")
         optimizer.step()
-        if guard is not None and not _all_finite(guard.params):
+        if guard is not None and not _all_finite([p for g in optimizer.param_groups for p in g["params"]]):
             guard.restore()
             raise _diverged("weights after the step")
     return loss.detach()
@@ -199,7 +130,7 @@ def backward_in_pieces(body, head, x, y, loss_fn, policy, scaler=None):
     piece = policy.body_piece
     pieces = x.split(piece)
     devices = [x.device] if x.device.type == "cuda" else []
-    rng_before = _rng_state(devices)                     # replayed in step 3
+    rng_before = Snapshot(rng=True).take()               # replayed in step 3
     with torch.no_grad(), policy.autocast():
         features = forward_in_pieces(body, x, piece)                          # 1. forward, no graph
     features.requires_grad_()
@@ -207,8 +138,8 @@ def backward_in_pieces(body, head, x, y, loss_fn, policy, scaler=None):
         loss = loss_fn(head_forward(head, features), y)                       # 2. the head, whole
     (loss if scaler is None else scaler.scale(loss)).backward()
     if any(p.requires_grad for p in body.parameters()):
-        with torch.random.fork_rng(devices=devices), running_stats_kept(body):   # both restored after
-            _set_rng_state(rng_before, devices)
+        with torch.random.fork_rng(devices=devices), Snapshot(body, weights="buffers").kept():   # both put back after
+            rng_before.restore()
             for i, (part, grad) in enumerate(zip(pieces, features.grad.split(piece))):   # 3. forward again, backward
                 # under several processes (DDP), gradients are exchanged once: with the last piece's backward
                 last = i == len(pieces) - 1
@@ -217,28 +148,6 @@ def backward_in_pieces(body, head, x, y, loss_fn, policy, scaler=None):
                         out = body(part)
                     out.backward(grad)
     return loss
-
-
-def _rng_state(devices):
-    return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in devices]
-
-
-def _set_rng_state(state, devices):
-    torch.set_rng_state(state[0])
-    for device, cuda_state in zip(devices, state[1]):
-        torch.cuda.set_rng_state(cuda_state, device)
-
-
-@contextlib.contextmanager
-def running_stats_kept(module):
-    """Leave the BatchNorm running statistics of `module` as they were before the block."""
-    saved = [(buf, buf.clone()) for m in batchnorm_layers(module) for buf in m.buffers(recurse=False)]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buf, value in saved:
-                buf.copy_(value)
 
 
 def forward_in_pieces(model, x, piece):
@@ -253,7 +162,7 @@ def train_epoch(model, batches, loss_fn, optimizer, policy, recorder=None, desc=
 
     `recorder` (a `Recorder`) sees each mini-batch's loss and steps the learning-rate schedule.
     """
-    scaler, guard = policy.grad_scaler(), StepGuard(optimizer, model)
+    scaler, guard = policy.grad_scaler(), Snapshot(model, optimizer, weights="trainable")
     total, n = 0.0, 0
     for i, (x, y) in enumerate(tqdm(batches, desc=desc, leave=False, disable=None if policy.rank == 0 else True)):
         try:
@@ -329,15 +238,18 @@ class EpochTable:
         return pd.DataFrame(self.rows)
 
 
-def fit(model, batches, objective, optimizer, epochs, policy, recorder=None, table=None):
+def fit(model, batches, objective, optimizer, epochs, device=None, recorder=None, table=None):
     """Train for `epochs` epochs; return the table `[epoch, trn_loss, val_loss, <metrics>, time]`.
 
     Args:
-        model: put in training mode (`model.train()`) at the start of each epoch.
+        model: any PyTorch model; put in training mode (`model.train()`) at the start of each epoch.
         batches: (training mini-batches, validation mini-batches): DataLoaders, or anything that can be
             iterated again each epoch.
-        objective: an `Objective` (loss, metrics, how outputs become predictions).
-        policy: a `Policy` (`lessonlib.policy.resolve_policy()`): device, precision, pieces.
+        objective: a loss function such as `nn.CrossEntropyLoss()` (the table then shows accuracy), or an
+            `Objective` (loss, metrics, how outputs become predictions).
+        optimizer: any `torch.optim` optimizer over the model's parameters.
+        device: "cpu", "cuda", ... (default: the best one present), or a `Policy` (`lessonlib.policy`), which
+            also says the precision and how the body takes a mini-batch.
         recorder: a `Recorder` that sees every mini-batch's loss and steps the learning-rate schedule.
         table: an `EpochTable` to fill (its rows survive a Ctrl-C); a new one by default.
 
@@ -345,24 +257,27 @@ def fit(model, batches, objective, optimizer, epochs, policy, recorder=None, tab
     of that epoch.
 
     Example:
-        >>> fit(model, (train_dl, valid_dl), Objective(nn.CrossEntropyLoss()), optimizer, 3, resolve_policy())
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        >>> fit(model, (train_dl, valid_dl), nn.CrossEntropyLoss(), optimizer, 3, device="cpu")
     """
+    policy = resolve_policy(device)
+    objective = objective if isinstance(objective, Objective) else Objective(objective)
+    policy.prepare(model)
     train_batches, valid_batches = batches
     train_policy = policy.for_training(model)   # the precision where the body back-propagates, if it does
     table = table if table is not None else EpochTable()
     names = [getattr(m, "__name__", f"metric{i}") for i, m in enumerate(objective.metrics)]
-    epoch = 0
+    epoch, before = 0, Snapshot(model, optimizer)   # each epoch's start, put back if its validation loss is not finite
     try:
         for epoch in range(epochs):
             start = time.perf_counter()
-            before = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+            before.take()
             model.train()
             trn_loss = train_epoch(model, train_batches, objective.loss_fn, optimizer, train_policy, recorder,
                                    desc=f"epoch {epoch + 1}/{epochs}")
             val_loss, values = evaluate(model, valid_batches, objective, policy)
             if not math.isfinite(val_loss):
-                model.load_state_dict(before[0])
-                optimizer.load_state_dict(before[1])
+                before.restore()
                 raise FloatingPointError(f"epoch {epoch + 1}: the validation loss became {val_loss}; the weights are "
                                          f"those from the start of this epoch. Try a learning rate ten times smaller.")
             row = {"epoch": epoch, "trn_loss": trn_loss, "val_loss": val_loss, **dict(zip(names, values)),

@@ -300,13 +300,11 @@ class AugmentationExplorer:
         import torch
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n={n!r}: how many versions to draw, a whole number, 1 or more")
-        state = torch.get_rng_state()
-        torch.manual_seed(self.seed)
-        try:
+        from lessonlib.snapshot import Snapshot
+        with Snapshot(rng=True).kept():   # the student's random generators are left as they were
+            torch.manual_seed(self.seed)
             tfm = self.transform()
             return [tfm(self.image) for _ in range(n)]
-        finally:
-            torch.set_rng_state(state)
 
     def describe(self):
         """A sentence on whether these flips suit the kind of image."""

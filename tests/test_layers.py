@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lessonlib"
 
 # lowest first; a module may import any module of a lower layer, none of its own or a higher one
 LAYERS = [
-    ["storage", "runtime"],                       # files shared safely; where lessonlib runs
+    ["storage", "runtime", "snapshot"],           # files shared safely; where lessonlib runs; putting state back
     ["policy"],                                   # how a run uses the hardware, decided once
     ["models", "metrics", "schedules", "recorder", "viz"],
     ["weights", "distributed", "transforms"],     # where pretrained weights come from; several processes

@@ -11,6 +11,7 @@ from torch import nn
 from lessonlib import models, training
 from lessonlib.policy import resolve_policy
 from lessonlib.runtime import in_notebook
+from lessonlib.snapshot import Snapshot
 from tests.conftest import tolerance
 
 
@@ -147,7 +148,7 @@ def test_a_non_finite_step_stops_with_the_weights_and_optimizer_of_before(cpu, b
     else:   # finite loss, gradients and rate, but the step overflows float32
         optimizer.param_groups[0]["lr"] = 3e38
         loss_fn = lambda out, t: nn.functional.cross_entropy(out, t) * 100   # noqa: E731
-    guard = training.StepGuard(optimizer, model)
+    guard = Snapshot(model, optimizer, weights="trainable")
     with pytest.raises(FloatingPointError, match="learning rate is probably too high"):
         training.train_step(model, x, y, loss_fn, optimizer, cpu, guard=guard)
     optimizer.param_groups[0]["lr"] = 0.1
@@ -161,7 +162,7 @@ def test_a_first_step_that_breaks_leaves_no_optimizer_state(cpu):
     optimizer = torch.optim.SGD(model.parameters(), lr=3e38, momentum=0.9)
     with pytest.raises(FloatingPointError):
         training.train_step(model, x, y, lambda out, t: nn.functional.cross_entropy(out, t) * 100, optimizer, cpu,
-                            guard=training.StepGuard(optimizer, model))
+                            guard=Snapshot(model, optimizer, weights="trainable"))
     assert len(optimizer.state) == 0 or all(not s for s in optimizer.state.values())
 
 
@@ -219,3 +220,22 @@ def test_objective_defaults_to_log_probabilities_and_accuracy():
     assert [m(objective.to_preds(out), torch.tensor([0, 0])) for m in objective.metrics] == [0.5]
     assert np.isclose(float(objective.loss_fn(out, torch.tensor([0, 1]))),
                       float(nn.functional.cross_entropy(out, torch.tensor([0, 1]))))
+
+
+def test_fit_and_find_lr_take_a_plain_model_optimizer_and_loss_on_a_named_device():
+    """Plain PyTorch in, plain PyTorch out: no Policy, no Objective, no learner."""
+    from lessonlib.lr_finder import Sweep, find_lr
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 6)
+    y = (x[:, 0] > 0).long()
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    lrf = find_lr(model, optimizer, nn.CrossEntropyLoss(), batches, device="cpu", sweep=Sweep(num_it=30))
+    assert len(lrf.lrs) >= 3 and lrf.suggestion > 0
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), "the finder changes nothing"
+    history = training.fit(model, (batches, batches), nn.CrossEntropyLoss(), optimizer, 5, device="cpu")
+    assert list(history.columns) == ["epoch", "trn_loss", "val_loss", "accuracy", "time"]
+    assert history.trn_loss.iloc[-1] < history.trn_loss.iloc[0] and history.accuracy.iloc[-1] > 0.8
