@@ -203,22 +203,15 @@ def atomic_dir(dest, write):
 def file_lock(path):
     """Hold an exclusive lock on `path` (created if needed) for the block; other processes wait for it.
 
-    Used so that two processes fetching the same data set do the download once. Where the platform has
-    no `fcntl` (Windows), there is no lock: the unique temporary names still keep every file whole.
+    Used so that two processes fetching the same data set do the download once. The lock is the `filelock`
+    package's (a dependency of PyTorch), which works on Linux, macOS and Windows alike.
     """
+    from filelock import FileLock
+
     path = Path(path)
     _prepare(path)
-    try:
-        import fcntl
-    except ImportError:
+    with FileLock(str(path)):
         yield
-        return
-    with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def load_or_none(path, load, what="cache file"):
