@@ -102,14 +102,14 @@ def train_step(model, x, y, loss_fn, optimizer, policy, scaler=None, guard=None)
             scaler.step(optimizer)
             scaler.update()
             return loss.detach()
-        grads = [p.grad for g in optimizer.param_groups for p in g["params"]]
-        if not _all_finite(grads):
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        if not _all_finite([p.grad for p in params]):
             optimizer.zero_grad(set_to_none=True)
             if guard is not None:
                 guard.restore()
             raise _diverged("gradient")
         optimizer.step()
-        if guard is not None and not _all_finite([p for g in optimizer.param_groups for p in g["params"]]):
+        if guard is not None and not _all_finite(params):
             guard.restore()
             raise _diverged("weights after the step")
     return loss.detach()
