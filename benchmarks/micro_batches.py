@@ -4,7 +4,7 @@ Each setting runs in a fresh process (so that its peak resident memory is its ow
 body + lessonlib's head, body unfrozen with its BatchNorm fixed (`bn_freeze`; `--frozen`: the body frozen, only
 the head trains, as in the augmentation epochs of lessons 03-04), `--bs` images of `--sz` px
 per mini-batch, `--steps` timed optimizer steps after 2 warm-up steps, with
-`lessonlib.training.train_step` with `policy.body_piece`: the body takes the pieces, the head the whole batch.
+`lessonlib.training.train_step` with `policy.body_piece` (its `StepPlan`): the body takes the pieces, the head the whole batch.
 Prints images/s and peak RSS per setting, and the ratios against the whole mini-batch; writes JSON.
 
     python benchmarks/micro_batches.py [--bs 64] [--pieces 8 16] [--steps 6] [--frozen]
@@ -35,12 +35,12 @@ def one_setting(bs, micro_bs, sz, steps, frozen=False):
     body.requires_grad_(not frozen)   # --frozen: only the head trains (augmentation epochs, lessons 03-04)
     policy.prepare(model).train()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
-    scaler = policy.grad_scaler()
+    plan = training.StepPlan(policy, model, optimizer, keep_finite=False)   # as before: no copy kept per step
     x = torch.randint(0, 256, (bs, 3, sz, sz), dtype=torch.uint8)
     y = torch.randint(0, 2, (bs,))
 
     def step():
-        training.train_step(model, x, y, torch.nn.functional.cross_entropy, optimizer, policy, scaler)
+        training.train_step(model, x, y, torch.nn.functional.cross_entropy, optimizer, plan)
 
     for _ in range(2):
         step()

@@ -46,11 +46,12 @@ def step_speed(learn, steps):
     model.train()
     batches = iter(learn._batches("train", shuffle=True))
     x, y = next(batches)
-    training.train_step(model, x, y, learn.objective.loss_fn, optimizer, policy)   # warm-up
+    plan = training.StepPlan(policy, model, optimizer, keep_finite=False)   # as before: no copy kept per step
+    training.train_step(model, x, y, learn.objective.loss_fn, optimizer, plan)   # warm-up
     start, n = time.perf_counter(), 0
     for _ in range(steps):
         x, y = next(batches)
-        training.train_step(model, x, y, learn.objective.loss_fn, optimizer, policy)
+        training.train_step(model, x, y, learn.objective.loss_fn, optimizer, plan)
         n += len(y)
     return n / (time.perf_counter() - start)
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lessonlib.runtime import home, mirror, smoke_mode
+from lessonlib.settings import settings
 from lessonlib.storage import atomic_dir, download, file_lock, file_signature
 
 __all__ = ["CATALOG", "Entry", "PACKAGED", "data_root", "download_and_extract", "get",
@@ -73,7 +74,7 @@ CATALOG = {e.name: e for e in [
 
 def data_root():
     """Writable folder where data sets are downloaded or derived (`LESSONLIB_DATA`)."""
-    value = os.environ.get("LESSONLIB_DATA")
+    value = settings().data
     if not value:
         return home() / "data"
     root = Path(value).expanduser()

@@ -18,7 +18,6 @@ CPUs):
 """
 import contextlib
 import datetime
-import os
 import shutil
 import tempfile
 import warnings
@@ -28,6 +27,7 @@ import torch.distributed as dist
 from torch import nn
 
 from lessonlib.models import ConvNet
+from lessonlib.settings import torchrun
 
 RENDEZVOUS_TIMEOUT = 120   # seconds to wait for the other processes of a run to start
 
@@ -110,16 +110,15 @@ def processes(device=None):
     if started_here:
         wants_cuda = device is None and torch.cuda.is_available() or str(device or "").startswith("cuda")
         if wants_cuda:
-            local = int(os.environ.get("LOCAL_RANK", 0))
+            local = int(torchrun().get("LOCAL_RANK", 0))
             torch.cuda.set_device(local)
             device = f"cuda:{local}"
         backend = "nccl" if wants_cuda else "gloo"
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if int(torchrun().get("WORLD_SIZE", "1")) > 1:
             try:
                 dist.init_process_group(backend, timeout=datetime.timedelta(seconds=RENDEZVOUS_TIMEOUT))
             except (RuntimeError, ValueError, OSError) as e:   # DistStoreError is a RuntimeError
-                leftover = {k: os.environ[k] for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-                            if k in os.environ}
+                leftover = {k: v for k, v in torchrun().items() if k != "LOCAL_RANK"}
                 raise RuntimeError(f"waited {RENDEZVOUS_TIMEOUT} s for the other processes of this run and they did "
                                    f"not come ({type(e).__name__}). This shell has {leftover}: under torchrun that "
                                    f"is expected; if you did not start this with torchrun, they are left over from "

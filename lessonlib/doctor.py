@@ -5,7 +5,8 @@ import platform
 import torch
 
 from lessonlib.policy import cpu_workers, resolve_policy
-from lessonlib.runtime import HomeError, home, smoke_mode
+from lessonlib.runtime import HomeError, home
+from lessonlib.settings import SettingsError, settings
 
 __all__ = ["doctor"]
 
@@ -20,21 +21,28 @@ def _home_report():
 def doctor(device=None):
     """A short report of the environment, as a dict (also what `python -m lessonlib doctor` prints).
 
-    Its "policy" is how lessonlib will use this machine (`lessonlib.policy.resolve_policy(device)`).
+    Its "settings" are the LESSONLIB_* variables in effect (a bad value is shown as a PROBLEM, naming the
+    variable, instead of stopping the report); its "policy" is how lessonlib will use this machine
+    (`lessonlib.policy.resolve_policy(device)`).
     """
+    report = {"python": platform.python_version(), "torch": torch.__version__}
+    try:
+        current = settings()
+    except SettingsError as e:
+        report["settings"] = f"PROBLEM: {e}"
+        return report   # everything below depends on them
     policy = resolve_policy(device)
     device = policy.device
-    report = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
+    report.update({
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "none",
         "cpu cores": f"{os.cpu_count()} ({cpu_workers()} usable by this process)",
         "torch threads": torch.get_num_threads(),
-        "smoke mode": smoke_mode(),
+        "smoke mode": current.smoke,
         "lessonlib home": _home_report(),
-        "data mirror": os.environ.get("LESSONLIB_DATA_MIRROR") or "not set",
-    }
+        "data mirror": current.data_mirror or "not set",
+        "settings": ", ".join(f"{name}={value}" for name, value in current.rows()),
+    })
     try:
         import torchvision
         report["torchvision"] = torchvision.__version__

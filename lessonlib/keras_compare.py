@@ -12,7 +12,6 @@ first `import keras`; TensorFlow is not needed).
 """
 import ast
 import inspect
-import os
 import textwrap
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from lessonlib.runtime import seed_everything
+from lessonlib.settings import set_keras_backend
 
 __all__ = ["Pipeline", "bn_drift_with_training_false", "compare", "import_keras", "keras_body", "keras_resnet50_available",
            "run_pipeline", "show_code", "user_code_stats"]
@@ -30,14 +30,14 @@ __all__ = ["Pipeline", "bn_drift_with_training_false", "compare", "import_keras"
 
 def import_keras():
     """Keras 3 on the PyTorch backend, with a clear error if Keras was already loaded with another one."""
-    os.environ.setdefault("KERAS_BACKEND", "torch")
+    set_keras_backend()
     try:
         import keras
     except ImportError as e:
         raise ImportError("Keras is not installed: pip install -r requirements.txt (it pins keras), or pip install lessonlib[keras]") from e
     if keras.backend.backend() != "torch":
         raise RuntimeError(f"Keras was imported with the {keras.backend.backend()!r} backend; restart the "
-                           "kernel and set os.environ['KERAS_BACKEND'] = 'torch' before the first import")
+                           "kernel and run `%env KERAS_BACKEND=torch` before the first import")
     return keras
 
 
@@ -83,7 +83,7 @@ def keras_body(arch):
     `TorchModuleWrapper`. In the lesson's Keras code its place is one line, `ResNet50(weights="imagenet",
     include_top=False)`, which `keras_model` mirrors with one call to this function.
     """
-    os.environ["KERAS_BACKEND"] = "torch"
+    set_keras_backend(force=True)
     from keras import layers
 
     from lessonlib.weights import create_body
@@ -145,7 +145,7 @@ def keras_fine_tune_low_rate(model, data, epochs):
 
 def keras_resnet50_model(data, sz, arch):
     """Keras's own ResNet50 with its ImageNet weights (a download of about 95 MB), instead of lessonlib's body."""
-    os.environ["KERAS_BACKEND"] = "torch"
+    set_keras_backend(force=True)
     import keras
     from keras import layers
     from keras.applications import ResNet50, resnet50

@@ -220,26 +220,27 @@ class ConvLearner:
             >>> learn.fit(1e-2, 3, cycle_len=1)                 # 3 epochs, the rate restarts each epoch
             >>> learn.fit([1e-4, 1e-3, 1e-2], 3, cycle_len=1, cycle_mult=2)   # 1 + 2 + 4 = 7 epochs
         """
-        rates = training.group_rates(self.layer_groups, lrs)
-        if isinstance(n_cycle, bool) or not isinstance(n_cycle, int) or n_cycle < 1:
-            raise ValueError(f"n_cycle={n_cycle!r}: it must be a whole number of cycles, 1 or more")
-        if cycle_len is not None and (isinstance(cycle_len, bool) or not isinstance(cycle_len, int) or cycle_len < 1):
-            raise ValueError(f"cycle_len={cycle_len!r}: it must be a whole number of epochs, 1 or more (or None)")
-        model, optimizer, names, policy = self._setup(rates, wd, momentum)
-        train_batches, valid_batches = self._batches("train", shuffle=True), self._batches("valid")
+        rates = training.group_rates(self.layer_groups, lrs)            # one rate per layer group
+        epochs = sgdr_epochs(n_cycle, cycle_len, cycle_mult)
+        model, optimizer, names, policy = self._setup(rates, wd, momentum)   # SGD, one group per layer group
+        train_batches = self._batches("train", shuffle=True)
         self.sched = Recorder(optimizer, names, sgdr(optimizer, len(train_batches), cycle_len, cycle_mult))
         table = training.EpochTable(show=policy.rank == 0)
         try:
-            training.fit(model, (train_batches, valid_batches), self.objective, optimizer,
-                         sgdr_epochs(n_cycle, cycle_len, cycle_mult), device=policy, recorder=self.sched, table=table)
+            training.fit(model, (train_batches, self._batches("valid")), self.objective, optimizer, epochs,
+                         device=policy, recorder=self.sched, table=table)
         finally:
-            self.model.eval()
-            done = table.frame()
-            if len(done):
-                done.insert(0, "fit", int(self.history["fit"].max()) + 1 if len(self.history) else 1)
-                self.history = pd.concat([self.history, done], ignore_index=True)
-            if self._body_trains():
-                self._cache.forget()   # the body trained: its cached activations are stale
+            self._trained(table)
+
+    def _trained(self, table):
+        """After `fit`, finished or not: the epochs it finished join `learn.history`; stale activations go."""
+        self.model.eval()
+        done = table.frame()
+        if len(done):
+            done.insert(0, "fit", int(self.history["fit"].max()) + 1 if len(self.history) else 1)
+            self.history = pd.concat([self.history, done], ignore_index=True)
+        if self._body_trains():
+            self._cache.forget()   # the body trained: its cached activations are stale
 
     def lr_find(self, start_lr=1e-7, end_lr=10, num_it=100, wd=0.0):
         """Run the learning-rate finder; print its suggestions; return an `LRFinder`.

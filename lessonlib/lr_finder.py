@@ -16,7 +16,7 @@ import numpy as np
 from lessonlib.policy import resolve_policy
 from lessonlib.recorder import Recorder, smooth
 from lessonlib.snapshot import Snapshot
-from lessonlib.training import train_step
+from lessonlib.training import StepPlan, train_step
 
 __all__ = ["LRFinder", "RULES", "Sweep", "describe_region", "find_lr", "losses_at",
            "suggest_order_below_min", "suggest_steepest", "suggest_valley"]
@@ -85,8 +85,7 @@ def find_lr(model, optimizer, loss_fn, train_batches, device=None, sweep=Sweep()
     ratios = np.array([g["lr"] for g in optimizer.param_groups], dtype=float)
     ratios = ratios / ratios[-1] if ratios[-1] > 0 else np.ones_like(ratios)
     growth = (sweep.end_lr / sweep.start_lr) ** (1 / (sweep.num_it - 1))
-    policy = policy.for_training(model)   # the precision where the body back-propagates, if it does
-    scaler = policy.grad_scaler()
+    plan = StepPlan(policy.for_training(model), model, optimizer, keep_finite=False)   # all is put back at the end
     recorder = Recorder(optimizer, group_names)
     best, stopped = np.inf, None
     with Snapshot(model, optimizer, modes=True, rng=True).kept():
@@ -96,7 +95,7 @@ def find_lr(model, optimizer, loss_fn, train_batches, device=None, sweep=Sweep()
             for g, ratio in zip(optimizer.param_groups, ratios):
                 g["lr"] = sweep.start_lr * ratio * growth ** i
             try:
-                value = train_step(model, x, y, loss_fn, optimizer, policy, scaler).item()
+                value = train_step(model, x, y, loss_fn, optimizer, plan).item()
             except FloatingPointError:   # the rate is far too high: the curve has ended
                 value = float("inf")
             recorder.record([g["lr"] for g in optimizer.param_groups], value)
@@ -114,9 +113,7 @@ def losses_at(model, optimizer, loss_fn, train_batches, lr, num_it, device=None)
     """Train `num_it` mini-batches at a constant `lr` and return their losses; then restore everything.
 
     `device`: as in `find_lr`."""
-    policy = resolve_policy(device)
-    policy = policy.for_training(model)
-    scaler = policy.grad_scaler()
+    plan = StepPlan(resolve_policy(device).for_training(model), model, optimizer, keep_finite=False)
     losses = []
     with Snapshot(model, optimizer, modes=True, rng=True).kept():
         model.train()
@@ -124,7 +121,7 @@ def losses_at(model, optimizer, loss_fn, train_batches, lr, num_it, device=None)
             g["lr"] = lr
         for _, (x, y) in zip(range(num_it), _cycle(train_batches)):
             try:
-                losses.append(train_step(model, x, y, loss_fn, optimizer, policy, scaler).item())
+                losses.append(train_step(model, x, y, loss_fn, optimizer, plan).item())
             except FloatingPointError:
                 losses.append(float("inf"))
                 break

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from lessonlib.runtime import default_device, env_flag
+from lessonlib.runtime import default_device
+from lessonlib.settings import PRECISIONS, settings
 
 __all__ = ["CPU_PIECE", "PRECISIONS", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_bf16", "cpu_workers",
            "measured_cpu_bf16", "resolve_policy"]
@@ -147,10 +148,6 @@ class Policy:
         two ways of computing the same result within this)."""
         return ROUNDING[self.precision]
 
-    def grad_scaler(self):
-        """A new gradient scaler for fp16 training (None otherwise): one per `fit`, it keeps state."""
-        return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
-
     def to_device(self, x):
         """Copy a batch to the device without blocking; images go channels-last where that is faster."""
         x = x.to(self.device, non_blocking=True)
@@ -182,7 +179,6 @@ class Policy:
         return "\n".join(["Policy:", *lines, *(f"{'why':>17}: {r}" for r in self.reasons)])
 
 
-PRECISIONS = ("bf16", "fp16", "fp32")
 ROUNDING = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}   # a few roundings of each, accumulated over a network
 
 
@@ -250,7 +246,7 @@ def resolve_policy(device=None, precision=None):
             return device
         return device.but(precision=_check_precision(precision), backprop_precision=precision)
     policy = _resolve(device)
-    forced = precision or os.environ.get("LESSONLIB_PRECISION", "").strip().lower() or None
+    forced = precision or settings().precision
     if forced is not None and (forced, forced) != (policy.precision, policy.backprop_precision):
         forced = _check_precision(forced)
         if forced == "fp16" and policy.device.type == "cpu":
@@ -262,18 +258,6 @@ def resolve_policy(device=None, precision=None):
     if dist.is_available() and dist.is_initialized():
         policy = policy.but(rank=dist.get_rank(), world_size=dist.get_world_size(), sharded=True)
     return policy
-
-
-def _megabytes(name, default):
-    """A size setting in megabytes: a number >= 0, else a ValueError naming the setting."""
-    raw = os.environ.get(name, "").strip()
-    try:
-        value = float(raw) if raw else float(default)
-    except ValueError:
-        value = float("nan")
-    if not (value >= 0 and value != float("inf")):
-        raise ValueError(f"{name}={os.environ.get(name)!r}: use a number of megabytes such as {default} (0: none)")
-    return value
 
 
 def _check_precision(precision):
@@ -296,12 +280,13 @@ def _resolve(device):
         bf16 = torch.cuda.is_bf16_supported()
         precision = "bf16" if bf16 else "fp16"
         reasons.append("bf16 autocast on this GPU" if bf16 else "fp16 autocast with a gradient scaler: this GPU has no bf16")
-        budget = _megabytes("LESSONLIB_IMAGE_CACHE_MB", 512)
+        budget = settings().image_cache_mb
+        budget = 512 if budget is None else budget
         limit = cgroup_memory_mb()
         if limit is not None and budget > limit / 8:   # in a container, an eighth of its memory at most
             budget = limit / 8
             reasons.append(f"image cache at most {budget:.0f} MB: an eighth of this container's {limit} MB")
-        benchmark = env_flag("LESSONLIB_CUDNN_BENCHMARK", default=True)
+        benchmark = settings().cudnn_benchmark
         if not benchmark:
             reasons.append("cudnn.benchmark off (LESSONLIB_CUDNN_BENCHMARK=0)")
         return Policy(device, precision, precision, channels_last=True, num_workers=min(8, cores), pin_memory=True,

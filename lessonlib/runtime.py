@@ -9,26 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["HomeError", "default_device", "env_flag", "home", "in_notebook", "mirror", "offer_download", "output_path",
+from lessonlib.settings import on_kaggle, settings
+
+__all__ = ["HomeError", "default_device", "home", "in_notebook", "mirror", "offer_download", "output_path",
            "seed_everything", "setup", "smoke_mode"]
-
-
-def env_flag(name, default=False):
-    """A yes/no setting from the environment: 1/true/yes/on or 0/false/no/off (any case); `default` when unset
-    or empty. Anything else is a ValueError naming the setting (a typo must not quietly mean "no")."""
-    value = os.environ.get(name, "").strip().lower()
-    if not value:
-        return default
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"{name}={os.environ[name]!r}: use 1 (yes) or 0 (no)")
 
 
 def smoke_mode():
     """True when `LESSONLIB_SMOKE=1`: tiny data, small images, one short epoch (for CI)."""
-    return env_flag("LESSONLIB_SMOKE")
+    return settings().smoke
 
 
 _writable = set()   # homes found writable in this process
@@ -40,7 +29,7 @@ class HomeError(OSError):
 
 def home():
     """The one writable folder for caches and saved models (`LESSONLIB_HOME`, default ~/.cache/lessonlib)."""
-    value = os.environ.get("LESSONLIB_HOME", "").strip() or None   # " ~/lessons" (a stray space) is ~/lessons
+    value = settings().home
     root = Path(value or Path.home() / ".cache" / "lessonlib").expanduser()
     setting = f"LESSONLIB_HOME={value}" if value else f"the default LESSONLIB_HOME ({root})"
     fix = "set LESSONLIB_HOME to a folder you can write to, e.g. `export LESSONLIB_HOME=$HOME/lessonlib-home`"
@@ -65,7 +54,7 @@ def home():
 def mirror():
     """The read-only mirror folder named by `LESSONLIB_DATA_MIRROR`, or None (with a warning when it is set to
     something that is not a folder: a typo there would otherwise send every lesson to the network)."""
-    value = os.environ.get("LESSONLIB_DATA_MIRROR", "").strip()
+    value = settings().data_mirror
     if not value:
         return None
     path = Path(value).expanduser()
@@ -79,7 +68,7 @@ def mirror():
 def output_path(name):
     """Where to write a file the student takes away (a submission, a workbook): the notebook's own folder, which
     Colab's Files pane shows, or Kaggle's `/kaggle/working` (its Output); LESSONLIB_HOME if neither is writable."""
-    kaggle = [Path("/kaggle/working")] if "KAGGLE_KERNEL_RUN_TYPE" in os.environ else []
+    kaggle = [Path("/kaggle/working")] if on_kaggle() else []
     for folder in kaggle + [Path.cwd()]:
         if folder.is_dir() and os.access(folder, os.W_OK):
             return folder / name

@@ -11,9 +11,15 @@ __all__ = ["one_cycle", "plot_schedules", "schedule_rates", "sgdr", "sgdr_epochs
 
 
 def sgdr_epochs(n_cycle, cycle_len=None, cycle_mult=1):
-    """Total epochs of `fit(lr, n_cycle, cycle_len, cycle_mult)`: 3, 1, 2 gives 1 + 2 + 4 = 7."""
+    """Total epochs of `fit(lr, n_cycle, cycle_len, cycle_mult)`: 3, 1, 2 gives 1 + 2 + 4 = 7 (numbers checked)."""
+    if isinstance(n_cycle, bool) or not isinstance(n_cycle, int) or n_cycle < 1:
+        raise ValueError(f"n_cycle={n_cycle!r}: it must be a whole number of cycles, 1 or more")
     if cycle_len is None:
         return n_cycle
+    if isinstance(cycle_len, bool) or not isinstance(cycle_len, int) or cycle_len < 1:
+        raise ValueError(f"cycle_len={cycle_len!r}: it must be a whole number of epochs, 1 or more (or None)")
+    if int(cycle_mult) != cycle_mult or cycle_mult < 1:
+        raise ValueError(f"cycle_mult={cycle_mult!r}: it must be a whole number, 1 or more")
     return sum(cycle_len * cycle_mult ** i for i in range(n_cycle))
 
 

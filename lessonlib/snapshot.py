@@ -3,7 +3,7 @@
 Machinery, not lesson. Where lessonlib puts state back, it takes a `Snapshot`: the learning-rate finder after
 its sweep (weights, buffers, train/eval modes, optimizer state and settings, random generators); a training
 step that would leave non-finite weights (the trainable weights and the buffers, copied in place each step);
-an epoch whose validation loss is not finite; the second pass of `backward_in_pieces` (BatchNorm statistics).
+an epoch whose validation loss is not finite; the second pass of the body in pieces (`steps`: BatchNorm statistics).
 """
 import contextlib
 import random

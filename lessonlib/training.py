@@ -1,12 +1,12 @@
 """The training loop: one epoch of mini-batches, evaluation, and the per-epoch table.
 
 Plain PyTorch. How it uses the hardware (device, mixed precision, channels-last, pieces of a
-mini-batch) comes from a `Policy` (`lessonlib.policy`), decided once and passed in. Two promises:
+mini-batch) comes from a `Policy` (`lessonlib.policy`), decided once and passed in; each epoch turns it
+into a `StepPlan` (`lessonlib.steps`) that `train_step` follows. Two promises:
 Ctrl-C never leaves a half-applied optimizer step behind, and a step that makes the loss, the
 gradients or the weights non-finite is not kept: training stops with a clear message and the
 weights and optimizer state are those from before that step.
 """
-import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -19,13 +19,13 @@ from tqdm.auto import tqdm
 
 from lessonlib.distributed import ShardedSampler, all_mean, gather_ordered
 from lessonlib.metrics import accuracy
-from lessonlib.models import ConvNet, head_forward
 from lessonlib.policy import resolve_policy
 from lessonlib.runtime import in_notebook
 from lessonlib.snapshot import Snapshot, deferred_interrupt
+from lessonlib.steps import StepPlan, forward_in_pieces
 
-__all__ = ["EpochTable", "Objective", "backward_in_pieces", "deferred_interrupt", "evaluate", "fit",
-           "forward_in_pieces", "get_preds", "group_rates", "log_probs", "train_epoch", "train_step"]
+__all__ = ["EpochTable", "Objective", "StepPlan", "deferred_interrupt", "evaluate", "fit", "forward_in_pieces",
+           "get_preds", "group_rates", "log_probs", "train_epoch", "train_step"]
 
 
 def group_rates(groups, lrs):
@@ -58,101 +58,23 @@ class Objective:
     to_preds: object = log_probs
 
 
-# ---------------------------------------------------------------- one step, kept only when it stays finite
+# ---------------------------------------------------------------- one step
 
-def _all_finite(tensors):
-    tensors = [t for t in tensors if t is not None]
-    return not tensors or bool(torch.stack([t.detach().abs().amax().float() for t in tensors]).isfinite().all())
+def train_step(model, x, y, loss_fn, optimizer, plan):
+    """One mini-batch: forward, loss, backward, optimizer step; returns the loss (a tensor).
 
-
-def _diverged(what, value=None):
-    shown = f" became {value}" if value is not None else " became infinite or NaN"
-    return FloatingPointError(f"the {what}{shown}: the learning rate is probably too high; try one ten times "
-                              f"smaller (learn.lr_find() helps choose). The weights are those from before this "
-                              f"mini-batch.")
-
-
-def train_step(model, x, y, loss_fn, optimizer, policy, scaler=None, guard=None):
-    """One mini-batch: forward, backward, optimizer step (whole, even on Ctrl-C); returns the loss tensor.
-
-    With `policy.body_piece` and a `models.ConvNet` (a learner's model), the body takes the mini-batch that many
-    images at a time while the head sees it whole (`backward_in_pieces`); other models take it whole. Raises
-    FloatingPointError, with the weights and optimizer state unchanged, when the loss or the gradients are
-    not finite, or (with `guard`, a `Snapshot` of the weights that train) when the step would leave non-finite
-    weights.
+    `plan` (a `StepPlan`, made once per epoch from the run's policy) says how this machine does each line:
+    the device, the precision, the body in pieces on a CPU. A step that would make the loss, the gradients or
+    the weights infinite or NaN is not kept: FloatingPointError, with everything as before the step.
     """
-    x, y = policy.to_device(x), y.to(policy.device, non_blocking=True)
-    optimizer.zero_grad(set_to_none=True)
-    if guard is not None:
-        guard.take()   # before the forward pass, which updates BatchNorm statistics
-    piece = policy.body_piece if isinstance(model, ConvNet) else None
-    if piece and piece < len(x):
-        loss = backward_in_pieces(model.body, model.head, x, y, loss_fn, policy, scaler)
-    else:
-        with policy.autocast():
-            loss = loss_fn(model(x), y)                                  # forward
-        (loss if scaler is None else scaler.scale(loss)).backward()      # backward
-    if not torch.isfinite(loss.detach()):
-        optimizer.zero_grad(set_to_none=True)
-        if guard is not None:
-            guard.restore()
-        raise _diverged("training loss", float(loss.detach()))
-    with deferred_interrupt():                           # the step itself is never cut in half
-        if scaler is not None:       # fp16: the scaler itself skips steps whose gradients overflowed
-            scaler.step(optimizer)
-            scaler.update()
-            return loss.detach()
-        params = [p for g in optimizer.param_groups for p in g["params"]]
-        if not _all_finite([p.grad for p in params]):
-            optimizer.zero_grad(set_to_none=True)
-            if guard is not None:
-                guard.restore()
-            raise _diverged("gradient")
-        optimizer.step()
-        if guard is not None and not _all_finite(params):
-            guard.restore()
-            raise _diverged("weights after the step")
+    x, y = plan.to_device(x, y)
+    plan.start(optimizer)                  # zero the gradients; keep a copy of the weights to go back to
+    with plan.autocast():
+        out = plan.forward(model, x)       # forward
+        loss = loss_fn(out, y)             # loss
+    plan.backward(loss)                    # backward: the gradients
+    plan.step(optimizer, loss)             # step: the optimizer moves the weights against the gradient
     return loss.detach()
-
-
-def backward_in_pieces(body, head, x, y, loss_fn, policy, scaler=None):
-    """Gradients of `loss_fn(head(body(x)), y)` keeping the body's activations for `policy.body_piece` images only.
-
-    1. The body runs on each piece without keeping its graph: features of the whole mini-batch.
-    2. The head runs on them all at once (its BatchNorm sees the whole mini-batch) and back-propagates
-    down to the features. 3. The body runs each piece again, keeping its graph this time, and
-    back-propagates that piece's share of the features' gradient. The gradients are those of the whole
-    mini-batch; the price is one more forward pass of the body. Random layers (dropout) draw the same
-    numbers in steps 1 and 3, and BatchNorm running statistics count step 1 only. A BatchNorm layer of the
-    body that is training normalises each piece with that piece's statistics (`learn.bn_freeze(True)` keeps
-    them fixed, and then the result is exactly the whole mini-batch's). Returns the loss.
-    """
-    piece = policy.body_piece
-    pieces = x.split(piece)
-    devices = [x.device] if x.device.type == "cuda" else []
-    rng_before = Snapshot(rng=True).take()               # replayed in step 3
-    with torch.no_grad(), policy.autocast():
-        features = forward_in_pieces(body, x, piece)                          # 1. forward, no graph
-    features.requires_grad_()
-    with policy.autocast():
-        loss = loss_fn(head_forward(head, features), y)                       # 2. the head, whole
-    (loss if scaler is None else scaler.scale(loss)).backward()
-    if any(p.requires_grad for p in body.parameters()):
-        with torch.random.fork_rng(devices=devices), Snapshot(body, weights="buffers").kept():   # both put back after
-            rng_before.restore()
-            for i, (part, grad) in enumerate(zip(pieces, features.grad.split(piece))):   # 3. forward again, backward
-                # under several processes (DDP), gradients are exchanged once: with the last piece's backward
-                last = i == len(pieces) - 1
-                with body.no_sync() if hasattr(body, "no_sync") and not last else contextlib.nullcontext():
-                    with policy.autocast():
-                        out = body(part)
-                    out.backward(grad)
-    return loss
-
-
-def forward_in_pieces(model, x, piece):
-    """`model(x)`, computed `piece` images at a time (the same result for a model in eval mode)."""
-    return torch.cat([model(p) for p in x.split(piece)]) if piece and piece < len(x) else model(x)
 
 
 # ---------------------------------------------------------------- epochs
@@ -162,11 +84,11 @@ def train_epoch(model, batches, loss_fn, optimizer, policy, recorder=None, desc=
 
     `recorder` (a `Recorder`) sees each mini-batch's loss and steps the learning-rate schedule.
     """
-    scaler, guard = policy.grad_scaler(), Snapshot(model, optimizer, weights="trainable")
+    plan = StepPlan(policy, model, optimizer)
     total, n = 0.0, 0
     for i, (x, y) in enumerate(tqdm(batches, desc=desc, leave=False, disable=None if policy.rank == 0 else True)):
         try:
-            loss = train_step(model, x, y, loss_fn, optimizer, policy, scaler, guard).item()
+            loss = train_step(model, x, y, loss_fn, optimizer, plan).item()
         except FloatingPointError as e:
             raise FloatingPointError(f"{desc}, mini-batch {i + 1}: {e}") from None
         if recorder is not None:

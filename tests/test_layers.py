@@ -12,10 +12,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lessonlib"
 
 # lowest first; a module may import any module of a lower layer, none of its own or a higher one
 LAYERS = [
+    ["settings"],                                 # the environment variables, read in one place
     ["storage", "runtime", "snapshot"],           # files shared safely; where lessonlib runs; putting state back
     ["policy"],                                   # how a run uses the hardware, decided once
     ["models", "metrics", "schedules", "recorder", "viz"],
-    ["weights", "distributed", "transforms"],     # where pretrained weights come from; several processes
+    ["weights", "distributed", "transforms", "steps"],   # weights; several processes; how a step runs here
     ["data"],
     ["datasets", "training"],
     ["precompute", "lr_finder", "checkpoints", "convviz", "interpret"],
@@ -89,3 +90,29 @@ def test_the_checks_see_imports_inside_functions(tmp_path):
     module = tmp_path / "policy.py"
     module.write_text("def f():\n    from lessonlib.models import batchnorm_layers\n    import lessonlib.learner\n")
     assert imports(module) == {"models": 2, "learner": 3}
+
+
+def test_only_the_settings_module_reads_the_environment():
+    """Every environment variable lessonlib uses is read (and checked) in `settings`, nowhere else."""
+    readers = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                     if p.name != "settings.py" and ("os.environ" in p.read_text() or "getenv" in p.read_text()))
+    assert readers == []
+
+
+def test_settings_name_every_bad_value_at_once():
+    from lessonlib.settings import Settings, SettingsError
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_environ({"LESSONLIB_SMOKE": "ja", "LESSONLIB_PRECISION": "fp8", "LESSONLIB_HOME": "/x"})
+    assert "LESSONLIB_SMOKE='ja'" in str(caught.value) and "LESSONLIB_PRECISION='fp8'" in str(caught.value)
+    ok = Settings.from_environ({"LESSONLIB_PRECISION": " BF16 ", "LESSONLIB_IMAGE_CACHE_MB": "0", "OTHER": "x"})
+    assert (ok.precision, ok.image_cache_mb, ok.smoke, ok.weights) == ("bf16", 0.0, False, "imagenet")
+
+
+def test_settings_follow_a_change_of_the_environment(monkeypatch):
+    """A notebook's `%env LESSONLIB_SMOKE=1` after lessonlib was imported takes effect at the next call."""
+    from lessonlib.settings import settings
+    monkeypatch.setenv("LESSONLIB_SMOKE", "0")
+    first = settings()
+    assert first.smoke is False and settings() is first   # parsed once while nothing changes
+    monkeypatch.setenv("LESSONLIB_SMOKE", "1")
+    assert settings().smoke is True

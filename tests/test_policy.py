@@ -63,10 +63,10 @@ def test_device_cpu_keeps_every_part_of_the_run_on_the_cpu(tmp_path, home, monke
     seen = set()
     original = training.train_step
 
-    def spy(model, x, y, loss_fn, optimizer, policy, *rest):
-        seen.add(policy.to_device(x).device.type)
+    def spy(model, x, y, loss_fn, optimizer, plan):
+        seen.add(plan.to_device(x, y)[0].device.type)
         seen.update(p.device.type for p in model.parameters())
-        return original(model, x, y, loss_fn, optimizer, policy, *rest)
+        return original(model, x, y, loss_fn, optimizer, plan)
     monkeypatch.setattr(training, "train_step", spy)
     learn.fit(1e-2, 1)
     learn.precompute = False
@@ -210,22 +210,19 @@ def test_bf16_autocast_keeps_weights_activations_and_the_head_in_float32(tmp_pat
 @pytest.mark.parametrize("value, default, expected", [
     (None, False, False), ("", True, True), ("1", False, True), ("YES", False, True), (" true ", False, True),
     ("0", True, False), ("no", True, False), ("False", True, False), ("on", False, True), ("OFF", True, False)])
-def test_yes_no_settings_are_read_one_way(monkeypatch, value, default, expected):
-    from lessonlib.runtime import env_flag
-    if value is None:
-        monkeypatch.delenv("LESSONLIB_SOME_FLAG", raising=False)
-    else:
-        monkeypatch.setenv("LESSONLIB_SOME_FLAG", value)
-    assert env_flag("LESSONLIB_SOME_FLAG", default=default) is expected
+def test_yes_no_settings_are_read_one_way(value, default, expected):
+    from lessonlib.settings import Settings
+    name, field = ("LESSONLIB_CUDNN_BENCHMARK", "cudnn_benchmark") if default else ("LESSONLIB_OFFLINE", "offline")
+    assert getattr(Settings.from_environ({} if value is None else {name: value}), field) is expected
 
 
 
 @pytest.mark.parametrize("value", ["2", "maybe", "ture"])
 def test_a_yes_no_setting_that_is_neither_is_a_clear_error(monkeypatch, value):
-    from lessonlib.runtime import env_flag
-    monkeypatch.setenv("LESSONLIB_SOME_FLAG", value)
-    with pytest.raises(ValueError, match="LESSONLIB_SOME_FLAG.*use 1"):
-        env_flag("LESSONLIB_SOME_FLAG", default=True)
+    from lessonlib.settings import settings
+    monkeypatch.setenv("LESSONLIB_SMOKE", value)
+    with pytest.raises(ValueError, match=f"LESSONLIB_SMOKE='{value}'.*use 1"):
+        settings()
 
 
 def _autocast_seen(module):

@@ -431,12 +431,12 @@ def test_a_stray_space_around_lessonlib_home_is_not_a_folder_named_space(tmp_pat
 
 @pytest.mark.parametrize("value", ["lots", "-5", "nan", "inf"])
 def test_a_junk_image_cache_size_names_its_setting(monkeypatch, value):
-    from lessonlib import policy
+    from lessonlib.settings import settings
     monkeypatch.setenv("LESSONLIB_IMAGE_CACHE_MB", value)
     with pytest.raises(ValueError, match=f"LESSONLIB_IMAGE_CACHE_MB='{value}'.*megabytes"):
-        policy._megabytes("LESSONLIB_IMAGE_CACHE_MB", 512)
+        settings()
     monkeypatch.setenv("LESSONLIB_IMAGE_CACHE_MB", " 256 ")
-    assert policy._megabytes("LESSONLIB_IMAGE_CACHE_MB", 512) == 256
+    assert settings().image_cache_mb == 256
 
 
 def test_a_junk_weights_setting_names_its_setting(data, monkeypatch):

@@ -25,7 +25,7 @@ def _body_and_head(body_dropout=0.0):
 def _one_step(model, x, y, policy, seed=1):
     torch.manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    loss = training.train_step(model, x, y, nn.functional.cross_entropy, opt, policy)
+    loss = training.train_step(model, x, y, nn.functional.cross_entropy, opt, training.StepPlan(policy, model, opt))
     return float(loss), [p.detach().clone() for p in model.parameters()]
 
 
@@ -138,7 +138,8 @@ def _same(a, b):
 def test_a_non_finite_step_stops_with_the_weights_and_optimizer_of_before(cpu, breaks):
     model, x, y = _linear_problem()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    training.train_step(model, x, y, nn.functional.cross_entropy, optimizer, cpu)   # momentum exists now
+    plan = training.StepPlan(cpu, model, optimizer)
+    training.train_step(model, x, y, nn.functional.cross_entropy, optimizer, plan)   # momentum exists now
     before = _state(model, optimizer)
     loss_fn = nn.functional.cross_entropy
     if breaks == "loss":
@@ -148,12 +149,11 @@ def test_a_non_finite_step_stops_with_the_weights_and_optimizer_of_before(cpu, b
     else:   # finite loss, gradients and rate, but the step overflows float32
         optimizer.param_groups[0]["lr"] = 3e38
         loss_fn = lambda out, t: nn.functional.cross_entropy(out, t) * 100   # noqa: E731
-    guard = Snapshot(model, optimizer, weights="trainable")
     with pytest.raises(FloatingPointError, match="learning rate is probably too high"):
-        training.train_step(model, x, y, loss_fn, optimizer, cpu, guard=guard)
+        training.train_step(model, x, y, loss_fn, optimizer, plan)
     optimizer.param_groups[0]["lr"] = 0.1
     assert _same(before, _state(model, optimizer))
-    training.train_step(model, x, y, nn.functional.cross_entropy, optimizer, cpu)   # and training goes on
+    training.train_step(model, x, y, nn.functional.cross_entropy, optimizer, plan)   # and training goes on
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -161,8 +161,8 @@ def test_a_first_step_that_breaks_leaves_no_optimizer_state(cpu):
     model, x, y = _linear_problem()
     optimizer = torch.optim.SGD(model.parameters(), lr=3e38, momentum=0.9)
     with pytest.raises(FloatingPointError):
-        training.train_step(model, x, y, lambda out, t: nn.functional.cross_entropy(out, t) * 100, optimizer, cpu,
-                            guard=Snapshot(model, optimizer, weights="trainable"))
+        training.train_step(model, x, y, lambda out, t: nn.functional.cross_entropy(out, t) * 100, optimizer,
+                            training.StepPlan(cpu, model, optimizer))
     assert len(optimizer.state) == 0 or all(not s for s in optimizer.state.values())
 
 
@@ -239,3 +239,18 @@ def test_fit_and_find_lr_take_a_plain_model_optimizer_and_loss_on_a_named_device
     history = training.fit(model, (batches, batches), nn.CrossEntropyLoss(), optimizer, 5, device="cpu")
     assert list(history.columns) == ["epoch", "trn_loss", "val_loss", "accuracy", "time"]
     assert history.trn_loss.iloc[-1] < history.trn_loss.iloc[0] and history.accuracy.iloc[-1] > 0.8
+
+
+def test_the_lessons_code_fits_on_a_screen():
+    """`??train_step` and `??ConvLearner.fit` show the lesson, not the machinery (issue 27's limits)."""
+    import inspect
+
+    from lessonlib.learner import ConvLearner
+    step = inspect.getsource(training.train_step)
+    assert len(step.splitlines()) <= 25
+    for line in ("plan.forward(model, x)", "loss_fn(out, y)", "plan.backward(loss)", "plan.step(optimizer, loss)"):
+        assert line in step
+    fit = inspect.getsource(ConvLearner.fit)
+    assert len(fit.splitlines()) <= 30
+    order = [fit.index(s) for s in ("group_rates(", "self._setup(", "sgdr(", "training.fit(")]
+    assert order == sorted(order)   # rates -> optimizer per layer group -> SGDR -> epochs
