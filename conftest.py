@@ -9,7 +9,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 def pytest_addoption(parser):
     parser.addoption("--cpu-bf16", choices=("machine", "native", "none"), default="machine",
-                     help="what lessonlib.policy.cpu_bf16() reports: this machine's CPU (default), or a CPU that "
+                     help="what lessonlib.engine.policy.cpu_bf16() reports: this machine's CPU (default), or a CPU that "
                           "computes bfloat16 natively / one that does not; the precision policy then chooses as "
                           "it would there (unit tests only: notebooks run in kernels of their own)")
 

@@ -18,7 +18,7 @@ import torchvision
 from _results import save_result   # benchmarks/_results.py
 from lessonlib import datasets, tfms_from_model, transforms_side_on
 from lessonlib.data import image_files, load_image
-from lessonlib.policy import resolve_policy
+from lessonlib.engine.policy import resolve_policy
 
 
 def timed(fn, repeats, sync):

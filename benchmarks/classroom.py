@@ -24,7 +24,7 @@ QUICKSTART = """
 import json, resource, time
 start = time.perf_counter()
 from lessonlib import ConvLearner, ImageClassifierData, datasets, tfms_from_model, transforms_side_on
-from lessonlib.runtime import seed_everything
+from lessonlib.engine.runtime import seed_everything
 seed_everything(0)   # every student the same seed: same data and head, so their results can be compared
 PATH = datasets.get("dogscats-mini")
 tfms = tfms_from_model("resnet34", {sz}, aug_tfms=transforms_side_on, max_zoom=1.1)

@@ -18,8 +18,8 @@ import torch
 
 from _results import save_result   # benchmarks/_results.py
 from lessonlib import ImageClassifierData, datasets, setup, tfms_from_model, transforms_side_on
-from lessonlib import weights
-from lessonlib.policy import resolve_policy
+from lessonlib.engine import weights
+from lessonlib.engine.policy import resolve_policy
 from lessonlib.training import get_preds
 
 

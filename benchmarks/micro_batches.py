@@ -24,8 +24,9 @@ from _results import save_result   # benchmarks/_results.py
 
 def one_setting(bs, micro_bs, sz, steps, frozen=False):
     """Run in a child process: train `steps` steps; print one JSON line with images/s and peak RSS."""
-    from lessonlib import models, training, weights
-    from lessonlib.policy import resolve_policy
+    from lessonlib import models, training
+    from lessonlib.engine import weights
+    from lessonlib.engine.policy import resolve_policy
 
     torch.manual_seed(0)
     body = weights.create_body("efficientnet_lite0")

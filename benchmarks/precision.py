@@ -27,7 +27,7 @@ import torch
 
 from _results import save_result   # benchmarks/_results.py
 from lessonlib import ConvLearner, ImageClassifierData, datasets, setup, tfms_from_model, transforms_side_on
-from lessonlib.policy import cpu_bf16, resolve_policy
+from lessonlib.engine.policy import cpu_bf16, resolve_policy
 from lessonlib.training import get_preds
 
 PRECISIONS = ("fp32", "bf16")

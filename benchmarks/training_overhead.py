@@ -84,7 +84,7 @@ def fastai_fine_tune(path, arch, sz, bs, repeats):
     except ImportError:
         print("fastai is not installed (pip install fastai==2.8.12): no fastai row")
         return None
-    from lessonlib.weights import load_pretrained
+    from lessonlib.engine.weights import load_pretrained
 
     def backbone(pretrained=True):   # the ImageNet weights lessonlib uses; fastai cuts off the classifier
         return load_pretrained(arch)[1]

@@ -2,7 +2,7 @@
 from lessonlib import datasets
 from lessonlib.data import ImageClassifierData
 from lessonlib.learner import ConvLearner
-from lessonlib.runtime import setup, smoke_mode
+from lessonlib.engine.runtime import setup, smoke_mode
 from lessonlib.transforms import tfms_from_model, transforms_basic, transforms_side_on, transforms_top_down
 
 __all__ = [

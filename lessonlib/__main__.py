@@ -63,7 +63,7 @@ def main(argv=None):
         if args.command == "doctor":
             return _doctor(args)
         if args.command == "fetch-weights":
-            from lessonlib.weights import fetch_weights
+            from lessonlib.engine.weights import fetch_weights
             fetch_weights(args.archs, args.to)
             return 0
         return train(args)
@@ -73,7 +73,7 @@ def main(argv=None):
 
 
 def _doctor(args):
-    from lessonlib.doctor import doctor
+    from lessonlib.engine.doctor import doctor
     report = doctor(args.device)
     policy = report.pop("policy")
     for key, value in report.items():
@@ -85,7 +85,7 @@ def _doctor(args):
 def _check(args):
     """Everything that can be checked before any training: a mistake found after an hour is an hour lost."""
     from lessonlib import datasets
-    from lessonlib.checkpoints import model_path
+    from lessonlib.engine.checkpoints import model_path
 
     if args.save:
         model_path(args.save)
@@ -132,10 +132,10 @@ def _writable_file(flag, target):
 
 def train(args):
     """The lesson's recipe (lesson 07), as the command line's flags describe it."""
-    from lessonlib import distributed
+    from lessonlib.engine import distributed
     from lessonlib.data import ImageClassifierData
     from lessonlib.learner import ConvLearner
-    from lessonlib.runtime import seed_everything
+    from lessonlib.engine.runtime import seed_everything
     from lessonlib.transforms import tfms_from_model, transforms_side_on
 
     with distributed.processes(args.device) as run:

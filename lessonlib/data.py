@@ -6,9 +6,11 @@ trained, every image is decoded once up front (so a broken file is reported by n
 never discovered as a crash inside a DataLoader worker), and every image reaches the
 model as RGB, whatever mode it was saved in.
 """
+import contextlib
 import hashlib
 import json
 import os
+import unicodedata
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -16,18 +18,36 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from lessonlib.runtime import home
-from lessonlib.storage import atomic_write, file_signature, load_or_none
+from lessonlib.engine.runtime import home
+from lessonlib.engine.storage import atomic_write, file_signature, load_or_none
 
 __all__ = ["DeviceAugmentedBatches", "ImageClassifierData", "ImageDataset", "cache_fits", "check_layout",
            "files_digest", "find_unreadable", "folder_summary", "get_cv_idxs", "image_files", "load_image",
            "read_label_csv", "split_resize", "submission_frame", "to_rgb"]
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+def readable_extensions():
+    """The file extensions the installed Pillow can decode: .jpg, .jpeg, .jfif (what browsers often save), .png,
+    .webp, .tif, ... and .avif or .heic where this Pillow or a plugin reads them (stub formats left out).
+    Asked each time, so a plugin registered after lessonlib was imported (pillow-heif) counts."""
+    def decodes(fmt):
+        factory = Image.OPEN.get(fmt, (None,))[0]
+        return factory is not None and not (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))
+    return {ext for ext, fmt in Image.registered_extensions().items() if decodes(fmt)}
+
+# Photo formats a student may have that Pillow reads only with a plugin: what to install when they are skipped.
+PLUGIN_HELP = {
+    ".heic": "pip install pillow-heif, then run `import pillow_heif; pillow_heif.register_heif_opener()` first",
+    ".heif": "pip install pillow-heif, then run `import pillow_heif; pillow_heif.register_heif_opener()` first",
+    ".avif": "pip install -U pillow (11.3 and later read AVIF), or convert the files to JPEG",
+    ".svg": "a drawing, not a photo: export it as PNG",
+}
+# Bumped whenever the same file starts to decode to other pixels (caches of activations key on it).
+READER = "upright-float-1"
 LAYOUT_HELP = "expected PATH/{trn}/<class>/<image>, PATH/{val}/<class>/<image> (e.g. train/cats/cat.1.jpg)"
 
 
@@ -43,7 +63,13 @@ def to_rgb(img):
         return Image.alpha_composite(background, rgba).convert("RGB")
     if img.mode in {"I", "I;16", "I;16B", "I;16L", "F"}:
         a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if a.max() > 255 else 255.0
+        top = a.max() if a.size else 0
+        if img.mode.startswith("I;16"):
+            top = 65535.0                       # 16-bit: the full range, whatever this image uses of it
+        elif img.mode == "F" and top <= 1.0:
+            top = 1.0                           # floating point scaled 0..1 (scientific TIFFs)
+        else:
+            top = 65535.0 if top > 255 else 255.0
         return Image.fromarray((a / top * 255).clip(0, 255).astype(np.uint8)).convert("RGB")
     return img.convert("RGB")   # L, 1, CMYK, YCbCr, P without transparency
 
@@ -72,17 +98,47 @@ def load_image(path, min_side=None):
         if min_side and img.format == "JPEG":
             img.draft("RGB", (min_side, min_side))   # DCT scaling: decode at 1/2, 1/4, 1/8 size when enough
         img.load()
-        return to_rgb(img)
+        return to_rgb(ImageOps.exif_transpose(img))   # a phone's photo, upright as its EXIF orientation says
 
 
 def image_files(folder):
-    """Sorted image files directly inside `folder` (by extension; hidden files ignored)."""
+    """Sorted image files directly inside `folder`: every format the installed Pillow reads (hidden files ignored)."""
+    readable = readable_extensions()
     return sorted(p for p in Path(folder).iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+                  if p.is_file() and p.suffix.lower() in readable and not p.name.startswith("."))
+
+
+def unused_files(folder):
+    """{reason: [names]} for what `image_files(folder)` leaves out, so that nothing is dropped without a word."""
+    found, readable = {}, readable_extensions()
+    for p in sorted(Path(folder).iterdir()):
+        if p.name.startswith("."):
+            reason = "hidden (a name starting with '.')"
+        elif p.is_symlink() and not p.exists():
+            reason = "a link to a file that is not there"
+        elif p.is_dir():
+            reason = "a folder (only the images directly inside a class or test folder are used)"
+        elif p.suffix.lower() in readable:
+            continue
+        elif p.suffix.lower() in PLUGIN_HELP:
+            reason = f"{p.suffix.lower()}: this Pillow cannot read it ({PLUGIN_HELP[p.suffix.lower()]})"
+        else:
+            reason = f"{p.suffix.lower() or 'no extension'}: not an image format Pillow reads here"
+        found.setdefault(reason, []).append(p.name)
+    return found
 
 
 def _subfolders(folder):
     return sorted(p.name for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _class_folders(folder):
+    """{class name: [its folders]} under `folder`. A name is compared in Unicode's composed form (NFC): macOS
+    may write 猫 or é decomposed (NFD) in one folder and composed in another, and they are one class."""
+    found = {}
+    for name in _subfolders(folder):
+        found.setdefault(unicodedata.normalize("NFC", name), []).append(folder / name)
+    return dict(sorted(found.items()))
 
 
 def check_layout(path, trn_name="train", val_name="valid", test_name=None):
@@ -91,13 +147,14 @@ def check_layout(path, trn_name="train", val_name="valid", test_name=None):
     help_ = LAYOUT_HELP.format(trn=trn_name, val=val_name)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} does not exist or is not a folder; {help_}")
-    splits = {}
+    splits, unused = {}, {}
     classes = None
     for split in (trn_name, val_name):
         folder = path / split
         if not folder.is_dir():
             raise FileNotFoundError(f"no {split}/ folder in {path} (it has {_subfolders(path)}); {help_}")
-        found = _subfolders(folder)
+        by_class = _class_folders(folder)
+        found = list(by_class)
         if not found:
             loose = len(image_files(folder))
             raise ValueError(f"{split}/ has no class folders" + (f" but {loose} loose images" if loose else "")
@@ -112,11 +169,15 @@ def check_layout(path, trn_name="train", val_name="valid", test_name=None):
                              f"the folder names under {trn_name}/ and {split}/ must match")
         files, labels = [], []
         for label, cls in enumerate(classes):
-            these = image_files(folder / cls)
+            these = sorted(f for sub in by_class[cls] for f in image_files(sub))
+            for sub in by_class[cls]:
+                for reason, names in unused_files(sub).items():
+                    unused.setdefault(reason, []).extend(f"{split}/{sub.name}/{n}" for n in names)
             if not these:
-                others = [p.name for p in (folder / cls).iterdir()][:5]
-                raise ValueError(f"{split}/{cls}/ has no images (extensions {sorted(IMAGE_EXTENSIONS)})"
-                                 + (f"; it holds {others}" if others else ""))
+                others = [p.name for sub in by_class[cls] for p in sub.iterdir()][:5]
+                raise ValueError(f"{split}/{cls}/ has no images Pillow reads here"
+                                 + (f"; it holds {others}" if others else "")
+                                 + "".join(f" ({r})" for r in unused if r.startswith(".") and "Pillow" in r))
             files += these
             labels += [label] * len(these)
         splits[split] = (files, labels)
@@ -128,7 +189,22 @@ def check_layout(path, trn_name="train", val_name="valid", test_name=None):
         if not files:
             raise ValueError(f"{test_name}/ has no images: the test set is a flat folder of images")
         splits[test_name] = (files, [-1] * len(files))
+        for reason, names in unused_files(folder).items():
+            unused.setdefault(reason, []).extend(f"{test_name}/{n}" for n in names)
+    _say_unused(unused)
     return classes, splits
+
+
+def _say_unused(unused):
+    """One warning for every file of the data set's folders that will not be used, grouped by reason."""
+    unused = {r: names for r, names in unused.items() if names}
+    if not unused:
+        return
+    n = sum(len(names) for names in unused.values())
+    lines = [f"  {len(names)} {r}: {', '.join(display_name(x) for x in names[:3])}" + (", ..." if len(names) > 3
+                                                                                       else "")
+             for r, names in unused.items()]
+    warnings.warn(f"{n} file(s) in the data set's folders will not be used:\n" + "\n".join(lines), stacklevel=3)
 
 
 def folder_summary(path):
@@ -169,17 +245,28 @@ def files_digest(files):
 
 def find_unreadable(files, min_side=None):
     """{file: reason} for the images that cannot be used; results cached by name, size, mtime and `min_side`."""
-    key = hashlib.sha256(f"{files_digest(files)}|{min_side}|{MAX_ASPECT}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{files_digest(files)}|{min_side}|{MAX_ASPECT}|{READER}".encode()).hexdigest()[:24]
     cache = home() / "scans" / f"{key}.json"
     found = load_or_none(cache, lambda p: json.loads(p.read_text()), "the image scan cache")
     if isinstance(found, dict):
         return found
-    ImageFile.LOAD_TRUNCATED_IMAGES = False   # a truncated file is an error, not grey pixels
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:   # PIL releases the GIL
-        reasons = list(pool.map(lambda f: _decode_error(f, min_side), files))
+    with _truncated_is_an_error(), ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        reasons = list(pool.map(lambda f: _decode_error(f, min_side), files))   # PIL releases the GIL
     bad = {str(f): r for f, r in zip(files, reasons) if r is not None}
     atomic_write(cache, lambda f: f.write(json.dumps(bad)), mode="w")   # ASCII: odd names are escaped
     return bad
+
+
+@contextlib.contextmanager
+def _truncated_is_an_error():
+    """While the scan runs, a truncated file is an error, not grey pixels: PIL's process-wide switch
+    (`ImageFile.LOAD_TRUNCATED_IMAGES`) is set so, then put back as the student had it."""
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
 
 
 def split_resize(tfm):
@@ -338,7 +425,7 @@ class ImageClassifierData:
     Build it with `ImageClassifierData.from_paths(PATH, tfms=tfms, bs=64)`.
     `classes` are the class folder names; `trn_dl`, `val_dl`, `test_dl` the loaders;
     `fix_dl` goes over the training images in order without augmentation (for precompute);
-    `policy` how the loaders use the hardware (`lessonlib.policy`).
+    `policy` how the loaders use the hardware (`lessonlib.engine.policy`).
     """
 
     def __init__(self, path, classes, splits, tfms, bs, policy):
@@ -418,14 +505,14 @@ class ImageClassifierData:
     def loader(self, ds, shuffle=False):
         """A DataLoader over `ds` with this data's batch size and the policy's workers and pinned memory.
 
-        Under several processes (`lessonlib.distributed`), each process's loader yields its share of each
+        Under several processes (`lessonlib.engine.distributed`), each process's loader yields its share of each
         global mini-batch of `bs * processes` images.
         """
         workers, policy = self.policy.num_workers, self.policy
         common = dict(batch_size=self.bs, num_workers=workers, pin_memory=policy.pin_memory,
                       persistent_workers=workers > 0)
         if policy.sharded:
-            from lessonlib.distributed import ShardedSampler
+            from lessonlib.engine.distributed import ShardedSampler
             sampler = ShardedSampler(len(ds), self.bs, policy.rank, policy.world_size, shuffle,
                                      seed=torch.initial_seed() % 2**31)
             return DataLoader(ds, sampler=sampler, **common)
@@ -456,7 +543,7 @@ class ImageClassifierData:
             tfms: the result of `tfms_from_model(...)`.
             bs: mini-batch size.
             trn_name, val_name, test_name: the split folders' names (test_name=None: no test set).
-            num_workers: DataLoader worker processes (None: the policy's choice, see `lessonlib.policy`).
+            num_workers: DataLoader worker processes (None: the policy's choice, see `lessonlib.engine.policy`).
             device: "cpu", "cuda", "cuda:1", ... or a `Policy` (None: the best device present). The policy
                 decides the loader workers, pinned memory, and whether decoded, resized images are kept in
                 memory (on a GPU, when they fit in LESSONLIB_IMAGE_CACHE_MB, default 512).
@@ -548,7 +635,7 @@ def _validation_mask(val_idxs, n):
 
 
 def _policy(device, num_workers=None):
-    from lessonlib.policy import resolve_policy
+    from lessonlib.engine.policy import resolve_policy
 
     policy = resolve_policy(device)
     if num_workers is not None:

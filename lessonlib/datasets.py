@@ -27,9 +27,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from lessonlib.runtime import home, mirror, smoke_mode
-from lessonlib.settings import settings
-from lessonlib.storage import atomic_dir, download, file_lock, file_signature
+from lessonlib.engine.runtime import home, mirror, smoke_mode
+from lessonlib.engine.settings import settings
+from lessonlib.engine.storage import atomic_dir, download, file_lock, file_signature
 
 __all__ = ["CATALOG", "Entry", "PACKAGED", "data_root", "download_and_extract", "get",
            "safe_extract", "smoke_sample", "smoke_sample_csv", "verify_packaged"]

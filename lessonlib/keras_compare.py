@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lessonlib.runtime import seed_everything
-from lessonlib.settings import set_keras_backend
+from lessonlib.engine.runtime import seed_everything
+from lessonlib.engine.settings import set_keras_backend
 
 __all__ = ["Pipeline", "bn_drift_with_training_false", "compare", "import_keras", "keras_body", "keras_resnet50_available",
            "run_pipeline", "show_code", "user_code_stats"]
@@ -86,7 +86,7 @@ def keras_body(arch):
     set_keras_backend(force=True)
     from keras import layers
 
-    from lessonlib.weights import create_body
+    from lessonlib.engine.weights import create_body
 
     class TorchBody(layers.TorchModuleWrapper):
         def call(self, x, training=None):   # BatchNorm keeps its ImageNet statistics
@@ -355,7 +355,7 @@ def bn_drift_with_training_false(data, arch, steps=3):
     keras = import_keras()
     from keras import layers
 
-    from lessonlib.weights import create_body
+    from lessonlib.engine.weights import create_body
 
     train_dl, _ = data
     shape = tuple(next(iter(train_dl))[0].shape[1:])

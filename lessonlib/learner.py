@@ -7,7 +7,7 @@
     learn.fit([1e-4, 1e-3, 1e-2], 3, cycle_len=1)
 
 The machinery lives elsewhere: the cache of activations in `lessonlib.precompute`, how the hardware
-is used in `lessonlib.policy`, the loop itself in `lessonlib.training`.
+is used in `lessonlib.engine.policy`, the loop itself in `lessonlib.training`.
 """
 import warnings
 
@@ -16,14 +16,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lessonlib import checkpoints, distributed, models, training
+from lessonlib import models, training
+from lessonlib.engine import checkpoints, distributed
 from lessonlib.lr_finder import Sweep, find_lr, losses_at
 from lessonlib.metrics import accuracy, f2
-from lessonlib.policy import resolve_policy
+from lessonlib.engine.policy import resolve_policy
 from lessonlib.precompute import ActivationCache, TensorBatches
 from lessonlib.recorder import Recorder
 from lessonlib.schedules import sgdr, sgdr_epochs
-from lessonlib.weights import create_body
+from lessonlib.engine.weights import create_body
 
 __all__ = ["ConvLearner", "GROUP_NAMES", "pieces_for"]
 
@@ -81,7 +82,7 @@ class ConvLearner:
         Args:
             arch: "resnet34", "resnet50", "efficientnet_lite0", or a torchvision function. Without
                 torchvision's weights at hand, the packaged ImageNet efficientnet_lite0 is used instead,
-                and one line says so (see `lessonlib.weights`).
+                and one line says so (see `lessonlib.engine.weights`).
             data: an `ImageClassifierData`.
             precompute: compute the frozen body's activations once and train the head on them.
             xtra_fc: width of the head's hidden layer; ps: its two dropout probabilities.
@@ -338,7 +339,7 @@ class ConvLearner:
 
     # ------------------------------------------------------------ save, load
     def save(self, name):
-        """Write the model's weights to LESSONLIB_HOME/models/<name>.pt; returns the path (see `lessonlib.checkpoints`)."""
+        """Write the model's weights to LESSONLIB_HOME/models/<name>.pt; returns the path (see `lessonlib.engine.checkpoints`)."""
         return checkpoints.save(self.model, self.arch, self.data.classes, name, self.policy)
 
     def load(self, name):

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lessonlib.policy import resolve_policy
+from lessonlib.engine.policy import resolve_policy
 from lessonlib.recorder import Recorder, smooth
-from lessonlib.snapshot import Snapshot
+from lessonlib.engine.snapshot import Snapshot
 from lessonlib.training import StepPlan, train_step
 
 __all__ = ["LRFinder", "RULES", "Sweep", "describe_region", "find_lr", "losses_at",

@@ -1,7 +1,7 @@
 """The networks by name, cut into a pretrained body and a new head, in three layer groups.
 
 `resnet34` and `resnet50` are torchvision's, `efficientnet_lite0` is timm's `tf_efficientnet_lite0`;
-where their ImageNet weights come from, and `create_body`, are in `lessonlib.weights`.
+where their ImageNet weights come from, and `create_body`, are in `lessonlib.engine.weights`.
 """
 from collections import OrderedDict
 

@@ -10,7 +10,7 @@ The stored activations are found again by a key made of everything they depend o
 - the network (its name and a hash of the body's weights: a trained body gives other activations),
 - the image size and the validation transform,
 - the image files (names, sizes and modification times) and their labels,
-- the precision the body ran in.
+- the precision the body ran in, and how images are decoded (`data.READER`: upright by EXIF, floats scaled).
 Change any of these and the key changes, so a stale file is never used. The files live in
 `LESSONLIB_HOME/precompute/<key>.pt`; a file that cannot be read is named, deleted and computed again.
 """
@@ -19,9 +19,9 @@ import hashlib
 import numpy as np
 import torch
 
-from lessonlib import distributed
-from lessonlib.runtime import home
-from lessonlib.storage import atomic_write, load_or_none
+from lessonlib.engine import distributed
+from lessonlib.engine.runtime import home
+from lessonlib.engine.storage import atomic_write, load_or_none
 from lessonlib.training import get_preds
 
 __all__ = ["ActivationCache", "TensorBatches", "weights_digest"]
@@ -55,13 +55,13 @@ class ActivationCache:
 
     def key(self, body, data, split, policy):
         """The hash of everything the activations of `split` depend on (see the module's docstring)."""
-        from lessonlib.data import files_digest
+        from lessonlib.data import READER, files_digest
 
         ds = data.split_loader(split).dataset
         if self._body_digest is None:
             self._body_digest = weights_digest(body)
         parts = [body.arch, self._body_digest, str(data.sz), repr(data.tfms.valid), files_digest(ds.fnames),
-                 _labels_digest(ds.y), policy.precision]
+                 _labels_digest(ds.y), policy.precision, READER]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
     def path(self, key):

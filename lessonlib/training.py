@@ -1,8 +1,8 @@
 """The training loop: one epoch of mini-batches, evaluation, and the per-epoch table.
 
 Plain PyTorch. How it uses the hardware (device, mixed precision, channels-last, pieces of a
-mini-batch) comes from a `Policy` (`lessonlib.policy`), decided once and passed in; each epoch turns it
-into a `StepPlan` (`lessonlib.steps`) that `train_step` follows. Two promises:
+mini-batch) comes from a `Policy` (`lessonlib.engine.policy`), decided once and passed in; each epoch turns it
+into a `StepPlan` (`lessonlib.engine.steps`) that `train_step` follows. Two promises:
 Ctrl-C never leaves a half-applied optimizer step behind, and a step that makes the loss, the
 gradients or the weights non-finite is not kept: training stops with a clear message and the
 weights and optimizer state are those from before that step.
@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lessonlib.distributed import ShardedSampler, all_mean, gather_ordered
+from lessonlib.engine.distributed import ShardedSampler, all_mean, gather_ordered
 from lessonlib.metrics import accuracy
-from lessonlib.policy import resolve_policy
-from lessonlib.runtime import in_notebook
-from lessonlib.snapshot import Snapshot, deferred_interrupt
-from lessonlib.steps import StepPlan, forward_in_pieces
+from lessonlib.engine.policy import resolve_policy
+from lessonlib.engine.runtime import in_notebook
+from lessonlib.engine.snapshot import Snapshot, deferred_interrupt
+from lessonlib.engine.steps import StepPlan, forward_in_pieces
 
 __all__ = ["EpochTable", "Objective", "StepPlan", "deferred_interrupt", "evaluate", "fit", "forward_in_pieces",
            "get_preds", "group_rates", "log_probs", "train_epoch", "train_step"]
@@ -170,7 +170,7 @@ def fit(model, batches, objective, optimizer, epochs, device=None, recorder=None
         objective: a loss function such as `nn.CrossEntropyLoss()` (the table then shows accuracy), or an
             `Objective` (loss, metrics, how outputs become predictions).
         optimizer: any `torch.optim` optimizer over the model's parameters.
-        device: "cpu", "cuda", ... (default: the best one present), or a `Policy` (`lessonlib.policy`), which
+        device: "cpu", "cuda", ... (default: the best one present), or a `Policy` (`lessonlib.engine.policy`), which
             also says the precision and how the body takes a mini-batch.
         recorder: a `Recorder` that sees every mini-batch's loss and steps the learning-rate schedule.
         table: an `EpochTable` to fill (its rows survive a Ctrl-C); a new one by default.

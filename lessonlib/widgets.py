@@ -300,7 +300,7 @@ class AugmentationExplorer:
         import torch
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n={n!r}: how many versions to draw, a whole number, 1 or more")
-        from lessonlib.snapshot import Snapshot
+        from lessonlib.engine.snapshot import Snapshot
         with Snapshot(rng=True).kept():   # the student's random generators are left as they were
             torch.manual_seed(self.seed)
             tfm = self.transform()

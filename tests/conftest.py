@@ -2,7 +2,7 @@
 import pytest
 
 from lessonlib.data import ImageClassifierData
-from lessonlib.policy import resolve_policy
+from lessonlib.engine.policy import resolve_policy
 from lessonlib.transforms import tfms_from_model, transforms_side_on
 from tests.helpers import make_folders
 
@@ -39,7 +39,7 @@ def _cpu_bf16_option(request, monkeypatch):
     (marked `real_cpu_bf16`)."""
     choice = request.config.getoption("--cpu-bf16")
     if choice != "machine" and "real_cpu_bf16" not in request.keywords:
-        from lessonlib import policy
+        from lessonlib.engine import policy
         faked = (choice == "native", f"faked by pytest --cpu-bf16={choice}")
         monkeypatch.setattr(policy, "cpu_bf16", lambda: faked)
 
@@ -48,7 +48,7 @@ def _cpu_bf16_option(request, monkeypatch):
 def fake_cpu_bf16(monkeypatch):
     """Call with True or False: lessonlib's policy then sees a CPU that computes bfloat16 natively, or one that
     does not (`policy.cpu_bf16`, the one place it asks)."""
-    from lessonlib import policy
+    from lessonlib.engine import policy
 
     def fake(native):
         monkeypatch.setattr(policy, "cpu_bf16", lambda: (native, f"faked: native bfloat16 {native}"))

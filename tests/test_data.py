@@ -1,4 +1,5 @@
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 from PIL import Image
 
 from lessonlib.data import ImageClassifierData, check_layout, folder_summary, load_image
-from lessonlib.policy import resolve_policy
+from lessonlib.engine.policy import resolve_policy
 from lessonlib.transforms import tfms_from_model, transforms_side_on
 from tests.helpers import make_folders, write_image
 
@@ -92,6 +93,19 @@ def test_undecodable_files_are_skipped_with_one_warning(tmp_path):
     assert "truncated.jpg" in messages[0] and "notes.jpg" in messages[0] and "skipping 2 image(s)" in messages[0]
     assert len(data.trn_ds) == 12
     assert sum(len(y) for _, y in data.trn_dl) == 12   # a full epoch, no crash in the loader
+
+
+def test_the_scan_finds_truncated_files_and_leaves_pils_switch_as_it_was(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    from lessonlib.data import find_unreadable
+    make_folders(tmp_path)
+    good = (tmp_path / "train" / "cats" / "cats.0.jpg").read_bytes()
+    (tmp_path / "train" / "cats" / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)   # a student's own choice, for their own code
+    bad = find_unreadable(sorted((tmp_path / "train" / "cats").iterdir()))
+    assert [Path(f).name for f in bad] == ["truncated.jpg"]
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
 
 
 def test_a_class_with_only_broken_images_is_an_error(tmp_path):
@@ -296,7 +310,7 @@ def test_loading_and_training_with_workers_started_by_spawn(tmp_path):
     script.write_text(f"""
 import multiprocessing, pickle
 from lessonlib import ConvLearner, ImageClassifierData, tfms_from_model, transforms_side_on, transforms_top_down
-from lessonlib.policy import resolve_policy
+from lessonlib.engine.policy import resolve_policy
 
 if __name__ == "__main__":
     multiprocessing.set_start_method("spawn", force=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lessonlib import datasets, storage
+from lessonlib import datasets
+from lessonlib.engine import storage
 from tests.helpers import FileServer, make_folders, write_image
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lessonlib.distributed import ShardedSampler
+from lessonlib.engine.distributed import ShardedSampler
 from tests.helpers import make_folders
 
 
@@ -21,7 +21,7 @@ def _worker(rank, world, rendezvous, path, home, out, seed):
     try:
         from lessonlib.data import ImageClassifierData
         from lessonlib.learner import ConvLearner
-        from lessonlib.runtime import seed_everything
+        from lessonlib.engine.runtime import seed_everything
         from lessonlib.transforms import tfms_from_model
 
         printed = io.StringIO()
@@ -133,7 +133,7 @@ def test_processes_that_read_different_folders_refuse_to_train_one_model(tmp_pat
 def test_leftover_torchrun_variables_make_a_plain_run_fail_after_a_bounded_wait(tmp_path, monkeypatch, capsys):
     import time
 
-    from lessonlib import distributed
+    from lessonlib.engine import distributed
     from lessonlib.__main__ import main as cli
 
     make_folders(tmp_path / "pets", n_train=4, n_valid=2)

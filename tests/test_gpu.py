@@ -7,7 +7,7 @@ import torch
 from lessonlib import models, training
 from lessonlib.data import ImageClassifierData
 from lessonlib.learner import ConvLearner
-from lessonlib.policy import resolve_policy
+from lessonlib.engine.policy import resolve_policy
 from lessonlib.transforms import tfms_from_model, transforms_side_on
 from tests.helpers import make_folders
 

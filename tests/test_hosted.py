@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lessonlib import runtime
+from lessonlib.engine import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -2,6 +2,8 @@
 
 Every import counts, at the top of a file or inside a function (an import inside a function is still an
 import: it can hide a circle or an upward dependency). A new module must be given its place in LAYERS.
+The machinery (settings, storage, device policy, several processes, weights lookup, checkpoints) lives in
+`lessonlib/engine/` and sits below the lesson's modules: the lesson uses the engine, never the other way.
 """
 import ast
 from pathlib import Path
@@ -9,23 +11,35 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lessonlib"
+ENGINE = ["engine.settings", "engine.storage", "engine.runtime", "engine.snapshot", "engine.policy",
+          "engine.weights", "engine.distributed", "engine.steps", "engine.checkpoints", "engine.doctor"]
 
 # lowest first; a module may import any module of a lower layer, none of its own or a higher one
 LAYERS = [
-    ["settings"],                                 # the environment variables, read in one place
-    ["storage", "runtime", "snapshot"],           # files shared safely; where lessonlib runs; putting state back
-    ["policy"],                                   # how a run uses the hardware, decided once
+    ["engine.settings"],                                      # the environment variables, read in one place
+    ["engine.storage", "engine.runtime", "engine.snapshot"],  # files shared safely; where it runs; state put back
+    ["engine.policy"],                                        # how a run uses the hardware, decided once
     ["models", "metrics", "schedules", "recorder", "viz"],
-    ["weights", "distributed", "transforms", "steps"],   # weights; several processes; how a step runs here
+    ["engine.weights", "engine.distributed", "transforms", "engine.steps"],   # weights; processes; a step here
     ["data"],
     ["datasets", "training"],
-    ["precompute", "lr_finder", "checkpoints", "convviz", "interpret"],
+    ["precompute", "lr_finder", "engine.checkpoints", "convviz", "interpret"],
     ["learner"],
-    ["keras_compare", "widgets", "doctor", "glossary"],
+    ["keras_compare", "widgets", "engine.doctor", "glossary"],
     ["exercises", "__init__"],
     ["__main__"],
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+
+
+def module_name(path):
+    """"training" for lessonlib/training.py, "engine.policy" for lessonlib/engine/policy.py."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts) if parts != ("engine", "__init__") else "engine.__init__"
+
+
+def _modules():
+    return {module_name(p): p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
 
 
 def _reexports():
@@ -33,42 +47,57 @@ def _reexports():
     found = {}
     for node in ast.parse((PACKAGE / "__init__.py").read_text()).body:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lessonlib."):
-            found.update({a.asname or a.name: node.module.split(".")[1] for a in node.names})
+            found.update({a.asname or a.name: node.module[len("lessonlib."):] for a in node.names})
     return found
 
 
 def imports(path):
     """The lessonlib modules that `path` imports, anywhere in the file: {module: line}."""
-    modules, reexports, found = {p.stem for p in PACKAGE.glob("*.py")}, _reexports(), {}
+    modules, reexports, found = set(_modules()), _reexports(), {}
+
+    def add(dotted, line, names=()):
+        inner = dotted[len("lessonlib."):] if dotted.startswith("lessonlib.") else ""
+        for a in names:   # `from lessonlib import training`, `from lessonlib.engine import policy`
+            candidate = f"{inner}.{a}" if inner else a
+            if candidate in modules:
+                found.setdefault(candidate, line)
+            elif not inner:
+                found.setdefault(reexports.get(a, "__init__"), line)
+        if inner and inner in modules:
+            found.setdefault(inner, line)
+
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module == "lessonlib":
-            for a in node.names:
-                target = a.name if a.name in modules else reexports.get(a.name, "__init__")
-                found.setdefault(target, node.lineno)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lessonlib."):
-            found.setdefault(node.module.split(".")[1], node.lineno)
+        if isinstance(node, ast.ImportFrom) and node.module and (node.module == "lessonlib"
+                                                                  or node.module.startswith("lessonlib.")):
+            add(node.module, node.lineno, [a.name for a in node.names])
         elif isinstance(node, ast.Import):
             for a in node.names:
                 if a.name.startswith("lessonlib."):
-                    found.setdefault(a.name.split(".")[1], node.lineno)
-    found.pop(path.stem, None)
+                    add(a.name, node.lineno)
+    found.pop(module_name(path) if path.is_relative_to(PACKAGE) else path.stem, None)
+    found.pop("engine.__init__", None)   # the engine's __init__ holds no code
     return found
 
 
 def test_every_module_has_a_layer():
-    missing = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in LEVEL)
+    missing = sorted(m for m in _modules() if m not in LEVEL and m != "engine.__init__")
     assert not missing, f"give these modules a place in LAYERS: {missing}"
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
-def test_imports_go_only_downward(path):
-    upward = {m: line for m, line in imports(path).items() if LEVEL.get(m, 99) >= LEVEL[path.stem]}
-    assert not upward, (f"{path.name} (layer {LEVEL[path.stem]}) imports from its own layer or above: "
+def test_the_engine_holds_the_machinery():
+    assert sorted(m for m in _modules() if m.startswith("engine.") and m != "engine.__init__") == sorted(ENGINE)
+
+
+@pytest.mark.parametrize("name", sorted(m for m in _modules() if m != "engine.__init__"))
+def test_imports_go_only_downward(name):
+    path = _modules()[name]
+    upward = {m: line for m, line in imports(path).items() if LEVEL.get(m, 99) >= LEVEL[name]}
+    assert not upward, (f"{name} (layer {LEVEL[name]}) imports from its own layer or above: "
                         + ", ".join(f"{m} (layer {LEVEL.get(m)}, line {line})" for m, line in upward.items()))
 
 
 def test_there_is_no_circle():
-    graph = {p.stem: set(imports(p)) for p in PACKAGE.glob("*.py")}
+    graph = {name: set(imports(p)) for name, p in _modules().items()}
     done, path = set(), []
 
     def visit(node):
@@ -88,19 +117,20 @@ def test_there_is_no_circle():
 
 def test_the_checks_see_imports_inside_functions(tmp_path):
     module = tmp_path / "policy.py"
-    module.write_text("def f():\n    from lessonlib.models import batchnorm_layers\n    import lessonlib.learner\n")
-    assert imports(module) == {"models": 2, "learner": 3}
+    module.write_text("def f():\n    from lessonlib.models import batchnorm_layers\n    import lessonlib.learner\n"
+                      "    from lessonlib.engine import storage\n")
+    assert imports(module) == {"models": 2, "learner": 3, "engine.storage": 4}
 
 
 def test_only_the_settings_module_reads_the_environment():
     """Every environment variable lessonlib uses is read (and checked) in `settings`, nowhere else."""
     readers = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
-                     if p.name != "settings.py" and ("os.environ" in p.read_text() or "getenv" in p.read_text()))
+                     if p.name != "settings.py" and "__pycache__" not in p.parts and ("os.environ" in p.read_text() or "getenv" in p.read_text()))
     assert readers == []
 
 
 def test_settings_name_every_bad_value_at_once():
-    from lessonlib.settings import Settings, SettingsError
+    from lessonlib.engine.settings import Settings, SettingsError
     with pytest.raises(SettingsError) as caught:
         Settings.from_environ({"LESSONLIB_SMOKE": "ja", "LESSONLIB_PRECISION": "fp8", "LESSONLIB_HOME": "/x"})
     assert "LESSONLIB_SMOKE='ja'" in str(caught.value) and "LESSONLIB_PRECISION='fp8'" in str(caught.value)
@@ -110,7 +140,7 @@ def test_settings_name_every_bad_value_at_once():
 
 def test_settings_follow_a_change_of_the_environment(monkeypatch):
     """A notebook's `%env LESSONLIB_SMOKE=1` after lessonlib was imported takes effect at the next call."""
-    from lessonlib.settings import settings
+    from lessonlib.engine.settings import settings
     monkeypatch.setenv("LESSONLIB_SMOKE", "0")
     first = settings()
     assert first.smoke is False and settings() is first   # parsed once while nothing changes

@@ -9,7 +9,7 @@ from torch import nn
 from lessonlib.data import ImageClassifierData
 from lessonlib.learner import ConvLearner
 from lessonlib.lr_finder import LRFinder, Sweep, describe_region, find_lr
-from lessonlib.policy import resolve_policy
+from lessonlib.engine.policy import resolve_policy
 from lessonlib.recorder import Recorder
 from lessonlib.transforms import tfms_from_model
 from lessonlib.widgets import LRExplorer
@@ -179,7 +179,7 @@ def test_ctrl_c_pressed_during_the_restore_waits_until_everything_is_back():
     import signal
 
     from lessonlib.lr_finder import Sweep, find_lr
-    from lessonlib.policy import resolve_policy
+    from lessonlib.engine.policy import resolve_policy
 
     model, optimizer, batches = _plain_setup()
     before = copy.deepcopy(model.state_dict())
@@ -202,7 +202,7 @@ def test_bursts_of_ctrl_c_at_any_moment_never_leave_the_sweeps_weights():
     import time
 
     from lessonlib.lr_finder import Sweep, find_lr
-    from lessonlib.policy import resolve_policy
+    from lessonlib.engine.policy import resolve_policy
 
     armed = [True]
 

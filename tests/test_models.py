@@ -8,7 +8,8 @@ import torchvision
 from skimage.data import chelsea
 from torchvision.transforms import v2
 
-from lessonlib import models, runtime, weights
+from lessonlib import models
+from lessonlib.engine import runtime, weights
 
 CAT_CLASSES = {281, 282, 285}   # ImageNet: tabby, tiger cat, Egyptian cat
 
@@ -77,7 +78,7 @@ def test_fetch_weights_downloads_checked_files_from_a_server(tmp_path, monkeypat
     good = weight_file(tmp_path / "made", "resnet34")
     bad = weight_file(tmp_path / "made", "resnet50", wrong_hash=True)
     srv = FileServer({f"/models/{p.name}": p.read_bytes() for p in (good, bad)}, cut_first=1)
-    monkeypatch.setattr("lessonlib.storage.RETRY_WAIT", 0.01)
+    monkeypatch.setattr("lessonlib.engine.storage.RETRY_WAIT", 0.01)
     urls = {"resnet34": f"{srv.url}/models/{good.name}", "resnet50": f"{srv.url}/models/{bad.name}"}
     monkeypatch.setattr(weights, "weights_url", urls.get)
     try:

@@ -9,8 +9,8 @@ import torch
 from lessonlib import training
 from lessonlib.data import ImageClassifierData
 from lessonlib.learner import ConvLearner
-from lessonlib.policy import CPU_PIECE, Policy, resolve_policy
-from lessonlib.doctor import doctor
+from lessonlib.engine.policy import CPU_PIECE, Policy, resolve_policy
+from lessonlib.engine.doctor import doctor
 from lessonlib.transforms import tfms_from_model, transforms_side_on
 from tests.helpers import make_folders
 
@@ -132,7 +132,7 @@ def test_doctor_reports_the_policy_and_a_home_that_cannot_be_written(tmp_path, m
     ({}, None, None),                                                                 # no cgroup files at all
 ])
 def test_container_limits_are_read_from_the_cgroup(tmp_path, files, cpus, memory):
-    from lessonlib.policy import cgroup_cpus, cgroup_memory_mb, cpu_workers
+    from lessonlib.engine.policy import cgroup_cpus, cgroup_memory_mb, cpu_workers
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
@@ -179,7 +179,7 @@ def test_where_torch_cannot_tell_a_measurement_decides_once(tmp_path, monkeypatc
     import platform
     monkeypatch.setenv("LESSONLIB_HOME", str(tmp_path))
     monkeypatch.setattr(platform, "machine", lambda: "riscv64")
-    from lessonlib.policy import cpu_bf16
+    from lessonlib.engine.policy import cpu_bf16
     first = cpu_bf16()
     files = list((tmp_path / "machine").glob("bf16-*.json"))
     assert len(files) == 1 and "measured once on this machine" in first[1]
@@ -211,7 +211,7 @@ def test_bf16_autocast_keeps_weights_activations_and_the_head_in_float32(tmp_pat
     (None, False, False), ("", True, True), ("1", False, True), ("YES", False, True), (" true ", False, True),
     ("0", True, False), ("no", True, False), ("False", True, False), ("on", False, True), ("OFF", True, False)])
 def test_yes_no_settings_are_read_one_way(value, default, expected):
-    from lessonlib.settings import Settings
+    from lessonlib.engine.settings import Settings
     name, field = ("LESSONLIB_CUDNN_BENCHMARK", "cudnn_benchmark") if default else ("LESSONLIB_OFFLINE", "offline")
     assert getattr(Settings.from_environ({} if value is None else {name: value}), field) is expected
 
@@ -219,7 +219,7 @@ def test_yes_no_settings_are_read_one_way(value, default, expected):
 
 @pytest.mark.parametrize("value", ["2", "maybe", "ture"])
 def test_a_yes_no_setting_that_is_neither_is_a_clear_error(monkeypatch, value):
-    from lessonlib.settings import settings
+    from lessonlib.engine.settings import settings
     monkeypatch.setenv("LESSONLIB_SMOKE", value)
     with pytest.raises(ValueError, match=f"LESSONLIB_SMOKE='{value}'.*use 1"):
         settings()

@@ -14,12 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-from lessonlib import checkpoints, datasets, precompute, storage
+from lessonlib import datasets, precompute
+from lessonlib.engine import checkpoints, storage
 from lessonlib.__main__ import main as cli
 from lessonlib.data import ImageClassifierData
 from lessonlib.learner import ConvLearner
-from lessonlib.doctor import doctor
-from lessonlib.runtime import HomeError
+from lessonlib.engine.doctor import doctor
+from lessonlib.engine.runtime import HomeError
 from lessonlib.transforms import tfms_from_model, transforms_side_on
 from tests.helpers import make_folders, write_image
 
@@ -421,7 +422,7 @@ def test_a_model_saved_and_loaded_round_trips(data):
 # ---------------------------------------------------------------- small entry points fail plainly
 
 def test_a_stray_space_around_lessonlib_home_is_not_a_folder_named_space(tmp_path, monkeypatch):
-    from lessonlib.runtime import home
+    from lessonlib.engine.runtime import home
     monkeypatch.setenv("HOME", str(tmp_path / "user"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LESSONLIB_HOME", " ~/lessons ")
@@ -431,7 +432,7 @@ def test_a_stray_space_around_lessonlib_home_is_not_a_folder_named_space(tmp_pat
 
 @pytest.mark.parametrize("value", ["lots", "-5", "nan", "inf"])
 def test_a_junk_image_cache_size_names_its_setting(monkeypatch, value):
-    from lessonlib.settings import settings
+    from lessonlib.engine.settings import settings
     monkeypatch.setenv("LESSONLIB_IMAGE_CACHE_MB", value)
     with pytest.raises(ValueError, match=f"LESSONLIB_IMAGE_CACHE_MB='{value}'.*megabytes"):
         settings()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lessonlib.snapshot import Snapshot
+from lessonlib.engine.snapshot import Snapshot
 
 
 def _trained_a_little():

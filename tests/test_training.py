@@ -9,9 +9,8 @@ import torch
 from torch import nn
 
 from lessonlib import models, training
-from lessonlib.policy import resolve_policy
-from lessonlib.runtime import in_notebook
-from lessonlib.snapshot import Snapshot
+from lessonlib.engine.policy import resolve_policy
+from lessonlib.engine.runtime import in_notebook
 from tests.conftest import tolerance
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from lessonlib.models import ARCHS, FALLBACK, Body, ImageNormalize, arch_name, split_backbone
-from lessonlib.runtime import mirror
-from lessonlib.settings import WEIGHTS, settings
-from lessonlib.storage import download
+from lessonlib.engine.runtime import mirror
+from lessonlib.engine.settings import WEIGHTS, settings
+from lessonlib.engine.storage import download
 
 __all__ = ["convert_efficientnet_lite0_keys", "create_body", "fetch_weights", "find_weights", "load_pretrained", "offline",
            "packaged_efficientnet_lite0", "random_model", "weight_file_ok", "weight_places", "weights_url"]

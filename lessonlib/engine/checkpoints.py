@@ -8,10 +8,10 @@ import math
 
 import torch
 
-from lessonlib import distributed
+from lessonlib.engine import distributed
 from lessonlib.models import upgrade_state_dict
-from lessonlib.runtime import home
-from lessonlib.storage import atomic_write
+from lessonlib.engine.runtime import home
+from lessonlib.engine.storage import atomic_write
 
 __all__ = ["load", "model_path", "save"]
 

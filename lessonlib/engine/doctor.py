@@ -4,9 +4,9 @@ import platform
 
 import torch
 
-from lessonlib.policy import cpu_workers, resolve_policy
-from lessonlib.runtime import HomeError, home
-from lessonlib.settings import SettingsError, settings
+from lessonlib.engine.policy import cpu_workers, resolve_policy
+from lessonlib.engine.runtime import HomeError, home
+from lessonlib.engine.settings import SettingsError, settings
 
 __all__ = ["doctor"]
 
@@ -23,7 +23,7 @@ def doctor(device=None):
 
     Its "settings" are the LESSONLIB_* variables in effect (a bad value is shown as a PROBLEM, naming the
     variable, instead of stopping the report); its "policy" is how lessonlib will use this machine
-    (`lessonlib.policy.resolve_policy(device)`).
+    (`lessonlib.engine.policy.resolve_policy(device)`).
     """
     report = {"python": platform.python_version(), "torch": torch.__version__}
     try:

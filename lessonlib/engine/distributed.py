@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 
 from lessonlib.models import ConvNet
-from lessonlib.settings import torchrun
+from lessonlib.engine.settings import torchrun
 
 RENDEZVOUS_TIMEOUT = 120   # seconds to wait for the other processes of a run to start
 
@@ -104,7 +104,7 @@ def processes(device=None):
     then agree, whatever the number of processes). Only the first process shows warnings. The group is
     taken down at the end.
     """
-    from lessonlib.policy import resolve_policy
+    from lessonlib.engine.policy import resolve_policy
 
     started_here, store = not dist.is_initialized(), None
     if started_here:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lessonlib.settings import on_kaggle, settings
+from lessonlib.engine.settings import on_kaggle, settings
 
 __all__ = ["HomeError", "default_device", "home", "in_notebook", "mirror", "offer_download", "output_path",
            "seed_everything", "setup", "smoke_mode"]

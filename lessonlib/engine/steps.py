@@ -15,7 +15,7 @@ import contextlib
 import torch
 
 from lessonlib.models import ConvNet, head_forward
-from lessonlib.snapshot import Snapshot, deferred_interrupt
+from lessonlib.engine.snapshot import Snapshot, deferred_interrupt
 
 __all__ = ["StepPlan", "forward_in_pieces"]
 

@@ -4,7 +4,7 @@ Machinery, not lesson. `resolve_policy(device=None)` looks at the hardware (and 
 user made) once and returns a small frozen `Policy`; the data, the learner and the training loop
 receive it and never look at the hardware themselves. `print(policy)` says what was chosen and why:
 
-    >>> from lessonlib.policy import resolve_policy
+    >>> from lessonlib.engine.policy import resolve_policy
     >>> print(resolve_policy())            # what lessonlib does for speed on this machine
     >>> data = ImageClassifierData.from_paths(PATH, tfms, device="cpu")   # the CPU even with a GPU present
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from lessonlib.runtime import default_device
-from lessonlib.settings import PRECISIONS, settings
+from lessonlib.engine.runtime import default_device
+from lessonlib.engine.settings import PRECISIONS, settings
 
 __all__ = ["CPU_PIECE", "PRECISIONS", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_bf16", "cpu_workers",
            "measured_cpu_bf16", "resolve_policy"]
@@ -100,7 +100,7 @@ class Policy:
     None: whole mini-batches); `compile_missing` (why `learn.compile()` cannot work here, or None);
     `cudnn_benchmark`; `threads` (PyTorch's CPU threads: the cores this process may use, container limits
     included); `rank`, `world_size` and `sharded` (this process's place among those `torchrun`
-    started, whose mini-batches are cut into shares: `lessonlib.distributed`); `reasons` (why, one line per
+    started, whose mini-batches are cut into shares: `lessonlib.engine.distributed`); `reasons` (why, one line per
     field that needs one).
     """
     device: torch.device
@@ -206,8 +206,8 @@ def measured_cpu_bf16():
     remembered under LESSONLIB_HOME (keyed by processor, torch version and core count)."""
     import json
 
-    from lessonlib.runtime import home
-    from lessonlib.storage import atomic_write, load_or_none
+    from lessonlib.engine.runtime import home
+    from lessonlib.engine.storage import atomic_write, load_or_none
 
     key = f"{platform.machine()}|{platform.processor()}|{torch.__version__}|{cpu_workers()}"
     path = home() / "machine" / f"bf16-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"

@@ -1,0 +1,13 @@
+"""lessonlib's machinery, apart from the lesson: each module has one job, and none imports the lesson's modules.
+
+- `settings`: every environment variable lessonlib reads (LESSONLIB_*), read and checked in one place.
+- `storage`: files shared safely (atomic writes, locks, downloads that resume).
+- `runtime`: where lessonlib runs (smoke mode, its writable home, a classroom mirror, notebooks, `setup()`).
+- `snapshot`: putting weights, optimizer state and random generators back exactly.
+- `policy`: how a run uses the hardware (device, precision, memory format, loader workers), decided once.
+- `steps`: how this machine runs a training step's forward, backward and optimizer step (`StepPlan`).
+- `distributed`: several processes training one model (torchrun, DDP).
+- `weights`: where pretrained weights come from (packaged, torch's cache, a mirror, a download).
+- `checkpoints`: `learn.save` and `learn.load`, checked before anything is copied.
+- `doctor`: what lessonlib sees on this machine (`python -m lessonlib doctor`).
+"""

@@ -1,0 +1,97 @@
+"""What students' own photos look like, read as they should be: phones' EXIF orientation, every format Pillow
+reads, files that are left out said out loud, float and 16-bit images, class names in any Unicode form."""
+import unicodedata
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lessonlib.data import ImageClassifierData, check_layout, load_image, readable_extensions, unused_files
+from lessonlib.transforms import tfms_from_model
+from tests.helpers import make_folders
+
+TFMS = tfms_from_model("efficientnet_lite0", 32)
+
+# How a camera stores an upright photo under each EXIF orientation (the EXIF specification's meaning: the
+# stored pixels must be turned this way back to display upright). PIL's ROTATE_90 turns counter-clockwise.
+STORED = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+          4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
+          7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}
+
+
+def _upright():
+    """40 wide, 80 tall: red top-left quarter, green top-right, blue bottom half (every turn tells)."""
+    a = np.zeros((80, 40, 3), np.uint8)
+    a[:40, :20] = (255, 0, 0)
+    a[:40, 20:] = (0, 255, 0)
+    a[40:] = (0, 0, 255)
+    return Image.fromarray(a)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_phone_photos_load_upright_for_every_exif_orientation(tmp_path, orientation):
+    up = _upright()
+    stored = up if STORED[orientation] is None else up.transpose(STORED[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation   # Orientation
+    path = tmp_path / f"photo-{orientation}.jpg"
+    stored.save(path, quality=95, exif=exif)
+    img = load_image(path)
+    assert img.size == (40, 80)
+    got = np.asarray(img).astype(int)
+    assert np.abs(got - np.asarray(up).astype(int)).mean() < 8   # JPEG's rounding only
+
+
+def test_jfif_is_used_and_every_file_left_out_is_reported_once_with_its_reason(tmp_path):
+    root = make_folders(tmp_path / "pets")
+    cats = root / "train" / "cats"
+    (cats / "cats.0.jpg").rename(cats / "cats.0.jfif")           # what a browser saves
+    (cats / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")  # an iPhone photo (no plugin here)
+    (cats / "gone.jpg").symlink_to(tmp_path / "no-such-file.jpg")   # a broken link named .jpg
+    (cats / "notes.txt").write_text("where I took them")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        classes, splits = check_layout(root)
+    files = [f.name for f in splits["train"][0]]
+    assert "cats.0.jfif" in files and len(files) == 12
+    said = [str(w.message) for w in caught if "will not be used" in str(w.message)]
+    assert len(said) == 1
+    assert "3 file(s)" in said[0] and "pillow-heif" in said[0] and "phone.heic" in said[0]
+    assert "gone.jpg" in said[0] and "not there" in said[0] and "notes.txt" in said[0]
+
+
+def test_what_a_folder_leaves_out_is_named_by_reason(tmp_path):
+    (tmp_path / ".DS_Store").write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.svg").write_text("<svg/>")
+    (tmp_path / "b.jpeg").write_bytes(b"")
+    found = unused_files(tmp_path)
+    assert sorted(n for names in found.values() for n in names) == [".DS_Store", "a.svg", "sub"]
+    assert ".jfif" in readable_extensions() and ".jpg" in readable_extensions()
+
+
+def test_one_class_written_composed_and_decomposed_is_one_class(tmp_path):
+    composed, decomposed = unicodedata.normalize("NFC", "고양이"), unicodedata.normalize("NFD", "고양이")
+    assert composed != decomposed                  # Hangul decomposes into its letters: different bytes
+    root = make_folders(tmp_path / "pets", classes=(composed, "dog"))
+    (root / "valid" / composed).rename(root / "valid" / decomposed)   # as macOS may write it
+    classes, splits = check_layout(root)
+    assert classes == sorted([composed, "dog"])
+    data = ImageClassifierData.from_paths(root, tfms=TFMS, bs=4)
+    assert data.classes == classes and len(data.val_ds) == 6
+
+
+def test_a_float_tiff_scaled_zero_to_one_is_not_black(tmp_path):
+    a = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (32, 1))   # a ramp from 0 to 1
+    Image.fromarray(a).save(tmp_path / "ramp.tif")   # mode F
+    got = np.asarray(load_image(tmp_path / "ramp.tif"))
+    assert got.shape == (32, 64, 3) and got[:, -1].min() >= 250 and abs(got.mean() - 127.5) < 3
+
+
+def test_a_dark_16_bit_image_stays_dark(tmp_path):
+    a = np.full((16, 16), 200, np.uint16)           # 200 of 65535: nearly black
+    img = Image.fromarray(a)
+    assert img.mode.startswith("I")
+    img.save(tmp_path / "dark.png")
+    assert np.asarray(load_image(tmp_path / "dark.png")).max() <= 1
