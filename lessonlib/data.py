@@ -6,8 +6,10 @@ trained, every image is decoded once up front (so a broken file is reported by n
 never discovered as a crash inside a DataLoader worker), and every image reaches the
 model as RGB, whatever mode it was saved in.
 """
+import codecs
 import contextlib
 import hashlib
+import io
 import json
 import os
 import unicodedata
@@ -27,7 +29,7 @@ from lessonlib.engine.storage import atomic_write, file_signature, load_or_none
 
 __all__ = ["DeviceAugmentedBatches", "ImageClassifierData", "ImageDataset", "cache_fits", "check_layout",
            "files_digest", "find_unreadable", "folder_summary", "get_cv_idxs", "image_files", "load_image",
-           "read_label_csv", "split_resize", "submission_frame", "to_rgb"]
+           "read_csv_text", "read_label_csv", "split_resize", "submission_frame", "to_rgb"]
 
 
 def readable_extensions():
@@ -365,15 +367,41 @@ def get_cv_idxs(n, val_pct=0.2, seed=42):
     return np.sort(np.random.RandomState(seed).permutation(n)[:int(val_pct * n)])
 
 
+def read_csv_text(csv_path):
+    """(text, encoding) of a CSV as spreadsheets save it: UTF-8 with or without a byte-order mark, UTF-16 (Excel's
+    "Unicode text"), or GB18030, which includes GBK and GB2312 (Excel's "CSV" on Chinese Windows)."""
+    raw = Path(csv_path).read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16"), "UTF-16"
+    if raw[1:2] == b"\x00" and raw[3:4] == b"\x00":   # UTF-16 without its mark: ASCII with a zero after each
+        return raw.decode("utf-16-le"), "UTF-16"
+    for codec, name in (("utf-8-sig", "UTF-8"), ("gb18030", "GBK/GB18030")):
+        try:
+            return raw.decode(codec), name
+        except UnicodeDecodeError:
+            continue
+    raise ValueError(f"{Path(csv_path).name} is not text in UTF-8, UTF-16 or GBK/GB18030: save it again as "
+                     f"\"CSV UTF-8\" (Excel: File > Save As > CSV UTF-8)")
+
+
 def read_label_csv(csv_path, folder, suffix=".jpg"):
-    """(files, tags per file) from a CSV of `name,tags` (tags separated by spaces), with clear errors."""
+    """(files, tags per file) from a CSV of `name,tags` (tags separated by spaces), with clear errors.
+
+    Any encoding `read_csv_text` knows. A first row that names an image of `folder` is data, not a header: it
+    is kept, with a warning (a CSV saved without its header row must not lose its first image)."""
     import pandas as pd
 
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"no label file {csv_path}")
+    text, _ = read_csv_text(csv_path)
+    first = text.lstrip("\ufeff").split("\n", 1)[0].split(",")[0].strip()
+    no_header = bool(first) and (Path(folder) / f"{first}{suffix}").is_file()
+    if no_header:
+        warnings.warn(f"{csv_path.name}: its first row names an image ({first}), so it has no header row: "
+                      f"every row is read as an image and its tags", stacklevel=3)
     try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, header=None if no_header else 0)
     except pd.errors.EmptyDataError:
         raise ValueError(f"{csv_path.name} is empty: it needs a header and one row per image, "
                          f"`image_name,tags`") from None

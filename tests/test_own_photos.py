@@ -95,3 +95,40 @@ def test_a_dark_16_bit_image_stays_dark(tmp_path):
     assert img.mode.startswith("I")
     img.save(tmp_path / "dark.png")
     assert np.asarray(load_image(tmp_path / "dark.png")).max() <= 1
+
+
+def _labelled_images(tmp_path):
+    folder = tmp_path / "train-jpg"
+    folder.mkdir()
+    for name in ("猫_1", "狗_2", "img_3"):
+        Image.new("RGB", (8, 8)).save(folder / f"{name}.jpg")
+    rows = [("猫_1", "猫 室内"), ("狗_2", "狗"), ("img_3", "猫 狗")]
+    return folder, rows
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk", "gb18030", "utf-16", "utf-16-le"])
+def test_a_labels_csv_is_read_in_the_encodings_spreadsheets_save(tmp_path, encoding):
+    from lessonlib.data import read_label_csv
+    folder, rows = _labelled_images(tmp_path)
+    text = "image_name,tags\r\n" + "".join(f"{n},{t}\r\n" for n, t in rows)   # Excel writes CRLF
+    (tmp_path / "labels.csv").write_bytes(text.encode(encoding))
+    files, tags = read_label_csv(tmp_path / "labels.csv", folder)
+    assert [f.name for f in files] == ["猫_1.jpg", "狗_2.jpg", "img_3.jpg"]
+    assert tags == [["猫", "室内"], ["狗"], ["猫", "狗"]]
+
+
+def test_a_csv_in_an_unknown_encoding_says_how_to_save_it(tmp_path):
+    from lessonlib.data import read_label_csv
+    folder, _ = _labelled_images(tmp_path)
+    (tmp_path / "labels.csv").write_bytes("image_name,tags\nimg_3,café\xff\xfe,x\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="CSV UTF-8"):
+        read_label_csv(tmp_path / "labels.csv", folder)
+
+
+def test_a_csv_without_its_header_row_keeps_its_first_image_and_says_so(tmp_path):
+    from lessonlib.data import read_label_csv
+    folder, rows = _labelled_images(tmp_path)
+    (tmp_path / "labels.csv").write_text("".join(f"{n},{t}\n" for n, t in rows), encoding="utf-8")
+    with pytest.warns(UserWarning, match="no header row"):
+        files, tags = read_label_csv(tmp_path / "labels.csv", folder)
+    assert len(files) == 3 and files[0].name == "猫_1.jpg"
