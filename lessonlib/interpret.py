@@ -1,6 +1,7 @@
 """What did the model get right and wrong? Pick images by correctness and confidence, and show them."""
 import numpy as np
 
+from lessonlib.engine.fonts import use_cjk_font
 from lessonlib.viz import plot_images
 
 __all__ = ["class_probs", "grad_cam", "most_by_correct", "most_uncertain", "plot_confusion_matrix", "plot_heatmaps",
@@ -55,6 +56,7 @@ def plot_confusion_matrix(y, preds, classes, ax=None):
     import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay
 
+    use_cjk_font()   # class names in any language
     ax = ax or plt.subplots(figsize=(3.5, 3.5))[1]
     ConfusionMatrixDisplay.from_predictions(y, preds, display_labels=classes, ax=ax, colorbar=False,
                                             cmap="Blues")
@@ -108,6 +110,7 @@ def plot_heatmaps(learn, idxs):
     import torch.nn.functional as F
     import torch
 
+    use_cjk_font()   # class names in any language
     data = learn.data
     fig, axes = plt.subplots(1, len(idxs), figsize=(2.8 * len(idxs), 3), squeeze=False)
     for ax, i in zip(axes[0], idxs):

@@ -4,6 +4,8 @@ import textwrap
 
 import numpy as np
 
+from lessonlib.engine.fonts import use_cjk_font
+
 __all__ = ["label_text", "plot_images", "show_augmentations", "show_batch", "wrap_title"]
 
 
@@ -17,6 +19,7 @@ def plot_images(images, titles=None, cols=4, size=2.6, suptitle=None):
     """Show images (PIL, HWC arrays, or CHW uint8 tensors) in a grid with optional titles (wrapped to fit)."""
     import matplotlib.pyplot as plt
 
+    use_cjk_font()   # class names in any language
     images = [_as_hwc(im) for im in images]
     if not images:
         raise ValueError("no images to show")

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lessonlib"
-ENGINE = ["engine.settings", "engine.storage", "engine.runtime", "engine.snapshot", "engine.policy",
+ENGINE = ["engine.fonts", "engine.settings", "engine.storage", "engine.runtime", "engine.snapshot", "engine.policy",
           "engine.weights", "engine.distributed", "engine.steps", "engine.checkpoints", "engine.doctor"]
 
 # lowest first; a module may import any module of a lower layer, none of its own or a higher one
 LAYERS = [
-    ["engine.settings"],                                      # the environment variables, read in one place
+    ["engine.settings", "engine.fonts"],                      # the environment variables; fonts for any language
     ["engine.storage", "engine.runtime", "engine.snapshot"],  # files shared safely; where it runs; state put back
     ["engine.policy"],                                        # how a run uses the hardware, decided once
     ["models", "metrics", "schedules", "recorder", "viz"],

@@ -132,3 +132,34 @@ def test_a_csv_without_its_header_row_keeps_its_first_image_and_says_so(tmp_path
     with pytest.warns(UserWarning, match="no header row"):
         files, tags = read_label_csv(tmp_path / "labels.csv", folder)
     assert len(files) == 3 and files[0].name == "猫_1.jpg"
+
+
+def test_chinese_class_names_are_drawn_without_missing_glyphs(tmp_path):
+    """Plots of 猫 and 狗 raise no "Glyph missing" warning, on a machine without any CJK font (this one; Colab)."""
+    import io
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from lessonlib.engine.fonts import use_cjk_font
+    from lessonlib.interpret import plot_confusion_matrix
+    from lessonlib.viz import plot_images
+    matplotlib.use("Agg")
+    with matplotlib.rc_context(), warnings.catch_warnings():
+        warnings.simplefilter("error")             # a missing glyph is a UserWarning: it fails the test
+        fig = plot_images([np.zeros((8, 8, 3), np.uint8)] * 2, titles=["猫", "狗 (室内)"])
+        fig.savefig(io.BytesIO(), format="png")
+        ax = plot_confusion_matrix([0, 1, 1], [0, 1, 0], ["猫", "狗"])
+        ax.figure.savefig(io.BytesIO(), format="png")
+        family = use_cjk_font()
+        plt.close("all")
+    # drawn, not blank: 猫 in that font covers pixels, and differs from 狗
+    def ink(text):
+        fig = plt.figure(figsize=(1, 1), dpi=50)
+        fig.text(0.1, 0.2, text, fontsize=30, family=family)
+        fig.canvas.draw()
+        a = np.asarray(fig.canvas.buffer_rgba())[..., 0] < 128
+        plt.close(fig)
+        return a
+    cat, dog = ink("猫"), ink("狗")
+    assert cat.sum() > 30 and dog.sum() > 30 and (cat != dog).sum() > 20

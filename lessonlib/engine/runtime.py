@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lessonlib.engine.fonts import use_cjk_font
 from lessonlib.engine.settings import on_kaggle, settings
 
 __all__ = ["HomeError", "default_device", "home", "in_notebook", "mirror", "offer_download", "output_path",
@@ -116,7 +117,8 @@ def seed_everything(seed):
 
 
 def setup(seed=42):
-    """Seed every random generator, pick plot defaults; call it in the first cell of a notebook.
+    """Seed every random generator, pick plot defaults (with a font for Chinese, Japanese and Korean text); call
+    it in the first cell of a notebook.
 
     Returns True in smoke mode, so a notebook can write `SMOKE = setup()`.
     """
@@ -124,6 +126,7 @@ def setup(seed=42):
     try:
         import matplotlib.pyplot as plt
         plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
+        use_cjk_font()
     except ImportError:
         pass
     return smoke_mode()
