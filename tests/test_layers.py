@@ -22,7 +22,7 @@ LAYERS = [
     ["models", "metrics", "schedules", "recorder", "viz"],
     ["engine.weights", "engine.distributed", "transforms", "engine.steps"],   # weights; processes; a step here
     ["data"],
-    ["datasets", "training"],
+    ["datasets", "training", "photos"],
     ["precompute", "lr_finder", "engine.checkpoints", "convviz", "interpret"],
     ["learner"],
     ["keras_compare", "widgets", "engine.doctor", "glossary"],

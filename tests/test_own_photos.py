@@ -163,3 +163,103 @@ def test_chinese_class_names_are_drawn_without_missing_glyphs(tmp_path):
         return a
     cat, dog = ink("猫"), ink("狗")
     assert cat.sum() > 30 and dog.sum() > 30 and (cat != dog).sum() > 20
+
+
+# ---------------------------------------------------------------- bring, sort and verify photos
+
+def _photos(folder, n, seed, size=(64, 48)):
+    """`n` different photos (random blocks of colour, so no two look alike)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        blocks = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        img = Image.fromarray(blocks).resize(size, Image.Resampling.NEAREST)
+        paths.append(folder / f"IMG_{i:04d}.jpg")
+        img.save(paths[-1], quality=92)
+    return paths
+
+
+def test_sort_photos_makes_the_lessons_layout_from_folders_zips_and_files(tmp_path):
+    import zipfile
+
+    from lessonlib.photos import sort_photos
+    cats = _photos(tmp_path / "phone" / "cats", 10, seed=1)
+    dogs = _photos(tmp_path / "web", 6, seed=2)
+    with zipfile.ZipFile(tmp_path / "more_dogs.zip", "w") as z:
+        for p in _photos(tmp_path / "zipped", 4, seed=3):
+            z.write(p, f"album/{p.name}")      # same names as the folder's: numbered, not overwritten
+        z.writestr("../escape.jpg", b"x")     # a path that would leave the folder: skipped
+        z.writestr("__MACOSX/album/._IMG_0000.jpg", b"x")
+    table = sort_photos({"猫": tmp_path / "phone" / "cats", "狗": [tmp_path / "web", tmp_path / "more_dogs.zip"]},
+                        tmp_path / "pets", valid_pct=0.2, seed=0)
+    assert table.to_dict("records") == [{"class": "猫", "train": 8, "valid": 2}, {"class": "狗", "train": 8, "valid": 2}]
+    assert sorted(p.name for p in (tmp_path / "pets" / "train").iterdir()) == ["狗", "猫"]
+    assert not (tmp_path / "escape.jpg").exists()
+    again = sort_photos({"猫": tmp_path / "phone" / "cats", "狗": [tmp_path / "web", tmp_path / "more_dogs.zip"]},
+                        tmp_path / "pets2", valid_pct=0.2, seed=0)
+    assert again.equals(table)
+    same = [sorted(p.name for p in (tmp_path / d / "valid" / "猫").iterdir()) for d in ("pets", "pets2")]
+    assert same[0] == same[1]                  # the same seed, the same split
+    data = ImageClassifierData.from_paths(tmp_path / "pets", tfms=TFMS, bs=4)
+    assert data.classes == ["狗", "猫"] and len(data.trn_ds) == 16
+
+
+def test_sort_photos_says_which_class_has_too_few_and_never_overwrites(tmp_path):
+    from lessonlib.photos import sort_photos
+    _photos(tmp_path / "a", 6, seed=1)
+    _photos(tmp_path / "b", 2, seed=2)
+    with pytest.raises(ValueError, match="'b' has 2 photo"):
+        sort_photos({"a": tmp_path / "a", "b": tmp_path / "b"}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()     # nothing half-made
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="nothing is overwritten"):
+        sort_photos({"a": tmp_path / "a", "b": tmp_path / "a"}, tmp_path / "full")
+    with pytest.raises(ValueError, match="class name"):
+        sort_photos({"a/b": tmp_path / "a", "c": tmp_path / "a"}, tmp_path / "out")
+
+
+def test_verify_images_names_every_problem_and_sets_aside_only_those(tmp_path):
+    import pandas as pd
+
+    from lessonlib.photos import verify_images
+    cats = _photos(tmp_path / "pets" / "train" / "cats", 6, seed=1, size=(128, 96))
+    dogs = _photos(tmp_path / "pets" / "train" / "dogs", 6, seed=2, size=(128, 96))
+    valid = _photos(tmp_path / "pets" / "valid" / "cats", 2, seed=3, size=(128, 96))
+    _photos(tmp_path / "pets" / "valid" / "dogs", 2, seed=4, size=(128, 96))
+    (tmp_path / "pets" / "train" / "cats" / "copy.jpg").write_bytes(cats[0].read_bytes())          # same bytes
+    Image.open(cats[1]).resize((100, 75)).save(tmp_path / "pets" / "valid" / "cats" / "resaved.jpg", quality=70)
+    (tmp_path / "pets" / "train" / "dogs" / "broken.jpg").write_bytes(dogs[0].read_bytes()[:300])  # truncated
+    Image.open(dogs[1]).resize((40, 30)).save(tmp_path / "pets" / "train" / "dogs" / "tiny.png")
+    (tmp_path / "pets" / "train" / "dogs" / "iphone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(dogs[2]).save(tmp_path / "pets" / "train" / "dogs" / "sideways.jpg", exif=exif)
+    report = verify_images(tmp_path / "pets", min_side=64)
+    problems = dict(zip(report.file, report.problem))
+    assert problems["train/cats/copy.jpg"].startswith("same bytes as train/cats/IMG_0000.jpg")
+    assert "nearly the same photo as train/cats/IMG_0001.jpg" in problems["valid/cats/resaved.jpg"]
+    assert "a leak" in problems["valid/cats/resaved.jpg"]
+    assert problems["train/dogs/broken.jpg"].startswith("cannot be read")
+    assert problems["train/dogs/tiny.png"].startswith("too small: 40x30")
+    assert "pillow-heif" in problems["train/dogs/iphone.heic"]
+    assert problems["train/dogs/sideways.jpg"] == "turned upright (EXIF orientation 6)"
+    assert len(report) == 6                    # the 16 different photos are not reported
+    before = {p for p in (tmp_path / "pets").rglob("*") if p.is_file()}
+    moved = verify_images(tmp_path / "pets", min_side=64, set_aside=True)
+    after = {p for p in (tmp_path / "pets").rglob("*") if p.is_file()}
+    aside = tmp_path / "pets" / "_set_aside"
+    assert sorted(p.name for p in (before - after)) == ["broken.jpg", "copy.jpg", "iphone.heic", "resaved.jpg",
+                                                        "tiny.png"]
+    assert (aside / "train" / "dogs" / "tiny.png").is_file() and (tmp_path / "pets/train/dogs/sideways.jpg").is_file()
+    reasons = pd.read_csv(aside / "reasons.csv")
+    assert len(reasons) == 5 and reasons.problem.str.len().min() > 10
+    assert set(moved.action) == {"set aside", "none: read upright"}
+    assert verify_images(tmp_path / "pets", min_side=64).problem.tolist() == ["turned upright (EXIF orientation 6)"]
+
+
+def test_the_teaching_photos_verify_clean():
+    from lessonlib import datasets
+    from lessonlib.photos import verify_images
+    assert verify_images(datasets.get("dogscats-mini", smoke=False)).empty
