@@ -184,8 +184,8 @@ def test_sort_photos_makes_the_lessons_layout_from_folders_zips_and_files(tmp_pa
     import zipfile
 
     from lessonlib.photos import sort_photos
-    cats = _photos(tmp_path / "phone" / "cats", 10, seed=1)
-    dogs = _photos(tmp_path / "web", 6, seed=2)
+    _photos(tmp_path / "phone" / "cats", 10, seed=1)
+    _photos(tmp_path / "web", 6, seed=2)
     with zipfile.ZipFile(tmp_path / "more_dogs.zip", "w") as z:
         for p in _photos(tmp_path / "zipped", 4, seed=3):
             z.write(p, f"album/{p.name}")      # same names as the folder's: numbered, not overwritten
@@ -226,7 +226,7 @@ def test_verify_images_names_every_problem_and_sets_aside_only_those(tmp_path):
     from lessonlib.photos import verify_images
     cats = _photos(tmp_path / "pets" / "train" / "cats", 6, seed=1, size=(128, 96))
     dogs = _photos(tmp_path / "pets" / "train" / "dogs", 6, seed=2, size=(128, 96))
-    valid = _photos(tmp_path / "pets" / "valid" / "cats", 2, seed=3, size=(128, 96))
+    _photos(tmp_path / "pets" / "valid" / "cats", 2, seed=3, size=(128, 96))
     _photos(tmp_path / "pets" / "valid" / "dogs", 2, seed=4, size=(128, 96))
     (tmp_path / "pets" / "train" / "cats" / "copy.jpg").write_bytes(cats[0].read_bytes())          # same bytes
     Image.open(cats[1]).resize((100, 75)).save(tmp_path / "pets" / "valid" / "cats" / "resaved.jpg", quality=70)
