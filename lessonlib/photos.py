@@ -213,3 +213,315 @@ def _set_aside(path, rows):
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.exists() or src.is_symlink():
             shutil.move(str(src), str(dst))
+
+
+# ---------------------------------------------------------------- bring photos from your computer or phone
+
+def uploaded_files(value):
+    """[(file name, bytes)] from an ipywidgets `FileUpload`'s value, in either version's form: ipywidgets 8 gives a
+    tuple of dicts with "name" and "content"; ipywidgets 7 (what Colab ships) a dict {name: {"content": ...}}."""
+    if isinstance(value, dict):
+        return [(name, bytes(v["content"])) for name, v in value.items()]
+    return [(v["name"], bytes(v["content"])) for v in value]
+
+
+class PhotoUploader:
+    """Bring photos into one folder per class (`inbox/<class>/`), then sort them into the lesson's layout.
+
+    State: `inbox`, and the photos in it: `counts()` ({class: files}). Photos may be images or .zip files.
+
+    Example:
+        >>> uploader = PhotoUploader("photo_inbox")
+        >>> uploader.widget()                       # type a class name, choose photos, press "add"
+        >>> uploader.add("猫", [("IMG_1.jpg", data)])  # what the button does, without a browser
+        >>> uploader.sort("my_pets")                # sort_photos: my_pets/train/猫/, my_pets/valid/猫/ ...
+    """
+
+    def __init__(self, inbox):
+        self.inbox = Path(inbox)
+
+    def add(self, cls, files):
+        """Save `files` ([(name, bytes)]) as photos of class `cls`; returns how many were saved."""
+        from lessonlib.engine.storage import atomic_write
+        folder = self.inbox / _class_name(cls)
+        saved = 0
+        for name, content in files:
+            name = Path(str(name).replace("\\", "/")).name
+            if not name or name.startswith("."):
+                continue
+            target, n = folder / name, 1
+            while target.exists():
+                target, n = folder / f"{Path(name).stem}-{n}{Path(name).suffix}", n + 1
+            atomic_write(target, lambda f: f.write(content))
+            saved += 1
+        return saved
+
+    def counts(self):
+        if not self.inbox.is_dir():
+            return {}
+        return {p.name: sum(1 for f in p.iterdir() if f.is_file()) for p in sorted(self.inbox.iterdir()) if p.is_dir()}
+
+    def sort(self, dest, **kwargs):
+        """`sort_photos` of every class in the inbox into `dest` (valid_pct, seed, min_per_class as there)."""
+        return sort_photos({name: self.inbox / name for name in self.counts()}, dest, **kwargs)
+
+    def widget(self):
+        import ipywidgets as w
+
+        name = w.Text(description="class", placeholder="e.g. 猫 or cat")
+        upload = w.FileUpload(accept="image/*,.zip,.jfif,.heic,.heif,.avif", multiple=True, description="photos")
+        add = w.Button(description="add to this class", button_style="primary")
+        status = w.HTML()
+
+        def show(message=""):
+            rows = "".join(f"<li>{cls}: {n}</li>" for cls, n in self.counts().items()) or "<li>none yet</li>"
+            status.value = f"{message}<br>In {self.inbox}:<ul>{rows}</ul>"
+
+        def on_add(_):
+            try:
+                n = self.add(name.value, uploaded_files(upload.value))
+                show(f"added {n} file(s) to {name.value.strip()}")
+            except ValueError as e:
+                show(f"<b>{e}</b>")
+
+        add.on_click(on_add)
+        show()
+        return w.VBox([w.HBox([name, upload, add]), status])
+
+
+# ---------------------------------------------------------------- clean: the photos the model finds hardest
+
+class Cleaner:
+    """Look at the photos the model finds hardest and fix what is wrong: relabel, set aside, or keep.
+
+    `candidates` are the `n` photos with the highest loss (the most confident mistakes first): a table of file,
+    true class, predicted class and the probability the model gave the true class. `decisions` holds what you
+    chose ({file: "keep", "set aside" or a class name}). `apply()` writes them: a relabelled photo moves to that
+    class's folder, a photo set aside to `_set_aside/` with its reason. The plan is written first
+    (`_set_aside/cleaning-<n>.json`) and each move is one rename, so a Ctrl-C in the middle leaves every photo
+    in one place or the other, and `apply()` again finishes the job; `undo()` puts the last plan's photos back.
+    Afterwards, build the data again (`ImageClassifierData.from_paths`): the file list has changed, and the
+    cached activations follow it.
+
+    Example:
+        >>> log_preds, y = learn.predict_with_targs()
+        >>> cleaner = Cleaner(PATH, learn.data.val_ds.fnames, y, np.exp(log_preds), learn.data.classes)
+        >>> cleaner.widget()
+        >>> cleaner.decide(cleaner.candidates.file[0], "set aside"); cleaner.apply()
+    """
+
+    def __init__(self, path, files, y, probs, classes, n=12):
+        self.path, self.classes = Path(path), list(classes)
+        probs, y = np.asarray(probs, dtype=float), np.asarray(y)
+        true_p = probs[np.arange(len(y)), y]
+        loss = -np.log(np.clip(true_p, 1e-12, 1))        # the loss of each photo: highest first
+        order = np.argsort(-loss, kind="stable")[:n]
+        self.candidates = pd.DataFrame({"file": [Path(files[i]) for i in order],
+                                        "true": [self.classes[y[i]] for i in order],
+                                        "predicted": [self.classes[int(probs[i].argmax())] for i in order],
+                                        "p_true": true_p[order].round(4)})
+        self.decisions = {}
+
+    def decide(self, file, choice):
+        """Choose "keep", "set aside" or a class name for one of the candidates."""
+        file = Path(file)
+        if file not in set(self.candidates.file):
+            raise ValueError(f"{file} is not one of the photos shown")
+        if choice not in ("keep", "set aside", *self.classes):
+            raise ValueError(f"{choice!r}: choose 'keep', 'set aside' or one of the classes {self.classes}")
+        self.decisions[file] = choice
+        return self.summary()
+
+    def summary(self):
+        counts = pd.Series(["relabel" if c in self.classes else c for c in self.decisions.values()]).value_counts()
+        return ", ".join(f"{n} {what}" for what, n in counts.items()) or "nothing decided yet"
+
+    def plan(self):
+        """[(from, to, why)] for the decisions that move a photo."""
+        moves = []
+        for file, choice in self.decisions.items():
+            true = self.candidates.true[self.candidates.file == file].iloc[0]
+            if choice == "keep" or choice == true:
+                continue
+            split = file.parent.parent.name
+            if choice == "set aside":
+                to, why = self.path / SET_ASIDE / split / file.parent.name / file.name, "set aside while cleaning"
+            else:
+                to, why = file.parent.parent / choice / file.name, f"relabelled from {true} to {choice}"
+            n, planned = 1, {b for _, b, _ in moves}
+            while to.exists() or to in planned:   # a photo of that name is there already: number this one
+                to, n = to.with_name(f"{file.stem}-{n}{file.suffix}"), n + 1
+            moves.append((file, to, why))
+        return moves
+
+    def apply(self):
+        """Carry out the decisions (see the class); returns the moves made, as a table."""
+        import json
+
+        from lessonlib.engine.storage import atomic_write
+        moves = self.plan()
+        if not moves:
+            return pd.DataFrame(columns=["from", "to", "why"])
+        aside = self.path / SET_ASIDE
+        aside.mkdir(exist_ok=True)
+        number = 1 + max((int(p.stem.split("-")[1]) for p in aside.glob("cleaning-*.json")), default=0)
+        record = [{"from": str(a), "to": str(b), "why": why} for a, b, why in moves]
+        atomic_write(aside / f"cleaning-{number}.json",
+                     lambda f: f.write(json.dumps(record, ensure_ascii=False, indent=1)), mode="w")
+        self._carry_out(record)
+        return pd.DataFrame(record)
+
+    def resume(self):
+        """Finish the last plan after an interruption (what `apply` does again)."""
+        record = self._last_plan()
+        self._carry_out(record)
+        return pd.DataFrame(record)
+
+    def undo(self):
+        """Put the photos of the last plan back where they were; returns how many moved back."""
+        record = self._last_plan()
+        back = self._carry_out([{"from": r["to"], "to": r["from"], "why": "undo"} for r in record])
+        (self.path / SET_ASIDE / f"cleaning-{self._last_number()}.json").rename(
+            self.path / SET_ASIDE / f"undone-{self._last_number()}.json")
+        return back
+
+    def _last_number(self):
+        numbers = [int(p.stem.split("-")[1]) for p in (self.path / SET_ASIDE).glob("cleaning-*.json")]
+        if not numbers:
+            raise FileNotFoundError(f"no cleaning plan in {self.path / SET_ASIDE}")
+        return max(numbers)
+
+    def _last_plan(self):
+        import json
+        return json.loads((self.path / SET_ASIDE / f"cleaning-{self._last_number()}.json").read_text())
+
+    @staticmethod
+    def _carry_out(record):
+        from lessonlib.engine.snapshot import deferred_interrupt
+        moved = 0
+        for r in record:
+            src, dst = Path(r["from"]), Path(r["to"])
+            if not src.exists():       # done already (an earlier, interrupted run), or gone
+                continue
+            if dst.exists():
+                raise FileExistsError(f"{dst} exists already: move it away, then run this again")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with deferred_interrupt():   # one rename: the photo is in one place or the other
+                src.rename(dst)
+            moved += 1
+        return moved
+
+    def widget(self, size=2.2):
+        import ipywidgets as w
+
+        rows = []
+        for _, c in self.candidates.iterrows():
+            image = w.Image(value=_thumbnail(c.file), format="png", width=int(size * 60))
+            caption = w.HTML(f"{display_name(c.file.name)}<br>true: {c.true}<br>model: {c.predicted} "
+                             f"(p={c.p_true:.2f} for {c.true})")
+            choice = w.Dropdown(options=["keep", "set aside", *self.classes], value="keep")
+            choice.observe(lambda ch, f=c.file: self.decide(f, ch["new"]), names="value")
+            rows.append(w.VBox([image, caption, choice]))
+        apply, undo, status = w.Button(description="apply", button_style="warning"), w.Button(description="undo"), \
+            w.HTML("nothing decided yet")
+
+        def on_apply(_):
+            done = self.apply()
+            status.value = f"moved {len(done)} photo(s); build the data again to train on the cleaned folders"
+
+        def on_undo(_):
+            status.value = f"put back {self.undo()} photo(s)"
+
+        apply.on_click(on_apply)
+        undo.on_click(on_undo)
+        return w.VBox([w.GridBox(rows, layout=w.Layout(grid_template_columns="repeat(4, 1fr)")),
+                       w.HBox([apply, undo]), status])
+
+
+def _thumbnail(file, side=160):
+    import io
+    img = load_image(file)
+    img.thumbnail((side, side))
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- try the model on a new photo
+
+class TryIt:
+    """Try the trained model on a photo it has never seen: each class's probability and where it looked.
+
+    Example:
+        >>> TryIt(learn).widget()                 # choose a photo; see the probabilities and a Grad-CAM map
+        >>> probs, cam = TryIt(learn).predict("my_cat.jpg")
+    """
+
+    def __init__(self, learn):
+        self.learn = learn
+
+    def predict(self, image):
+        """({class: probability}, Grad-CAM heat map) for `image`: a file, or its bytes."""
+        import io
+
+        import torch
+
+        from lessonlib.interpret import grad_cam
+        learn = self.learn
+        img = load_image(io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image)
+        x = learn.data.tfms.valid(img)
+        device = next(learn.model.parameters()).device
+        with torch.no_grad():
+            out = learn.model.eval()(x[None].to(device)).float().cpu()
+        preds = learn.objective.to_preds(out)[0].numpy()
+        probs = preds if learn.data.is_multi else np.exp(preds)
+        return dict(zip(learn.data.classes, probs.round(4).tolist())), grad_cam(learn, x)
+
+    def draw(self, image, fig=None):
+        import io
+
+        import matplotlib.pyplot as plt
+        import torch
+        import torch.nn.functional as F
+
+        from lessonlib.engine.fonts import use_cjk_font
+        use_cjk_font()
+        probs, cam = self.predict(image)
+        img = load_image(io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image)
+        x = self.learn.data.tfms.valid(img)
+        big = F.interpolate(torch.as_tensor(cam)[None, None], size=x.shape[1:], mode="bilinear")[0, 0]
+        fig = fig or plt.figure(figsize=(8, 3.2))
+        left, right = fig.subplots(1, 2)
+        left.imshow(x.permute(1, 2, 0).numpy())
+        left.imshow(big.numpy(), cmap="jet", alpha=0.4)
+        left.set_title("where it looked (Grad-CAM)")
+        left.axis("off")
+        names = list(probs)
+        right.barh(names, [probs[n] for n in names])
+        right.set(xlim=(0, 1), xlabel="probability", title=f"its answer: {max(probs, key=probs.get)}")
+        fig.tight_layout()
+        return fig
+
+    def widget(self):
+        import ipywidgets as w
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        upload = w.FileUpload(accept="image/*,.jfif", multiple=False, description="a photo")
+        out = w.Output()
+
+        def show(_):
+            files = uploaded_files(upload.value)
+            if not files:
+                return
+            with out:
+                out.clear_output(wait=True)
+                try:
+                    fig = self.draw(files[-1][1])
+                    display(fig)
+                    plt.close(fig)
+                except Exception as e:   # an unreadable file: say so in the widget, do not break it
+                    print(f"{files[-1][0]} cannot be used: {type(e).__name__}: {e}")
+
+        upload.observe(show, names="value")
+        return w.VBox([upload, out])

@@ -22,10 +22,10 @@ LAYERS = [
     ["models", "metrics", "schedules", "recorder", "viz"],
     ["engine.weights", "engine.distributed", "transforms", "engine.steps"],   # weights; processes; a step here
     ["data"],
-    ["datasets", "training", "photos"],
+    ["datasets", "training"],
     ["precompute", "lr_finder", "engine.checkpoints", "convviz", "interpret"],
     ["learner"],
-    ["keras_compare", "widgets", "engine.doctor", "glossary"],
+    ["keras_compare", "widgets", "engine.doctor", "glossary", "photos"],
     ["exercises", "__init__"],
     ["__main__"],
 ]

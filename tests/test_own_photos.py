@@ -2,6 +2,7 @@
 reads, files that are left out said out loud, float and 16-bit images, class names in any Unicode form."""
 import unicodedata
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -263,3 +264,97 @@ def test_the_teaching_photos_verify_clean():
     from lessonlib import datasets
     from lessonlib.photos import verify_images
     assert verify_images(datasets.get("dogscats-mini", smoke=False)).empty
+
+
+# ---------------------------------------------------------------- the widgets' state, without a browser
+
+def test_the_uploader_takes_either_ipywidgets_form_and_sorts_the_inbox(tmp_path):
+    from lessonlib.photos import PhotoUploader, uploaded_files
+    photos = _photos(tmp_path / "camera", 12, seed=5)
+    v8 = tuple({"name": p.name, "content": memoryview(p.read_bytes())} for p in photos[:6])   # ipywidgets 8
+    v7 = {p.name: {"content": p.read_bytes(), "metadata": {}} for p in photos[6:]}          # 7.7, Colab
+    assert [n for n, _ in uploaded_files(v8)] == [p.name for p in photos[:6]]
+    up = PhotoUploader(tmp_path / "inbox")
+    assert up.add("猫", uploaded_files(v8)) == 6 and up.add(" 狗 ", uploaded_files(v7)) == 6
+    assert up.add("猫", [("../../evil.jpg", photos[0].read_bytes())]) == 1   # a name, never a path
+    assert not (tmp_path / "evil.jpg").exists() and up.counts() == {"狗": 6, "猫": 7}
+    with pytest.raises(ValueError, match="class name"):
+        up.add("", uploaded_files(v8))
+    table = up.sort(tmp_path / "pets", min_per_class=5)
+    assert set(table["class"]) == {"猫", "狗"} and table[["train", "valid"]].sum().sum() == 13
+
+
+def _cleaner(tmp_path):
+    from lessonlib.photos import Cleaner
+    for split, n in (("train", 4), ("valid", 4)):
+        for c, cls in enumerate(("cats", "dogs")):
+            _photos(tmp_path / "pets" / split / cls, n, seed=10 * c + n + (split == "valid"))
+    files = sorted((tmp_path / "pets" / "valid").glob("*/*.jpg"))
+    y = np.array([0 if f.parent.name == "cats" else 1 for f in files])
+    p_cat = np.linspace(0.05, 0.95, len(files))           # some confident mistakes, some right
+    probs = np.stack([p_cat, 1 - p_cat], 1)
+    return Cleaner(tmp_path / "pets", files, y, probs, ["cats", "dogs"], n=4), files
+
+
+def test_the_cleaner_shows_the_hardest_photos_and_its_decisions_drive_what_it_writes(tmp_path):
+    cleaner, files = _cleaner(tmp_path)
+    c = cleaner.candidates
+    assert len(c) == 4 and (c.p_true.diff().dropna() >= 0).all()   # the worst first: lowest p for the truth
+    assert (c.true != c.predicted).all()
+    first, second, third = c.file[0], c.file[1], c.file[2]
+    assert cleaner.summary() == "nothing decided yet"
+    cleaner.decide(first, "set aside")
+    cleaner.decide(second, "dogs" if c.true[1] == "cats" else "cats")
+    cleaner.decide(third, "keep")
+    with pytest.raises(ValueError, match="choose"):
+        cleaner.decide(third, "birds")
+    with pytest.raises(ValueError, match="not one of the photos"):
+        cleaner.decide(files[0].parent / "other.jpg", "keep")
+    assert "1 set aside" in cleaner.summary() and "1 relabel" in cleaner.summary()
+    done = cleaner.apply()
+    assert len(done) == 2 and not first.exists() and not second.exists() and third.exists()
+    assert (tmp_path / "pets" / "_set_aside" / "valid" / first.parent.name / first.name).is_file()
+    relabelled = Path(done.to[done["from"] == str(second)].iloc[0])
+    assert relabelled.parent == second.parent.parent / c.predicted[1] and relabelled.is_file()
+    assert relabelled.name != second.name or not (second.parent.parent / c.predicted[1] / second.name).exists()
+    assert cleaner.undo() == 2 and first.exists() and second.exists()
+
+
+def test_a_ctrl_c_while_the_cleaner_writes_leaves_every_photo_in_one_place(tmp_path, monkeypatch):
+    from pathlib import Path as P
+    cleaner, _ = _cleaner(tmp_path)
+    for f in cleaner.candidates.file:
+        cleaner.decide(f, "set aside")
+    everything = sorted(p.name for p in (tmp_path / "pets").rglob("*.jpg"))
+    real_rename, calls = P.rename, []
+
+    def interrupted(self, target):
+        calls.append(self)
+        if len(calls) == 3:
+            raise KeyboardInterrupt   # the student presses the stop button during the third move
+        return real_rename(self, target)
+    monkeypatch.setattr(P, "rename", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cleaner.apply()
+    monkeypatch.setattr(P, "rename", real_rename)
+    assert sorted(p.name for p in (tmp_path / "pets").rglob("*.jpg")) == everything   # none lost, none doubled
+    cleaner.resume()
+    assert all(not f.exists() for f in cleaner.candidates.file)
+    assert len(list((tmp_path / "pets" / "_set_aside").rglob("*.jpg"))) == 4
+    assert cleaner.undo() == 4 and all(f.exists() for f in cleaner.candidates.file)
+
+
+def test_try_it_gives_probabilities_and_a_heat_map_for_a_new_photo(tmp_path):
+    from lessonlib import ConvLearner
+    from lessonlib.photos import TryIt
+    root = make_folders(tmp_path / "pets", classes=("猫", "狗"))
+    data = ImageClassifierData.from_paths(root, tfms=TFMS, bs=4)
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    photo = _photos(tmp_path / "new", 1, seed=9)[0]
+    probs, cam = TryIt(learn).predict(photo)
+    assert list(probs) == ["狗", "猫"] and abs(sum(probs.values()) - 1) < 1e-3
+    assert cam.ndim == 2 and 0 <= cam.min() and cam.max() <= 1
+    same, _ = TryIt(learn).predict(photo.read_bytes())       # what the upload widget hands over
+    assert same == probs
+    fig = TryIt(learn).draw(photo)
+    assert len(fig.axes) == 2
