@@ -227,6 +227,17 @@ def _freeze_to_late(answer):
     return isinstance(answer, int) and not isinstance(answer, bool) and answer == GROUP_NAMES.index("late body")
 
 
+def _valid_count(answer, path, cls):
+    folder = Path(path) / "valid" / cls
+    return answer is not None and not isinstance(answer, bool) and int(answer) == len(
+        [f for f in folder.iterdir() if f.is_file()])
+
+
+def _worst_photo(answer, files, log_preds, y):
+    p_true = np.exp(np.asarray(log_preds))[np.arange(len(y)), np.asarray(y)]
+    return answer is not None and Path(str(answer)) == Path(files[int(np.argmin(p_true))])
+
+
 EXERCISES = {
     "00-count-dogs": Exercise(
         "How many photos of dogs are in the training set?",
@@ -377,6 +388,18 @@ EXERCISES = {
         "i = [f.name for f in data.test_ds.fnames].index('0001.jpg')\n"
         "answer = probs[i, data.classes.index('dogs')]",
         _test_dog_probability),
+    "10-valid-count": Exercise(
+        "How many photos of the class `cls` are in your validation folder now (after verify_images set some aside)?",
+        "Count the files in PATH/'valid'/cls: `len(list((PATH / 'valid' / cls).iterdir()))`.",
+        "answer = len(list((PATH / 'valid' / cls).iterdir()))",
+        _valid_count),
+    "10-worst-photo": Exercise(
+        "Which validation photo does the model find hardest: the one where it gives its true class the lowest "
+        "probability? Give its file (an item of `files`).",
+        "`np.exp(log_preds)` are the probabilities; pick each photo's true class with "
+        "`probs[np.arange(len(y)), y]`, then `np.argmin` finds the lowest.",
+        "p_true = np.exp(log_preds)[np.arange(len(y)), y]\nanswer = files[int(np.argmin(p_true))]",
+        _worst_photo),
     "09-f2-by-hand": Exercise(
         "A chip has the tags `clear primary`; the model predicts `clear water`. What is its F2?",
         "Precision = right predicted tags / predicted tags; recall = right predicted tags / true tags. "

@@ -11,6 +11,7 @@ import hashlib
 import shutil
 import tempfile
 import unicodedata
+import warnings
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -20,7 +21,8 @@ from PIL import Image
 
 from lessonlib.data import display_name, image_files, load_image, readable_extensions, unused_files
 
-__all__ = ["photo_hash", "sort_photos", "verify_images"]
+__all__ = ["Cleaner", "PhotoUploader", "TryIt", "example_inbox", "photo_hash", "sort_photos", "uploaded_files",
+           "verify_images"]
 
 SET_ASIDE = "_set_aside"
 NEAR = 6   # at most this many of the 64 bits of `photo_hash` differ: the same photo, resaved or resized
@@ -36,8 +38,10 @@ def _class_name(name):
     return name
 
 
-def _photos_in(source, unpack_to):
-    """The image files of `source`: one file, a folder (and its subfolders), or a .zip (unpacked safely)."""
+def _photos_in(source, unpack_to, left_out=None):
+    """The image files of `source`: one file, a folder (and its subfolders), or a .zip (unpacked safely).
+    What is not used goes into `left_out` ({reason: [names]})."""
+    left_out = {} if left_out is None else left_out
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(f"{source} does not exist")
@@ -45,18 +49,30 @@ def _photos_in(source, unpack_to):
         with zipfile.ZipFile(source) as z:
             for member in z.infolist():
                 parts = PurePosixPath(member.filename).parts
-                if member.is_dir() or ".." in parts or member.filename.startswith("/") or any(
-                        p.startswith(".") or p == "__MACOSX" for p in parts):
-                    continue   # folders, paths that would leave the folder, macOS's extra files
+                if ".." in parts or member.filename.startswith("/"):
+                    left_out.setdefault("a path that would leave the .zip's folder (refused)", []).append(
+                        member.filename)
+                    continue
+                if member.is_dir() or any(p.startswith(".") or p == "__MACOSX" for p in parts):
+                    continue   # folders; hidden files and macOS's extra copies hold no photos
                 target = unpack_to / source.stem / Path(*parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with z.open(member) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
-        return _photos_in(unpack_to / source.stem, unpack_to)
+        return _photos_in(unpack_to / source.stem, unpack_to, left_out)
     if source.is_file():
-        return [source] if source.suffix.lower() in readable_extensions() else []
+        if source.suffix.lower() in readable_extensions():
+            return [source]
+        for reason, names in unused_files(source.parent).items():
+            if source.name in names:
+                left_out.setdefault(reason, []).append(source.name)
+        return []
     inside = [p for p in sorted(source.rglob("*"))
               if p.is_dir() and not any(x.startswith(".") for x in p.relative_to(source).parts)]
+    for folder in [source, *inside]:
+        for reason, names in unused_files(folder).items():
+            if not reason.startswith(("a folder", "hidden")):   # subfolders are searched; hidden files are not photos
+                left_out.setdefault(reason, []).extend(names)
     return sorted(f for folder in [source, *inside] for f in image_files(folder))
 
 
@@ -80,17 +96,20 @@ def sort_photos(sources, dest, valid_pct=0.2, seed=42, min_per_class=5):
         raise ValueError(f"valid_pct={valid_pct!r}: give a share between 0 and 1, e.g. 0.2")
     if len(sources) < 2:
         raise ValueError("a classifier needs at least two classes: give photos for two or more")
-    rows, rng = [], np.random.RandomState(seed)
+    rows, rng, skipped = [], np.random.RandomState(seed), {}
     with tempfile.TemporaryDirectory(prefix=".sorting-", dir=dest.parent if dest.parent.exists() else None) as tmp:
         work, unpacked = Path(tmp) / "out", Path(tmp) / "unpacked"
-        names = {}
+        given_as = {}
         for cls, given in sources.items():
             name = _class_name(cls)
-            if name in names:
-                raise ValueError(f"the class {name!r} is given twice ({names[name]!r} and {cls!r})")
-            names[name] = cls
+            if name in given_as:
+                raise ValueError(f"the class {name!r} is given twice ({given_as[name]!r} and {cls!r})")
+            given_as[name] = cls
             given = given if isinstance(given, (list, tuple)) else [given]
-            files = [f for g in given for f in _photos_in(g, unpacked / name)]
+            left_out = {}
+            files = [f for g in given for f in _photos_in(g, unpacked / name, left_out)]
+            for reason, files_left in left_out.items():
+                skipped.setdefault(reason, []).extend(f"{name}: {n}" for n in files_left)
             if len(files) < min_per_class:
                 raise ValueError(f"class {name!r} has {len(files)} photo(s); it needs at least {min_per_class} "
                                  f"(more is better: 20 or more per class for a first try)")
@@ -99,10 +118,15 @@ def sort_photos(sources, dest, valid_pct=0.2, seed=42, min_per_class=5):
             for i, k in enumerate(order):
                 split = "valid" if i < n_valid else "train"
                 _copy_unique(files[k], work / split / name)
-            rows.append({"class": name, "train": len(files) - n_valid, "valid": n_valid})
+            rows.append({"class": name, "train": len(files) - n_valid, "valid": n_valid,
+                         "left out": sum(len(v) for v in left_out.values())})
         dest.mkdir(parents=True, exist_ok=True)
         for split in ("train", "valid"):
             shutil.move(str(work / split), str(dest / split))   # whole folders, once everything is ready
+    if skipped:
+        lines = [f"  {len(names)} {reason}: {', '.join(names[:3])}" + (", ..." if len(names) > 3 else "")
+                 for reason, names in skipped.items()]
+        warnings.warn("some files were not copied:\n" + "\n".join(lines), stacklevel=2)
     return pd.DataFrame(rows)
 
 
@@ -525,3 +549,43 @@ class TryIt:
 
         upload.observe(show, names="value")
         return w.VBox([upload, out])
+
+
+# ---------------------------------------------------------------- photos to practise on, as a phone exports them
+
+def example_inbox(dest, per_class=40, seed=0):
+    """A folder like the photos a student brings: `dest/猫/` and `dest/狗/`, from the packaged Dogs vs Cats photos,
+    with what real collections hold: a photo stored sideways with an EXIF orientation (as phones do), one saved
+    as .jfif (as browsers do), the same photo twice, one resized copy, a file that is not a photo at all, an
+    iPhone .heic (unreadable here without a plugin) and a thumbnail too small to learn from. Returns `dest`."""
+    import io
+
+    from lessonlib import datasets
+    dest = Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists already: give a new folder")
+    source = datasets.get("dogscats-mini", smoke=False)
+    rng = np.random.RandomState(seed)
+    for cls, folder in (("猫", "cats"), ("狗", "dogs")):
+        files = image_files(source / "train" / folder) + image_files(source / "valid" / folder)
+        picked = [files[i] for i in sorted(rng.choice(len(files), per_class, replace=False))]
+        out = dest / cls
+        out.mkdir(parents=True)
+        for i, f in enumerate(picked):
+            shutil.copy2(f, out / f"IMG_{i:04d}.jpg")
+    cats, dogs = dest / "猫", dest / "狗"
+    photo = load_image(cats / "IMG_0000.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6                        # "turn me 90° clockwise to show me": stored lying on its side
+    photo.transpose(Image.Transpose.ROTATE_90).save(cats / "IMG_0000.jpg", quality=92, exif=exif)
+    (cats / "IMG_0001.jpg").rename(cats / "saved_from_the_web.jfif")
+    shutil.copy2(dogs / "IMG_0002.jpg", dogs / "IMG_0002 (1).jpg")                      # the same photo twice
+    small = load_image(dogs / "IMG_0003.jpg")
+    small.resize((small.width * 3 // 4, small.height * 3 // 4)).save(dogs / "IMG_0003_edited.jpg", quality=80)
+    (cats / "IMG_0004.jpg").write_bytes((cats / "IMG_0004.jpg").read_bytes()[:2000])   # cut off mid-copy
+    (dogs / "notes.jpg").write_text("the dog park, Sunday")                              # not a photo at all
+    (dogs / "IMG_5001.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00")    # an iPhone photo
+    buffer = io.BytesIO()
+    load_image(cats / "IMG_0005.jpg").resize((40, 30)).save(buffer, format="PNG")
+    (cats / "thumbnail.png").write_bytes(buffer.getvalue())
+    return dest

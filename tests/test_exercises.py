@@ -71,6 +71,8 @@ def context(tmp_path, request):
             "06-upper-side": {}, "06-cell-by-hand": {}, "06-maxpool-shape": {},
             "08-keras-freeze-100": {}, "08-freeze-to": {},
             "09-f2-by-hand": {}, "09-best-threshold": {"probs": np.exp(log_preds), "targs": np.eye(2)[y]},
+            "10-valid-count": {"path": path, "cls": "cats"},
+            "10-worst-photo": {"files": [path / f"p{i}.jpg" for i in range(4)], "log_preds": log_preds, "y": y},
             "03-overfitting": {"runs": histories()}, "04-precompute-off": {"learn": FakeLearner()},
             "05-differential-rates": {}, "06-dense-by-hand": {}, "07-submission-rows": {"data": FakeTestData()},
             "07-test-dog": {"data": FakeTestData(), "probs": np.array([[0.9, 0.1], [0.25, 0.75], [0.5, 0.5]])}}

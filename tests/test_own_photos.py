@@ -192,13 +192,16 @@ def test_sort_photos_makes_the_lessons_layout_from_folders_zips_and_files(tmp_pa
             z.write(p, f"album/{p.name}")      # same names as the folder's: numbered, not overwritten
         z.writestr("../escape.jpg", b"x")     # a path that would leave the folder: skipped
         z.writestr("__MACOSX/album/._IMG_0000.jpg", b"x")
-    table = sort_photos({"猫": tmp_path / "phone" / "cats", "狗": [tmp_path / "web", tmp_path / "more_dogs.zip"]},
-                        tmp_path / "pets", valid_pct=0.2, seed=0)
-    assert table.to_dict("records") == [{"class": "猫", "train": 8, "valid": 2}, {"class": "狗", "train": 8, "valid": 2}]
+    with pytest.warns(UserWarning, match="would leave"):
+        table = sort_photos({"猫": tmp_path / "phone" / "cats", "狗": [tmp_path / "web", tmp_path / "more_dogs.zip"]},
+                            tmp_path / "pets", valid_pct=0.2, seed=0)
+    assert table.to_dict("records") == [{"class": "猫", "train": 8, "valid": 2, "left out": 0},
+                                        {"class": "狗", "train": 8, "valid": 2, "left out": 1}]   # ../escape.jpg
     assert sorted(p.name for p in (tmp_path / "pets" / "train").iterdir()) == ["狗", "猫"]
     assert not (tmp_path / "escape.jpg").exists()
-    again = sort_photos({"猫": tmp_path / "phone" / "cats", "狗": [tmp_path / "web", tmp_path / "more_dogs.zip"]},
-                        tmp_path / "pets2", valid_pct=0.2, seed=0)
+    with pytest.warns(UserWarning):
+        again = sort_photos({"猫": tmp_path / "phone" / "cats", "狗": [tmp_path / "web", tmp_path / "more_dogs.zip"]},
+                            tmp_path / "pets2", valid_pct=0.2, seed=0)
     assert again.equals(table)
     same = [sorted(p.name for p in (tmp_path / d / "valid" / "猫").iterdir()) for d in ("pets", "pets2")]
     assert same[0] == same[1]                  # the same seed, the same split
@@ -358,3 +361,13 @@ def test_try_it_gives_probabilities_and_a_heat_map_for_a_new_photo(tmp_path):
     assert same == probs
     fig = TryIt(learn).draw(photo)
     assert len(fig.axes) == 2
+
+
+def test_files_left_out_of_one_class_are_reported_and_the_next_classes_still_sort(tmp_path):
+    from lessonlib.photos import sort_photos
+    for name, seed in (("a", 1), ("b", 2), ("c", 3)):
+        _photos(tmp_path / name, 5, seed=seed)
+    (tmp_path / "a" / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    with pytest.warns(UserWarning, match=r"a: phone\.heic"):
+        table = sort_photos({"a": tmp_path / "a", "b": tmp_path / "b", "c": tmp_path / "c"}, tmp_path / "out")
+    assert table["left out"].tolist() == [1, 0, 0] and table["class"].tolist() == ["a", "b", "c"]
