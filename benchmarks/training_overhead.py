@@ -114,7 +114,7 @@ def main():
     parser.add_argument("--bs", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2, help="epochs of (a) and of (b), alternating")
     parser.add_argument("--micro-bs", type=int, default=None,
-                        help="images per piece of the body (learn.micro_bs; 0: whole mini-batches); default: "
+                        help="images per piece of the body (learn.body_piece; 0: whole mini-batches); default: "
                              "lessonlib's choice (8 on a CPU, whole mini-batches on a GPU)")
     parser.add_argument("--weights", default="imagenet", choices=("imagenet", "random"),
                         help="random: time the network itself where its ImageNet weights are not at hand")
@@ -151,7 +151,7 @@ def main():
     result["compiled"] = args.compile
     model = learn.policy.prepare(learn.model)
     if args.micro_bs is not None:
-        learn.micro_bs = args.micro_bs or None
+        learn.body_piece = args.micro_bs or None
     policy = learn.policy.but(body_piece=learn._run_policy().body_piece)   # the same pieces for all three
     result["micro_bs"] = policy.body_piece
     lessonlib_speeds, minimal_speeds = [], []

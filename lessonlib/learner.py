@@ -26,27 +26,27 @@ from lessonlib.recorder import Recorder
 from lessonlib.schedules import sgdr, sgdr_epochs
 from lessonlib.engine.weights import create_body
 
-__all__ = ["ConvLearner", "GROUP_NAMES", "pieces_for"]
+__all__ = ["ConvLearner", "GROUP_NAMES", "body_piece_for"]
 
 GROUP_NAMES = ["early body", "late body", "head"]
 
 
-def pieces_for(policy, model, micro_bs="auto"):
+def body_piece_for(policy, model, body_piece="auto"):
     """Images per piece of a mini-batch through `model.body` in training (None: the whole mini-batch).
 
-    `micro_bs` is `learn.micro_bs`: "auto" takes the policy's `body_piece` only where pieces give exactly the
+    `body_piece` is `learn.body_piece`: "auto" takes the policy's `body_piece` only where pieces give exactly the
     whole mini-batch's update, i.e. when no BatchNorm layer of the body trains (a frozen body, or
     `bn_freeze(True)`); a number forces pieces of that size (BatchNorm layers that train then see one piece
     at a time); None sends whole mini-batches. benchmarks/micro_batches.py measures what pieces save.
     """
-    if micro_bs == "auto":
+    if body_piece == "auto":
         bn_trains = not model.bn_frozen and any(
             any(p.requires_grad for p in m.parameters()) for m in models.batchnorm_layers(model.body))
         return None if bn_trains else policy.body_piece
-    if micro_bs is not None and (isinstance(micro_bs, bool) or not isinstance(micro_bs, int) or micro_bs < 1):
-        raise ValueError(f"learn.micro_bs = {micro_bs!r}: use \"auto\", None, or a whole number of images "
+    if body_piece is not None and (isinstance(body_piece, bool) or not isinstance(body_piece, int) or body_piece < 1):
+        raise ValueError(f"learn.body_piece = {body_piece!r}: use \"auto\", None, or a whole number of images "
                          f"such as 16")
-    return micro_bs
+    return body_piece
 
 
 class ConvLearner:
@@ -69,7 +69,7 @@ class ConvLearner:
         else:               # one class per image: softmax over the classes
             self.objective = training.Objective(nn.CrossEntropyLoss(), tuple(metrics or [accuracy]))
         self.history, self.sched = pd.DataFrame(), None
-        self.micro_bs = "auto"   # images per piece of a mini-batch through the body (see _body_piece)
+        self.body_piece = "auto"   # images per piece of a mini-batch through the body (see body_piece_for)
         self._precompute, self._cache = False, ActivationCache()
         self.model.eval()
         self.freeze()
@@ -198,11 +198,11 @@ class ConvLearner:
         return model, optimizer, [name for name, _, _ in chosen], self._run_policy()
 
     def _run_policy(self):
-        """The policy of this run's steps: pieces of the body from `learn.micro_bs` (`pieces_for`); the head
+        """The policy of this run's steps: pieces of the body from `learn.body_piece` (`body_piece_for`); the head
         alone (precompute) in float32, as `models.head_forward` runs it."""
         if self.precompute:
             return self.policy.but(body_piece=None, precision="fp32")
-        return self.policy.but(body_piece=pieces_for(self.policy, self.model, self.micro_bs))
+        return self.policy.but(body_piece=body_piece_for(self.policy, self.model, self.body_piece))
 
     def fit(self, lrs, n_cycle, cycle_len=None, cycle_mult=1, wd=0.0, momentum=0.9):
         """Train with SGD (momentum 0.9) and print the table `[epoch, trn_loss, val_loss, accuracy, time]`.

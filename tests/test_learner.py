@@ -246,17 +246,17 @@ def test_pieces_by_default_only_when_they_give_the_same_update(data, cpu, monkey
     learn.policy = cpu.but(body_piece=None)          # a GPU's policy: whole mini-batches
     assert learn._run_policy().body_piece is None
     learn.policy = cpu
-    learn.micro_bs = None
+    learn.body_piece = None
     assert learn._run_policy().body_piece is None
     for wrong in (0, 2.5, True, "16"):
-        learn.micro_bs = wrong
-        with pytest.raises(ValueError, match="learn.micro_bs"):
+        learn.body_piece = wrong
+        with pytest.raises(ValueError, match="learn.body_piece"):
             learn._run_policy().body_piece
-    learn.micro_bs = 2
+    learn.body_piece = 2
     learn.bn_freeze(False)
     assert learn._run_policy().body_piece == 2                  # a number forces pieces
     seen, step = [], training.train_step
-    monkeypatch.setattr(training, "train_step", lambda *a: seen.append(a[5].piece) or step(*a))
+    monkeypatch.setattr(training, "train_step", lambda *a: seen.append(a[5].body_piece) or step(*a))
     learn.fit(1e-3, 1)                                  # the data's mini-batches of 4 go in pieces of 2
     assert seen and set(seen) == {2}
     assert len(learn.history) == 1 and np.isfinite(learn.history.trn_loss.iloc[-1])

@@ -9,7 +9,7 @@ import torch
 from lessonlib import training
 from lessonlib.data import ImageClassifierData
 from lessonlib.learner import ConvLearner
-from lessonlib.engine.policy import CPU_PIECE, Policy, resolve_policy
+from lessonlib.engine.policy import CPU_BODY_PIECE, Policy, resolve_policy
 from lessonlib.engine.doctor import doctor
 from lessonlib.transforms import tfms_from_model, transforms_side_on
 from tests.helpers import make_folders
@@ -27,7 +27,7 @@ def test_the_cpu_policy_and_what_printing_it_shows(fake_cpu_bf16, monkeypatch, n
     assert (policy.precision, policy.backprop_precision) == (("bf16" if native else "fp32"), "fp32")
     assert ("where the body trains" in str(policy)) == native
     assert policy.channels_last and not policy.pin_memory and policy.image_cache_mb == 0
-    assert policy.body_piece == CPU_PIECE and not policy.augment_on_device
+    assert policy.body_piece == CPU_BODY_PIECE and not policy.augment_on_device
     text = str(policy)
     for field in ("device", "precision", "channels_last", "num_workers", "pin_memory", "image_cache_mb",
                   "augment_on_device", "body_piece", "compile", "why"):

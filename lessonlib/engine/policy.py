@@ -24,7 +24,7 @@ import torch
 from lessonlib.engine.runtime import default_device
 from lessonlib.engine.settings import PRECISIONS, settings
 
-__all__ = ["CPU_PIECE", "PRECISIONS", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_bf16", "cpu_workers",
+__all__ = ["CPU_BODY_PIECE", "PRECISIONS", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_bf16", "cpu_workers",
            "measured_cpu_bf16", "resolve_policy"]
 
 # Why a CPU back-propagates through the body in float32 even where it computes bfloat16 natively: a fine-tuning
@@ -37,7 +37,7 @@ CPU_BACKPROP_WHY = ("on CPUs with native bfloat16 a fine-tuning step measured sl
 
 # Images per piece of a mini-batch through the body on a CPU: activations of 8 images at 224 px stay in
 # the CPU's caches (benchmarks/micro_batches.py measures it).
-CPU_PIECE = 8
+CPU_BODY_PIECE = 8
 
 
 def _read(path):
@@ -305,10 +305,10 @@ def _resolve(device):
     else:
         reasons.append(f"fp32: {why}")
     return Policy(device, "bf16" if bf16 else "fp32", "fp32", channels_last=True, num_workers=0 if cores <= 2 else min(4, cores // 2),
-                  body_piece=CPU_PIECE, compile_missing=_compile_missing(device), threads=cores,
+                  body_piece=CPU_BODY_PIECE, compile_missing=_compile_missing(device), threads=cores,
                   reasons=tuple(reasons + [f"{cores} cores: " + ("no loader workers, the model needs them all"
                                                                   if cores <= 2 else "some loader workers"),
-                                           f"the body takes mini-batches {CPU_PIECE} images at a time where that "
+                                           f"the body takes mini-batches {CPU_BODY_PIECE} images at a time where that "
                                            f"gives the same update (faster, less memory)"]))
 
 

@@ -30,7 +30,7 @@ class StepPlan:
     def __init__(self, policy, model, optimizer, keep_finite=True):
         self.policy = policy
         self.scaler = torch.amp.GradScaler(policy.device.type, enabled=policy.precision == "fp16")
-        self.piece = policy.body_piece if isinstance(model, ConvNet) else None   # images per piece of the body
+        self.body_piece = policy.body_piece if isinstance(model, ConvNet) else None   # images per piece of the body
         self.before = Snapshot(model, optimizer, weights="trainable") if keep_finite else None
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self._pending = None   # the body's share of the backward pass, when it runs in pieces
@@ -49,11 +49,11 @@ class StepPlan:
 
     def forward(self, model, x):
         """`model(x)`; in pieces, the body runs without keeping its graph and `backward` runs it again."""
-        if not self.piece or self.piece >= len(x):
+        if not self.body_piece or self.body_piece >= len(x):
             return model(x)
         rng = Snapshot(rng=True).take()                      # replayed when the body runs again
         with torch.no_grad():
-            features = forward_in_pieces(model.body, x, self.piece)
+            features = forward_in_pieces(model.body, x, self.body_piece)
         features.requires_grad_()
         self._pending = (model.body, x, features, rng)
         return head_forward(model.head, features)            # the head (and its BatchNorm) sees the whole batch
@@ -63,7 +63,7 @@ class StepPlan:
         self.scaler.scale(loss).backward()
         pending, self._pending = self._pending, None
         if pending is not None:
-            _body_backward(*pending, self.piece, self.policy)
+            _body_backward(*pending, self.body_piece, self.policy)
 
     def step(self, optimizer, loss):
         """`optimizer.step()`, whole even on Ctrl-C; refused (FloatingPointError, everything as before
