@@ -439,15 +439,19 @@ class Cleaner:
         import ipywidgets as w
 
         rows = []
+        apply, undo, status = w.Button(description="apply", button_style="warning"), w.Button(description="undo"), \
+            w.HTML(f"chosen: {self.summary()}")
+
+        def choose(change, file):
+            status.value = f"chosen: {self.decide(file, change['new'])}"
+
         for _, c in self.candidates.iterrows():
             image = w.Image(value=_thumbnail(c.file), format="png", width=int(size * 60))
             caption = w.HTML(f"{display_name(c.file.name)}<br>true: {c.true}<br>model: {c.predicted} "
                              f"(p={c.p_true:.2f} for {c.true})")
             choice = w.Dropdown(options=["keep", "set aside", *self.classes], value="keep")
-            choice.observe(lambda ch, f=c.file: self.decide(f, ch["new"]), names="value")
+            choice.observe(lambda change, f=c.file: choose(change, f), names="value")
             rows.append(w.VBox([image, caption, choice]))
-        apply, undo, status = w.Button(description="apply", button_style="warning"), w.Button(description="undo"), \
-            w.HTML("nothing decided yet")
 
         def on_apply(_):
             done = self.apply()

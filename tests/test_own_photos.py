@@ -371,3 +371,34 @@ def test_files_left_out_of_one_class_are_reported_and_the_next_classes_still_sor
     with pytest.warns(UserWarning, match=r"a: phone\.heic"):
         table = sort_photos({"a": tmp_path / "a", "b": tmp_path / "b", "c": tmp_path / "c"}, tmp_path / "out")
     assert table["left out"].tolist() == [1, 0, 0] and table["class"].tolist() == ["a", "b", "c"]
+
+
+def test_the_widgets_controls_drive_their_state_and_output(tmp_path):
+    """What a student's clicks do, through the controls themselves (ipywidgets, no browser)."""
+    import datetime
+
+    from lessonlib.photos import PhotoUploader
+    photos = _photos(tmp_path / "camera", 6, seed=7)
+    up = PhotoUploader(tmp_path / "inbox")
+    box = up.widget()
+    (name, upload, add), status = box.children[0].children, box.children[1]
+    name.value = "狗"
+    upload.value = tuple({"name": p.name, "content": memoryview(p.read_bytes()), "type": "image/jpeg",
+                          "size": p.stat().st_size, "last_modified": datetime.datetime.now(datetime.timezone.utc)}
+                         for p in photos)
+    add.click()
+    assert up.counts() == {"狗": 6} and "added 6 file(s) to 狗" in status.value
+    name.value = "a/b"
+    add.click()
+    assert "class name" in status.value and up.counts() == {"狗": 6}
+
+    cleaner, _ = _cleaner(tmp_path)
+    box = cleaner.widget()
+    grid, (apply, undo), status = box.children[0], box.children[1].children, box.children[2]
+    first = grid.children[0].children[2]                  # the first photo's dropdown
+    first.value = "set aside"
+    assert cleaner.decisions == {cleaner.candidates.file[0]: "set aside"} and "1 set aside" in status.value
+    apply.click()
+    assert not cleaner.candidates.file[0].exists() and "moved 1 photo" in status.value
+    undo.click()
+    assert cleaner.candidates.file[0].exists() and "put back 1" in status.value
