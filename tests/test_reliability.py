@@ -574,3 +574,66 @@ def test_an_unreadable_folder_in_the_mirror_is_named_as_the_one_that_cannot_be_r
     with pytest.raises(storage.StorageError, match=rf"cannot read {mirror}.*make it readable") as info:
         datasets.get("dogscats-mini")
     assert "cannot write" not in str(info.value) and "LESSONLIB_HOME" not in str(info.value)
+
+
+def test_bursts_of_ctrl_c_during_a_cache_write_leave_the_old_file_or_the_new_one_and_no_temporary(tmp_path,
+                                                                                                monkeypatch):
+    """Saves of activations, scans and models go through atomic_write: whatever presses arrive, and however many,
+    the file is whole (before or after) and no temporary file stays behind."""
+    import pathlib
+    import signal
+    import threading
+    import time
+
+    from lessonlib.engine.storage import atomic_write
+    real_unlink = pathlib.Path.unlink
+
+    def slow_unlink(self, *args, **kwargs):   # deleting as slowly as on a network disk: presses land meanwhile
+        time.sleep(0.002)
+        return real_unlink(self, *args, **kwargs)
+    monkeypatch.setattr(pathlib.Path, "unlink", slow_unlink)
+    armed = [False]
+
+    def ctrl_c(*_):   # every press raises while a write is under way: a burst, not one press
+        if armed[0]:
+            raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGINT, ctrl_c)
+    main, rng = threading.main_thread().ident, np.random.default_rng(0)
+    dest = tmp_path / "cache" / "activations.pt"
+    versions = [bytes([i]) * 400_000 for i in range(41)]
+    atomic_write(dest, lambda f: f.write(versions[0]))
+    interrupted = 0
+    try:
+        for trial in range(1, 41):
+            delay = float(rng.uniform(0, 0.02))
+
+            def slow(f, data=versions[trial]):   # a write as long as a real cache's, in pieces
+                for i in range(0, len(data), 20_000):
+                    f.write(data[i:i + 20_000])
+                    time.sleep(0.0005)
+
+            def burst():
+                time.sleep(delay)
+                for _ in range(5):
+                    signal.pthread_kill(main, signal.SIGINT)
+                    time.sleep(0.0003)
+            presser = threading.Thread(target=burst)
+            try:
+                try:
+                    armed[0] = True
+                    presser.start()
+                    atomic_write(dest, slow)
+                except KeyboardInterrupt:
+                    interrupted += 1
+                finally:
+                    armed[0] = False
+            except KeyboardInterrupt:   # a press that landed while the first was being handled
+                interrupted += 1
+            presser.join()
+            assert dest.read_bytes() in versions[:trial + 1], f"trial {trial}: a partial file"
+            left = [p.name for p in dest.parent.iterdir() if p.name != dest.name]
+            assert not left, f"trial {trial}: left behind {left}"
+    finally:
+        armed[0] = False
+        signal.signal(signal.SIGINT, previous)
+    assert interrupted >= 10   # the presses did land in writes

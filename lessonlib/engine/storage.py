@@ -164,12 +164,26 @@ def atomic_write(dest, write, mode="wb"):
             os.fsync(f.fileno())
         os.replace(tmp, dest)
     except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        _remove_whatever_arrives(tmp)
         if isinstance(e, OSError):
             raise _explain(e, folder) from e
         raise
     return dest
+
+
+def _remove_whatever_arrives(path):
+    """Delete the temporary `path` even when Ctrl-C is pressed again meanwhile (an impatient student presses it
+    several times): the first press is already on its way up; the later ones must not leave the file behind."""
+    while True:
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def atomic_dir(dest, write):
@@ -195,7 +209,7 @@ def atomic_dir(dest, write):
             raise _explain(e, folder) from e
         raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_whatever_arrives(tmp)
     return dest
 
 
