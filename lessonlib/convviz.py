@@ -182,7 +182,18 @@ def show_grid(values, ax=None, title=None, numbers=None, cmap="RdYlGn", fmt="{:.
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    values = np.asarray(values, dtype=np.float64)
+    try:
+        values = np.atleast_2d(np.asarray(values, dtype=np.float64))   # one row of numbers is a grid of one row
+    except (TypeError, ValueError):
+        raise ValueError("show_grid draws numbers: give a 2-D array or list of lists of numbers") from None
+    if values.ndim != 2 or values.size == 0:
+        raise ValueError(f"show_grid draws a 2-D grid (rows x columns) with at least one cell; got shape "
+                         f"{values.shape}" + (": pick one channel, e.g. values[0]" if values.ndim > 2 else ""))
+    if highlight is not None:
+        r, c, h, w = highlight
+        if r < 0 or c < 0 or h < 1 or w < 1 or r + h > values.shape[0] or c + w > values.shape[1]:
+            raise ValueError(f"highlight={highlight}: (row, col, height, width) must lie inside the "
+                             f"{values.shape[0]}x{values.shape[1]} grid")
     ax = ax or plt.subplots(figsize=(max(2, values.shape[1] * 0.3), max(2, values.shape[0] * 0.3)))[1]
     vmin, vmax = scale if isinstance(scale, tuple) else (None, None)
     if scale == "centered":

@@ -49,8 +49,13 @@ def schedule_rates(make_scheduler, n_iter, lr=1.0):
     """
     import torch
 
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
+        raise ValueError(f"n_iter={n_iter!r}: give a whole number of mini-batches, 1 or more")
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
-    scheduler = make_scheduler(optimizer)
+    scheduler = make_scheduler(optimizer) if callable(make_scheduler) else None
+    if not hasattr(scheduler, "step"):
+        raise TypeError(f"make_scheduler must be a function that takes the optimizer and returns a torch scheduler, "
+                        f"e.g. lambda opt: CosineAnnealingWarmRestarts(opt, T_0=10); it gave {scheduler!r}")
     rates = []
     for _ in range(n_iter):
         rates.append(optimizer.param_groups[0]["lr"])
@@ -68,6 +73,8 @@ def one_cycle(optimizer, total_steps, max_lr):
 def plot_schedules(schedules, ax=None):
     """Plot {name: per-iteration rates} on one axis."""
     import matplotlib.pyplot as plt
+    if not schedules:
+        raise ValueError("no schedules to plot: give {name: rates per mini-batch}, e.g. from schedule_rates")
     ax = ax or plt.subplots(figsize=(7, 3))[1]
     for name, rates in schedules.items():
         ax.plot(rates, label=name)

@@ -637,3 +637,31 @@ def test_bursts_of_ctrl_c_during_a_cache_write_leave_the_old_file_or_the_new_one
         armed[0] = False
         signal.signal(signal.SIGINT, previous)
     assert interrupted >= 10   # the presses did land in writes
+
+
+@pytest.mark.parametrize("values, match", [(np.zeros((2, 2, 2)), "values\\[0\\]"), ([["a", "b"]], "draws numbers"),
+                                           (np.zeros((0, 3)), "at least one cell")])
+def test_show_grid_says_what_it_draws(values, match):
+    from lessonlib.convviz import show_grid
+    with pytest.raises(ValueError, match=match):
+        show_grid(values)
+
+
+def test_show_grid_takes_one_row_and_refuses_a_box_outside():
+    import matplotlib.pyplot as plt
+
+    from lessonlib.convviz import show_grid
+    show_grid([1, 2, 3])   # a row of a kernel: one row
+    with pytest.raises(ValueError, match="inside the 3x3 grid"):
+        show_grid(np.zeros((3, 3)), highlight=(2, 2, 3, 3))
+    plt.close("all")
+
+
+def test_schedule_helpers_name_what_they_need():
+    from lessonlib.schedules import plot_schedules, schedule_rates
+    with pytest.raises(TypeError, match="returns a torch scheduler"):
+        schedule_rates(lambda opt: None, 10)
+    with pytest.raises(ValueError, match="n_iter"):
+        schedule_rates(lambda opt: None, 0)
+    with pytest.raises(ValueError, match="no schedules"):
+        plot_schedules({})
