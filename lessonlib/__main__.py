@@ -133,7 +133,7 @@ def _writable_file(flag, target):
 def train(args):
     """The lesson's recipe (lesson 07), as the command line's flags describe it."""
     from lessonlib.engine import distributed
-    from lessonlib.data import ImageClassifierData
+    from lessonlib.data import ImageClassifierData, data_signature
     from lessonlib.learner import ConvLearner
     from lessonlib.engine.runtime import seed_everything
     from lessonlib.transforms import tfms_from_model, transforms_side_on
@@ -145,7 +145,7 @@ def train(args):
         data = ImageClassifierData.from_paths(path, tfms=tfms, bs=run.local_bs(args.bs), test_name=args.test_name,
                                               device=run.policy)
         run.agree("the arguments", repr(sorted((k, v) for k, v in vars(args).items() if k != "path")))
-        run.agree("the data (classes and files)", _data_signature(data))
+        run.agree("the data (classes and files)", data_signature(data))
         learn = ConvLearner.pretrained(args.arch, data, precompute=not args.no_precompute)
         learn.fit(args.lr, args.epochs, cycle_len=args.cycle_len, cycle_mult=args.cycle_mult)
         if args.unfreeze:
@@ -159,17 +159,6 @@ def train(args):
             if args.save:
                 run.first(lambda: learn.save(args.save))
     return 0
-
-
-def _data_signature(data):
-    """The classes and every image's place and size, the same for every copy of the same data set."""
-    import hashlib
-
-    h = hashlib.sha256(repr(list(data.classes)).encode())
-    for ds in (data.trn_ds, data.val_ds, data.test_ds):
-        for f in (ds.fnames if ds is not None else []):
-            h.update(f"{Path(os.path.relpath(f, data.path)).as_posix()}|{os.stat(f).st_size}\n".encode())
-    return h.hexdigest()
 
 
 def _finish(args, run, learn, data):

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from lessonlib.engine.runtime import home
 from lessonlib.engine.storage import atomic_write, file_signature, load_or_none
 
-__all__ = ["DeviceAugmentedBatches", "ImageClassifierData", "ImageDataset", "cache_fits", "check_layout",
+__all__ = ["DeviceAugmentedBatches", "ImageClassifierData", "ImageDataset", "cache_fits", "check_layout", "data_signature",
            "files_digest", "find_unreadable", "folder_summary", "get_cv_idxs", "image_files", "load_image",
            "read_csv_text", "read_label_csv", "split_resize", "submission_frame", "to_rgb"]
 
@@ -269,6 +269,16 @@ def _truncated_is_an_error():
         yield
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
+def data_signature(data):
+    """The classes and every image's place and size: the same for every copy of the same data set, on any machine
+    (several processes check that they train on the same data with it)."""
+    h = hashlib.sha256(repr(list(data.classes)).encode())
+    for ds in (data.trn_ds, data.val_ds, data.test_ds):
+        for f in (ds.fnames if ds is not None else []):
+            h.update(f"{Path(os.path.relpath(f, data.path)).as_posix()}|{os.stat(f).st_size}\n".encode())
+    return h.hexdigest()
 
 
 def split_resize(tfm):

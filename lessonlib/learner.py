@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from lessonlib import models, training
+from lessonlib.data import data_signature
 from lessonlib.engine import checkpoints, distributed
 from lessonlib.lr_finder import Sweep, find_lr, losses_at
 from lessonlib.metrics import accuracy, f2
@@ -59,6 +60,7 @@ class ConvLearner:
 
     def __init__(self, data, model, metrics=None, policy=None):
         self.data, self.model, self.policy = data, model, policy or data.policy
+        self._agree(())   # under several processes: the same data everywhere, before anything is computed
         if data.is_multi:   # several tags per image: one independent yes/no (sigmoid) per tag
             self.objective = training.Objective(nn.BCEWithLogitsLoss(), tuple(metrics or [f2]), torch.sigmoid)
             # Start each tag's output at its frequency in the training set instead of 50%: most tags
@@ -223,6 +225,7 @@ class ConvLearner:
         """
         rates = training.group_rates(self.layer_groups, lrs)            # one rate per layer group
         epochs = sgdr_epochs(n_cycle, cycle_len, cycle_mult)
+        self._agree((rates, epochs, cycle_len, cycle_mult, wd, momentum, self.precompute))
         model, optimizer, names, policy = self._setup(rates, wd, momentum)   # SGD, one group per layer group
         train_batches = self._batches("train", shuffle=True)
         self.sched = Recorder(optimizer, names, sgdr(optimizer, len(train_batches), cycle_len, cycle_mult))
@@ -232,6 +235,14 @@ class ConvLearner:
                          device=policy, recorder=self.sched, table=table)
         finally:
             self._trained(table)
+
+    def _agree(self, settings):
+        """Under several processes (torchrun), before anything is computed or trained: every process has the same
+        data and `settings`, or each stops with a ValueError. (One on other photos, or with more epochs, would
+        otherwise train one model wrongly, or leave the others waiting for it forever.)"""
+        if self.policy.world_size > 1:
+            distributed.agree(self.policy, "the data and the training settings",
+                              f"{data_signature(self.data)}|{settings!r}")
 
     def _trained(self, table):
         """After `fit`, finished or not: the epochs it finished join `learn.history`; stale activations go."""

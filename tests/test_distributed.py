@@ -147,3 +147,38 @@ def test_leftover_torchrun_variables_make_a_plain_run_fail_after_a_bounded_wait(
     assert code == 1 and time.perf_counter() - start < 30
     err = capsys.readouterr().err
     assert "waited 3 s for the other processes" in err and "unset RANK WORLD_SIZE" in err
+
+
+def _script_worker(rank, world, port, paths, lrs, home, out):
+    """A student's own torchrun script: the library's objects, no command line."""
+    import contextlib
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "LESSONLIB_HOME": str(home)})
+    from lessonlib import ConvLearner, ImageClassifierData, tfms_from_model
+    from lessonlib.engine import distributed
+    result = "trained"
+    with contextlib.redirect_stderr(io.StringIO()), redirect_stdout(io.StringIO()):
+        try:
+            with distributed.processes("cpu") as run:
+                data = ImageClassifierData.from_paths(paths[rank], tfms=tfms_from_model("efficientnet_lite0", 32),
+                                                      bs=run.local_bs(4), device=run.policy)
+                learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+                learn.fit(lrs[rank], 1)
+        except ValueError as e:
+            result = f"refused: {e}"
+    (Path(out) / f"rank{rank}.txt").write_text(result)
+    os._exit(0)   # as _cli_worker: leave at once, the result is written
+
+
+@pytest.mark.parametrize("case", ["other folders", "other rates"])
+def test_a_hand_written_torchrun_script_refuses_processes_that_differ(tmp_path, case):
+    first = make_folders(tmp_path / "a", n_train=4, n_valid=2)
+    second = first if case == "other rates" else make_folders(tmp_path / "b", n_train=4, n_valid=2, size=(50, 30))
+    lrs = [1e-2, 1e-3] if case == "other rates" else [1e-2, 1e-2]
+    out = tmp_path / "out"
+    out.mkdir()
+    mp.start_processes(_script_worker, args=(2, _free_port(), [first, second], lrs, tmp_path / "home", out),
+                       nprocs=2, start_method="spawn")
+    for r in range(2):
+        text = (out / f"rank{r}.txt").read_text()
+        assert text.startswith("refused") and "do not agree on the data and the training settings" in text, text

@@ -31,7 +31,7 @@ from lessonlib.engine.settings import torchrun
 
 RENDEZVOUS_TIMEOUT = 120   # seconds to wait for the other processes of a run to start
 
-__all__ = ["CPUSyncBatchNorm", "Run", "ShardedSampler", "all_mean", "barrier", "convert_batchnorm", "gather_ordered",
+__all__ = ["CPUSyncBatchNorm", "Run", "ShardedSampler", "agree", "all_mean", "barrier", "convert_batchnorm", "gather_ordered",
            "is_distributed", "one_process_only", "processes", "wrap"]
 
 
@@ -81,17 +81,23 @@ class Run:
             print(*args, **kwargs)
 
     def agree(self, what, value):
-        """Check once that every process has the same `value` (a string) for `what`; a ValueError on each if not,
-        before any training: processes that read different folders must not train one model."""
-        if self.policy.world_size == 1:
-            return
-        values = [None] * self.policy.world_size
-        dist.all_gather_object(values, value)
-        differ = [rank for rank, v in enumerate(values) if v != values[0]]
-        if differ:
-            raise ValueError(f"the processes do not agree on {what}: process(es) {differ} differ from process 0 "
-                             f"({str(values[differ[0]])[:120]!r} against {str(values[0])[:120]!r}); every process "
-                             f"must be started with the same arguments on the same data")
+        """`agree(self.policy, what, value)`."""
+        agree(self.policy, what, value)
+
+
+def agree(policy, what, value):
+    """Check that every process has the same `value` (a string) for `what`; a ValueError on each if not, before
+    any training: processes that read different folders, or train for other epochs or at other rates, must not
+    train one model (nor wait for each other forever)."""
+    if policy.world_size == 1:
+        return
+    values = [None] * policy.world_size
+    dist.all_gather_object(values, value)
+    differ = [rank for rank, v in enumerate(values) if v != values[0]]
+    if differ:
+        raise ValueError(f"the processes do not agree on {what}: process(es) {differ} differ from process 0 "
+                         f"({str(values[differ[0]])[:120]!r} against {str(values[0])[:120]!r}); every process "
+                         f"must be started with the same arguments on the same data")
 
 
 @contextlib.contextmanager
