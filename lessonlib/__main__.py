@@ -75,11 +75,12 @@ def main(argv=None):
 def _doctor(args):
     from lessonlib.engine.doctor import doctor
     report = doctor(args.device)
-    policy = report.pop("policy")
+    policy = report.pop("policy", None)   # absent when a setting is wrong: that comes first
     for key, value in report.items():
         print(f"{key:>17}: {value}")
-    print(policy)
-    return 0 if "PROBLEM" not in report["lessonlib home"] else 1
+    if policy is not None:
+        print(policy)
+    return 0 if not any("PROBLEM" in str(v) for v in report.values()) else 1
 
 
 def _check(args):

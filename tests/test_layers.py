@@ -138,6 +138,13 @@ def test_settings_name_every_bad_value_at_once():
     assert (ok.precision, ok.image_cache_mb, ok.smoke, ok.weights) == ("bf16", 0.0, False, "imagenet")
 
 
+def test_doctor_names_a_bad_setting_instead_of_failing(monkeypatch, capsys):
+    from lessonlib.__main__ import main
+    monkeypatch.setenv("LESSONLIB_SMOKE", "maybe")
+    assert main(["doctor"]) == 1
+    assert "PROBLEM: LESSONLIB_SMOKE='maybe': use 1 (yes) or 0 (no)" in capsys.readouterr().out
+
+
 def test_settings_follow_a_change_of_the_environment(monkeypatch):
     """A notebook's `%env LESSONLIB_SMOKE=1` after lessonlib was imported takes effect at the next call."""
     from lessonlib.engine.settings import settings
