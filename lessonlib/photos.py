@@ -164,7 +164,8 @@ def _orientation(path):
 def verify_images(path, min_side=64, set_aside=False):
     """Check every file of an image-folder data set; return one row per finding (a DataFrame).
 
-    Columns: split, class, file, problem, action. Problems: "cannot be read", a format this machine cannot read,
+    `path` holds `<split>/<class>/` folders (what `from_paths` reads), or is one folder of images whose labels are
+    in a CSV (what `from_csv` reads; split and class are then empty). Columns: split, class, file, problem, action. Problems: "cannot be read", a format this machine cannot read,
     "same bytes as <file>", "nearly the same photo as <file>" (resaved or resized; the split says whether the
     copy leaks between train and valid), "too small" (shorter side under `min_side` pixels), and, not a problem,
     "turned upright" (phone photos, by their EXIF orientation: lessonlib reads them so). With `set_aside=True`,
@@ -177,11 +178,13 @@ def verify_images(path, min_side=64, set_aside=False):
     found, seen_bytes, kept, bits = [], {}, [], np.zeros((0, 64), dtype=bool)
     folders = sorted(p for p in path.glob("*/*") if p.is_dir() and not p.name.startswith(".")
                      and p.parent.name != SET_ASIDE and not p.parent.name.startswith("."))
+    if image_files(path):   # a flat folder of images whose labels are in a CSV (what from_csv reads)
+        folders = [path]
     if not folders:
-        raise ValueError(f"{path} has no <split>/<class>/ folders (e.g. train/猫/): sort the photos first "
-                         f"(sort_photos)")
+        raise ValueError(f"{path} has no <split>/<class>/ folders (e.g. train/猫/) and no images of its own: sort "
+                         f"the photos first (sort_photos)")
     for folder in folders:
-        split, cls = folder.parent.name, folder.name
+        split, cls = (folder.parent.name, folder.name) if folder != path else ("", "")
 
         def note(file, problem, movable=True):
             found.append({"split": split, "class": cls, "file": file, "problem": problem, "movable": movable})

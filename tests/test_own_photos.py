@@ -267,6 +267,7 @@ def test_the_teaching_photos_verify_clean():
     from lessonlib import datasets
     from lessonlib.photos import verify_images
     assert verify_images(datasets.get("dogscats-mini", smoke=False)).empty
+    assert verify_images(datasets.get("planet-mini", smoke=False) / "train-jpg").empty   # one flat folder, 502 chips
 
 
 # ---------------------------------------------------------------- the widgets' state, without a browser
