@@ -164,8 +164,9 @@ def _orientation(path):
 def verify_images(path, min_side=64, set_aside=False):
     """Check every file of an image-folder data set; return one row per finding (a DataFrame).
 
-    `path` holds `<split>/<class>/` folders (what `from_paths` reads), or is one folder of images whose labels are
-    in a CSV (what `from_csv` reads; split and class are then empty). Columns: split, class, file, problem, action. Problems: "cannot be read", a format this machine cannot read,
+    `path` holds `<split>/<class>/` folders (what `from_paths` reads), or is one folder of images whose labels
+    are in a CSV (what `from_csv` reads; split and class are then empty). Columns: split, class, file, problem,
+    action. Problems: "cannot be read", a format this machine cannot read,
     "same bytes as <file>", "nearly the same photo as <file>" (resaved or resized; the split says whether the
     copy leaks between train and valid), "too small" (shorter side under `min_side` pixels), and, not a problem,
     "turned upright" (phone photos, by their EXIF orientation: lessonlib reads them so). With `set_aside=True`,
@@ -175,7 +176,7 @@ def verify_images(path, min_side=64, set_aside=False):
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a folder")
-    found, seen_bytes, kept, bits = [], {}, [], np.zeros((0, 64), dtype=bool)
+    found, seen_bytes, kept = [], {}, []
     folders = sorted(p for p in path.glob("*/*") if p.is_dir() and not p.name.startswith(".")
                      and p.parent.name != SET_ASIDE and not p.parent.name.startswith("."))
     if image_files(path):   # a flat folder of images whose labels are in a CSV (what from_csv reads)
@@ -183,6 +184,7 @@ def verify_images(path, min_side=64, set_aside=False):
     if not folders:
         raise ValueError(f"{path} has no <split>/<class>/ folders (e.g. train/猫/) and no images of its own: sort "
                          f"the photos first (sort_photos)")
+    bits = np.zeros((sum(len(image_files(f)) for f in folders), 64), dtype=bool)   # the hashes kept so far
     for folder in folders:
         split, cls = (folder.parent.name, folder.name) if folder != path else ("", "")
 
@@ -207,14 +209,15 @@ def verify_images(path, min_side=64, set_aside=False):
                 note(f, f"too small: {img.size[0]}x{img.size[1]} px, under {min_side} px on its shorter side")
                 continue
             h = photo_hash(img)
-            close = np.flatnonzero((bits != h).sum(1) <= NEAR)
+            close = np.flatnonzero((bits[:len(kept)] != h).sum(1) <= NEAR)
             twin = kept[close[0]] if len(close) else None
             if twin is not None:
-                where = "" if twin.parent.parent == f.parent.parent else " (one in train, one in valid: a leak)"
+                other = twin.parent.parent.name
+                where = "" if other == f.parent.parent.name else f" (one in {other}, one in {split}: a leak)"
                 note(f, f"nearly the same photo as {twin.relative_to(path)}{where}")
                 continue
+            bits[len(kept)] = h
             kept.append(f)
-            bits = np.vstack([bits, h])
             if _orientation(f) != 1:
                 note(f, f"turned upright (EXIF orientation {_orientation(f)})", movable=False)
     report = pd.DataFrame(found, columns=["split", "class", "file", "problem", "movable"])
