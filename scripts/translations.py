@@ -8,6 +8,8 @@ code cells are the English ones, byte for byte. `check` fails (exit 1, naming ea
   or has no translation, or a translation's cell is gone from the English lesson;
 - a backticked name (`learn.fit`), a number or a formula ($...$) of the English cell is missing from its
   translation;
+- an English cell uses a term of the glossary (`lessonlib/glossary.md`, its rows with one English term) and its
+  translation uses none of the glossary's Chinese words for it (the notes' word, or the standard one in brackets);
 - `notebooks/zh/` differs from what `build` writes (a Chinese notebook edited by hand, a code cell changed).
 
     python scripts/translations.py build            # after editing a translation (make translations)
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 TRANSLATIONS = ROOT / "translations" / "zh"
 OUT = NOTEBOOKS / "zh"
+GLOSSARY = ROOT / "lessonlib" / "glossary.md"
 
 BACKTICKED = re.compile(r"`([^`\n]+)`")
 FORMULA = re.compile(r"\$\$?[^$]+\$\$?")
@@ -50,6 +53,23 @@ def must_keep(english):
     return spans + NUMBER.findall(re.sub(r"\]\([^)]*\)|<!--.*?-->", " ", bare))
 
 
+def glossary_terms():
+    """{English term: [its Chinese words]} from the glossary's table of terms, for the rows that name one English
+    term and give at least one Chinese word (the notes' word, and the standard one in brackets)."""
+    table = GLOSSARY.read_text().split("## Terms", 1)[1].split("\n## ", 1)[0]
+    terms = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 2 or cells[1] in ("English", "---") or re.search(r"[/,`]", cells[1]):
+            continue
+        english = re.sub(r"\s*\(.*?\)", "", cells[1]).strip()
+        words = [re.sub(r"\[.*?\]|\(.*?\)", "", cells[0]).strip(), *re.findall(r"\[([^\]]+)\]", cells[0])]
+        words = [w for w in words if re.search(r"[\u4e00-\u9fff]", w)]
+        if english and words:
+            terms[english] = words
+    return terms
+
+
 def problems(english_nb, translation):
     """Everything that keeps the translation of one lesson from being in step with its English."""
     found, cells = [], translation["cells"]
@@ -64,6 +84,11 @@ def problems(english_nb, translation):
         missing = [s for s in must_keep(english) if s not in zh]
         if missing:
             found.append(f"cell {cell_id}: the translation lacks {missing[:5]}")
+        for term, words in glossary_terms().items():
+            used = re.search(rf"\b{re.escape(term)}", english, re.IGNORECASE)
+            kept = term != term.lower() and term in zh   # a name such as ReLU may stay as it is
+            if used and not kept and not any(w in zh for w in words):
+                found.append(f"cell {cell_id}: '{term}' is translated without the glossary's {' or '.join(words)}")
     found += [f"cell {cell_id}: translated, but not in the English lesson" for cell_id in cells if cell_id not in markdown]
     return found
 

@@ -21,6 +21,8 @@ def tr(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "TRANSLATIONS", tmp_path / "translations" / "zh")
     monkeypatch.setattr(module, "OUT", tmp_path / "notebooks" / "zh")
     monkeypatch.setattr(module, "ROOT", tmp_path)
+    shutil.copy(ROOT / "lessonlib" / "glossary.md", tmp_path / "glossary.md")
+    monkeypatch.setattr(module, "GLOSSARY", tmp_path / "glossary.md")
     return module
 
 
@@ -75,3 +77,11 @@ def test_a_translation_that_drops_a_name_or_a_number_is_caught(tr, capsys):
     assert tr.check() == 1
     out = capsys.readouterr().out
     assert "cell eaea02a4: the translation lacks ['doctor()']" in out and "cell 659b02f9: the translation lacks" in out
+
+
+def test_a_glossary_term_changed_without_the_translations_is_caught(tr, capsys):
+    glossary = tr.GLOSSARY.read_text()
+    assert "| 学习率 | learning rate |" in glossary
+    tr.GLOSSARY.write_text(glossary.replace("| 学习率 | learning rate |", "| 学习速率 | learning rate |"))
+    assert tr.check() == 1
+    assert "'learning rate' is translated without the glossary's 学习速率" in capsys.readouterr().out
