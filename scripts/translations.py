@@ -9,7 +9,8 @@ code cells are the English ones, byte for byte. `check` fails (exit 1, naming ea
 - a backticked name (`learn.fit`), a number or a formula ($...$) of the English cell is missing from its
   translation;
 - an English cell uses a term of the glossary (`lessonlib/glossary.md`, its rows with one English term) and its
-  translation uses none of the glossary's Chinese words for it (the notes' word, or the standard one in brackets);
+  translation has neither one of the glossary's Chinese words for it (the notes' word, or the standard one in
+  brackets) nor the English term itself, or the lesson's translation never gives a glossary word for it;
 - `notebooks/zh/` differs from what `build` writes (a Chinese notebook edited by hand, a code cell changed).
 
     python scripts/translations.py build            # after editing a translation (make translations)
@@ -30,7 +31,7 @@ GLOSSARY = ROOT / "lessonlib" / "glossary.md"
 
 BACKTICKED = re.compile(r"`([^`\n]+)`")
 FORMULA = re.compile(r"\$\$?[^$]+\$\$?")
-NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
+NUMBER = re.compile(r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 
 
 def text(cell):
@@ -72,7 +73,7 @@ def glossary_terms():
 
 def problems(english_nb, translation):
     """Everything that keeps the translation of one lesson from being in step with its English."""
-    found, cells = [], translation["cells"]
+    found, cells, used = [], translation["cells"], {}
     markdown = {c["id"]: text(c) for c in english_nb["cells"] if c["cell_type"] == "markdown"}
     for cell_id, english in markdown.items():
         if cell_id not in cells:
@@ -85,10 +86,15 @@ def problems(english_nb, translation):
         if missing:
             found.append(f"cell {cell_id}: the translation lacks {missing[:5]}")
         for term, words in glossary_terms().items():
-            used = re.search(rf"\b{re.escape(term)}", english, re.IGNORECASE)
-            kept = term != term.lower() and term in zh   # a name such as ReLU may stay as it is
-            if used and not kept and not any(w in zh for w in words):
-                found.append(f"cell {cell_id}: '{term}' is translated without the glossary's {' or '.join(words)}")
+            if re.search(rf"\b{re.escape(term)}", english, re.IGNORECASE):
+                used.setdefault(term, []).append(cell_id)
+                if not any(w in zh for w in words) and term.lower() not in zh.lower():
+                    found.append(f"cell {cell_id}: '{term}' is translated without the glossary's {' or '.join(words)}")
+    everything = "".join(c["zh"] for c in cells.values())
+    for term, where in used.items():   # kept in English in a cell is fine, once the lesson has said its Chinese
+        words = glossary_terms()[term]
+        if not any(w in everything for w in words):
+            found.append(f"cells {', '.join(where)}: '{term}' is never given the glossary's {' or '.join(words)}")
     found += [f"cell {cell_id}: translated, but not in the English lesson" for cell_id in cells if cell_id not in markdown]
     return found
 
