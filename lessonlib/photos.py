@@ -218,8 +218,9 @@ def verify_images(path, min_side=64, set_aside=False):
                 continue
             bits[len(kept)] = h
             kept.append(f)
-            if _orientation(f) != 1:
-                note(f, f"turned upright (EXIF orientation {_orientation(f)})", movable=False)
+            orientation = _orientation(f)
+            if orientation != 1:
+                note(f, f"turned upright (EXIF orientation {orientation})", movable=False)
     report = pd.DataFrame(found, columns=["split", "class", "file", "problem", "movable"])
     report["action"] = np.where(report["movable"], "set aside" if set_aside else "none (set_aside=True moves it)",
                                 "none: read upright")
@@ -496,14 +497,19 @@ class TryIt:
 
     def predict(self, image):
         """({class: probability}, Grad-CAM heat map) for `image`: a file, or its bytes."""
-        import io
+        return self._predict(self._input(image))
 
+    def _input(self, image):
+        """`image` (a file or its bytes) as the model takes it: decoded, upright, transformed for validation."""
+        import io
+        return self.learn.data.tfms.valid(load_image(io.BytesIO(image) if isinstance(image, (bytes, bytearray))
+                                                     else image))
+
+    def _predict(self, x):
         import torch
 
         from lessonlib.interpret import grad_cam
         learn = self.learn
-        img = load_image(io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image)
-        x = learn.data.tfms.valid(img)
         device = next(learn.model.parameters()).device
         with torch.no_grad():
             out = learn.model.eval()(x[None].to(device)).float().cpu()
@@ -512,17 +518,14 @@ class TryIt:
         return dict(zip(learn.data.classes, probs.round(4).tolist())), grad_cam(learn, x)
 
     def draw(self, image, fig=None):
-        import io
-
         import matplotlib.pyplot as plt
         import torch
         import torch.nn.functional as F
 
         from lessonlib.engine.fonts import use_cjk_font
         use_cjk_font()
-        probs, cam = self.predict(image)
-        img = load_image(io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image)
-        x = self.learn.data.tfms.valid(img)
+        x = self._input(image)              # decoded once, for the prediction and the picture
+        probs, cam = self._predict(x)
         big = F.interpolate(torch.as_tensor(cam)[None, None], size=x.shape[1:], mode="bilinear")[0, 0]
         fig = fig or plt.figure(figsize=(8, 3.2))
         left, right = fig.subplots(1, 2)
