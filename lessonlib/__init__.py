@@ -3,9 +3,10 @@ from lessonlib import datasets
 from lessonlib.data import ImageClassifierData
 from lessonlib.learner import ConvLearner
 from lessonlib.engine.runtime import setup, smoke_mode
+from lessonlib.glossary import term
 from lessonlib.transforms import tfms_from_model, transforms_basic, transforms_side_on, transforms_top_down
 
 __all__ = [
-    "ConvLearner", "ImageClassifierData", "datasets", "setup", "smoke_mode",
+    "ConvLearner", "ImageClassifierData", "datasets", "setup", "smoke_mode", "term",
     "tfms_from_model", "transforms_basic", "transforms_side_on", "transforms_top_down",
 ]

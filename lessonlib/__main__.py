@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from lessonlib.engine.language import problem, say
+
 MAX_SZ = 2048   # pixels per side: a mini-batch of 64 such images is 3 GB of float32 already
 
 
@@ -22,7 +24,8 @@ def _rates(text):
     try:
         return [float(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give rates separated by commas, e.g. 1e-4,1e-3,1e-2") from None
+        raise argparse.ArgumentTypeError(problem("{text!r}: give rates separated by commas, e.g. 1e-4,1e-3,1e-2",
+                                                 text=text)) from None
 
 
 def _parser():
@@ -93,21 +96,21 @@ def _check(args):
     for name, value in (("--epochs", args.epochs), ("--cycle-mult", args.cycle_mult), ("--sz", args.sz),
                         ("--bs", args.bs), ("--cycle-len", args.cycle_len or 1)):
         if value < 1:
-            raise ValueError(f"{name} {value}: it must be 1 or more")
+            raise ValueError(problem("{name} {value}: it must be 1 or more", name=name, value=value))
     if args.sz > MAX_SZ:
-        raise ValueError(f"--sz {args.sz}: images that large would not fit in memory; use at most {MAX_SZ} pixels "
-                         f"(the lesson uses 224)")
+        raise ValueError(problem("--sz {sz}: images that large would not fit in memory; use at most {MAX_SZ} "
+                                 "pixels (the lesson uses 224)", sz=args.sz, MAX_SZ=MAX_SZ))
     if not (math.isfinite(args.lr) and args.lr > 0):
-        raise ValueError(f"--lr {args.lr}: a learning rate is a positive number, such as 1e-2")
+        raise ValueError(problem("--lr {lr}: a learning rate is a positive number, such as 1e-2", lr=args.lr))
     if args.lrs is not None:
         if not args.unfreeze:
-            raise ValueError("--lrs sets the rates of the layer groups after --unfreeze: add --unfreeze, or leave "
-                             "--lrs out (without --unfreeze only the head trains, at --lr)")
+            raise ValueError(problem("--lrs sets the rates of the layer groups after --unfreeze: add --unfreeze, "
+                                     "or leave --lrs out (without --unfreeze only the head trains, at --lr)"))
         if len(args.lrs) not in (1, 3) or not all(math.isfinite(r) and r > 0 for r in args.lrs):
-            raise ValueError(f"--lrs {','.join(map(str, args.lrs))}: give one positive rate, or three (early body, "
-                             f"late body, head), e.g. 1e-4,1e-3,1e-2")
+            raise ValueError(problem("--lrs {lrs}: give one positive rate, or three (early body, late body, "
+                                     "head), e.g. 1e-4,1e-3,1e-2", lrs=','.join(map(str, args.lrs))))
     if args.submission and not args.test_name:
-        raise ValueError("--submission needs --test-name (the folder of test images)")
+        raise ValueError(problem("--submission needs --test-name (the folder of test images)"))
     for flag, target in (("--submission", args.submission), ("--history", args.history)):
         if target:
             _writable_file(flag, Path(target))
@@ -116,27 +119,30 @@ def _check(args):
         return path
     if args.path in datasets.CATALOG:
         return datasets.get(args.path)
-    raise FileNotFoundError(f"{args.path} is neither a folder nor a data set of the catalog "
-                            f"({', '.join(sorted(datasets.CATALOG))})")
+    raise FileNotFoundError(problem("{path} is neither a folder nor a data set of the catalog ({names})",
+                                    path=args.path, names=', '.join(sorted(datasets.CATALOG))))
 
 
 def _writable_file(flag, target):
     """A CSV the run will write at its end: its folder must exist and take files now, not after the training."""
     if target.is_dir():
-        raise ValueError(f"{flag} {target} is a folder: give a file name, e.g. {target / 'out.csv'}")
+        raise ValueError(problem("{flag} {target} is a folder: give a file name, e.g. {example}",
+                                 flag=flag, target=target, example=target / 'out.csv'))
     folder = target.parent
     if not folder.is_dir():
-        raise FileNotFoundError(f"{flag} {target}: the folder {folder} does not exist; create it first")
+        raise FileNotFoundError(problem("{flag} {target}: the folder {folder} does not exist; create it first",
+                                        flag=flag, target=target, folder=folder))
     if not os.access(folder, os.W_OK):
-        raise PermissionError(f"{flag} {target}: the folder {folder} cannot be written to")
+        raise PermissionError(problem("{flag} {target}: the folder {folder} cannot be written to",
+                                      flag=flag, target=target, folder=folder))
 
 
 def train(args):
     """The lesson's recipe (lesson 07), as the command line's flags describe it."""
-    from lessonlib.engine import distributed
     from lessonlib.data import ImageClassifierData, data_signature
-    from lessonlib.learner import ConvLearner
+    from lessonlib.engine import distributed
     from lessonlib.engine.runtime import seed_everything
+    from lessonlib.learner import ConvLearner
     from lessonlib.transforms import tfms_from_model, transforms_side_on
 
     with distributed.processes(args.device) as run:
@@ -171,13 +177,14 @@ def _finish(args, run, learn, data):
     if args.tta:
         log_preds, y = learn.TTA()
         accuracy = float((np.mean(np.exp(log_preds), 0).argmax(1) == y).mean())
-        run.print(f"validation accuracy with TTA: {accuracy:.4f} (without: {learn.history.accuracy.iloc[-1]:.4f})")
+        run.print(say("validation accuracy with TTA: {accuracy:.4f} (without: {without:.4f})", accuracy=accuracy,
+                      without=learn.history.accuracy.iloc[-1]))
     if args.submission:
         log_preds = learn.TTA(is_test=True)[0] if args.tta else learn.predict(is_test=True)[None]
         probs = np.mean(np.exp(log_preds), 0)
         frame = submission_frame(data, probs, data.classes[-1])
         run.first(lambda: frame.to_csv(args.submission, index=False))
-        run.print(f"wrote {len(frame)} predictions to {args.submission}")
+        run.print(say("wrote {n} predictions to {dest}", n=len(frame), dest=args.submission))
     if args.history:
         run.first(lambda: learn.history.to_csv(args.history, index=False))
 

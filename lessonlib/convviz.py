@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lessonlib import datasets
+from lessonlib.engine.language import problem
 
 __all__ = ["kernel", "conv2d_valid", "conv2d_fast", "relu", "maxpool2x2", "dense", "spreadsheet_forward",
            "spreadsheet_filters", "mnist_digits", "load_digit_image", "show_grid", "explain_cell",
@@ -38,7 +39,8 @@ KERNELS = {
 def kernel(name):
     """One of `KERNELS` as a 3x3 float array."""
     if name not in KERNELS:
-        raise ValueError(f"unknown kernel {name!r}: choose one of {sorted(KERNELS)}")
+        raise ValueError(problem("unknown kernel {name!r}: choose one of {KERNELS}",
+                                 name=name, KERNELS=sorted(KERNELS)))
     return np.array(KERNELS[name], dtype=np.float64)
 
 
@@ -55,7 +57,8 @@ def conv2d_valid(image, kern):
     """
     image, kern = _channels(image), _channels(kern)
     if image.shape[0] != kern.shape[0]:
-        raise ValueError(f"the image has {image.shape[0]} channels but the kernel {kern.shape[0]}")
+        raise ValueError(problem("the image has {image_channels} channels but the kernel {kernel_channels}",
+                                 image_channels=image.shape[0], kernel_channels=kern.shape[0]))
     _, h, w = image.shape
     k = kern.shape[-1]
     out = np.zeros((h - k + 1, w - k + 1))
@@ -185,15 +188,19 @@ def show_grid(values, ax=None, title=None, numbers=None, cmap="RdYlGn", fmt="{:.
     try:
         values = np.atleast_2d(np.asarray(values, dtype=np.float64))   # one row of numbers is a grid of one row
     except (TypeError, ValueError):
-        raise ValueError("show_grid draws numbers: give a 2-D array or list of lists of numbers") from None
+        raise ValueError(problem("show_grid draws numbers: give a 2-D array or list of lists of numbers")) from None
     if values.ndim != 2 or values.size == 0:
-        raise ValueError(f"show_grid draws a 2-D grid (rows x columns) with at least one cell; got shape "
-                         f"{values.shape}" + (": pick one channel, e.g. values[0]" if values.ndim > 2 else ""))
+        if values.ndim > 2:
+            raise ValueError(problem("show_grid draws a 2-D grid (rows x columns) with at least one cell; got "
+                                     "shape {shape}: pick one channel, e.g. values[0]", shape=values.shape))
+        raise ValueError(problem("show_grid draws a 2-D grid (rows x columns) with at least one cell; got shape "
+                                 "{shape}", shape=values.shape))
     if highlight is not None:
         r, c, h, w = highlight
         if r < 0 or c < 0 or h < 1 or w < 1 or r + h > values.shape[0] or c + w > values.shape[1]:
-            raise ValueError(f"highlight={highlight}: (row, col, height, width) must lie inside the "
-                             f"{values.shape[0]}x{values.shape[1]} grid")
+            raise ValueError(problem("highlight={highlight}: (row, col, height, width) must lie inside the "
+                                     "{rows}x{cols} grid",
+                                     highlight=highlight, rows=values.shape[0], cols=values.shape[1]))
     ax = ax or plt.subplots(figsize=(max(2, values.shape[1] * 0.3), max(2, values.shape[0] * 0.3)))[1]
     vmin, vmax = scale if isinstance(scale, tuple) else (None, None)
     if scale == "centered":
@@ -227,7 +234,8 @@ def explain_cell(image, kern, row, col):
     image, kern = np.asarray(image, dtype=np.float64), np.asarray(kern, dtype=np.float64)
     k = kern.shape[0]
     if not (0 <= row <= image.shape[0] - k and 0 <= col <= image.shape[1] - k):
-        raise ValueError(f"cell ({row}, {col}) is outside the {image.shape[0] - k + 1}x{image.shape[1] - k + 1} output")
+        raise ValueError(problem("cell ({row}, {col}) is outside the {out_h}x{out_w} output",
+                                 row=row, col=col, out_h=image.shape[0] - k + 1, out_w=image.shape[1] - k + 1))
     patch = image[row:row + k, col:col + k]
     value = float(np.sum(patch * kern))
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), gridspec_kw={"width_ratios": [3, 1, 1, 1]})
@@ -298,7 +306,8 @@ def to_xlsx(path, image, filters1=None, filters2=None, dense_weights=None):
     hp, wp = h2 // 2, w2 // 2
     dense_weights = dw[:, :hp, :wp] if dense_weights is None else np.asarray(dense_weights, dtype=np.float64)
     if dense_weights.shape != (2, hp, wp):
-        raise ValueError(f"dense_weights must be (2, {hp}, {wp}) for a {h}x{w} image")
+        raise ValueError(problem("dense_weights must be (2, {hp}, {wp}) for a {h}x{w} image",
+                                 hp=hp, wp=wp, h=h, w=w))
 
     wb = Workbook()
     ws = wb.active

@@ -24,6 +24,7 @@ from PIL import Image, ImageFile, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from lessonlib.engine.language import problem, say
 from lessonlib.engine.runtime import home
 from lessonlib.engine.storage import atomic_write, file_signature, load_or_none
 
@@ -95,8 +96,9 @@ def load_image(path, min_side=None):
         w, h = img.size
         if min_side and (min(w, h) == 0 or max(w, h) / min(w, h) > MAX_ASPECT):
             mb = min_side * (min_side * max(w, h) / max(min(w, h), 1)) * 3 / 2**20
-            raise ValueError(f"{w}x{h} px is more elongated than {MAX_ASPECT}:1: resizing its shorter side to "
-                             f"{min_side} px would need {mb:,.0f} MB")
+            raise ValueError(problem("{w}x{h} px is more elongated than {MAX_ASPECT}:1: resizing its shorter side "
+                                     "to {min_side} px would need {mb:,.0f} MB",
+                                     w=w, h=h, MAX_ASPECT=MAX_ASPECT, min_side=min_side, mb=mb))
         if min_side and img.format == "JPEG":
             img.draft("RGB", (min_side, min_side))   # DCT scaling: decode at 1/2, 1/4, 1/8 size when enough
         img.load()
@@ -115,17 +117,20 @@ def unused_files(folder):
     found, readable = {}, readable_extensions()
     for p in sorted(Path(folder).iterdir()):
         if p.name.startswith("."):
-            reason = "hidden (a name starting with '.')"
+            reason = say("hidden (a name starting with '.')")
         elif p.is_symlink() and not p.exists():
-            reason = "a link to a file that is not there"
+            reason = say("a link to a file that is not there")
         elif p.is_dir():
-            reason = "a folder (only the images directly inside a class or test folder are used)"
+            reason = say("a folder (only the images directly inside a class or test folder are used)")
         elif p.suffix.lower() in readable:
             continue
-        elif p.suffix.lower() in PLUGIN_HELP:
-            reason = f"{p.suffix.lower()}: this Pillow cannot read it ({PLUGIN_HELP[p.suffix.lower()]})"
+        elif p.suffix.lower() in PLUGIN_HELP:   # an extension first: check_layout names these reasons
+            reason = say("{suffix}: this Pillow cannot read it ({fix})", suffix=p.suffix.lower(),
+                         fix=say(PLUGIN_HELP[p.suffix.lower()]))
+        elif p.suffix:
+            reason = say("{suffix}: not an image format Pillow reads here", suffix=p.suffix.lower())
         else:
-            reason = f"{p.suffix.lower() or 'no extension'}: not an image format Pillow reads here"
+            reason = say("no extension: not an image format Pillow reads here")
         found.setdefault(reason, []).append(p.name)
     return found
 
@@ -146,29 +151,35 @@ def _class_folders(folder):
 def check_layout(path, trn_name="train", val_name="valid", test_name=None):
     """Check the folder layout; return (classes, {split: (files, labels)}) or raise a clear error."""
     path = Path(path)
-    help_ = LAYOUT_HELP.format(trn=trn_name, val=val_name)
+    help_ = say(LAYOUT_HELP, trn=trn_name, val=val_name)
     if not path.is_dir():
-        raise FileNotFoundError(f"{path} does not exist or is not a folder; {help_}")
+        raise FileNotFoundError(problem("{path} does not exist or is not a folder; {help_}",
+                                        path=path, help_=help_))
     splits, unused = {}, {}
     classes = None
     for split in (trn_name, val_name):
         folder = path / split
         if not folder.is_dir():
-            raise FileNotFoundError(f"no {split}/ folder in {path} (it has {_subfolders(path)}); {help_}")
+            raise FileNotFoundError(problem("no {split}/ folder in {path} (it has {subfolders}); {help_}",
+                                            split=split, path=path, subfolders=_subfolders(path), help_=help_))
         by_class = _class_folders(folder)
         found = list(by_class)
         if not found:
             loose = len(image_files(folder))
-            raise ValueError(f"{split}/ has no class folders" + (f" but {loose} loose images" if loose else "")
-                             + f": put each class's images in its own folder; {help_}")
+            if loose:
+                raise ValueError(problem("{split}/ has no class folders but {loose} loose images: put each class's "
+                                         "images in its own folder; {help_}", split=split, loose=loose, help_=help_))
+            raise ValueError(problem("{split}/ has no class folders: put each class's images in its own folder; "
+                                     "{help_}", split=split, help_=help_))
         if classes is None:
             classes = found
             if len(classes) < 2:
-                raise ValueError(f"{split}/ has only the class {classes}: a classifier needs at least two "
-                                 f"class folders; {help_}")
+                raise ValueError(problem("{split}/ has only the class {classes}: a classifier needs at least two "
+                                         "class folders; {help_}", split=split, classes=classes, help_=help_))
         elif found != classes:
-            raise ValueError(f"{split}/ has classes {found} but {trn_name}/ has {classes}: "
-                             f"the folder names under {trn_name}/ and {split}/ must match")
+            raise ValueError(problem("{split}/ has classes {found} but {trn_name}/ has {classes}: the folder names "
+                                     "under {trn_name}/ and {split}/ must match",
+                                     split=split, found=found, trn_name=trn_name, classes=classes))
         files, labels = [], []
         for label, cls in enumerate(classes):
             these = sorted(f for sub in by_class[cls] for f in image_files(sub))
@@ -177,19 +188,24 @@ def check_layout(path, trn_name="train", val_name="valid", test_name=None):
                     unused.setdefault(reason, []).extend(f"{split}/{sub.name}/{n}" for n in names)
             if not these:
                 others = [p.name for sub in by_class[cls] for p in sub.iterdir()][:5]
-                raise ValueError(f"{split}/{cls}/ has no images Pillow reads here"
-                                 + (f"; it holds {others}" if others else "")
-                                 + "".join(f" ({r})" for r in unused if r.startswith(".") and "Pillow" in r))
+                formats = "".join(f" ({r})" for r in unused if r.startswith("."))   # the extensions' reasons
+                if others:
+                    raise ValueError(problem("{split}/{cls}/ has no images Pillow reads here; it holds {others}"
+                                             "{formats}", split=split, cls=cls, others=others, formats=formats))
+                raise ValueError(problem("{split}/{cls}/ has no images Pillow reads here{formats}", split=split,
+                                         cls=cls, formats=formats))
             files += these
             labels += [label] * len(these)
         splits[split] = (files, labels)
     if test_name is not None:
         folder = path / test_name
         if not folder.is_dir():
-            raise FileNotFoundError(f"test_name={test_name!r} but there is no {test_name}/ folder in {path}")
+            raise FileNotFoundError(problem("test_name={test_name!r} but there is no {test_name}/ folder in {path}",
+                                            test_name=test_name, path=path))
         files = image_files(folder)
         if not files:
-            raise ValueError(f"{test_name}/ has no images: the test set is a flat folder of images")
+            raise ValueError(problem("{test_name}/ has no images: the test set is a flat folder of images",
+                                     test_name=test_name))
         splits[test_name] = (files, [-1] * len(files))
         for reason, names in unused_files(folder).items():
             unused.setdefault(reason, []).extend(f"{test_name}/{n}" for n in names)
@@ -206,7 +222,8 @@ def _say_unused(unused):
     lines = [f"  {len(names)} {r}: {', '.join(display_name(x) for x in names[:3])}" + (", ..." if len(names) > 3
                                                                                        else "")
              for r, names in unused.items()]
-    warnings.warn(f"{n} file(s) in the data set's folders will not be used:\n" + "\n".join(lines), stacklevel=3)
+    warnings.warn(problem("{n} file(s) in the data set's folders will not be used:\n{lines}", n=n,
+                          lines="\n".join(lines)), stacklevel=3)
 
 
 def folder_summary(path):
@@ -238,8 +255,9 @@ def files_digest(files):
         try:
             signature = file_signature(f)
         except FileNotFoundError:
-            raise FileNotFoundError(f"{os.fsdecode(f)} was removed after the data was read: build the data again "
-                                    f"(ImageClassifierData.from_paths(...)) so that it lists the images there now") \
+            raise FileNotFoundError(problem("{fsdecode} was removed after the data was read: build the data again "
+                                            "(ImageClassifierData.from_paths(...)) so that it lists the images "
+                                            "there now", fsdecode=os.fsdecode(f))) \
                 from None
         h.update(os.fsencode(f) + f"|{signature}\n".encode())
     return h.hexdigest()
@@ -340,7 +358,8 @@ class ImageDataset(Dataset):
         try:
             return self.resized(i) if self._resize is not None else self.get_image(i)
         except Exception as e:   # e.g. the file changed after the check: name it
-            raise RuntimeError(f"could not read {display_name(self.fnames[i])}: {e}") from e
+            raise RuntimeError(problem("could not read {display_name}: {e}",
+                                       display_name=display_name(self.fnames[i]), e=e)) from e
 
     def __getitem__(self, i):
         y = self.y[i]
@@ -354,12 +373,12 @@ def cache_fits(n_images, sz, budget_mb):
 
 def _check_arguments(tfms, bs):
     if not hasattr(tfms, "valid"):
-        raise TypeError("tfms must come from tfms_from_model(arch, sz, ...)")
+        raise TypeError(problem("tfms must come from tfms_from_model(arch, sz, ...)"))
     if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
-        raise ValueError(f"bs={bs!r}: the mini-batch size must be a positive whole number")
+        raise ValueError(problem("bs={bs!r}: the mini-batch size must be a positive whole number", bs=bs))
     if bs < 2:
-        raise ValueError(f"bs={bs}: the head's BatchNorm layers need at least 2 images per mini-batch to train; "
-                         f"use bs=2 or more")
+        raise ValueError(problem("bs={bs}: the head's BatchNorm layers need at least 2 images per mini-batch to "
+                                 "train; use bs=2 or more", bs=bs))
 
 
 def _unreadable_with_warning(path, files, tfms):
@@ -368,7 +387,8 @@ def _unreadable_with_warning(path, files, tfms):
     if bad:
         listing = "\n".join(f"  {display_name(Path(f).relative_to(path))}: {reason}"
                             for f, reason in sorted(bad.items()))
-        warnings.warn(f"skipping {len(bad)} image(s) that cannot be used:\n{listing}", stacklevel=3)
+        warnings.warn(problem("skipping {n_bad} image(s) that cannot be used:\n{listing}",
+                              n_bad=len(bad), listing=listing), stacklevel=3)
     return bad
 
 
@@ -390,8 +410,8 @@ def read_csv_text(csv_path):
             return raw.decode(codec), name
         except UnicodeDecodeError:
             continue
-    raise ValueError(f"{Path(csv_path).name} is not text in UTF-8, UTF-16 or GBK/GB18030: save it again as "
-                     f"\"CSV UTF-8\" (Excel: File > Save As > CSV UTF-8)")
+    raise ValueError(problem('{name} is not text in UTF-8, UTF-16 or GBK/GB18030: save it again as "CSV UTF-8" '
+                             "(Excel: File > Save As > CSV UTF-8)", name=Path(csv_path).name))
 
 
 def read_label_csv(csv_path, folder, suffix=".jpg"):
@@ -403,43 +423,49 @@ def read_label_csv(csv_path, folder, suffix=".jpg"):
 
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise FileNotFoundError(f"no label file {csv_path}")
+        raise FileNotFoundError(problem("no label file {csv_path}", csv_path=csv_path))
     text, _ = read_csv_text(csv_path)
     first = text.lstrip("\ufeff").split("\n", 1)[0].split(",")[0].strip()
     no_header = bool(first) and (Path(folder) / f"{first}{suffix}").is_file()
     if no_header:
-        warnings.warn(f"{csv_path.name}: its first row names an image ({first}), so it has no header row: "
-                      f"every row is read as an image and its tags", stacklevel=3)
+        warnings.warn(problem("{name}: its first row names an image ({first}), so it has no header row: every row "
+                              "is read as an image and its tags", name=csv_path.name, first=first), stacklevel=3)
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, header=None if no_header else 0)
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{csv_path.name} is empty: it needs a header and one row per image, "
-                         f"`image_name,tags`") from None
+        raise ValueError(problem("{name} is empty: it needs a header and one row per image, `image_name,tags`",
+                                 name=csv_path.name)) from None
     except pd.errors.ParserError as e:
-        raise ValueError(f"{csv_path.name}: {str(e).strip()}: tags must be separated by spaces, within the second "
-                         f"column. Write e.g. `train_1,haze primary`") from None
+        raise ValueError(problem("{name}: {strip}: tags must be separated by spaces, within the second column. "
+                                 "Write e.g. `train_1,haze primary`", name=csv_path.name, strip=str(e).strip())) from None
     if df.shape[1] < 2:
-        raise ValueError(f"{csv_path} needs two columns, image name and tags; it has {list(df.columns)}")
+        raise ValueError(problem("{csv_path} needs two columns, image name and tags; it has {columns}",
+                                 csv_path=csv_path, columns=list(df.columns)))
     if len(df) == 0:
-        raise ValueError(f"{csv_path.name} has a header but no rows: list one image per row, `name,tag tag ...`")
+        raise ValueError(problem("{name} has a header but no rows: list one image per row, `name,tag tag ...`",
+                                 name=csv_path.name))
     names, tags = df.iloc[:, 0].str.strip(), df.iloc[:, 1].str.split()
     odd = [t for ts in tags for t in ts if any(c in t for c in ",;|")]
     if odd or df.shape[1] > 2:
         example = odd[0] if odd else ",".join(df.iloc[0, 1:])
-        raise ValueError(f"{csv_path.name}: tags must be separated by spaces, within the second column; found "
-                         f"{example!r}. Write e.g. `train_1,haze primary`")
+        raise ValueError(problem("{name}: tags must be separated by spaces, within the second column; found "
+                                 "{example!r}. Write e.g. `train_1,haze primary`",
+                                 name=csv_path.name, example=example))
     dupes = sorted(names[names.duplicated()].unique())
     if dupes:
-        raise ValueError(f"{csv_path.name}: {len(dupes)} image(s) listed twice, e.g. {dupes[:5]}: "
-                         f"give each image one row, with all its tags separated by spaces")
+        raise ValueError(problem("{name}: {n_dupes} image(s) listed twice, e.g. {dupes}: give each image one row, "
+                                 "with all its tags separated by spaces",
+                                 name=csv_path.name, n_dupes=len(dupes), dupes=dupes[:5]))
     empty = [n for n, t in zip(names, tags) if not t]
     if empty:
-        raise ValueError(f"{csv_path.name}: {len(empty)} image(s) have no tags, e.g. {empty[:5]}")
+        raise ValueError(problem("{name}: {n_empty} image(s) have no tags, e.g. {empty}",
+                                 name=csv_path.name, n_empty=len(empty), empty=empty[:5]))
     files = [Path(folder) / f"{n}{suffix}" for n in names]
     missing = [f.name for f in files if not f.is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} image(s) listed in {csv_path.name} are not in {folder}, "
-                                f"e.g. {missing[:5]} (is suffix={suffix!r} right?)")
+        raise FileNotFoundError(problem("{n_missing} image(s) listed in {name} are not in {folder}, e.g. {missing} "
+                                        "(is suffix={suffix!r} right?)",
+                                        n_missing=len(missing), name=csv_path.name, folder=folder, missing=missing[:5], suffix=suffix))
     return files, list(tags)
 
 
@@ -499,7 +525,8 @@ class ImageClassifierData:
     def split_loader(self, split):
         """The loader of "train" (in order, not augmented: what precompute reads), "valid" or "test"."""
         if split == "test" and self.test_dl is None:
-            raise ValueError("this data has no test set: pass test_name='test' to ImageClassifierData.from_paths")
+            raise ValueError(problem("this data has no test set: pass test_name='test' to "
+                                     "ImageClassifierData.from_paths"))
         return {"train": self.fix_dl, "valid": self.val_dl, "test": self.test_dl}[split]
 
     def augmented_batches(self):
@@ -513,7 +540,7 @@ class ImageClassifierData:
     def base_trn_dl(self):
         """Training images resized and randomly cropped only, for augmentation per batch on the device."""
         if self.tfms.base is None:
-            raise ValueError("these transforms have no batch augmentation")
+            raise ValueError(problem("these transforms have no batch augmentation"))
         if self._base_trn_dl is None:
             self._base_trn_dl = self.loader(self.trn_ds.with_transform(self.tfms.base, self.image_cache), shuffle=True)
         return self._base_trn_dl
@@ -598,7 +625,8 @@ class ImageClassifierData:
             if split != test_name:
                 for label, name in enumerate(classes):
                     if not any(y == label for _, y in keep):
-                        raise ValueError(f"{split}/{name}/ has no readable images left")
+                        raise ValueError(problem("{split}/{name}/ has no readable images left",
+                                                 split=split, name=name))
             tfm = tfms.train if split == trn_name else tfms.valid
             datasets[split] = ImageDataset([f for f, _ in keep], [y for _, y in keep], tfm, tfms.load_size)
         splits = {"train": datasets[trn_name], "valid": datasets[val_name],
@@ -632,8 +660,8 @@ class ImageClassifierData:
         else:
             labels = np.array([classes.index(ts[0]) for ts in tags])
         if len(classes) < 2:
-            raise ValueError(f"{csv_fname} has only the class {classes}: a classifier needs at least two classes "
-                             f"(or tags)")
+            raise ValueError(problem("{csv_fname} has only the class {classes}: a classifier needs at least two "
+                                     "classes (or tags)", csv_fname=csv_fname, classes=classes))
         test_files = image_files(path / test_name) if test_name else []
         bad = _unreadable_with_warning(path, files + test_files, tfms)
         is_val = _validation_mask(val_idxs, len(files))
@@ -643,12 +671,14 @@ class ImageClassifierData:
             return ImageDataset([f for f, m in zip(files, mask) if m], labels[mask], tfm, tfms.load_size)
         trn_ds, val_ds = subset(~is_val & keep, tfms.train), subset(is_val & keep, tfms.valid)
         if len(trn_ds) < 2 or len(val_ds) == 0:
-            raise ValueError(f"the split left {len(trn_ds)} training and {len(val_ds)} validation images: training "
-                             f"needs at least 2 and validation at least 1 (val_idxs chooses the validation rows)")
+            raise ValueError(problem("the split left {n_trn_ds} training and {n_val_ds} validation images: "
+                                     "training needs at least 2 and validation at least 1 (val_idxs chooses the "
+                                     "validation rows)", n_trn_ds=len(trn_ds), n_val_ds=len(val_ds)))
         seen = trn_ds.y.sum(0) > 0 if multi else np.isin(np.arange(len(classes)), trn_ds.y)
         if not seen.all():
-            raise ValueError(f"{[c for c, s in zip(classes, seen) if not s]} appear only in validation rows: the "
-                             f"model cannot learn them; put some of those images in the training rows")
+            raise ValueError(problem("{unseen} appear only in validation rows: the model cannot learn them; put "
+                                     "some of those images in the training rows",
+                                     unseen=[c for c, s in zip(classes, seen) if not s]))
         test_ds = None
         if test_name:
             good = [f for f in test_files if str(f) not in bad]
@@ -663,10 +693,11 @@ def _validation_mask(val_idxs, n):
     else:
         idxs = np.asarray(val_idxs)
         if idxs.dtype == bool or not np.issubdtype(idxs.dtype, np.integer) or idxs.ndim != 1:
-            raise ValueError(f"val_idxs must be a list of row numbers (e.g. get_cv_idxs({n})), got {val_idxs!r}")
+            raise ValueError(problem("val_idxs must be a list of row numbers (e.g. get_cv_idxs({n})), got "
+                                     "{val_idxs!r}", n=n, val_idxs=val_idxs))
         if len(idxs) and (idxs.min() < 0 or idxs.max() >= n):
-            raise ValueError(f"val_idxs has row numbers outside 0..{n - 1} (the CSV has {n} rows): "
-                             f"{sorted(int(i) for i in idxs if i < 0 or i >= n)[:5]}")
+            raise ValueError(problem("val_idxs has row numbers outside 0..{last} (the CSV has {n} rows): {outside}",
+                                     last=n - 1, n=n, outside=sorted(int(i) for i in idxs if i < 0 or i >= n)[:5]))
     mask = np.zeros(n, dtype=bool)
     mask[idxs] = True
     return mask
@@ -678,7 +709,8 @@ def _policy(device, num_workers=None):
     policy = resolve_policy(device)
     if num_workers is not None:
         if not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers={num_workers!r}: a whole number of loader processes, 0 or more")
+            raise ValueError(problem("num_workers={num_workers!r}: a whole number of loader processes, 0 or more",
+                                     num_workers=num_workers))
         policy = policy.but(num_workers=num_workers)
     return policy
 
@@ -688,16 +720,19 @@ def submission_frame(data, probs, positive):
     import pandas as pd
 
     if data.test_ds is None:
-        raise ValueError("this data has no test set: pass test_name='test' to ImageClassifierData.from_paths")
+        raise ValueError(problem("this data has no test set: pass test_name='test' to "
+                                 "ImageClassifierData.from_paths"))
     probs = np.asarray(probs)
     if probs.shape != (len(data.test_ds), data.c):
-        raise ValueError(f"probs must be (test images, classes) = {(len(data.test_ds), data.c)}, got {probs.shape}")
+        raise ValueError(problem("probs must be (test images, classes) = {expected}, got {shape}",
+                                 expected=(len(data.test_ds), data.c), shape=probs.shape))
     stems = [f.stem for f in data.test_ds.fnames]
     numbers = [int(x) for x in stems] if all(x.isdigit() for x in stems) else None
     # numbers as numbers (Kaggle's ids: 0001.jpg is 1) unless that makes two images one: 001.jpg and 1.jpg
     ids = numbers if numbers is not None and len(set(numbers)) == len(numbers) else stems
     twice = sorted(str(x) for x, n in Counter(ids).items() if n > 1)
     if twice:
-        raise ValueError(f"test images in different folders share the names {twice[:5]}: a submission needs one id "
-                         f"per image; rename them, or keep the test images in one folder")
+        raise ValueError(problem("test images in different folders share the names {twice}: a submission needs one "
+                                 "id per image; rename them, or keep the test images in one folder",
+                                 twice=twice[:5]))
     return pd.DataFrame({"id": ids, "label": probs[:, data.classes.index(positive)]})

@@ -27,6 +27,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from lessonlib.engine.language import problem, say
 from lessonlib.engine.runtime import home, mirror, smoke_mode
 from lessonlib.engine.settings import settings
 from lessonlib.engine.storage import atomic_dir, download, file_lock, file_signature
@@ -81,8 +82,9 @@ def data_root():
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise OSError(f"LESSONLIB_DATA={value} cannot be used ({e.strerror or e}): point it at a folder you can "
-                      f"write to, or unset it to use LESSONLIB_HOME/data") from e
+        raise OSError(problem("LESSONLIB_DATA={value} cannot be used ({reason}): point it at a folder you can "
+                              "write to, or unset it to use LESSONLIB_HOME/data",
+                              value=value, reason=e.strerror or e)) from e
     return root
 
 
@@ -100,7 +102,8 @@ def get(name, smoke=None):
         ['test', 'train', 'valid']
     """
     if name not in CATALOG:
-        raise ValueError(f"unknown data set {name!r}: the catalog has {sorted(CATALOG)}")
+        raise ValueError(problem("unknown data set {name!r}: the catalog has {CATALOG}",
+                                 name=name, CATALOG=sorted(CATALOG)))
     entry = CATALOG[name]
     path = _locate(entry)
     if (smoke_mode() if smoke is None else smoke) and (entry.smoke_per_class or entry.smoke_rows):
@@ -111,7 +114,7 @@ def get(name, smoke=None):
             path = smoke_sample(path, entry.smoke_per_class, dest)
         else:
             path = smoke_sample_csv(path, entry.smoke_rows, dest)
-        print(f"smoke mode: using a small sample of {name} at {path}")
+        print(say("smoke mode: using a small sample of {name} at {path}", name=name, path=path))
     return path
 
 
@@ -142,17 +145,19 @@ def _locate(entry):
         problems = verify_packaged([entry.name])   # 50 ms for dogscats-mini: checked at every get()
         if problems:
             listed = ", ".join(f"{rel} ({why})" for rel, why in sorted(problems.items())[:3])
-            raise ValueError(f"lessonlib's own copy of {entry.name} ({PACKAGED / entry.name}) has changed: {listed}"
-                             f"{' ...' if len(problems) > 3 else ''}. It is the lessons' reference data: copy it "
-                             f"elsewhere before changing it (shutil.copytree), and reinstall lessonlib to mend it "
-                             f"(pip install --force-reinstall lessonlib, or `make install` in the project).")
+            raise ValueError(problem("lessonlib's own copy of {name} ({folder}) has changed: {listed}{more}. It "
+                                     "is the lessons' reference data: copy it elsewhere before changing it "
+                                     "(shutil.copytree), and reinstall lessonlib to mend it (pip install "
+                                     "--force-reinstall lessonlib, or `make install` in the project).",
+                                     name=entry.name, folder=PACKAGED / entry.name, listed=listed, more=' ...' if len(problems) > 3 else ''))
         return PACKAGED / entry.name
     if not (entry.url or entry.fetch):
         where = [f"lessonlib's own copy ({PACKAGED / entry.name}) is missing", f"it is not in {data_root()}",
                  f"LESSONLIB_DATA_MIRROR is {'not set' if shared is None else f'{shared}, without it'}"]
-        raise FileNotFoundError(f"{entry.name} is not available: {'; '.join(where)}. Reinstall lessonlib from the "
-                                f"project (`pip install .` in a full checkout), or copy the folder {entry.name}/ into "
-                                f"{data_root()}; data/README.md says where each data set comes from.")
+        raise FileNotFoundError(problem("{name} is not available: {where}. Reinstall lessonlib from the project "
+                                        "(`pip install .` in a full checkout), or copy the folder {name}/ into "
+                                        "{data_root}; data/README.md says where each data set comes from.",
+                                        name=entry.name, where='; '.join(where), data_root=data_root()))
     with file_lock(data_root() / f".{entry.name}.lock"):   # a second process waits here, then finds it done
         found = _local(entry)
         if found:
@@ -163,8 +168,9 @@ def _locate(entry):
                                             convert=globals()[entry.convert] if entry.convert else None)
             return globals()[entry.fetch](data_root() / entry.name)
         except OSError as e:   # no network, DNS failure, refused connection, disk full ...
-            raise FileNotFoundError(f"{entry.name} is not in {data_root()} nor in the mirror, and fetching it failed "
-                                    f"({type(e).__name__}: {e}). See data/README.md to get it by hand.") from e
+            raise FileNotFoundError(problem("{name} is not in {data_root} nor in the mirror, and fetching it "
+                                            "failed ({kind}: {e}). See data/README.md to get it by hand.",
+                                            name=entry.name, data_root=data_root(), kind=type(e).__name__, e=e)) from e
 
 
 # ---------------------------------------------------------------- download, check, extract
@@ -196,26 +202,29 @@ def safe_extract(archive, dest):
                 if member.islnk():     # a hard link's target is a member name: relative to the archive's top
                     _refuse_escape(member.linkname, dest)
                 if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-                    raise ValueError(f"refusing to extract {member.name!r}: not a file, folder or link")
+                    raise ValueError(problem("refusing to extract {name!r}: not a file, folder or link",
+                                             name=member.name))
             if hasattr(tarfile, "data_filter"):   # Python 3.11.4+ / 3.10.12+
                 t.extractall(dest, filter="data")
             else:   # older Pythons (Debian 12's 3.11.2): the checks above stand in for the "data" filter
                 t.extractall(dest)
     else:
-        raise ValueError(f"{archive} is neither a zip nor a tar archive")
+        raise ValueError(problem("{archive} is neither a zip nor a tar archive", archive=archive))
     return dest
 
 
 def _refuse_too_large(archive, unpacked, limit):
     if unpacked > limit:
-        raise ValueError(f"refusing to extract {archive.name}: it would unpack to {unpacked / 2**20:,.0f} MB, more than "
-                         f"{MAX_UNPACKED}x its own size; it is damaged or not the data set it claims to be")
+        raise ValueError(problem("refusing to extract {name}: it would unpack to {mb:,.0f} MB, more than "
+                                 "{MAX_UNPACKED}x its own size; it is damaged or not the data set it claims to be",
+                                 name=archive.name, mb=unpacked / 2**20, MAX_UNPACKED=MAX_UNPACKED))
 
 
 def _refuse_escape(member, dest):
     target = (dest / member).resolve()
     if target != dest and dest not in target.parents:
-        raise ValueError(f"refusing to extract {member!r}: it would land outside {dest}")
+        raise ValueError(problem("refusing to extract {member!r}: it would land outside {dest}",
+                                 member=member, dest=dest))
 
 
 def download_and_extract(url, dest, size=None, md5=None, inner=None, convert=None):
@@ -242,7 +251,7 @@ def _fetch_and_extract(url, archive, dest, size, md5, inner, convert):
         safe_extract(archive, work)
         src = work / inner if inner else work
         if not src.is_dir():
-            raise ValueError(f"{archive.name} has no folder {inner!r} inside")
+            raise ValueError(problem("{name} has no folder {inner!r} inside", name=archive.name, inner=inner))
         if convert is not None:
             convert(src, tmp)
         else:
@@ -253,8 +262,8 @@ def _fetch_and_extract(url, archive, dest, size, md5, inner, convert):
         atomic_dir(dest, write)
     except (EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error) as e:
         archive.unlink(missing_ok=True)   # damaged: the next call downloads it again instead of failing the same way
-        raise OSError(f"{archive.name} is damaged ({type(e).__name__}: {e}); it was deleted: run it again to "
-                      f"download it afresh") from e
+        raise OSError(problem("{name} is damaged ({kind}: {e}); it was deleted: run it again to download it "
+                              "afresh", name=archive.name, kind=type(e).__name__, e=e)) from e
     archive.unlink(missing_ok=True)
     return dest
 
@@ -269,7 +278,8 @@ def _planet_layout(src, dest):
     with open(src / "labels.csv", newline="") as f:
         rows = list(csv.reader(f))
     if not rows or [c.strip() for c in rows[0][:2]] != ["image_name", "tags"]:
-        raise ValueError(f"{src / 'labels.csv'} does not start with the header image_name,tags")
+        raise ValueError(problem("{csv} does not start with the header image_name,tags",
+                                 csv=src / 'labels.csv'))
     for name, _ in rows[1:]:
         os.rename(src / "train" / f"{name}.jpg", dest / "train-jpg" / f"{name}.jpg")
     with open(dest / "train_v2.csv", "w", newline="") as f:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lessonlib.engine.language import problem, say
+
 __all__ = ["EXERCISES", "Exercise", "GUESSES", "PREDICTIONS", "Prediction", "check", "guess", "reveal", "solution"]
 
 
@@ -540,20 +542,23 @@ def guess(key, value):
         >>> guess("03-lower-training-loss", "augmentation")
     """
     if key not in PREDICTIONS:
-        raise KeyError(f"no prediction {key!r}; predictions: {sorted(PREDICTIONS)}")
-    print(PREDICTIONS[key].question)
+        raise KeyError(problem("no prediction {key!r}; predictions: {PREDICTIONS}",
+                               key=key, PREDICTIONS=sorted(PREDICTIONS)))
+    print(say(PREDICTIONS[key].question))
     if value is None:
-        print("Write your guess above (replace `None`) and run this cell before the experiment below.")
+        print(say("Write your guess above (replace `None`) and run this cell before the experiment below."))
         return False
     GUESSES[key] = _plain(value)
-    print(f"Your guess is kept: {value!r}. Now run the experiment; `reveal` puts the answer beside it.")
+    print(say("Your guess is kept: {value!r}. Now run the experiment; `reveal` puts the answer beside it.",
+              value=value))
     return True
 
 
 def reveal(key, **context):
     """The answer to prediction `key`, read off your run (`context`: what it measured), beside your guess."""
     if key not in PREDICTIONS:
-        raise KeyError(f"no prediction {key!r}; predictions: {sorted(PREDICTIONS)}")
+        raise KeyError(problem("no prediction {key!r}; predictions: {PREDICTIONS}",
+                               key=key, PREDICTIONS=sorted(PREDICTIONS)))
     prediction = PREDICTIONS[key]
     answer = _plain(prediction.measure(**context))
     shown = f"{answer:.3g}" if isinstance(answer, float) else repr(answer)
@@ -562,12 +567,12 @@ def reveal(key, **context):
             close = bool(prediction.agrees(GUESSES[key], answer))
         except (TypeError, ValueError):
             close = False
-        print(f"You guessed {GUESSES[key]!r}; your run says {shown}. " + ("Well predicted!" if close else
-              "Not what you expected: that is what an experiment is for."))
+        print(say("You guessed {guess!r}; your run says {shown}.", guess=GUESSES[key], shown=shown) + " "
+              + (say("Well predicted!") if close else say("Not what you expected: that is what an experiment is for.")))
     else:
-        print(f"Your run says {shown}. (No guess was kept: next time, write one down first. What you expected "
-              f"is what you learn from.)")
-    print(prediction.why)
+        print(say("Your run says {shown}. (No guess was kept: next time, write one down first. What you expected "
+                  "is what you learn from.)", shown=shown))
+    print(say(prediction.why))
     return answer
 
 
@@ -580,17 +585,17 @@ def check(key, answer, **context):
         >>> check("00-count-dogs", 400, path=PATH)
     """
     if key not in EXERCISES:
-        raise KeyError(f"no exercise {key!r}; exercises: {sorted(EXERCISES)}")
+        raise KeyError(problem("no exercise {key!r}; exercises: {EXERCISES}", key=key, EXERCISES=sorted(EXERCISES)))
     exercise = EXERCISES[key]
     if answer is None:   # the state of every exercise cell before the student writes anything: no hint yet
-        print("Write your answer in the cell above (replace `None`), then run this cell again.")
+        print(say("Write your answer in the cell above (replace `None`), then run this cell again."))
         return False
     try:
         ok = bool(exercise.checker(_plain(answer), **context))
     except (TypeError, ValueError, OverflowError, OSError) as e:   # e.g. 10**400, or a folder that is not there
         ok = False
-        print(f"That answer could not be checked ({type(e).__name__}: {e}).")
-    print("Correct!" if ok else f"Not yet. Hint: {exercise.hint}")
+        print(say("That answer could not be checked ({kind}: {e}).", kind=type(e).__name__, e=e))
+    print(say("Correct!") if ok else say("Not yet. Hint: {hint}", hint=say(exercise.hint)))
     return ok
 
 

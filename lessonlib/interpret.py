@@ -2,6 +2,7 @@
 import numpy as np
 
 from lessonlib.engine.fonts import use_cjk_font
+from lessonlib.engine.language import say
 from lessonlib.viz import plot_images
 
 __all__ = ["class_probs", "grad_cam", "most_by_correct", "most_uncertain", "plot_confusion_matrix", "plot_heatmaps",
@@ -43,7 +44,7 @@ def most_uncertain(probs, n=4):
 def plot_val_with_title(data, idxs, probs, title):
     """Show validation images `idxs`, each titled with the probability of its predicted class."""
     if len(idxs) == 0:
-        print(f"{title}: none")
+        print(say("{title}: none", title=title))
         return None
     probs = np.asarray(probs)
     images = [data.val_ds.get_image(i) for i in idxs]
@@ -107,8 +108,8 @@ def plot_heatmaps(learn, idxs):
     """Validation images `idxs` in one row, each with its Grad-CAM heat map for the predicted class laid over it,
     titled with its true class."""
     import matplotlib.pyplot as plt
-    import torch.nn.functional as F
     import torch
+    import torch.nn.functional as F
 
     use_cjk_font()   # class names in any language
     data = learn.data

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from lessonlib.engine.language import problem
 from lessonlib.engine.runtime import seed_everything
 from lessonlib.engine.settings import set_keras_backend
 
@@ -34,10 +35,12 @@ def import_keras():
     try:
         import keras
     except ImportError as e:
-        raise ImportError("Keras is not installed: pip install -r requirements.txt (it pins keras), or pip install lessonlib[keras]") from e
+        raise ImportError(problem("Keras is not installed: pip install -r requirements.txt (it pins keras), or pip "
+                                  "install lessonlib[keras]")) from e
     if keras.backend.backend() != "torch":
-        raise RuntimeError(f"Keras was imported with the {keras.backend.backend()!r} backend; restart the "
-                           "kernel and run `%env KERAS_BACKEND=torch` before the first import")
+        raise RuntimeError(problem("Keras was imported with the {backend!r} backend; restart the kernel and run "
+                                   "`%env KERAS_BACKEND=torch` before the first import",
+                                   backend=keras.backend.backend()))
     return keras
 
 
@@ -312,8 +315,8 @@ def keras_resnet50_available():
         return True
     except Exception as e:   # get_file wraps URLError/HTTPError in a plain Exception
         reason = textwrap.shorten(str(e).splitlines()[0] if str(e) else type(e).__name__, 90)
-        print(f"keras.applications.ResNet50: its ImageNet weights cannot be loaded here ({reason}); "
-              f"the Keras run uses lessonlib's pretrained body instead.")
+        print(problem("keras.applications.ResNet50: its ImageNet weights cannot be loaded here ({reason}); the Keras "
+                      "run uses lessonlib's pretrained body instead.", reason=reason))
         return False
 
 

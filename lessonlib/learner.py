@@ -19,13 +19,14 @@ from torch import nn
 from lessonlib import models, training
 from lessonlib.data import data_signature
 from lessonlib.engine import checkpoints, distributed
+from lessonlib.engine.language import problem
+from lessonlib.engine.policy import resolve_policy
+from lessonlib.engine.weights import create_body
 from lessonlib.lr_finder import Sweep, find_lr, losses_at
 from lessonlib.metrics import accuracy, f2
-from lessonlib.engine.policy import resolve_policy
 from lessonlib.precompute import ActivationCache, TensorBatches
 from lessonlib.recorder import Recorder
 from lessonlib.schedules import sgdr, sgdr_epochs
-from lessonlib.engine.weights import create_body
 
 __all__ = ["ConvLearner", "GROUP_NAMES", "body_piece_for"]
 
@@ -45,8 +46,8 @@ def body_piece_for(policy, model, body_piece="auto"):
             any(p.requires_grad for p in m.parameters()) for m in models.batchnorm_layers(model.body))
         return None if bn_trains else policy.body_piece
     if body_piece is not None and (isinstance(body_piece, bool) or not isinstance(body_piece, int) or body_piece < 1):
-        raise ValueError(f"learn.body_piece = {body_piece!r}: use \"auto\", None, or a whole number of images "
-                         f"such as 16")
+        raise ValueError(problem('learn.body_piece = {body_piece!r}: use "auto", None, or a whole number of images '
+                                 "such as 16", body_piece=body_piece))
     return body_piece
 
 
@@ -115,7 +116,8 @@ class ConvLearner:
     def set_data(self, data):
         """Train on other data with the same classes, e.g. the same images at a larger size."""
         if list(data.classes) != list(self.data.classes):
-            raise ValueError(f"set_data needs the same classes: {data.classes} is not {self.data.classes}")
+            raise ValueError(problem("set_data needs the same classes: {classes} is not {classes2}",
+                                     classes=data.classes, classes2=self.data.classes))
         self.data = data
         self._cache.forget()
         if self.precompute:
@@ -135,8 +137,8 @@ class ConvLearner:
     def unfreeze(self):
         """Let every layer train; switches precompute off, since the body's activations will change."""
         if self.precompute:
-            warnings.warn("unfreeze() switched precompute off: the body now trains, so its cached activations "
-                          "would be stale.", stacklevel=2)
+            warnings.warn(problem("unfreeze() switched precompute off: the body now trains, so its cached "
+                                  "activations would be stale."), stacklevel=2)
             self.precompute = False
         self.freeze_to(0)
 
@@ -156,10 +158,11 @@ class ConvLearner:
     @precompute.setter
     def precompute(self, flag):
         if flag and self._body_trains():
-            raise ValueError("precompute=True needs a frozen body: call learn.freeze() first")
+            raise ValueError(problem("precompute=True needs a frozen body: call learn.freeze() first"))
         if flag and self.data.tfms.augments:
-            warnings.warn("precompute is on, so data augmentation does nothing: the activations are computed once "
-                          "from un-augmented images. Set learn.precompute = False to train with augmentation.",
+            warnings.warn(problem("precompute is on, so data augmentation does nothing: the activations are "
+                                  "computed once from un-augmented images. Set learn.precompute = False to train "
+                                  "with augmentation."),
                           stacklevel=2)
         self._precompute = bool(flag)
         if flag:
@@ -298,11 +301,11 @@ class ConvLearner:
             >>> learn.fit(1e-2, 3, cycle_len=1)
         """
         if self.policy.compile_missing:
-            raise RuntimeError(f"learn.compile() cannot work here: {self.policy.compile_missing}. Training runs "
-                               f"without it.")
+            raise RuntimeError(problem("learn.compile() cannot work here: {compile_missing}. Training runs without "
+                                       "it.", compile_missing=self.policy.compile_missing))
         if self.policy.device.type == "cpu":
-            warnings.warn("learn.compile() on a CPU: compiling the training step of the whole network can take "
-                          "longer than the lesson's training; it pays off on a GPU.", stacklevel=2)
+            warnings.warn(problem("learn.compile() on a CPU: compiling the training step of the whole network can "
+                                  "take longer than the lesson's training; it pays off on a GPU."), stacklevel=2)
         for module in (self.body, self.head):   # in place: same modules, same state_dict keys
             module.compile(**kwargs)
         return self
@@ -336,8 +339,8 @@ class ConvLearner:
             >>> accuracy = (probs.argmax(1) == y).mean()
         """
         if not self.data.tfms.augments:
-            raise ValueError("TTA needs training augmentations: build the data with tfms_from_model(..., "
-                             "aug_tfms=transforms_side_on) or max_zoom > 1")
+            raise ValueError(problem("TTA needs training augmentations: build the data with tfms_from_model(..., "
+                                     "aug_tfms=transforms_side_on) or max_zoom > 1"))
         plain, y = self.predict_with_targs(is_test)
         ds = self.data.test_ds if is_test else self.data.val_ds
         loader = self.data.loader(ds.with_transform(self.data.tfms.tta))

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lessonlib.engine.language import problem, say
 from lessonlib.engine.policy import resolve_policy
-from lessonlib.recorder import Recorder, smooth
 from lessonlib.engine.snapshot import Snapshot
+from lessonlib.recorder import Recorder, smooth
 from lessonlib.training import StepPlan, train_step
 
 __all__ = ["LRFinder", "RULES", "Sweep", "describe_region", "find_lr", "losses_at",
@@ -27,6 +28,7 @@ __all__ = ["LRFinder", "RULES", "Sweep", "describe_region", "find_lr", "losses_a
 # five; "valley" never had more than 1 photo of 200 wrong. Lesson 02 shows the table
 # (benchmarks/measured/2026-11-29-cpu-amx/).
 DEFAULT_SUGGESTION = "valley"
+REGIONS = ("too high", "high", "good", "low", "too low")   # describe_region's labels, steepest rate first
 RULES = {
     "order_below_min": "the rate at the smoothed loss minimum, divided by 10 (the lesson's rule)",
     "steepest": "where the smoothed loss falls fastest against log(learning rate)",
@@ -41,7 +43,7 @@ def _cycle(batches):
             empty = False
             yield batch
         if empty:
-            raise ValueError("the training data has no mini-batches")
+            raise ValueError(problem("the training data has no mini-batches"))
 
 
 # ---------------------------------------------------------------- the sweep
@@ -59,9 +61,11 @@ class Sweep:
 
     def __post_init__(self):
         if not (0 < self.start_lr < self.end_lr) or not np.isfinite(self.end_lr):
-            raise ValueError(f"need 0 < start_lr < end_lr, got {self.start_lr} and {self.end_lr}")
+            raise ValueError(problem("need 0 < start_lr < end_lr, got {start_lr} and {end_lr}",
+                                     start_lr=self.start_lr, end_lr=self.end_lr))
         if self.num_it < 2:
-            raise ValueError(f"num_it={self.num_it}: the sweep needs at least 2 mini-batches")
+            raise ValueError(problem("num_it={num_it}: the sweep needs at least 2 mini-batches",
+                                     num_it=self.num_it))
 
 
 def find_lr(model, optimizer, loss_fn, train_batches, device=None, sweep=Sweep(), group_names=None):
@@ -137,24 +141,24 @@ def describe_region(lrf, lr):
     way down from its early plateau (median of the first tenth) to its minimum for good, else "too low".
     """
     if not (isinstance(lr, (int, float, np.number)) and np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr={lr!r}: a learning rate is a positive number, such as 1e-2")
+        raise ValueError(problem("lr={lr!r}: a learning rate is a positive number, such as 1e-2", lr=lr))
     lrs, smoothed = lrf.lrs, lrf.smoothed
     i_min = int(np.nanargmin(smoothed))
     plateau = float(np.median(smoothed[:max(1, len(smoothed) // 10)]))
     still = np.flatnonzero(smoothed[:i_min + 1] >= plateau - 0.2 * (plateau - smoothed[i_min]))
     first_moving = lrs[still[-1] + 1] if len(still) else lrs[0]   # from here on, the loss stays lower
     if lr > lrs[i_min]:
-        return "too high", ("past the minimum: the loss rises again, training is unstable or diverges. "
-                            "Choose a rate at least 10x smaller.")
+        return "too high", say("past the minimum: the loss rises again, training is unstable or diverges. "
+                               "Choose a rate at least 10x smaller.")
     if lr > 10 * lrf.suggestion:
-        return "high", ("the loss still falls on average, but each step is large: the head may train, while "
-                        "fine-tuning at such rates went wrong in lesson 02's measurement (this is where the "
-                        "lesson's rule, the minimum / 10, often lands on this smoothed curve).")
+        return "high", say("the loss still falls on average, but each step is large: the head may train, while "
+                           "fine-tuning at such rates went wrong in lesson 02's measurement (this is where the "
+                           "lesson's rule, the minimum / 10, often lands on this smoothed curve).")
     if lr >= lrf.suggestion / 10:
-        return "good", "the loss falls quickly and steadily: a rate to train with."
+        return "good", say("the loss falls quickly and steadily: a rate to train with.")
     if lr >= first_moving:
-        return "low", "the loss goes down, but slowly: training works, it just needs many more mini-batches."
-    return "too low", "the loss barely moves: each step is so small that the model hardly learns."
+        return "low", say("the loss goes down, but slowly: training works, it just needs many more mini-batches.")
+    return "too low", say("the loss barely moves: each step is so small that the model hardly learns.")
 
 
 # ---------------------------------------------------------------- reading the curve
@@ -215,15 +219,15 @@ class LRFinder:
         finite = np.isfinite(self.smoothed)
         lrs, smoothed = self.lrs[finite], self.smoothed[finite]
         if len(smoothed) < 3:
-            raise ValueError("the sweep stopped after fewer than 3 mini-batches: lower start_lr")
+            raise ValueError(problem("the sweep stopped after fewer than 3 mini-batches: lower start_lr"))
         self.suggestions = {name: rule(lrs, smoothed) for name, rule in SUGGESTERS.items()}
         i_min = int(np.argmin(smoothed))
         if smoothed[-1] < 1.1 * smoothed[i_min] and self.stopped_at is None:
-            self.notes.append("the loss never turned up: the sweep may be too short, so the minimum may lie "
-                              "beyond end_lr; try a larger end_lr or num_it")
+            self.notes.append(problem("the loss never turned up: the sweep may be too short, so the minimum may "
+                                      "lie beyond end_lr; try a larger end_lr or num_it"))
         if smoothed[i_min] > 0.95 * smoothed[0] or i_min < 0.05 * len(smoothed):
-            self.notes.append("the loss never clearly went down: start_lr may already be too high, or the "
-                              "model is not learning")
+            self.notes.append(problem("the loss never clearly went down: start_lr may already be too high, or "
+                                      "the model is not learning"))
 
     @property
     def suggestion(self):
@@ -238,8 +242,8 @@ class LRFinder:
     def report(self):
         """Print the suggestions with their rules, and any warning about the curve."""
         for name, lr in self.suggestions.items():
-            mark = "  <- default" if name == self.default else ""
-            print(f"{name:>16}: {lr:.2e}   {RULES[name]}{mark}")
+            mark = say("  <- default") if name == self.default else ""
+            print(f"{name:>16}: {lr:.2e}   {say(RULES[name])}{mark}")
         for note in self.notes:
             warnings.warn(note, stacklevel=3)
 
@@ -248,15 +252,15 @@ class LRFinder:
         import matplotlib.pyplot as plt
         ax = ax or plt.subplots(figsize=(7, 4))[1]
         sl = slice(skip_start, len(self.lrs) - skip_end)
-        ax.plot(self.lrs[sl], self.losses[sl], alpha=0.3, label="loss per mini-batch")
-        ax.plot(self.lrs[sl], self.smoothed[sl], label="smoothed loss")
+        ax.plot(self.lrs[sl], self.losses[sl], alpha=0.3, label=say("loss per mini-batch"))
+        ax.plot(self.lrs[sl], self.smoothed[sl], label=say("smoothed loss"))
         if suggestions:
             for (name, lr), color in zip(self.suggestions.items(), ("C3", "C2", "C4")):
                 y = np.interp(np.log10(lr), np.log10(self.lrs), self.smoothed)
                 ax.plot([lr], [y], "o", color=color, markersize=9,
-                        label=f"{name}: {lr:.1e}" + (" (default)" if name == self.default else ""))
+                        label=f"{name}: {lr:.1e}" + (say(" (default)") if name == self.default else ""))
         ax.set_xscale("log")
-        ax.set(xlabel="learning rate (log scale)", ylabel="loss", title="learning-rate finder")
+        ax.set(xlabel=say("learning rate (log scale)"), ylabel=say("loss"), title=say("learning-rate finder"))
         finite = self.smoothed[np.isfinite(self.smoothed)]
         low = 0 if np.nanmin(self.losses[np.isfinite(self.losses)]) >= 0 else None
         ax.set_ylim(bottom=low, top=min(np.nanmax(finite), 4 * np.nanmin(finite)) * 1.1)

@@ -10,6 +10,8 @@ Averages over a multi-label set:
 import numpy as np
 import torch
 
+from lessonlib.engine.language import problem
+
 __all__ = ["accuracy", "fbeta", "f2", "best_threshold", "per_tag_report", "binomial_interval", "bootstrap_interval",
            "beside_the_notes"]
 
@@ -30,13 +32,14 @@ def fbeta(preds, targs, beta=2, thresh=0.2, average="samples"):
     p = np.asarray(preds) > thresh
     t = np.asarray(targs) > 0.5
     if p.shape != t.shape or p.ndim != 2:
-        raise ValueError(f"preds {p.shape} and targs {t.shape} must both be (images, tags)")
+        raise ValueError(problem("preds {shape} and targs {shape2} must both be (images, tags)",
+                                 shape=p.shape, shape2=t.shape))
     if average == "micro":
         axis = None
     elif average in ("samples", "macro"):
         axis = 1 if average == "samples" else 0
     else:
-        raise ValueError(f"average={average!r}: choose 'samples', 'micro' or 'macro'")
+        raise ValueError(problem("average={average!r}: choose 'samples', 'micro' or 'macro'", average=average))
     tp, fp, fn = (p & t).sum(axis), (p & ~t).sum(axis), (~p & t).sum(axis)
     return float(np.mean(fbeta_per_image(preds, targs, beta, thresh) if axis == 1 else
                          _fbeta_from_counts(tp, fp, fn, beta)))
@@ -81,7 +84,8 @@ def binomial_interval(accuracy, n, confidence=0.95):
     """
     from statistics import NormalDist
     if not (n >= 1 and 0 <= accuracy <= 1):
-        raise ValueError(f"need n >= 1 images and an accuracy from 0 to 1, got n={n}, accuracy={accuracy}")
+        raise ValueError(problem("need n >= 1 images and an accuracy from 0 to 1, got n={n}, accuracy={accuracy}",
+                                 n=n, accuracy=accuracy))
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * np.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n))
@@ -92,7 +96,7 @@ def bootstrap_interval(values, confidence=0.95, n_resamples=10_000, seed=0):
     """(low, high) of the mean of `values` (one score per image, or one result per run), by resampling them."""
     values = np.asarray(values, dtype=float)
     if values.ndim != 1 or len(values) < 2:
-        raise ValueError(f"need at least 2 values in a flat list, got shape {values.shape}")
+        raise ValueError(problem("need at least 2 values in a flat list, got shape {shape}", shape=values.shape))
     means = np.random.default_rng(seed).choice(values, (n_resamples, len(values))).mean(1)
     return tuple(float(q) for q in np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2]))
 

@@ -8,6 +8,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from lessonlib.engine.language import problem
+
 # mean, std and resize interpolation each backbone's ImageNet weights were trained with
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 ARCHS = {
@@ -26,7 +28,8 @@ def arch_name(arch):
     """The catalog name of `arch`, given as a string or a torchvision function such as `resnet34`."""
     name = arch if isinstance(arch, str) else getattr(arch, "__name__", None)
     if name not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}: choose one of {sorted(ARCHS)}")
+        raise ValueError(problem("unknown architecture {arch!r}: choose one of {ARCHS}",
+                                 arch=arch, ARCHS=sorted(ARCHS)))
     return name
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 from PIL import Image
 
 from lessonlib.data import display_name, image_files, load_image, readable_extensions, unused_files
+from lessonlib.engine.language import problem, say
 
 __all__ = ["Cleaner", "PhotoUploader", "TryIt", "example_inbox", "photo_hash", "sort_photos", "uploaded_files",
            "verify_images"]
@@ -33,8 +34,8 @@ NEAR = 6   # at most this many of the 64 bits of `photo_hash` differ: the same p
 def _class_name(name):
     name = unicodedata.normalize("NFC", str(name)).strip()
     if not name or name in {".", ".."} or any(c in name for c in '/\\\0') or name.startswith("."):
-        raise ValueError(f"class name {name!r}: use a name without / or \\ that does not start with '.' "
-                         f"(any language is fine: 猫, Katze, gato)")
+        raise ValueError(problem("class name {name!r}: use a name without / or \\ that does not start with '.' (any "
+                                 "language is fine: 猫, Katze, gato)", name=name))
     return name
 
 
@@ -44,7 +45,7 @@ def _photos_in(source, unpack_to, left_out=None):
     left_out = {} if left_out is None else left_out
     source = Path(source)
     if not source.exists():
-        raise FileNotFoundError(f"{source} does not exist")
+        raise FileNotFoundError(problem("{source} does not exist", source=source))
     if source.is_file() and source.suffix.lower() == ".zip":
         with zipfile.ZipFile(source) as z:
             for member in z.infolist():
@@ -91,11 +92,13 @@ def sort_photos(sources, dest, valid_pct=0.2, seed=42, min_per_class=5):
     """
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise FileExistsError(f"{dest} already holds files: give a new folder (nothing is overwritten)")
+        raise FileExistsError(problem("{dest} already holds files: give a new folder (nothing is overwritten)",
+                                      dest=dest))
     if not 0 < valid_pct < 1:
-        raise ValueError(f"valid_pct={valid_pct!r}: give a share between 0 and 1, e.g. 0.2")
+        raise ValueError(problem("valid_pct={valid_pct!r}: give a share between 0 and 1, e.g. 0.2",
+                                 valid_pct=valid_pct))
     if len(sources) < 2:
-        raise ValueError("a classifier needs at least two classes: give photos for two or more")
+        raise ValueError(problem("a classifier needs at least two classes: give photos for two or more"))
     rows, rng, skipped = [], np.random.RandomState(seed), {}
     with tempfile.TemporaryDirectory(prefix=".sorting-", dir=dest.parent if dest.parent.exists() else None) as tmp:
         work, unpacked = Path(tmp) / "out", Path(tmp) / "unpacked"
@@ -103,7 +106,8 @@ def sort_photos(sources, dest, valid_pct=0.2, seed=42, min_per_class=5):
         for cls, given in sources.items():
             name = _class_name(cls)
             if name in given_as:
-                raise ValueError(f"the class {name!r} is given twice ({given_as[name]!r} and {cls!r})")
+                raise ValueError(problem("the class {name!r} is given twice ({given_as!r} and {cls!r})",
+                                         name=name, given_as=given_as[name], cls=cls))
             given_as[name] = cls
             given = given if isinstance(given, (list, tuple)) else [given]
             left_out = {}
@@ -111,8 +115,9 @@ def sort_photos(sources, dest, valid_pct=0.2, seed=42, min_per_class=5):
             for reason, files_left in left_out.items():
                 skipped.setdefault(reason, []).extend(f"{name}: {n}" for n in files_left)
             if len(files) < min_per_class:
-                raise ValueError(f"class {name!r} has {len(files)} photo(s); it needs at least {min_per_class} "
-                                 f"(more is better: 20 or more per class for a first try)")
+                raise ValueError(problem("class {name!r} has {n_files} photo(s); it needs at least {min_per_class} "
+                                         "(more is better: 20 or more per class for a first try)",
+                                         name=name, n_files=len(files), min_per_class=min_per_class))
             order = rng.permutation(len(files))
             n_valid = max(1, round(valid_pct * len(files)))
             for i, k in enumerate(order):
@@ -126,7 +131,7 @@ def sort_photos(sources, dest, valid_pct=0.2, seed=42, min_per_class=5):
     if skipped:
         lines = [f"  {len(names)} {reason}: {', '.join(names[:3])}" + (", ..." if len(names) > 3 else "")
                  for reason, names in skipped.items()]
-        warnings.warn("some files were not copied:\n" + "\n".join(lines), stacklevel=2)
+        warnings.warn(problem("some files were not copied:\n{lines}", lines="\n".join(lines)), stacklevel=2)
     return pd.DataFrame(rows)
 
 
@@ -175,15 +180,15 @@ def verify_images(path, min_side=64, set_aside=False):
     """
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"{path} is not a folder")
+        raise FileNotFoundError(problem("{path} is not a folder", path=path))
     found, seen_bytes, kept = [], {}, []
     folders = sorted(p for p in path.glob("*/*") if p.is_dir() and not p.name.startswith(".")
                      and p.parent.name != SET_ASIDE and not p.parent.name.startswith("."))
     if image_files(path):   # a flat folder of images whose labels are in a CSV (what from_csv reads)
         folders = [path]
     if not folders:
-        raise ValueError(f"{path} has no <split>/<class>/ folders (e.g. train/猫/) and no images of its own: sort "
-                         f"the photos first (sort_photos)")
+        raise ValueError(problem("{path} has no <split>/<class>/ folders (e.g. train/猫/) and no images of its own: "
+                                 "sort the photos first (sort_photos)", path=path))
     bits = np.zeros((sum(len(image_files(f)) for f in folders), 64), dtype=bool)   # the hashes kept so far
     for folder in folders:
         split, cls = (folder.parent.name, folder.name) if folder != path else ("", "")
@@ -299,19 +304,20 @@ class PhotoUploader:
     def widget(self):
         import ipywidgets as w
 
-        name = w.Text(description="class", placeholder="e.g. 猫 or cat")
-        upload = w.FileUpload(accept="image/*,.zip,.jfif,.heic,.heif,.avif", multiple=True, description="photos")
-        add = w.Button(description="add to this class", button_style="primary")
+        name = w.Text(description=say("class"), placeholder=say("e.g. 猫 or cat"))
+        upload = w.FileUpload(accept="image/*,.zip,.jfif,.heic,.heif,.avif", multiple=True,
+                              description=say("photos"))
+        add = w.Button(description=say("add to this class"), button_style="primary")
         status = w.HTML()
 
         def show(message=""):
-            rows = "".join(f"<li>{cls}: {n}</li>" for cls, n in self.counts().items()) or "<li>none yet</li>"
-            status.value = f"{message}<br>In {self.inbox}:<ul>{rows}</ul>"
+            rows = "".join(f"<li>{cls}: {n}</li>" for cls, n in self.counts().items()) or f"<li>{say('none yet')}</li>"
+            status.value = f"{message}<br>{say('In {inbox}:', inbox=self.inbox)}<ul>{rows}</ul>"
 
         def on_add(_):
             try:
                 n = self.add(name.value, uploaded_files(upload.value))
-                show(f"added {n} file(s) to {name.value.strip()}")
+                show(say("added {n} file(s) to {cls}", n=n, cls=name.value.strip()))
             except ValueError as e:
                 show(f"<b>{e}</b>")
 
@@ -357,15 +363,16 @@ class Cleaner:
         """Choose "keep", "set aside" or a class name for one of the candidates."""
         file = Path(file)
         if file not in set(self.candidates.file):
-            raise ValueError(f"{file} is not one of the photos shown")
+            raise ValueError(problem("{file} is not one of the photos shown", file=file))
         if choice not in ("keep", "set aside", *self.classes):
-            raise ValueError(f"{choice!r}: choose 'keep', 'set aside' or one of the classes {self.classes}")
+            raise ValueError(problem("{choice!r}: choose 'keep', 'set aside' or one of the classes {classes}",
+                                     choice=choice, classes=self.classes))
         self.decisions[file] = choice
         return self.summary()
 
     def summary(self):
         counts = pd.Series(["relabel" if c in self.classes else c for c in self.decisions.values()]).value_counts()
-        return ", ".join(f"{n} {what}" for what, n in counts.items()) or "nothing decided yet"
+        return ", ".join(f"{n} {say(what)}" for what, n in counts.items()) or say("nothing decided yet")
 
     def plan(self):
         """[(from, to, why)] for the decisions that move a photo."""
@@ -419,7 +426,7 @@ class Cleaner:
     def _last_number(self):
         numbers = [int(p.stem.split("-")[1]) for p in (self.path / SET_ASIDE).glob("cleaning-*.json")]
         if not numbers:
-            raise FileNotFoundError(f"no cleaning plan in {self.path / SET_ASIDE}")
+            raise FileNotFoundError(problem("no cleaning plan in {folder}", folder=self.path / SET_ASIDE))
         return max(numbers)
 
     def _last_plan(self):
@@ -435,7 +442,7 @@ class Cleaner:
             if not src.exists():       # done already (an earlier, interrupted run), or gone
                 continue
             if dst.exists():
-                raise FileExistsError(f"{dst} exists already: move it away, then run this again")
+                raise FileExistsError(problem("{dst} exists already: move it away, then run this again", dst=dst))
             dst.parent.mkdir(parents=True, exist_ok=True)
             with deferred_interrupt():   # one rename: the photo is in one place or the other
                 src.rename(dst)
@@ -446,26 +453,28 @@ class Cleaner:
         import ipywidgets as w
 
         rows = []
-        apply, undo, status = w.Button(description="apply", button_style="warning"), w.Button(description="undo"), \
-            w.HTML(f"chosen: {self.summary()}")
+        apply = w.Button(description=say("apply"), button_style="warning")
+        undo = w.Button(description=say("undo"))
+        status = w.HTML(say("chosen: {summary}", summary=self.summary()))
 
         def choose(change, file):
-            status.value = f"chosen: {self.decide(file, change['new'])}"
+            status.value = say("chosen: {summary}", summary=self.decide(file, change["new"]))
 
         for _, c in self.candidates.iterrows():
             image = w.Image(value=_thumbnail(c.file), format="png", width=int(size * 60))
-            caption = w.HTML(f"{display_name(c.file.name)}<br>true: {c.true}<br>model: {c.predicted} "
-                             f"(p={c.p_true:.2f} for {c.true})")
-            choice = w.Dropdown(options=["keep", "set aside", *self.classes], value="keep")
+            caption = w.HTML(say("{name}<br>true: {true}<br>model: {predicted} (p={p:.2f} for {true})",
+                                 name=display_name(c.file.name), true=c.true, predicted=c.predicted, p=c.p_true))
+            choice = w.Dropdown(options=[(say("keep"), "keep"), (say("set aside"), "set aside"),
+                                         *[(cls, cls) for cls in self.classes]], value="keep")
             choice.observe(lambda change, f=c.file: choose(change, f), names="value")
             rows.append(w.VBox([image, caption, choice]))
 
         def on_apply(_):
             done = self.apply()
-            status.value = f"moved {len(done)} photo(s); build the data again to train on the cleaned folders"
+            status.value = say("moved {n} photo(s); build the data again to train on the cleaned folders", n=len(done))
 
         def on_undo(_):
-            status.value = f"put back {self.undo()} photo(s)"
+            status.value = say("put back {n} photo(s)", n=self.undo())
 
         apply.on_click(on_apply)
         undo.on_click(on_undo)
@@ -531,11 +540,11 @@ class TryIt:
         left, right = fig.subplots(1, 2)
         left.imshow(x.permute(1, 2, 0).numpy())
         left.imshow(big.numpy(), cmap="jet", alpha=0.4)
-        left.set_title("where it looked (Grad-CAM)")
+        left.set_title(say("where it looked (Grad-CAM)"))
         left.axis("off")
         names = list(probs)
         right.barh(names, [probs[n] for n in names])
-        right.set(xlim=(0, 1), xlabel="probability", title=f"its answer: {max(probs, key=probs.get)}")
+        right.set(xlim=(0, 1), xlabel=say("probability"), title=say("its answer: {answer}", answer=max(probs, key=probs.get)))
         fig.tight_layout()
         return fig
 
@@ -544,7 +553,7 @@ class TryIt:
         import matplotlib.pyplot as plt
         from IPython.display import display
 
-        upload = w.FileUpload(accept="image/*,.jfif", multiple=False, description="a photo")
+        upload = w.FileUpload(accept="image/*,.jfif", multiple=False, description=say("a photo"))
         out = w.Output()
 
         def show(_):
@@ -558,7 +567,7 @@ class TryIt:
                     display(fig)
                     plt.close(fig)
                 except Exception as e:   # an unreadable file: say so in the widget, do not break it
-                    print(f"{files[-1][0]} cannot be used: {type(e).__name__}: {e}")
+                    print(problem("{name} cannot be used: {kind}: {e}", name=files[-1][0], kind=type(e).__name__, e=e))
 
         upload.observe(show, names="value")
         return w.VBox([upload, out])
@@ -576,7 +585,7 @@ def example_inbox(dest, per_class=40, seed=0):
     from lessonlib import datasets
     dest = Path(dest)
     if dest.exists():
-        raise FileExistsError(f"{dest} exists already: give a new folder")
+        raise FileExistsError(problem("{dest} exists already: give a new folder", dest=dest))
     source = datasets.get("dogscats-mini", smoke=False)
     rng = np.random.RandomState(seed)
     for cls, folder in (("猫", "cats"), ("狗", "dogs")):

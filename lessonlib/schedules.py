@@ -7,19 +7,24 @@ back up; each cycle lasts `cycle_mult` times longer than the one before.
 import numpy as np
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 
+from lessonlib.engine.language import problem
+
 __all__ = ["one_cycle", "plot_schedules", "schedule_rates", "sgdr", "sgdr_epochs", "sgdr_rate"]
 
 
 def sgdr_epochs(n_cycle, cycle_len=None, cycle_mult=1):
     """Total epochs of `fit(lr, n_cycle, cycle_len, cycle_mult)`: 3, 1, 2 gives 1 + 2 + 4 = 7 (numbers checked)."""
     if isinstance(n_cycle, bool) or not isinstance(n_cycle, int) or n_cycle < 1:
-        raise ValueError(f"n_cycle={n_cycle!r}: it must be a whole number of cycles, 1 or more")
+        raise ValueError(problem("n_cycle={n_cycle!r}: it must be a whole number of cycles, 1 or more",
+                                 n_cycle=n_cycle))
     if cycle_len is None:
         return n_cycle
     if isinstance(cycle_len, bool) or not isinstance(cycle_len, int) or cycle_len < 1:
-        raise ValueError(f"cycle_len={cycle_len!r}: it must be a whole number of epochs, 1 or more (or None)")
+        raise ValueError(problem("cycle_len={cycle_len!r}: it must be a whole number of epochs, 1 or more (or None)",
+                                 cycle_len=cycle_len))
     if int(cycle_mult) != cycle_mult or cycle_mult < 1:
-        raise ValueError(f"cycle_mult={cycle_mult!r}: it must be a whole number, 1 or more")
+        raise ValueError(problem("cycle_mult={cycle_mult!r}: it must be a whole number, 1 or more",
+                                 cycle_mult=cycle_mult))
     return sum(cycle_len * cycle_mult ** i for i in range(n_cycle))
 
 
@@ -37,7 +42,8 @@ def sgdr(optimizer, iters_per_epoch, cycle_len=None, cycle_mult=1):
     if cycle_len is None:
         return None
     if int(cycle_mult) != cycle_mult or cycle_mult < 1:
-        raise ValueError(f"cycle_mult={cycle_mult!r}: it must be a whole number, 1 or more")
+        raise ValueError(problem("cycle_mult={cycle_mult!r}: it must be a whole number, 1 or more",
+                                 cycle_mult=cycle_mult))
     return CosineAnnealingWarmRestarts(optimizer, T_0=int(cycle_len * iters_per_epoch), T_mult=int(cycle_mult))
 
 
@@ -50,12 +56,14 @@ def schedule_rates(make_scheduler, n_iter, lr=1.0):
     import torch
 
     if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
-        raise ValueError(f"n_iter={n_iter!r}: give a whole number of mini-batches, 1 or more")
+        raise ValueError(problem("n_iter={n_iter!r}: give a whole number of mini-batches, 1 or more",
+                                 n_iter=n_iter))
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
     scheduler = make_scheduler(optimizer) if callable(make_scheduler) else None
     if not hasattr(scheduler, "step"):
-        raise TypeError(f"make_scheduler must be a function that takes the optimizer and returns a torch scheduler, "
-                        f"e.g. lambda opt: CosineAnnealingWarmRestarts(opt, T_0=10); it gave {scheduler!r}")
+        raise TypeError(problem("make_scheduler must be a function that takes the optimizer and returns a torch "
+                                "scheduler, e.g. lambda opt: CosineAnnealingWarmRestarts(opt, T_0=10); it gave "
+                                "{scheduler!r}", scheduler=scheduler))
     rates = []
     for _ in range(n_iter):
         rates.append(optimizer.param_groups[0]["lr"])
@@ -74,7 +82,8 @@ def plot_schedules(schedules, ax=None):
     """Plot {name: per-iteration rates} on one axis."""
     import matplotlib.pyplot as plt
     if not schedules:
-        raise ValueError("no schedules to plot: give {name: rates per mini-batch}, e.g. from schedule_rates")
+        raise ValueError(problem("no schedules to plot: give {{name: rates per mini-batch}}, e.g. from "
+                                 "schedule_rates"))
     ax = ax or plt.subplots(figsize=(7, 3))[1]
     for name, rates in schedules.items():
         ax.plot(rates, label=name)

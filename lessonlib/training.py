@@ -18,11 +18,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lessonlib.engine.distributed import ShardedSampler, all_mean, gather_ordered
-from lessonlib.metrics import accuracy
+from lessonlib.engine.language import problem, say
 from lessonlib.engine.policy import resolve_policy
 from lessonlib.engine.runtime import in_notebook
 from lessonlib.engine.snapshot import Snapshot, deferred_interrupt
 from lessonlib.engine.steps import StepPlan, forward_in_pieces
+from lessonlib.metrics import accuracy
 
 __all__ = ["EpochTable", "Objective", "StepPlan", "deferred_interrupt", "evaluate", "fit", "forward_in_pieces",
            "get_preds", "group_rates", "log_probs", "train_epoch", "train_step"]
@@ -33,14 +34,16 @@ def group_rates(groups, lrs):
     try:
         arr = np.atleast_1d(np.asarray(lrs, dtype=float))
     except (TypeError, ValueError):
-        raise ValueError(f"learning rate {lrs!r}: give a number such as 1e-2, or one per layer group") from None
+        raise ValueError(problem("learning rate {lrs!r}: give a number such as 1e-2, or one per layer group",
+                                 lrs=lrs)) from None
     if arr.ndim != 1 or not np.isfinite(arr).all() or (arr < 0).any():
-        raise ValueError(f"learning rate {lrs!r}: every rate must be a finite number, 0 or more")
+        raise ValueError(problem("learning rate {lrs!r}: every rate must be a finite number, 0 or more", lrs=lrs))
     if arr.size == 1:
         return [float(arr[0])] * len(groups)
     if arr.size != len(groups):
-        raise ValueError(f"got {arr.size} learning rates but this model has {len(groups)} layer groups "
-                         f"(early body, late body, head): give one rate, or one per group")
+        raise ValueError(problem("got {size} learning rates but this model has {n_groups} layer groups (early "
+                                 "body, late body, head): give one rate, or one per group",
+                                 size=arr.size, n_groups=len(groups)))
     return [float(v) for v in arr]
 
 
@@ -90,7 +93,7 @@ def train_epoch(model, batches, loss_fn, optimizer, policy, recorder=None, desc=
         try:
             loss = train_step(model, x, y, loss_fn, optimizer, plan).item()
         except FloatingPointError as e:
-            raise FloatingPointError(f"{desc}, mini-batch {i + 1}: {e}") from None
+            raise FloatingPointError(problem("{desc}, mini-batch {batch}: {e}", desc=desc, batch=i + 1, e=e)) from None
         if recorder is not None:
             recorder.on_batch(loss)
         total, n = total + loss * len(y), n + len(y)
@@ -200,15 +203,16 @@ def fit(model, batches, objective, optimizer, epochs, device=None, recorder=None
             val_loss, values = evaluate(model, valid_batches, objective, policy)
             if not math.isfinite(val_loss):
                 before.restore()
-                raise FloatingPointError(f"epoch {epoch + 1}: the validation loss became {val_loss}; the weights are "
-                                         f"those from the start of this epoch. Try a learning rate ten times smaller.")
+                raise FloatingPointError(problem("epoch {epoch}: the validation loss became {val_loss}; the "
+                                                 "weights are those from the start of this epoch. Try a learning "
+                                                 "rate ten times smaller.", epoch=epoch + 1, val_loss=val_loss))
             row = {"epoch": epoch, "trn_loss": trn_loss, "val_loss": val_loss, **dict(zip(names, values)),
                    "time": round(time.perf_counter() - start, 2)}
             table.add(row)
     except KeyboardInterrupt:
         model.eval()
-        print(f"Interrupted during epoch {epoch}: the weights are those after the last whole mini-batch; "
-              f"{len(table.rows)} finished epoch(s) are in the history.")
+        print(say("Interrupted during epoch {epoch}: the weights are those after the last whole mini-batch; "
+                  "{n} finished epoch(s) are in the history.", epoch=epoch, n=len(table.rows)))
         raise
     finally:
         model.eval()

@@ -11,6 +11,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from lessonlib.engine.language import problem
 from lessonlib.models import ARCHS, arch_name
 
 __all__ = ["BatchAugment", "RandomDihedral", "Tfms", "tfms_from_model", "transforms_basic",
@@ -81,9 +82,10 @@ def tfms_from_model(arch, sz, aug_tfms=None, max_zoom=1.0):
     """
     name = arch_name(arch)
     if not isinstance(sz, int) or sz < 32:
-        raise ValueError(f"sz={sz!r}: the image size must be a whole number of pixels, at least 32")
+        raise ValueError(problem("sz={sz!r}: the image size must be a whole number of pixels, at least 32", sz=sz))
     if max_zoom < 1.0:
-        raise ValueError(f"max_zoom={max_zoom}: it must be at least 1.0 (1.0 means no zoom)")
+        raise ValueError(problem("max_zoom={max_zoom}: it must be at least 1.0 (1.0 means no zoom)",
+                                 max_zoom=max_zoom))
     interpolation = getattr(v2.InterpolationMode, ARCHS[name]["interpolation"].upper())
     resize = v2.Resize(sz, interpolation=interpolation, antialias=True)
     valid = v2.Compose([v2.ToImage(), resize, v2.CenterCrop(sz)])
@@ -176,5 +178,6 @@ class BatchAugment:
                 kwargs["brightness"] = float(t.brightness[1] - 1) if t.brightness else 0.0
                 kwargs["contrast"] = float(t.contrast[1] - 1) if t.contrast else 0.0
             else:
-                raise ValueError(f"{type(t).__name__} has no batch version; use the per-image transforms")
+                raise ValueError(problem("{kind} has no batch version; use the per-image transforms",
+                                         kind=type(t).__name__))
         return cls(**kwargs)

@@ -5,6 +5,7 @@ import textwrap
 import numpy as np
 
 from lessonlib.engine.fonts import use_cjk_font
+from lessonlib.engine.language import problem
 
 __all__ = ["label_text", "plot_images", "show_augmentations", "show_batch", "wrap_title"]
 
@@ -22,7 +23,7 @@ def plot_images(images, titles=None, cols=4, size=2.6, suptitle=None):
     use_cjk_font()   # class names in any language
     images = [_as_hwc(im) for im in images]
     if not images:
-        raise ValueError("no images to show")
+        raise ValueError(problem("no images to show"))
     cols = min(cols, len(images))
     rows = math.ceil(len(images) / cols)
     titles = None if titles is None else [wrap_title(t, size) for t in titles]

@@ -5,6 +5,7 @@ without a browser; `widget()` only builds the controls and the display around th
 """
 import numpy as np
 
+from lessonlib.engine.language import problem, say
 from lessonlib.lr_finder import describe_region
 
 __all__ = ["AugmentationExplorer", "KernelEditor", "LRExplorer"]
@@ -48,10 +49,10 @@ class LRExplorer:
         left, right = fig.subplots(1, 2)
         self.lrf.plot(suggestions=False, ax=left)
         left.axvline(self.lr, color="k", linestyle="--")
-        left.set_title(f"{self.lr:.1e}: {self.label}")
+        left.set_title(f"{self.lr:.1e}: {say(self.label)}")
         for lr, losses in sorted(self.runs.items()):
-            right.plot(np.arange(1, len(losses) + 1), losses, label=f"{lr:.1e} ({describe_region(self.lrf, lr)[0]})")
-        right.set(xlabel="mini-batch", ylabel="training loss", title="training at a constant rate")
+            right.plot(np.arange(1, len(losses) + 1), losses, label=f"{lr:.1e} ({say(describe_region(self.lrf, lr)[0])})")
+        right.set(xlabel=say("mini-batch"), ylabel=say("training loss"), title=say("training at a constant rate"))
         if self.runs:
             right.legend(fontsize=8)
             finite = np.concatenate([l[np.isfinite(l)] for l in self.runs.values()])
@@ -67,16 +68,16 @@ class LRExplorer:
         from IPython.display import display
 
         lo, hi = np.log10(self.lrf.lrs[0]), np.log10(self.lrf.lrs[-1])
-        slider = w.FloatLogSlider(value=self.lr, base=10, min=lo, max=hi, step=0.05, description="learning rate",
+        slider = w.FloatLogSlider(value=self.lr, base=10, min=lo, max=hi, step=0.05, description=say("learning rate"),
                                   readout_format=".1e", style={"description_width": "initial"},
                                   layout=w.Layout(width="60%"))
         text = w.HTML()
-        button = w.Button(description=f"train {self.num_it} mini-batches at this rate", icon="play",
+        button = w.Button(description=say("train {n} mini-batches at this rate", n=self.num_it), icon="play",
                           layout=w.Layout(width="auto"))
         out = w.Output()
 
         def refresh():
-            text.value = f"<b>{self.label}</b>: {self.explanation}"
+            text.value = f"<b>{say(self.label)}</b>: {self.explanation}"
             with out:
                 out.clear_output(wait=True)
                 fig = self.draw()
@@ -110,10 +111,10 @@ def _greyscale(image, i):
     elif x.ndim == 3 and 1 in (x.shape[0], x.shape[-1]):
         x = x.reshape(x.shape[1:] if x.shape[0] == 1 else x.shape[:-1])
     if x.ndim != 2 or min(x.shape) < 4:
-        raise ValueError(f"image {i} has shape {np.shape(image)}: give greyscale (H, W) or colour (H, W, 3) images "
-                         f"of at least 4x4 pixels")
+        raise ValueError(problem("image {i} has shape {shape}: give greyscale (H, W) or colour (H, W, 3) images of "
+                                 "at least 4x4 pixels", i=i, shape=np.shape(image)))
     if not np.isfinite(x).all():
-        raise ValueError(f"image {i} holds NaN or infinite values")
+        raise ValueError(problem("image {i} holds NaN or infinite values", i=i))
     return x
 
 
@@ -132,8 +133,8 @@ class KernelEditor:
     def __init__(self, images, titles=None, kernel="top_edge"):
         self.images = [_greyscale(im, i) for i, im in enumerate(images)]
         if not self.images:
-            raise ValueError("give at least one image")
-        self.titles = list(titles) if titles is not None else [f"image {i}" for i in range(len(self.images))]
+            raise ValueError(problem("give at least one image"))
+        self.titles = list(titles) if titles is not None else [say("image {i}", i=i) for i in range(len(self.images))]
         self.index = 0
         self.set_kernel(kernel)
 
@@ -142,9 +143,9 @@ class KernelEditor:
         from lessonlib.convviz import kernel as preset
         k = preset(kernel) if isinstance(kernel, str) else np.asarray(kernel, dtype=np.float64)
         if k.shape != (3, 3):
-            raise ValueError(f"the kernel must be 3x3, got {k.shape}")
+            raise ValueError(problem("the kernel must be 3x3, got {shape}", shape=k.shape))
         if not np.isfinite(k).all():
-            raise ValueError("the kernel holds NaN or infinite numbers: use ordinary numbers")
+            raise ValueError(problem("the kernel holds NaN or infinite numbers: use ordinary numbers"))
         self.kernel = k.copy()
         return self.kernel
 
@@ -152,15 +153,18 @@ class KernelEditor:
         """Change one number of the kernel."""
         if not (isinstance(row, (int, np.integer)) and isinstance(col, (int, np.integer)) and 0 <= row < 3
                 and 0 <= col < 3):
-            raise IndexError(f"cell ({row}, {col}) is not in the 3x3 kernel: rows and columns go from 0 to 2")
+            raise IndexError(problem("cell ({row}, {col}) is not in the 3x3 kernel: rows and columns go from 0 to 2",
+                                     row=row, col=col))
         if not np.isfinite(float(value)):
-            raise ValueError(f"value={value!r}: a kernel cell holds an ordinary number, such as -1, 0.5 or 2")
+            raise ValueError(problem("value={value!r}: a kernel cell holds an ordinary number, such as -1, 0.5 or 2",
+                                     value=value))
         self.kernel[row, col] = float(value)
 
     def select(self, index):
         """Choose which image the kernel runs on."""
         if not 0 <= index < len(self.images):
-            raise IndexError(f"image {index} does not exist: there are {len(self.images)}")
+            raise IndexError(problem("image {index} does not exist: there are {n_images}",
+                                     index=index, n_images=len(self.images)))
         self.index = index
 
     def outputs(self):
@@ -172,6 +176,7 @@ class KernelEditor:
     def draw(self, fig=None):
         """Image, kernel, feature map, ReLU and max-pool, side by side."""
         import matplotlib.pyplot as plt
+
         from lessonlib.convviz import show_grid
 
         fig = fig or plt.figure(figsize=(13, 3))
@@ -179,10 +184,10 @@ class KernelEditor:
         axes = fig.subplots(1, 5)
         out = self.outputs()
         show_grid(self.images[self.index], axes[0], self.titles[self.index], numbers=False, cmap="Greys")
-        show_grid(self.kernel, axes[1], "kernel", numbers=True, cmap="RdBu_r")
-        show_grid(out["conv"], axes[2], "convolution", numbers=False, cmap="RdBu_r")
-        show_grid(out["relu"], axes[3], "after ReLU", numbers=False, cmap="viridis")
-        show_grid(out["pooled"], axes[4], "after 2x2 max-pool", numbers=False, cmap="viridis")
+        show_grid(self.kernel, axes[1], say("kernel"), numbers=True, cmap="RdBu_r")
+        show_grid(out["conv"], axes[2], say("convolution"), numbers=False, cmap="RdBu_r")
+        show_grid(out["relu"], axes[3], say("after ReLU"), numbers=False, cmap="viridis")
+        show_grid(out["pooled"], axes[4], say("after 2x2 max-pool"), numbers=False, cmap="viridis")
         fig.tight_layout()
         return fig
 
@@ -191,13 +196,14 @@ class KernelEditor:
         import ipywidgets as w
         import matplotlib.pyplot as plt
         from IPython.display import display
+
         from lessonlib.convviz import KERNELS
 
         cells = [[w.FloatText(value=float(self.kernel[i, j]), step=0.5, layout=w.Layout(width="70px"))
                   for j in range(3)] for i in range(3)]
         presets = w.ToggleButtons(options=list(KERNELS), value=None, style={"button_width": "90px"})
         chooser = w.Dropdown(options=[(t, i) for i, t in enumerate(self.titles)], value=self.index,
-                             description="image")
+                             description=say("image"))
         out = w.Output()
         syncing = []
 
@@ -258,7 +264,8 @@ class AugmentationExplorer:
 
     def __init__(self, image, sz=224, kind="side_on", seed=0):
         if isinstance(sz, bool) or not isinstance(sz, (int, np.integer)) or not 8 <= sz <= 2048:
-            raise ValueError(f"sz={sz!r}: the size of the previews in pixels, a whole number from 8 to 2048")
+            raise ValueError(problem("sz={sz!r}: the size of the previews in pixels, a whole number from 8 to 2048",
+                                     sz=sz))
         self.image, self.sz, self.seed = image, int(sz), seed
         self.params = dict(self.DEFAULTS)
         self.kind = kind
@@ -267,15 +274,16 @@ class AugmentationExplorer:
         """Change any of zoom, rotation, brightness, contrast, flip_p, and the kind of flips."""
         unknown = set(params) - set(self.DEFAULTS)
         if unknown:
-            raise ValueError(f"unknown settings {sorted(unknown)}: use {sorted(self.DEFAULTS)}")
+            raise ValueError(problem("unknown settings {unknown}: use {DEFAULTS}",
+                                     unknown=sorted(unknown), DEFAULTS=sorted(self.DEFAULTS)))
         if kind is not None:
             if kind not in ("side_on", "top_down"):
-                raise ValueError("kind must be 'side_on' (photos) or 'top_down' (satellite, microscope)")
+                raise ValueError(problem("kind must be 'side_on' (photos) or 'top_down' (satellite, microscope)"))
             self.kind = kind
         for k, v in params.items():
             lo, hi = self.RANGES[k]
             if not (isinstance(v, (int, float, np.number)) and lo <= float(v) <= hi):   # NaN fails this too
-                raise ValueError(f"{k}={v!r}: use a number from {lo:g} to {hi:g}")
+                raise ValueError(problem("{k}={v!r}: use a number from {lo:g} to {hi:g}", k=k, v=v, lo=lo, hi=hi))
         self.params.update({k: float(v) for k, v in params.items()})
 
     def transform(self):
@@ -299,7 +307,7 @@ class AugmentationExplorer:
         """`n` augmented versions of the image (the same draws each time for the same settings)."""
         import torch
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n={n!r}: how many versions to draw, a whole number, 1 or more")
+            raise ValueError(problem("n={n!r}: how many versions to draw, a whole number, 1 or more", n=n))
         from lessonlib.engine.snapshot import Snapshot
         with Snapshot(rng=True).kept():   # the student's random generators are left as they were
             torch.manual_seed(self.seed)
@@ -309,9 +317,9 @@ class AugmentationExplorer:
     def describe(self):
         """A sentence on whether these flips suit the kind of image."""
         if self.kind == "top_down":
-            return ("top_down: all 8 rotations and mirror images. Right for satellite or microscope images, "
-                    "which have no 'up'; wrong for a cat photo: cats are rarely upside down.")
-        return "side_on: mirror left to right only. Right for photos taken from the side, like cats and dogs."
+            return say("top_down: all 8 rotations and mirror images. Right for satellite or microscope images, "
+                       "which have no 'up'; wrong for a cat photo: cats are rarely upside down.")
+        return say("side_on: mirror left to right only. Right for photos taken from the side, like cats and dogs.")
 
     def widget(self, n=8):
         """Sliders, a side_on/top_down switch, the explanation and a grid of augmented versions."""
@@ -322,11 +330,11 @@ class AugmentationExplorer:
         from lessonlib.viz import plot_images
 
         sliders = {
-            "zoom": w.FloatSlider(value=self.params["zoom"], min=1.0, max=2.0, step=0.05, description="max zoom"),
-            "rotation": w.FloatSlider(value=self.params["rotation"], min=0, max=180, step=5, description="rotation (°)"),
-            "brightness": w.FloatSlider(value=self.params["brightness"], min=0, max=0.8, step=0.05, description="brightness"),
-            "contrast": w.FloatSlider(value=self.params["contrast"], min=0, max=0.8, step=0.05, description="contrast"),
-            "flip_p": w.FloatSlider(value=self.params["flip_p"], min=0, max=1, step=0.1, description="flip prob."),
+            "zoom": w.FloatSlider(value=self.params["zoom"], min=1.0, max=2.0, step=0.05, description=say("max zoom")),
+            "rotation": w.FloatSlider(value=self.params["rotation"], min=0, max=180, step=5, description=say("rotation (°)")),
+            "brightness": w.FloatSlider(value=self.params["brightness"], min=0, max=0.8, step=0.05, description=say("brightness")),
+            "contrast": w.FloatSlider(value=self.params["contrast"], min=0, max=0.8, step=0.05, description=say("contrast")),
+            "flip_p": w.FloatSlider(value=self.params["flip_p"], min=0, max=1, step=0.1, description=say("flip prob.")),
         }
         kind = w.ToggleButtons(options=["side_on", "top_down"], value=self.kind)
         text = w.HTML()

@@ -23,6 +23,8 @@ import re
 import sys
 from pathlib import Path
 
+from lessonlib.glossary import glossary_terms as _glossary_terms
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 TRANSLATIONS = ROOT / "translations" / "zh"
@@ -55,20 +57,8 @@ def must_keep(english):
 
 
 def glossary_terms():
-    """{English term: [its Chinese words]} from the glossary's table of terms, for the rows that name one English
-    term and give at least one Chinese word (the notes' word, and the standard one in brackets)."""
-    table = GLOSSARY.read_text().split("## Terms", 1)[1].split("\n## ", 1)[0]
-    terms = {}
-    for line in table.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 2 or cells[1] in ("English", "---") or re.search(r"[/,`]", cells[1]):
-            continue
-        english = re.sub(r"\s*\(.*?\)", "", cells[1]).strip()
-        words = [re.sub(r"\[.*?\]|\(.*?\)", "", cells[0]).strip(), *re.findall(r"\[([^\]]+)\]", cells[0])]
-        words = [w for w in words if re.search(r"[\u4e00-\u9fff]", w)]
-        if english and words:
-            terms[english] = words
-    return terms
+    """{English term: [its Chinese words]} of the glossary file (lessonlib.glossary reads its table)."""
+    return _glossary_terms(GLOSSARY.read_text(encoding="utf-8"))
 
 
 def problems(english_nb, translation):
@@ -99,12 +89,20 @@ def problems(english_nb, translation):
     return found
 
 
+# The one cell the Chinese edition adds, first: lessonlib's messages, hints and widgets in Chinese.
+LANGUAGE_CELL = {"cell_type": "code", "execution_count": None, "id": "zh-language", "metadata": {}, "outputs": [],
+                 "source": ["# 中文版：lessonlib 的练习反馈、提示、控件和警告都用中文（英文版不设置它，默认是英文）\n",
+                            "%env LESSONLIB_LANG=zh"]}
+
+
 def built(english_nb, translation):
-    """The Chinese notebook: the English one with translated markdown (code cells untouched)."""
+    """The Chinese notebook: the English one with translated markdown (code cells untouched), after a first cell
+    that sets LESSONLIB_LANG=zh."""
     nb = json.loads(json.dumps(english_nb))
     for cell in nb["cells"]:
         if cell["cell_type"] == "markdown" and cell["id"] in translation["cells"]:
             cell["source"] = translation["cells"][cell["id"]]["zh"].splitlines(True)
+    nb["cells"].insert(0, json.loads(json.dumps(LANGUAGE_CELL)))
     nb["metadata"]["language_info"] = dict(nb["metadata"].get("language_info", {}), name="python")
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
 

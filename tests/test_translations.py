@@ -41,7 +41,8 @@ def test_the_chinese_edition_is_in_step_with_the_english(capsys):
     for english, _ in module.lessons():
         zh = json.loads((module.OUT / english.name).read_text())
         en = json.loads(english.read_text())
-        assert [c["source"] for c in zh["cells"] if c["cell_type"] == "code"] == \
+        assert zh["cells"][0]["id"] == "zh-language" and "%env LESSONLIB_LANG=zh" in "".join(zh["cells"][0]["source"])
+        assert [c["source"] for c in zh["cells"][1:] if c["cell_type"] == "code"] == \
                [c["source"] for c in en["cells"] if c["cell_type"] == "code"]   # the same code, byte for byte
 
 

@@ -26,8 +26,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lessonlib.models import ConvNet
+from lessonlib.engine.language import problem
 from lessonlib.engine.settings import torchrun
+from lessonlib.models import ConvNet
 
 RENDEZVOUS_TIMEOUT = 120   # seconds to wait for the other processes of a run to start
 
@@ -49,8 +50,8 @@ def barrier():
 def one_process_only(policy, what):
     """Refuse `what` under several processes, with what to do instead."""
     if policy.world_size > 1:
-        raise RuntimeError(f"{what} runs in one process: run it in a notebook or without torchrun, then give the "
-                           f"rate it suggests to the command line (--lr)")
+        raise RuntimeError(problem("{what} runs in one process: run it in a notebook or without torchrun, then "
+                                   "give the rate it suggests to the command line (--lr)", what=what))
 
 
 class Run:
@@ -67,7 +68,8 @@ class Run:
         """This process's share of a global mini-batch of `bs` images (what each process's loader yields)."""
         world = self.policy.world_size
         if bs % world:
-            raise ValueError(f"--bs {bs} cannot be split evenly over {world} processes: use a multiple of {world}")
+            raise ValueError(problem("--bs {bs} cannot be split evenly over {world} processes: use a multiple of "
+                                     "{world}", bs=bs, world=world))
         return bs // world
 
     def first(self, fn):
@@ -95,9 +97,10 @@ def agree(policy, what, value):
     dist.all_gather_object(values, value)
     differ = [rank for rank, v in enumerate(values) if v != values[0]]
     if differ:
-        raise ValueError(f"the processes do not agree on {what}: process(es) {differ} differ from process 0 "
-                         f"({str(values[differ[0]])[:120]!r} against {str(values[0])[:120]!r}); every process "
-                         f"must be started with the same arguments on the same data")
+        raise ValueError(problem("the processes do not agree on {what}: process(es) {differ} differ from process 0 "
+                                 "({theirs!r} against {ours!r}); every process must be started with the same "
+                                 "arguments on the same data",
+                                 what=what, differ=differ, theirs=str(values[differ[0]])[:120], ours=str(values[0])[:120]))
 
 
 @contextlib.contextmanager
@@ -125,10 +128,12 @@ def processes(device=None):
                 dist.init_process_group(backend, timeout=datetime.timedelta(seconds=RENDEZVOUS_TIMEOUT))
             except (RuntimeError, ValueError, OSError) as e:   # DistStoreError is a RuntimeError
                 leftover = {k: v for k, v in torchrun().items() if k != "LOCAL_RANK"}
-                raise RuntimeError(f"waited {RENDEZVOUS_TIMEOUT} s for the other processes of this run and they did "
-                                   f"not come ({type(e).__name__}). This shell has {leftover}: under torchrun that "
-                                   f"is expected; if you did not start this with torchrun, they are left over from "
-                                   f"an earlier run: unset them (unset RANK WORLD_SIZE MASTER_ADDR MASTER_PORT)") \
+                raise RuntimeError(problem("waited {RENDEZVOUS_TIMEOUT} s for the other processes of this run and "
+                                           "they did not come ({kind}). This shell has {leftover}: under "
+                                           "torchrun that is expected; if you did not start this with torchrun, "
+                                           "they are left over from an earlier run: unset them (unset RANK "
+                                           "WORLD_SIZE MASTER_ADDR MASTER_PORT)",
+                                           RENDEZVOUS_TIMEOUT=RENDEZVOUS_TIMEOUT, kind=type(e).__name__, leftover=leftover)) \
                     from None
         else:
             store = tempfile.mkdtemp(prefix="lessonlib-group-")
@@ -250,7 +255,7 @@ class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def _check_input_dim(self, input):
         if input.dim() < 2:
-            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+            raise ValueError(problem("expected at least 2D input (got {dim}D input)", dim=input.dim()))
 
     def forward(self, x):
         if not (self.training and is_distributed()):

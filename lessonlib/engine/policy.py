@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from lessonlib.engine.language import problem
 from lessonlib.engine.runtime import default_device
 from lessonlib.engine.settings import PRECISIONS, settings
 
@@ -250,7 +251,7 @@ def resolve_policy(device=None, precision=None):
     if forced is not None and (forced, forced) != (policy.precision, policy.backprop_precision):
         forced = _check_precision(forced)
         if forced == "fp16" and policy.device.type == "cpu":
-            raise ValueError("precision='fp16' is for GPUs; on a CPU choose 'bf16' or 'fp32'")
+            raise ValueError(problem("precision='fp16' is for GPUs; on a CPU choose 'bf16' or 'fp32'"))
         why = "LESSONLIB_PRECISION" if precision is None else "precision="
         policy = policy.but(precision=forced, backprop_precision=forced,
                             reasons=policy.reasons + (f"{forced} in every stage: chosen by {why}",))
@@ -262,7 +263,8 @@ def resolve_policy(device=None, precision=None):
 
 def _check_precision(precision):
     if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}: choose one of {PRECISIONS}")
+        raise ValueError(problem("precision={precision!r}: choose one of {PRECISIONS}",
+                                 precision=precision, PRECISIONS=PRECISIONS))
     return precision
 
 
@@ -270,7 +272,8 @@ def _resolve(device):
     try:
         device = torch.device(device) if device is not None else default_device()
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device={device!r}: lessonlib runs on 'cpu', 'cuda', 'cuda:N' or 'mps' ({e})") from None
+        raise ValueError(problem("device={device!r}: lessonlib runs on 'cpu', 'cuda', 'cuda:N' or 'mps' ({e})",
+                                 device=device, e=e)) from None
     _check_available(device)
     reasons = []
     cores = cpu_workers()
@@ -315,13 +318,16 @@ def _resolve(device):
 def _check_available(device):
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device={str(device)!r}, but PyTorch sees no CUDA GPU here: use device='cpu' "
-                             f"(or leave device out to use the best device present)")
+            raise ValueError(problem("device={device!r}, but PyTorch sees no CUDA GPU here: use device='cpu' (or "
+                                     "leave device out to use the best device present)", device=str(device)))
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device={str(device)!r}, but this machine has {torch.cuda.device_count()} CUDA GPU(s): "
-                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+            raise ValueError(problem("device={device!r}, but this machine has {device_count} CUDA GPU(s): cuda:0 "
+                                     "to cuda:{last}",
+                                     device=str(device), device_count=torch.cuda.device_count(), last=torch.cuda.device_count() - 1))
     elif device.type == "mps":
         if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-            raise ValueError("device='mps', but this machine has no Apple GPU that PyTorch can use: use device='cpu'")
+            raise ValueError(problem("device='mps', but this machine has no Apple GPU that PyTorch can use: use "
+                                     "device='cpu'"))
     elif device.type != "cpu":
-        raise ValueError(f"device={str(device)!r}: lessonlib runs on 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        raise ValueError(problem("device={device!r}: lessonlib runs on 'cpu', 'cuda', 'cuda:N' or 'mps'",
+                                 device=str(device)))

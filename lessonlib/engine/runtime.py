@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from lessonlib.engine.fonts import use_cjk_font
+from lessonlib.engine.language import problem, say
 from lessonlib.engine.settings import on_kaggle, settings
 
 __all__ = ["HomeError", "default_device", "home", "in_notebook", "mirror", "offer_download", "output_path",
@@ -32,22 +33,24 @@ def home():
     """The one writable folder for caches and saved models (`LESSONLIB_HOME`, default ~/.cache/lessonlib)."""
     value = settings().home
     root = Path(value or Path.home() / ".cache" / "lessonlib").expanduser()
-    setting = f"LESSONLIB_HOME={value}" if value else f"the default LESSONLIB_HOME ({root})"
-    fix = "set LESSONLIB_HOME to a folder you can write to, e.g. `export LESSONLIB_HOME=$HOME/lessonlib-home`"
+    setting = f"LESSONLIB_HOME={value}" if value else say("the default LESSONLIB_HOME ({root})", root=root)
+    fix = say("set LESSONLIB_HOME to a folder you can write to, e.g. `export LESSONLIB_HOME=$HOME/lessonlib-home`")
     try:
         root.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise HomeError(f"{setting} is a file, not a folder: {fix}") from None
+        raise HomeError(problem("{setting} is a file, not a folder: {fix}", setting=setting, fix=fix)) from None
     except OSError as e:
-        raise HomeError(f"{setting} cannot be created ({e.strerror or e}): {fix}") from None
+        raise HomeError(problem("{setting} cannot be created ({reason}): {fix}",
+                                setting=setting, reason=e.strerror or e, fix=fix)) from None
     if not root.is_dir():
-        raise HomeError(f"{setting} is not a folder: {fix}")
+        raise HomeError(problem("{setting} is not a folder: {fix}", setting=setting, fix=fix))
     if root not in _writable:   # try it once per process: permissions alone do not tell (root, read-only disks, /proc)
         try:
             with tempfile.NamedTemporaryFile(dir=root, prefix=".lessonlib-write-test-"):
                 pass
         except OSError as e:
-            raise HomeError(f"{setting} is not writable ({e.strerror or e}): {fix}") from None
+            raise HomeError(problem("{setting} is not writable ({reason}): {fix}",
+                                    setting=setting, reason=e.strerror or e, fix=fix)) from None
         _writable.add(root)
     return root
 
@@ -60,8 +63,9 @@ def mirror():
         return None
     path = Path(value).expanduser()
     if not path.is_dir():
-        warnings.warn(f"LESSONLIB_DATA_MIRROR={value} is not a folder here (missing, or not readable): it is ignored, "
-                      f"and data sets and weights come from lessonlib's own copies or a download", stacklevel=2)
+        warnings.warn(problem("LESSONLIB_DATA_MIRROR={value} is not a folder here (missing, or not readable): it "
+                              "is ignored, and data sets and weights come from lessonlib's own copies or a download",
+                              value=value), stacklevel=2)
         return None
     return path
 
@@ -78,9 +82,9 @@ def output_path(name):
 
 def offer_download(path):
     """Say where a written file is; in Colab also the line that downloads it to your computer."""
-    print(f"wrote {path}")
+    print(say("wrote {path}", path=path))
     if "google.colab" in sys.modules:
-        print(f"to download it: from google.colab import files; files.download({str(path)!r})")
+        print(say("to download it: from google.colab import files; files.download({path!r})", path=str(path)))
 
 
 def default_device():

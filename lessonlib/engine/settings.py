@@ -11,6 +11,7 @@
 | LESSONLIB_PRECISION | `bf16`, `fp16` or `fp32` in every stage | chosen for the device |
 | LESSONLIB_IMAGE_CACHE_MB | megabytes of decoded images kept in memory on a GPU | 512 |
 | LESSONLIB_CUDNN_BENCHMARK | let cuDNN time its kernels once (fixed image sizes) | 1 |
+| LESSONLIB_LANG | the language of lessonlib's messages, hints and widgets: `en` or `zh` (Simplified Chinese) | en |
 
 `settings()` parses them the first time it is asked and again only when one of them has changed since (a
 notebook's `%env` takes effect at once). A value that makes no sense is a `SettingsError` that names the
@@ -20,13 +21,16 @@ programs (torchrun's ranks, Kaggle's marker, Keras's backend) are read and writt
 import os
 from dataclasses import dataclass
 
-__all__ = ["PRECISIONS", "Settings", "SettingsError", "VARIABLES", "on_kaggle", "set_keras_backend",
+__all__ = ["LANGUAGES", "PRECISIONS", "Settings", "SettingsError", "VARIABLES", "on_kaggle", "set_keras_backend",
            "settings", "torchrun"]
 
 PRECISIONS = ("bf16", "fp16", "fp32")
 WEIGHTS = ("imagenet", "random")
+LANGUAGES = ("en", "zh")
+_LANGUAGE_NAMES = {"zh-cn": "zh", "zh_cn": "zh", "zh-hans": "zh", "cn": "zh", "english": "en", "en-us": "en"}
 VARIABLES = ("LESSONLIB_SMOKE", "LESSONLIB_HOME", "LESSONLIB_DATA", "LESSONLIB_DATA_MIRROR", "LESSONLIB_OFFLINE",
-             "LESSONLIB_WEIGHTS", "LESSONLIB_PRECISION", "LESSONLIB_IMAGE_CACHE_MB", "LESSONLIB_CUDNN_BENCHMARK")
+             "LESSONLIB_WEIGHTS", "LESSONLIB_PRECISION", "LESSONLIB_IMAGE_CACHE_MB", "LESSONLIB_CUDNN_BENCHMARK",
+             "LESSONLIB_LANG")
 TORCHRUN = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -46,6 +50,7 @@ class Settings:
     precision: str = None
     image_cache_mb: float = None
     cudnn_benchmark: bool = True
+    lang: str = "en"
 
     @classmethod
     def from_environ(cls, environ):
@@ -73,6 +78,7 @@ class Settings:
                                                                       f"{PRECISIONS}"), None),
             image_cache_mb=read("LESSONLIB_IMAGE_CACHE_MB", _megabytes, None),
             cudnn_benchmark=read("LESSONLIB_CUDNN_BENCHMARK", _yes_no, True),
+            lang=read("LESSONLIB_LANG", _language, "en"),
         )
         if problems:
             raise SettingsError("; ".join(problems))
@@ -127,6 +133,11 @@ def _one_of(value, allowed, help_text):
     if value not in allowed:
         raise ValueError(help_text)
     return value
+
+
+def _language(raw):
+    value = raw.lower()
+    return _one_of(_LANGUAGE_NAMES.get(value, value), LANGUAGES, "use en (English) or zh (Simplified Chinese)")
 
 
 def _megabytes(raw):

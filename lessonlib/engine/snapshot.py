@@ -13,6 +13,8 @@ import threading
 import numpy as np
 import torch
 
+from lessonlib.engine.language import problem
+
 __all__ = ["Snapshot", "deferred_interrupt", "run_whole"]
 
 
@@ -89,7 +91,8 @@ class Snapshot:
 
     def __init__(self, model=None, optimizer=None, weights="all", modes=False, rng=False):
         if weights not in ("all", "trainable", "buffers", None):
-            raise ValueError(f"weights={weights!r}: choose 'all', 'trainable', 'buffers' or None")
+            raise ValueError(problem("weights={weights!r}: choose 'all', 'trainable', 'buffers' or None",
+                                     weights=weights))
         self.model, self.optimizer, self.weights, self.modes, self.rng = model, optimizer, weights, modes, rng
         self._saved, self._state = {}, {}
 

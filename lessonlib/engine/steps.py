@@ -14,8 +14,9 @@ import contextlib
 
 import torch
 
-from lessonlib.models import ConvNet, head_forward
+from lessonlib.engine.language import problem
 from lessonlib.engine.snapshot import Snapshot, deferred_interrupt
+from lessonlib.models import ConvNet, head_forward
 
 __all__ = ["StepPlan", "forward_in_pieces"]
 
@@ -86,9 +87,9 @@ class StepPlan:
         if self.before is not None:
             self.before.restore()
         shown = f" became {value}" if value is not None else " became infinite or NaN"
-        raise FloatingPointError(f"the {what}{shown}: the learning rate is probably too high; try one ten times "
-                                 f"smaller (learn.lr_find() helps choose). The weights are those from before this "
-                                 f"mini-batch.")
+        raise FloatingPointError(problem("the {what}{shown}: the learning rate is probably too high; try one ten "
+                                         "times smaller (learn.lr_find() helps choose). The weights are those from "
+                                         "before this mini-batch.", what=what, shown=shown))
 
 
 def _all_finite(tensors):

