@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: lab test test-full install wheel clean translations
+.PHONY: lab lab-zh test test-full install wheel clean translations
 
 install: $(VENV)/.installed
 
@@ -15,7 +15,19 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 lab: install
-	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00_start_here.ipynb
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00_start_here.ipynb $(LAB_ARGS)
+
+# 中文版: the Chinese lessons, with JupyterLab's own menus in Chinese (its zh-CN language pack, installed here only)
+# and lessonlib's messages in Chinese. Your own JupyterLab settings are left alone: this one keeps its settings in
+# $(VENV)/lab-zh-settings.
+LANGUAGE_PACK := jupyterlab-language-pack-zh-CN==4.5.post3
+ZH_SETTINGS := $(VENV)/lab-zh-settings/@jupyterlab/translation-extension/plugin.jupyterlab-settings
+lab-zh: install
+	$(BIN)/python -m pip install -q $(LANGUAGE_PACK)
+	test -f $(ZH_SETTINGS) || (mkdir -p $(dir $(ZH_SETTINGS)) && echo '{"locale": "zh_CN"}' > $(ZH_SETTINGS))
+	JUPYTERLAB_SETTINGS_DIR=$(abspath $(VENV)/lab-zh-settings) LESSONLIB_LANG=zh \
+		$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir=$(CURDIR)/notebooks \
+		notebooks/zh/00_start_here.ipynb $(LAB_ARGS)
 
 # Smoke mode: a tiny sample of the real photos that come with lessonlib and small images, so the whole
 # suite runs on 2 CPU cores in minutes.

@@ -56,6 +56,9 @@ def _parser():
     fetch = commands.add_parser("fetch-weights", help="download torchvision's ImageNet weights (for a classroom mirror)")
     fetch.add_argument("archs", nargs="+", help="e.g. resnet34 resnet50")
     fetch.add_argument("--to", required=True, help="folder to write them to, e.g. $LESSONLIB_DATA_MIRROR/weights")
+    report = commands.add_parser("class-report", help="how the class did on the exercises (LESSONLIB_CLASS_LOG=1)")
+    report.add_argument("homes", nargs="+", help="the students' homes or LESSONLIB_HOME folders, e.g. /home/*")
+    report.add_argument("--out", default=None, help="also write by_exercise.csv and by_student.csv into this folder")
     return parser
 
 
@@ -65,6 +68,10 @@ def main(argv=None):
     try:
         if args.command == "doctor":
             return _doctor(args)
+        if args.command == "class-report":
+            from lessonlib.class_report import print_report
+            print_report(args.homes, args.out)
+            return 0
         if args.command == "fetch-weights":
             from lessonlib.engine.weights import fetch_weights
             fetch_weights(args.archs, args.to)

@@ -514,7 +514,7 @@ class ImageClassifierData:
         """Decode and resize every image now, in threads."""
         jobs = [(ds, i) for ds in (self.trn_ds, self.val_ds, self.test_ds) if ds is not None for i in range(len(ds))]
         with ThreadPoolExecutor(max(self.policy.num_workers, 1)) as pool:
-            for _ in tqdm(pool.map(lambda job: job[0].read(job[1]), jobs), total=len(jobs), desc="decoding images",
+            for _ in tqdm(pool.map(lambda job: job[0].read(job[1]), jobs), total=len(jobs), desc=say("decoding images"),
                           leave=False, disable=None):
                 pass
 

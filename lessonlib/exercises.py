@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lessonlib.engine import classlog
 from lessonlib.engine.language import problem, say
 
 __all__ = ["EXERCISES", "Exercise", "GUESSES", "PREDICTIONS", "Prediction", "check", "guess", "reveal", "solution"]
@@ -596,6 +597,7 @@ def check(key, answer, **context):
         ok = False
         print(say("That answer could not be checked ({kind}: {e}).", kind=type(e).__name__, e=e))
     print(say("Correct!") if ok else say("Not yet. Hint: {hint}", hint=say(exercise.hint)))
+    classlog.record(key, ok, answer)   # only when the teacher switched the class log on (LESSONLIB_CLASS_LOG=1)
     return ok
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from lessonlib import models, training
 from lessonlib.data import data_signature
 from lessonlib.engine import checkpoints, distributed
-from lessonlib.engine.language import problem
+from lessonlib.engine.language import problem, say
 from lessonlib.engine.policy import resolve_policy
 from lessonlib.engine.weights import create_body
 from lessonlib.lr_finder import Sweep, find_lr, losses_at
@@ -347,7 +347,7 @@ class ConvLearner:
         model = self.policy.prepare(self.model).eval()
         runs = [plain]
         for i in range(n_aug):
-            out, _ = training.get_preds(model, loader, self.policy, desc=f"TTA {i + 1}/{n_aug}")
+            out, _ = training.get_preds(model, loader, self.policy, desc=say("TTA {i}/{n}", i=i + 1, n=n_aug))
             runs.append(self.objective.to_preds(out).numpy())
         return np.stack(runs), y
 

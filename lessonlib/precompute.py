@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from lessonlib.engine import distributed
+from lessonlib.engine.language import say
 from lessonlib.engine.runtime import home
 from lessonlib.engine.storage import atomic_write, load_or_none
 from lessonlib.training import get_preds
@@ -80,7 +81,7 @@ class ActivationCache:
             found = (saved["x"], saved["y"])
         else:   # under several processes each computes its share and all get every row
             policy.prepare(body).eval()
-            found = get_preds(body, data.split_loader(split), policy, desc=f"precompute {split}")
+            found = get_preds(body, data.split_loader(split), policy, desc=say("precompute {split}", split=split))
             if policy.rank == 0:
                 atomic_write(self.path(key), lambda f: torch.save({"x": found[0], "y": found[1]}, f))
             distributed.barrier()

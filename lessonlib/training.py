@@ -82,13 +82,14 @@ def train_step(model, x, y, loss_fn, optimizer, plan):
 
 # ---------------------------------------------------------------- epochs
 
-def train_epoch(model, batches, loss_fn, optimizer, policy, recorder=None, desc="train"):
+def train_epoch(model, batches, loss_fn, optimizer, policy, recorder=None, desc=None):
     """One pass over `batches`, one optimizer step each; returns the mean training loss.
 
     `recorder` (a `Recorder`) sees each mini-batch's loss and steps the learning-rate schedule.
     """
     plan = StepPlan(policy, model, optimizer)
     total, n = 0.0, 0
+    desc = desc or say("train")
     for i, (x, y) in enumerate(tqdm(batches, desc=desc, leave=False, disable=None if policy.rank == 0 else True)):
         try:
             loss = train_step(model, x, y, loss_fn, optimizer, plan).item()
@@ -101,14 +102,14 @@ def train_epoch(model, batches, loss_fn, optimizer, policy, recorder=None, desc=
 
 
 @torch.no_grad()
-def get_preds(model, batches, policy, desc="predict"):
+def get_preds(model, batches, policy, desc=None):
     """(log-probabilities or raw outputs, targets) over `batches`, in order, on the CPU in fp32.
 
     A model in eval mode takes image batches `policy.body_piece` images at a time (the same outputs; faster
     on a CPU).
     """
     outs, ys = [], []
-    for x, y in tqdm(batches, desc=desc, leave=False, disable=None if policy.rank == 0 else True):
+    for x, y in tqdm(batches, desc=desc or say("predict"), leave=False, disable=None if policy.rank == 0 else True):
         x = policy.to_device(x)
         piece = policy.body_piece if x.dim() == 4 and not model.training else None
         with policy.autocast():
@@ -126,7 +127,7 @@ def evaluate(model, batches, objective, policy):
     was_training = model.training
     model.eval()
     try:
-        out, y = get_preds(model, batches, policy, desc="valid")
+        out, y = get_preds(model, batches, policy, desc=say("valid"))
     finally:
         model.train(was_training)
     loss = float(objective.loss_fn(out, y))
@@ -199,7 +200,7 @@ def fit(model, batches, objective, optimizer, epochs, device=None, recorder=None
             before.take()
             model.train()
             trn_loss = train_epoch(model, train_batches, objective.loss_fn, optimizer, train_policy, recorder,
-                                   desc=f"epoch {epoch + 1}/{epochs}")
+                                   desc=say("epoch {epoch}/{epochs}", epoch=epoch + 1, epochs=epochs))
             val_loss, values = evaluate(model, valid_batches, objective, policy)
             if not math.isfinite(val_loss):
                 before.restore()

@@ -11,13 +11,16 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lessonlib"
-ENGINE = ["engine.fonts", "engine.settings", "engine.storage", "engine.runtime", "engine.snapshot", "engine.policy",
+ENGINE = ["engine.fonts", "engine.settings", "engine.language", "engine.classlog", "engine.storage", "engine.runtime",
+          "engine.snapshot", "engine.policy",
           "engine.weights", "engine.distributed", "engine.steps", "engine.checkpoints", "engine.doctor"]
 
 # lowest first; a module may import any module of a lower layer, none of its own or a higher one
 LAYERS = [
     ["engine.settings", "engine.fonts"],                      # the environment variables; fonts for any language
+    ["engine.language"],                                      # messages in the reader's language
     ["engine.storage", "engine.runtime", "engine.snapshot"],  # files shared safely; where it runs; state put back
+    ["engine.classlog"],                                      # the class log of exercise checks
     ["engine.policy"],                                        # how a run uses the hardware, decided once
     ["models", "metrics", "schedules", "recorder", "viz"],
     ["engine.weights", "engine.distributed", "transforms", "engine.steps"],   # weights; processes; a step here
@@ -27,6 +30,7 @@ LAYERS = [
     ["learner"],
     ["keras_compare", "widgets", "engine.doctor", "glossary", "photos"],
     ["exercises", "__init__"],
+    ["class_report"],
     ["__main__"],
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

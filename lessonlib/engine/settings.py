@@ -11,6 +11,8 @@
 | LESSONLIB_PRECISION | `bf16`, `fp16` or `fp32` in every stage | chosen for the device |
 | LESSONLIB_IMAGE_CACHE_MB | megabytes of decoded images kept in memory on a GPU | 512 |
 | LESSONLIB_CUDNN_BENCHMARK | let cuDNN time its kernels once (fixed image sizes) | 1 |
+| LESSONLIB_CLASS_LOG | keep each `check()` result in LESSONLIB_HOME/exercise-log.jsonl for the teacher's class report | 0 |
+| LESSONLIB_CLASS_ANSWERS | with the class log: keep the answers too, not only right or not | 0 |
 | LESSONLIB_LANG | the language of lessonlib's messages, hints and widgets: `en` or `zh` (Simplified Chinese) | en |
 
 `settings()` parses them the first time it is asked and again only when one of them has changed since (a
@@ -30,7 +32,7 @@ LANGUAGES = ("en", "zh")
 _LANGUAGE_NAMES = {"zh-cn": "zh", "zh_cn": "zh", "zh-hans": "zh", "cn": "zh", "english": "en", "en-us": "en"}
 VARIABLES = ("LESSONLIB_SMOKE", "LESSONLIB_HOME", "LESSONLIB_DATA", "LESSONLIB_DATA_MIRROR", "LESSONLIB_OFFLINE",
              "LESSONLIB_WEIGHTS", "LESSONLIB_PRECISION", "LESSONLIB_IMAGE_CACHE_MB", "LESSONLIB_CUDNN_BENCHMARK",
-             "LESSONLIB_LANG")
+             "LESSONLIB_LANG", "LESSONLIB_CLASS_LOG", "LESSONLIB_CLASS_ANSWERS")
 TORCHRUN = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -51,6 +53,8 @@ class Settings:
     image_cache_mb: float = None
     cudnn_benchmark: bool = True
     lang: str = "en"
+    class_log: bool = False
+    class_answers: bool = False
 
     @classmethod
     def from_environ(cls, environ):
@@ -79,6 +83,8 @@ class Settings:
             image_cache_mb=read("LESSONLIB_IMAGE_CACHE_MB", _megabytes, None),
             cudnn_benchmark=read("LESSONLIB_CUDNN_BENCHMARK", _yes_no, True),
             lang=read("LESSONLIB_LANG", _language, "en"),
+            class_log=read("LESSONLIB_CLASS_LOG", _yes_no, False),
+            class_answers=read("LESSONLIB_CLASS_ANSWERS", _yes_no, False),
         )
         if problems:
             raise SettingsError("; ".join(problems))
