@@ -67,13 +67,15 @@ def install_block():
     return block
 
 
-def shared_environment(cache, reinstall=False):
+def shared_environment(cache, reinstall=False, python="/usr/bin/python3"):
     """The environment the hub's users share, made with the doc's install lines; JupyterHub and the proxy beside."""
     env_dir, node_dir = cache / "env", cache / "node"
+    cache.mkdir(parents=True, exist_ok=True)
+    cache.chmod(0o755)   # the students' servers run from it
     done = env_dir / ".installed-by-doc"
     if reinstall or not done.exists() or done.read_text() != install_block():
         shutil.rmtree(env_dir, ignore_errors=True)
-        run([sys.executable, "-m", "venv", str(env_dir)])
+        run([python, "-m", "venv", str(env_dir)])   # a Python every user may run (not one under /root)
         shim = cache / "shim"
         shim.mkdir(parents=True, exist_ok=True)
         (shim / "sudo").write_text('#!/bin/sh\n[ "$1" = "-E" ] && shift\nexec "$@"\n')   # this shell is root already
@@ -116,11 +118,16 @@ def cleanup(state=None):
         if not STATE.exists():
             return []
         state = json.loads(STATE.read_text())
-    for pid in state.get("pids", []):
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
+    for pid in state.get("pids", []):   # the hub and its proxy: asked to stop, then made to
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 0)):
+            try:
+                os.killpg(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                break
+            for _ in range(wait * 10):
+                if subprocess.run(["pgrep", "-g", str(pid)], capture_output=True).returncode:
+                    break
+                time.sleep(0.1)
     users = sorted(set(state.get("users", [])) | {u.pw_name for u in pwd.getpwall() if u.pw_name.startswith(PREFIX)})
     for user in users:
         subprocess.run(["pkill", "-KILL", "-u", user], capture_output=True)
@@ -169,6 +176,11 @@ def lessons_repository(where):
     repo = where / "lessons.git"
     run(["git", "clone", "--quiet", "--bare", str(ROOT), str(repo)])
     run(["chmod", "-R", "a+rX", str(repo)])
+    # git refuses a repository another user owns unless it is named safe in a system or global config: the doc
+    # has the teacher run `git config --system --add safe.directory ...`; here a system config file of our own,
+    # named by GIT_CONFIG_SYSTEM in the students' environment, says the same without touching /etc/gitconfig
+    (where / "gitconfig").write_text(f"[safe]\n\tdirectory = {repo}\n")
+    (where / "gitconfig").chmod(0o644)
     return repo
 
 
@@ -218,6 +230,7 @@ def start_hub(where, env_dir, proxy, users, mirror, smoke, created, pin):
         wrapper.chmod(0o755)
         singleuser = [str(wrapper)] + singleuser
     environment = {"LESSONLIB_DATA_MIRROR": str(mirror), "LESSONLIB_CLASS_LOG": "1",
+                   "GIT_CONFIG_SYSTEM": str(where / "gitconfig"),
                    "LESSONLIB_SMOKE": "1" if smoke else "0", "LESSONLIB_OFFLINE": "1"}
     config.write_text(f"""
 c.JupyterHub.ip = "127.0.0.1"
@@ -307,10 +320,11 @@ async def run_notebook(base, token, user, path):
     conn = await websocket_connect(HTTPRequest(ws_url, headers={"Authorization": f"token {token}"}),
                                    max_message_size=1 << 30)
     errors, start, printed = [], time.perf_counter(), []
+    usage = ("import resource as _r, json as _j\n_s, _c = _r.getrusage(_r.RUSAGE_SELF), _r.getrusage(_r.RUSAGE_CHILDREN)\n"
+             "print(_j.dumps({'cpu_s': _s.ru_utime + _s.ru_stime + _c.ru_utime + _c.ru_stime, "
+             "'peak_rss_gb': _s.ru_maxrss / 2**20}))")
     try:
-        for cell in cells:
-            if cell["cell_type"] != "code":
-                continue
+        for cell in [c for c in cells if c["cell_type"] == "code"] + [{"source": usage}]:   # then its CPU time
             msg_id = uuid.uuid4().hex
             await conn.write_message(json.dumps({
                 "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": user, "session": kernel,
@@ -341,10 +355,20 @@ async def run_notebook(base, token, user, path):
     finally:
         conn.close()
         api(base, token, "DELETE", f"/user/{user}/api/sessions/{session['id']}")
-    return time.perf_counter() - start, errors, "".join(printed)
+    seconds = time.perf_counter() - start
+    last = "".join(printed).strip().splitlines()
+    used = json.loads(last[-1]) if last and last[-1].startswith('{"cpu_s"') else {}
+    return seconds, errors, "".join(printed), used
 
 
+# Last, in each user's server: some exercise checks (user i answers wrong i times, then right) for the class
+# report, and what lessonlib's doctor sees in that kernel.
 DOCTOR = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source":
+                     "import getpass\nfrom lessonlib.exercises import check\n"
+                     "for _ in range(int(getpass.getuser().rsplit('u', 1)[1])):\n"
+                     "    check('06-maxpool-shape', (2, 24, 24))\n"
+                     "check('06-maxpool-shape', (2, 12, 12))\ncheck('06-cell-by-hand', -3)"},
+                    {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source":
                      "import json\nfrom lessonlib.engine.doctor import doctor\nreport = doctor()\n"
                      "print(json.dumps({k: str(report[k]) for k in ('cpu cores', 'torch threads', 'data mirror', "
                      "'lessonlib home')}))"}],
@@ -373,18 +397,21 @@ def memory_sampler(users):
 
 async def run_user(base, token, user, lessons):
     """Each lesson in turn, then what lessonlib's doctor sees in this user's kernel (cores, threads, folders)."""
-    times, errors = {}, {}
+    times, errors, cpu, kernel_peak = {}, {}, {}, {}
     for lesson in lessons:
         name = next(p.name for p in sorted((ROOT / "notebooks").glob(f"{lesson}_*.ipynb")))
-        seconds, errs, _ = await run_notebook(base, token, user, f"lessons/notebooks/{name}")
+        seconds, errs, _, used = await run_notebook(base, token, user, f"lessons/notebooks/{name}")
         times[lesson] = round(seconds, 1)
+        cpu[lesson] = round(used.get("cpu_s", float("nan")), 1)
+        kernel_peak[lesson] = round(used.get("peak_rss_gb", float("nan")), 2)
         if errs:
             errors[lesson] = errs
     api(base, token, "PUT", f"/user/{user}/api/contents/doctor.ipynb", {"type": "notebook", "content": DOCTOR})
-    _, errs, printed = await run_notebook(base, token, user, "doctor.ipynb")
+    _, errs, printed, _ = await run_notebook(base, token, user, "doctor.ipynb")
     if errs:
         errors["doctor"] = errs
-    return times, errors, json.loads(printed.strip().splitlines()[-1]) if printed.strip() else {}
+    seen = [line for line in printed.strip().splitlines() if line.startswith('{"cpu cores"')]
+    return times, errors, json.loads(seen[-1]) if seen else {}, cpu, kernel_peak
 
 
 def class_run(n, lessons, smoke, env_dir, proxy, pin):
@@ -415,12 +442,18 @@ def class_run(n, lessons, smoke, env_dir, proxy, pin):
         report = subprocess.run([str(env_dir / "bin" / "python"), "-m", "lessonlib", "class-report",
                                  *(str(Path(pwd.getpwnam(u).pw_dir)) for u in users)],
                                 capture_output=True, text=True)
-        per_user = [{"user": u, "server_start_s": starts[u], "lesson_s": t, "errors": e, "peak_rss_gb": peaks[u],
-                     "doctor": d} for u, (t, e, d) in zip(users, results)]
+        per_user = [{"user": u, "server_start_s": starts[u], "lesson_s": t, "lesson_cpu_s": c,
+                     "kernel_peak_rss_gb": k, "errors": e, "peak_rss_gb": peaks[u], "doctor": d}
+                    for u, (t, e, d, c, k) in zip(users, results)]
         return {"users": n, "lessons": lessons, "smoke": smoke, "one_core_each": pin, "wall_s": round(wall, 1), "per_user": per_user,
                 "mirror_unchanged": tree_digest(mirror) == before,
                 "writes_into_others_homes": writes_into_others_homes(users),
                 "class_report": report.stdout, "class_report_status": report.returncode}
+    except BaseException:
+        hub_log = where / "jupyterhub.log"
+        if hub_log.exists():   # before it is removed with the rest: what the hub said
+            print("".join(hub_log.read_text(errors="replace").splitlines(True)[-40:]), file=sys.stderr)
+        raise
     finally:
         if hub is not None:
             hub.send_signal(signal.SIGTERM)
@@ -439,8 +472,10 @@ def main(argv=None):
     parser.add_argument("--full", action="store_true", help="full mode (default: smoke mode)")
     parser.add_argument("--all-cores", action="store_true",
                         help="let every server use every core (default: one core each, as a CPU limit of 1 would)")
-    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "lessonlib-hub-check"))
+    parser.add_argument("--cache", default="/opt/lessonlib-hub-check",
+                        help="where the shared environment is kept between runs (every user must be able to read it)")
     parser.add_argument("--reinstall", action="store_true", help="run the doc's install lines again")
+    parser.add_argument("--python", default="/usr/bin/python3", help="the Python of the shared environment")
     parser.add_argument("--cleanup", action="store_true", help="only remove what an earlier, killed run left")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -454,7 +489,7 @@ def main(argv=None):
     if args.cleanup:
         return 0
     cache = Path(args.cache)
-    env_dir, proxy, size = shared_environment(cache, args.reinstall)
+    env_dir, proxy, size = shared_environment(cache, args.reinstall, args.python)
     log(f"shared environment {env_dir}: {size / 2**30:.1f} GB")
     runs = []
     for n in args.users:
@@ -467,6 +502,7 @@ def main(argv=None):
         print(result["class_report"])
     users, procs = leftovers()
     ok = all(r["mirror_unchanged"] and not r["writes_into_others_homes"] and r["class_report_status"] == 0
+             and f"{r['users']} student(s) with a class log" in r["class_report"]
              and all(not u["errors"] for u in r["per_user"]) for r in runs) and not users and not procs
     out = ROOT / "benchmarks" / "results" / f"classroom_hub_{'full' if args.full else 'smoke'}.json"
     out.parent.mkdir(exist_ok=True)
