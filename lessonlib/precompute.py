@@ -22,6 +22,7 @@ import torch
 from lessonlib.engine import distributed
 from lessonlib.engine.language import say
 from lessonlib.engine.runtime import home
+from lessonlib.engine.snapshot import Snapshot
 from lessonlib.engine.storage import atomic_write, load_or_none
 from lessonlib.training import get_preds
 
@@ -81,7 +82,8 @@ class ActivationCache:
             found = (saved["x"], saved["y"])
         else:   # under several processes each computes its share and all get every row
             policy.prepare(body).eval()
-            found = get_preds(body, data.split_loader(split), policy, desc=say("precompute {split}", split=split))
+            with Snapshot(rng=True).kept():   # computed or read from disk, the random numbers that follow are the same
+                found = get_preds(body, data.split_loader(split), policy, desc=say("precompute {split}", split=split))
             if policy.rank == 0:
                 atomic_write(self.path(key), lambda f: torch.save({"x": found[0], "y": found[1]}, f))
             distributed.barrier()

@@ -33,6 +33,18 @@ def test_precompute_is_cached_on_disk_and_reused(data, home, monkeypatch):
     assert torch.equal(again.activations("train")[0], x)
 
 
+def test_the_same_seed_trains_the_same_whether_activations_are_computed_or_read_from_disk(data, home):
+    """Computing activations iterates DataLoaders, which draw from the global random generator; reading them from
+    disk does not. The first fit after creating a learner must not depend on which happened."""
+    results = []
+    for _ in range(2):   # the first computes the activations, the second reads them
+        torch.manual_seed(0)
+        learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+        learn.fit(1e-2, 1)
+        results.append(learn.history.trn_loss.tolist())
+    assert results[0] == results[1]
+
+
 def test_fit_prints_the_lesson_table_and_keeps_history(data, capsys):
     torch.manual_seed(0)
     learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
