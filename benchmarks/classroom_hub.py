@@ -23,7 +23,6 @@ Writes JSON to benchmarks/results/classroom_hub_<smoke|full>.json; exit status 1
 """
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import pwd
@@ -42,6 +41,8 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from classroom import tree_digest   # noqa: E402  (benchmarks/classroom.py: the same mirror check, one process per student)
 DOC = ROOT / "docs" / "classroom.md"
 HUB_PACKAGES = ["jupyterhub==6.1.1"]
 PROXY_PACKAGE = "configurable-http-proxy@5.3.0"
@@ -147,14 +148,6 @@ def leftovers():
 
 
 # ---------------------------------------------------------------- the class's shared folders
-
-def tree_digest(folder):
-    h = hashlib.sha256()
-    for path in sorted(Path(folder).rglob("*")):
-        if path.is_file():
-            h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-    return h.hexdigest()
-
 
 def make_mirror(where, env_dir):
     """A read-only mirror: dogscats-mini and `weights/` (the packaged Lite0 weights' file: a real weights folder)."""
