@@ -1,0 +1,72 @@
+"""Do the English and the Chinese edition of a lesson give the same results? Run both, compare what they show.
+
+Each lesson runs top to bottom in both editions (nbclient, one fresh kernel each, full mode unless
+LESSONLIB_SMOKE=1 is set), then every table and value a code cell shows (DataFrames, a cell's last value) is
+compared, cell by cell, matched by cell id. Printed text is not compared (it is in the reader's language), nor are
+progress bars, figures and the time column. The same seeds give the same numbers, so any difference is a finding.
+
+    python benchmarks/compare_editions.py 01 05          # writes benchmarks/results/compare_editions.json
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _results import save_result  # noqa: E402
+
+
+def execute(path):
+    import nbformat
+    from nbclient import NotebookClient
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=3600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    return nb, time.perf_counter() - start
+
+
+def shown(nb):
+    """{cell id: [the text of each table or value the cell shows]} without progress bars, figures, time columns."""
+    found = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code" or cell.get("id") == "zh-language":
+            continue
+        texts = []
+        for out in cell.outputs:
+            text = out.get("data", {}).get("text/plain") if out.output_type in ("execute_result", "display_data") else None
+            if not text or "it/s]" in text or text.startswith(("<Figure", "<", "VBox(", "HBox(")):
+                continue
+            lines = text.splitlines()
+            if lines and lines[0].split() and lines[0].split()[-1] == "time":   # the training table's last column
+                lines = [line.rsplit(None, 1)[0] for line in lines]
+            texts.append("\n".join(lines))
+        found[cell["id"]] = texts
+    return found
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("lessons", nargs="+", help="e.g. 01 05")
+    args = parser.parse_args(argv)
+    lessons, ok = [], True
+    for lesson in args.lessons:
+        name = next((ROOT / "notebooks").glob(f"{lesson}_*.ipynb")).name
+        en, en_s = execute(ROOT / "notebooks" / name)
+        zh, zh_s = execute(ROOT / "notebooks" / "zh" / name)
+        a, b = shown(en), shown(zh)
+        differ = {k: {"en": a[k], "zh": b.get(k)} for k in a if a[k] != b.get(k)}
+        same = sum(len(v) for k, v in a.items() if k not in differ)
+        print(f"{name}: {same} tables and values identical, {len(differ)} cell(s) differ "
+              f"(English {en_s:.0f} s, Chinese {zh_s:.0f} s)")
+        for k, v in differ.items():
+            print(f"  cell {k}:\n    en: {v['en']}\n    zh: {v['zh']}")
+        lessons.append({"notebook": name, "identical": same, "differ": differ, "en_s": round(en_s, 1),
+                        "zh_s": round(zh_s, 1)})
+        ok = ok and not differ
+    save_result("compare_editions", {"lessons": lessons, "same": ok})
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
