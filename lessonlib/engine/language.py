@@ -32,7 +32,7 @@ def catalog(lang):
     """{English template: translation} for `lang` ({} for English, the source)."""
     if lang == "en":
         return {}
-    text = resources.files("lessonlib").joinpath("locale", f"{lang}.json").read_text(encoding="utf-8")
+    text = resources.files("lessonlib").joinpath("locale").joinpath(f"{lang}.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 
