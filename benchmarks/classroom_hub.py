@@ -23,6 +23,7 @@ Writes JSON to benchmarks/results/classroom_hub_<smoke|full>.json; exit status 1
 """
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import pwd
@@ -74,7 +75,8 @@ def shared_environment(cache, reinstall=False, python="/usr/bin/python3"):
     cache.mkdir(parents=True, exist_ok=True)
     cache.chmod(0o755)   # the students' servers run from it
     done = env_dir / ".installed-by-doc"
-    if reinstall or not done.exists() or done.read_text() != install_block():
+    fresh = reinstall or not done.exists() or done.read_text() != install_block()
+    if fresh:
         shutil.rmtree(env_dir, ignore_errors=True)
         run([python, "-m", "venv", str(env_dir)])   # a Python every user may run (not one under /root)
         shim = cache / "shim"
@@ -93,6 +95,14 @@ def shared_environment(cache, reinstall=False, python="/usr/bin/python3"):
         done.write_text(install_block())
         (env_dir / ".install-seconds").write_text(f"{seconds:.0f}")
         shutil.rmtree(outside, ignore_errors=True)
+    source = tree_digest(ROOT / "lessonlib") + hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    installed = env_dir / ".lessonlib-source"
+    if fresh:
+        installed.write_text(source)
+    if not installed.exists() or installed.read_text() != source:   # lessonlib changed: update it, as the doc says
+        run([str(env_dir / "bin" / "pip"), "install", "-q", "--no-deps", "--force-reinstall", str(ROOT)],
+            cwd=tempfile.gettempdir())
+    installed.write_text(source)
     if not (node_dir / "node_modules" / ".bin" / "configurable-http-proxy").exists():
         node_dir.mkdir(parents=True, exist_ok=True)
         run(["npm", "install", "--prefix", str(node_dir), "--no-audit", "--no-fund", PROXY_PACKAGE])
