@@ -18,11 +18,9 @@ CAT_CLASSES = {281, 282, 285}   # ImageNet: tabby, tiger cat, Egyptian cat
 def forget_resolutions(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))   # no weight files but the ones a test makes
     monkeypatch.delenv("LESSONLIB_DATA_MIRROR", raising=False)
-    weights._resolved.clear()
-    weights._checked.clear()
+    weights.LOOKUPS.forget()
     yield
-    weights._resolved.clear()
-    weights._checked.clear()
+    weights.LOOKUPS.forget()
 
 
 def weight_file(folder, name="resnet34", seed=0, wrong_hash=False):
@@ -215,7 +213,7 @@ def test_an_unreadable_weight_file_in_the_mirror_falls_back_with_a_message(tmp_p
     def unreadable(p):   # what open() raises for a file of the mirror this user may not read (root reads anything)
         raise PermissionError(errno.EACCES, "Permission denied", str(p))
     monkeypatch.setattr(weights, "weight_file_ok", unreadable)
-    monkeypatch.setattr(weights, "_resolved", {})
+    monkeypatch.setattr(weights, "LOOKUPS", weights.Lookups())
     name, _ = weights.load_pretrained("resnet34")
     out = capsys.readouterr().out
     assert name == weights.FALLBACK and "cannot be read" in out and str(path) in out

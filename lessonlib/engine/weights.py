@@ -18,10 +18,28 @@ from lessonlib.engine.settings import WEIGHTS, settings
 from lessonlib.engine.storage import download
 from lessonlib.models import ARCHS, FALLBACK, Body, ImageNormalize, arch_name, split_backbone
 
-__all__ = ["convert_efficientnet_lite0_keys", "create_body", "fetch_weights", "find_weights", "load_pretrained", "offline",
-           "packaged_efficientnet_lite0", "random_model", "weight_file_ok", "weight_places", "weights_url"]
+__all__ = ["LOOKUPS", "Lookups", "convert_efficientnet_lite0_keys", "create_body", "fetch_weights", "find_weights",
+           "load_pretrained", "offline", "packaged_efficientnet_lite0", "random_model", "weight_file_ok",
+           "weight_places", "weights_url"]
 
-_resolved = {}   # requested name -> name actually used, so the fallback is announced once
+
+class Lookups:
+    """What this process has found out about weights, kept so that each thing is said and done once.
+
+    `used`: {requested network: the network actually used}, so a fallback is announced once. `verdicts`:
+    {(path, size, mtime): None, or why the file was refused}, so each version of a file is hashed once.
+    `forget()` starts over (a teacher who has just filled the mirror; tests).
+    """
+
+    def __init__(self):
+        self.used, self.verdicts = {}, {}
+
+    def forget(self):
+        self.used.clear()
+        self.verdicts.clear()
+
+
+LOOKUPS = Lookups()
 
 
 # ---------------------------------------------------------------- packaged EfficientNet-Lite0
@@ -92,9 +110,6 @@ def weight_places():
     return places
 
 
-_checked = {}   # (path, size, mtime) -> None or the reason it was refused: each version of a file is hashed once
-
-
 def find_weights(name):
     """A checked local copy of torchvision's weight file for `name` (torch's cache or the mirror), or None.
 
@@ -109,17 +124,17 @@ def find_weights(name):
             st = path.stat()
         except OSError:   # a folder of the mirror this user may not enter
             continue
-        key = (path, st.st_size, st.st_mtime_ns)
-        if key not in _checked:
+        key, verdicts = (path, st.st_size, st.st_mtime_ns), LOOKUPS.verdicts
+        if key not in verdicts:
             try:
-                _checked[key] = weight_file_ok(path)
+                verdicts[key] = weight_file_ok(path)
             except OSError as e:   # e.g. a mirror's file this user may not read
-                _checked[key] = say("it cannot be read ({reason}; ask whoever keeps the mirror to make it readable)",
+                verdicts[key] = say("it cannot be read ({reason}; ask whoever keeps the mirror to make it readable)",
                                     reason=e.strerror or e)
-            if _checked[key]:
+            if verdicts[key]:
                 print(problem("{name}: refusing {path}: {fault} (a damaged or renamed copy; delete or replace it).",
-                              name=name, path=path, fault=_checked[key]))
-        if _checked[key] is None:
+                              name=name, path=path, fault=verdicts[key]))
+        if verdicts[key] is None:
             return path
     return None
 
@@ -199,20 +214,21 @@ def load_pretrained(arch, weights=None):
     if weights == "random":
         print(say("{name}: RANDOM weights, not ImageNet's: good for timing, not for accuracy.", name=name))
         return name, random_model(name)
-    if ARCHS[name]["source"] == "torchvision" and _resolved.get(name) != FALLBACK:
+    used = LOOKUPS.used
+    if ARCHS[name]["source"] == "torchvision" and used.get(name) != FALLBACK:
         local = find_weights(name)
         if local is not None:
-            _resolved[name] = name
+            used[name] = name
             return name, _torchvision_from_file(name, local)
         reason = say("LESSONLIB_OFFLINE is set") if offline() else None
         if reason is None:
             try:
                 model = _torchvision_pretrained(name)
-                _resolved[name] = name
+                used[name] = name
                 return name, model
             except (OSError, RuntimeError) as e:   # URLError is an OSError; a bad download a RuntimeError
                 reason = f"{type(e).__name__}: {e}"
-        _resolved[name] = FALLBACK
+        used[name] = FALLBACK
         print(problem("{name}: its ImageNet weights are not here and cannot be downloaded ({reason}); using the "
                       "packaged ImageNet {fallback} instead. (A teacher can put torchvision's weight files in the "
                       "mirror's weights/ folder: python -m lessonlib fetch-weights.)", name=name, reason=reason,
