@@ -331,6 +331,20 @@ def test_an_unusable_home_says_which_setting_and_how_to_fix_it(tmp_path, monkeyp
     assert "LESSONLIB_HOME" in capsys.readouterr().err
 
 
+def test_a_home_that_stops_being_writable_is_named_the_next_time_it_is_used(tmp_path, monkeypatch):
+    """No remembered "it was writable once": a disk that fills or turns read-only mid-session is named at once."""
+    import tempfile
+    from lessonlib.engine.runtime import home
+    monkeypatch.setenv("LESSONLIB_HOME", str(tmp_path / "home"))
+    assert home() == tmp_path / "home"
+
+    def refuse(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
+    with pytest.raises(HomeError, match="is not writable .Read-only file system.*set LESSONLIB_HOME"):
+        home()
+
+
 # ---------------------------------------------------------------- 9. arguments fail early and plainly
 
 @pytest.mark.parametrize("cycle_len", [0, -1, 1.5, True, "2"])

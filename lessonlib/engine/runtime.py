@@ -22,9 +22,6 @@ def smoke_mode():
     return settings().smoke
 
 
-_writable = set()   # homes found writable in this process
-
-
 class HomeError(OSError):
     """LESSONLIB_HOME cannot be used; the message says why and what to set instead."""
 
@@ -44,14 +41,12 @@ def home():
                                 setting=setting, reason=e.strerror or e, fix=fix)) from None
     if not root.is_dir():
         raise HomeError(problem("{setting} is not a folder: {fix}", setting=setting, fix=fix))
-    if root not in _writable:   # try it once per process: permissions alone do not tell (root, read-only disks, /proc)
-        try:
-            with tempfile.NamedTemporaryFile(dir=root, prefix=".lessonlib-write-test-"):
-                pass
-        except OSError as e:
-            raise HomeError(problem("{setting} is not writable ({reason}): {fix}",
-                                    setting=setting, reason=e.strerror or e, fix=fix)) from None
-        _writable.add(root)
+    try:   # try it each time: permissions alone do not tell (root, read-only disks, /proc), and a disk can change
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".lessonlib-write-test-"):
+            pass
+    except OSError as e:
+        raise HomeError(problem("{setting} is not writable ({reason}): {fix}",
+                                setting=setting, reason=e.strerror or e, fix=fix)) from None
     return root
 
 
