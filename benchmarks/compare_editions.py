@@ -2,12 +2,15 @@
 
 Each lesson runs top to bottom in both editions (nbclient, one fresh kernel each, full mode unless
 LESSONLIB_SMOKE=1 is set), then every table and value a code cell shows (DataFrames, a cell's last value) is
-compared, cell by cell, matched by cell id. Printed text is not compared (it is in the reader's language), nor are
-progress bars, figures and the time column. The same seeds give the same numbers, so any difference is a finding.
+compared, cell by cell, matched by cell id, and so are the numbers each cell prints (sorted: printed text is in the
+reader's language, and a translation may put its numbers in another order). Not compared: progress bars, figures,
+the time column, printed durations and speeds, and what a cell tagged `timing` prints (it measures the machine)
+and its table rows about time. The same seeds give the same numbers, so any difference is a finding.
 
     python benchmarks/compare_editions.py 01 05          # writes benchmarks/results/compare_editions.json
 """
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -26,13 +29,31 @@ def execute(path):
     return nb, time.perf_counter() - start
 
 
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:e-?\d+)?%?")
+DURATION = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?\s*(?:s|ms|min|minutes?|seconds?|秒|毫秒|分钟|images?/s|张/秒)"
+                      r"(?![A-Za-z])")
+
+
+ENGLISH_LINE = re.compile(r"^\(English: .*?\)$", re.M | re.S)   # a Chinese message's English original, once more
+
+
+def printed_numbers(text):
+    """The numbers in printed text, sorted (a translation may put them in another order), durations and speeds left
+    out (they are the machine's, not the lesson's)."""
+    return sorted(NUMBER.findall(DURATION.sub(" ", ENGLISH_LINE.sub(" ", text))))
+
+
 def shown(nb):
-    """{cell id: [the text of each table or value the cell shows]} without progress bars, figures, time columns."""
+    """{cell id: [the text of each table or value the cell shows, then the numbers it prints]} without progress
+    bars, figures, time columns and durations."""
     found = {}
     for cell in nb.cells:
         if cell.cell_type != "code" or cell.get("id") == "zh-language":
             continue
+        timing = "timing" in cell.metadata.get("tags", [])   # the cell measures this machine's speed
         texts = []
+        printed = "".join(out.get("text", "") for out in cell.outputs
+                          if out.output_type == "stream" and out.get("name") == "stdout")
         for out in cell.outputs:
             text = out.get("data", {}).get("text/plain") if out.output_type in ("execute_result", "display_data") else None
             if not text or "it/s]" in text or text.startswith(("<Figure", "<", "VBox(", "HBox(")):
@@ -40,7 +61,12 @@ def shown(nb):
             lines = text.splitlines()
             if lines and lines[0].split() and lines[0].split()[-1] == "time":   # the training table's last column
                 lines = [line.rsplit(None, 1)[0] for line in lines]
+            if timing:
+                lines = [line for line in lines if "time" not in line and "(s)" not in line]
             texts.append("\n".join(lines))
+        numbers = [] if timing else printed_numbers(printed)
+        if numbers:
+            texts.append("printed: " + " ".join(numbers))
         found[cell["id"]] = texts
     return found
 

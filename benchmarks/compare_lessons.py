@@ -4,7 +4,8 @@ For a change that should not change behaviour (a refactor): each lesson runs top
 kernel (full mode unless LESSONLIB_SMOKE=1 is set), once with this checkout's notebook and lessonlib, once with
 the notebook and lessonlib of the other commit (taken with `git archive`, put first on the kernel's PYTHONPATH).
 Then every table and value a code cell shows is compared cell by cell, matched by cell id, exactly as
-compare_editions.py does (printed text, progress bars, figures and the time column are left out). A cell that
+compare_editions.py does (the numbers each cell prints too; progress bars, figures, the time column and printed
+durations are left out). A cell that
 exists in only one of the two notebooks is counted apart, as added or removed, not as a difference.
 
 Both runs share LESSONLIB_HOME, so this checkout runs first and the commit reads the same cached data sets.
