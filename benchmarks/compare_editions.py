@@ -88,7 +88,7 @@ def main(argv=None):
         for k, v in differ.items():
             print(f"  cell {k}:\n    en: {v['en']}\n    zh: {v['zh']}")
         lessons.append({"notebook": name, "identical": same, "differ": differ, "en_s": round(en_s, 1),
-                        "zh_s": round(zh_s, 1)})
+                        "zh_s": round(zh_s, 1), "shown": a})
         ok = ok and not differ
     save_result("compare_editions", {"lessons": lessons, "same": ok})
     return 0 if ok else 1

@@ -79,7 +79,8 @@ def main(argv=None):
         for k, v in differ.items():
             print(f"  cell {k}:\n    {here}: {v['here']}\n    {commit}: {v['commit']}")
         lessons.append({"notebook": name, "identical": same, "differ": differ, "only_here": added,
-                        "only_at_commit": removed, "here_s": round(now_s, 1), "commit_s": round(then_s, 1)})
+                        "only_at_commit": removed, "here_s": round(now_s, 1), "commit_s": round(then_s, 1),
+                        "shown": a})
         ok = ok and not differ
     save_result("compare_lessons", {"here": here, "commit": commit, "lessons": lessons, "same": ok})
     return 0 if ok else 1
