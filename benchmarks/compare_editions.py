@@ -4,8 +4,8 @@ Each lesson runs top to bottom in both editions (nbclient, one fresh kernel each
 LESSONLIB_SMOKE=1 is set), then every table and value a code cell shows (DataFrames, a cell's last value) is
 compared, cell by cell, matched by cell id, and so are the numbers each cell prints (sorted: printed text is in the
 reader's language, and a translation may put its numbers in another order). Not compared: progress bars, figures,
-the time column, printed durations and speeds, and what a cell tagged `timing` prints (it measures the machine)
-and its table rows about time. The same seeds give the same numbers, so any difference is a finding.
+the time column, printed durations and speeds, `%time`'s lines, and what a cell tagged `timing` prints (it
+measures the machine) and its table rows about time. The same seeds give the same numbers, so any difference is a finding.
 
     python benchmarks/compare_editions.py 01 05          # writes benchmarks/results/compare_editions.json
 """
@@ -29,28 +29,35 @@ def execute(path):
     return nb, time.perf_counter() - start
 
 
-NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:e-?\d+)?%?")
-DURATION = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?\s*(?:s|ms|min|minutes?|seconds?|秒|毫秒|分钟|images?/s|张/秒)"
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:e-?\d+)?%?(?!\w|\.\d)")   # not in a hash or a name
+DURATION = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?\s*"
+                      r"(?:s|ms|µs|us|ns|min|minutes?|seconds?|秒|毫秒|分钟|images?/s|张/秒)"
                       r"(?![A-Za-z])")
 
 
 ENGLISH_LINE = re.compile(r"^\(English: .*?\)$", re.M | re.S)   # a Chinese message's English original, once more
+CLOCK_LINE = re.compile(r"^(?:CPU times|Wall time): .*$", re.M)    # what IPython's %time prints
 
 
 def printed_numbers(text):
     """The numbers in printed text, sorted (a translation may put them in another order), durations and speeds left
     out (they are the machine's, not the lesson's)."""
-    return sorted(NUMBER.findall(DURATION.sub(" ", ENGLISH_LINE.sub(" ", text))))
+    return sorted(NUMBER.findall(DURATION.sub(" ", CLOCK_LINE.sub(" ", ENGLISH_LINE.sub(" ", text)))))
 
 
-def shown(nb):
+def timing_cells(nb):
+    """The ids of the cells tagged `timing`."""
+    return {cell.get("id") for cell in nb.cells if "timing" in cell.metadata.get("tags", [])}
+
+
+def shown(nb, timing=()):
     """{cell id: [the text of each table or value the cell shows, then the numbers it prints]} without progress
-    bars, figures, time columns and durations."""
+    bars, figures, time columns and durations. `timing`: ids of more cells to treat as tagged `timing`."""
     found = {}
     for cell in nb.cells:
         if cell.cell_type != "code" or cell.get("id") == "zh-language":
             continue
-        timing = "timing" in cell.metadata.get("tags", [])   # the cell measures this machine's speed
+        clock = cell.get("id") in timing or "timing" in cell.metadata.get("tags", [])   # it measures the machine
         texts = []
         printed = "".join(out.get("text", "") for out in cell.outputs
                           if out.output_type == "stream" and out.get("name") == "stdout")
@@ -61,10 +68,10 @@ def shown(nb):
             lines = text.splitlines()
             if lines and lines[0].split() and lines[0].split()[-1] == "time":   # the training table's last column
                 lines = [line.rsplit(None, 1)[0] for line in lines]
-            if timing:
+            if clock:
                 lines = [line for line in lines if "time" not in line and "(s)" not in line]
             texts.append("\n".join(lines))
-        numbers = [] if timing else printed_numbers(printed)
+        numbers = [] if clock else printed_numbers(printed)
         if numbers:
             texts.append("printed: " + " ".join(numbers))
         found[cell["id"]] = texts

@@ -8,7 +8,9 @@ compare_editions.py does (the numbers each cell prints too; progress bars, figur
 durations are left out). A cell that
 exists in only one of the two notebooks is counted apart, as added or removed, not as a difference.
 
-Both runs share LESSONLIB_HOME, so this checkout runs first and the commit reads the same cached data sets.
+Both runs share LESSONLIB_HOME, so this checkout runs first and the commit reads the same cached data sets. The
+other checkout's folder is written as this one's in what it shows. In smoke mode the small samples' folder names
+differ anyway (they are keyed on where the full set lies); full mode has no such difference.
 
     python benchmarks/compare_lessons.py 29267ed 00 02 04    # writes benchmarks/results/compare_lessons.json
 """
@@ -22,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _results import save_result  # noqa: E402
-from compare_editions import execute, shown  # noqa: E402
+from compare_editions import execute, shown, timing_cells  # noqa: E402
 
 
 def checkout(commit):
@@ -68,7 +70,9 @@ def main(argv=None):
             continue
         now, now_s = run_with(ROOT, ROOT / "notebooks" / name)
         then, then_s = run_with(other, other / "notebooks" / name)
-        a, b = shown(now), shown(then)
+        clocks = timing_cells(now) | timing_cells(then)   # a cell tagged since the commit is timing in both
+        a, b = shown(now, clocks), shown(then, clocks)
+        b = {k: [t.replace(str(other), str(ROOT)) for t in v] for k, v in b.items()}   # its files are elsewhere
         both = [k for k in a if k in b]
         differ = {k: {"here": a[k], "commit": b[k]} for k in both if a[k] != b[k]}
         same = sum(len(a[k]) for k in both if k not in differ)
