@@ -21,12 +21,20 @@ from _results import save_result  # noqa: E402
 
 
 def execute(path):
+    """Run the notebook top to bottom; a cell that fails does not stop it (its error is compared like a value)."""
     import nbformat
     from nbclient import NotebookClient
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=3600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(nb, timeout=3600, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
     return nb, time.perf_counter() - start
+
+
+def failed(nb):
+    """{cell id: 'ename: evalue'} for the cells that raised."""
+    return {cell.get("id"): f"{out.ename}: {out.evalue}" for cell in nb.cells if cell.cell_type == "code"
+            for out in cell.get("outputs", []) if out.output_type == "error"}
 
 
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:e-?\d+)?%?(?!\w|\.\d)")   # not in a hash or a name
@@ -62,6 +70,9 @@ def shown(nb, timing=()):
         printed = "".join(out.get("text", "") for out in cell.outputs
                           if out.output_type == "stream" and out.get("name") == "stdout")
         for out in cell.outputs:
+            if out.output_type == "error":
+                texts.append(f"error: {out.ename}: {out.evalue}")
+                continue
             text = out.get("data", {}).get("text/plain") if out.output_type in ("execute_result", "display_data") else None
             if not text or "it/s]" in text or text.startswith(("<Figure", "<", "VBox(", "HBox(")):
                 continue
@@ -92,11 +103,14 @@ def main(argv=None):
         same = sum(len(v) for k, v in a.items() if k not in differ)
         print(f"{name}: {same} tables and values identical, {len(differ)} cell(s) differ "
               f"(English {en_s:.0f} s, Chinese {zh_s:.0f} s)")
+        for edition, nb in (("English", en), ("Chinese", zh)):
+            for k, error in failed(nb).items():
+                print(f"  {edition}: cell {k} failed: {error}")
         for k, v in differ.items():
             print(f"  cell {k}:\n    en: {v['en']}\n    zh: {v['zh']}")
         lessons.append({"notebook": name, "identical": same, "differ": differ, "en_s": round(en_s, 1),
                         "zh_s": round(zh_s, 1), "shown": a})
-        ok = ok and not differ
+        ok = ok and not differ and not failed(en) and not failed(zh)
     save_result("compare_editions", {"lessons": lessons, "same": ok})
     return 0 if ok else 1
 

@@ -3,10 +3,10 @@
 For a change that should not change behaviour (a refactor): each lesson runs top to bottom twice, each in a fresh
 kernel (full mode unless LESSONLIB_SMOKE=1 is set), once with this checkout's notebook and lessonlib, once with
 the notebook and lessonlib of the other commit (taken with `git archive`, put first on the kernel's PYTHONPATH).
-Then every table and value a code cell shows is compared cell by cell, matched by cell id, exactly as
-compare_editions.py does (the numbers each cell prints too; progress bars, figures, the time column and printed
-durations are left out). A cell that
-exists in only one of the two notebooks is counted apart, as added or removed, not as a difference.
+Then every table and value a code cell shows is compared cell by cell, matched by cell id, as compare_editions.py
+does (the numbers each cell prints too; progress bars, figures, the time column and printed durations are left
+out). A cell that raises does not stop the run: its error is compared like a value, and named. A cell that exists
+in only one of the two notebooks is counted apart, as added or removed, not as a difference.
 
 Both runs share LESSONLIB_HOME, so this checkout runs first and the commit reads the same cached data sets. The
 other checkout's folder is written as this one's in what it shows. In smoke mode the small samples' folder names
@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _results import save_result  # noqa: E402
-from compare_editions import execute, shown, timing_cells  # noqa: E402
+from compare_editions import execute, failed, shown, timing_cells  # noqa: E402
 
 
 def checkout(commit):
@@ -82,10 +82,13 @@ def main(argv=None):
               f"{commit} {then_s:.0f} s)")
         for k, v in differ.items():
             print(f"  cell {k}:\n    {here}: {v['here']}\n    {commit}: {v['commit']}")
+        for version, nb in ((here, now), (commit, then)):
+            for k, error in failed(nb).items():
+                print(f"  {version}: cell {k} failed: {error}")
         lessons.append({"notebook": name, "identical": same, "differ": differ, "only_here": added,
                         "only_at_commit": removed, "here_s": round(now_s, 1), "commit_s": round(then_s, 1),
-                        "shown": a})
-        ok = ok and not differ
+                        "failed_here": failed(now), "failed_at_commit": failed(then), "shown": a})
+        ok = ok and not differ and not failed(now)
     save_result("compare_lessons", {"here": here, "commit": commit, "lessons": lessons, "same": ok})
     return 0 if ok else 1
 

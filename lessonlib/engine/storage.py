@@ -23,7 +23,9 @@ import hashlib
 import http.client
 import os
 import shutil
+import signal
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -159,23 +161,51 @@ def atomic_write(dest, write, mode="wb"):
     dest = Path(dest)
     folder = _prepare(dest)
     tmp = temporary_name(dest)
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException as e:
-        _remove_whatever_arrives(tmp)
-        if isinstance(e, OSError):
-            raise _explain(e, folder) from e
-        raise
+    with _first_ctrl_c_only():
+        try:
+            with open(tmp, mode) as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
+        except BaseException as e:
+            _remove_whatever_arrives(tmp)
+            if isinstance(e, OSError):
+                raise _explain(e, folder) from e
+            raise
     return dest
 
 
+@contextlib.contextmanager
+def _first_ctrl_c_only():
+    """Inside the block the first Ctrl-C interrupts as usual; the presses after it (an impatient student presses
+    several times) are let go, so they cannot interrupt the clean-up that the first one started. In Python a
+    second KeyboardInterrupt can land anywhere, even between `except` and the clean-up's first line, so only
+    not raising it is safe. Outside the main thread, or with no Python handler for Ctrl-C, nothing changes."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    raised = []
+
+    def first_only(signum, frame):
+        if raised:
+            return                      # the first press is on its way up; this one would only break its clean-up
+        try:
+            previous(signum, frame)
+        except BaseException:
+            raised.append(True)
+            raise
+    signal.signal(signal.SIGINT, first_only)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _remove_whatever_arrives(path):
-    """Delete the temporary `path` even when Ctrl-C is pressed again meanwhile (an impatient student presses it
-    several times): the first press is already on its way up; the later ones must not leave the file behind."""
+    """Delete the temporary `path`, whatever exception arrives meanwhile (a press that slipped past
+    `_first_ctrl_c_only`, outside the main thread)."""
     while True:
         try:
             if path.is_dir() and not path.is_symlink():
@@ -197,21 +227,22 @@ def atomic_dir(dest, write):
     dest = Path(dest)
     folder = _prepare(dest)
     tmp = temporary_name(dest)
-    try:
-        tmp.mkdir()
-        write(tmp)
+    with _first_ctrl_c_only():
         try:
-            os.rename(tmp, dest)
-        except OSError as e:
-            if e.errno in (errno.ENOTEMPTY, errno.EEXIST) and dest.is_dir():
-                return dest   # another process finished first: use its copy
+            tmp.mkdir()
+            write(tmp)
+            try:
+                os.rename(tmp, dest)
+            except OSError as e:
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST) and dest.is_dir():
+                    return dest   # another process finished first: use its copy
+                raise
+        except BaseException as e:
+            if isinstance(e, OSError):
+                raise _explain(e, folder) from e
             raise
-    except BaseException as e:
-        if isinstance(e, OSError):
-            raise _explain(e, folder) from e
-        raise
-    finally:
-        _remove_whatever_arrives(tmp)
+        finally:
+            _remove_whatever_arrives(tmp)
     return dest
 
 
