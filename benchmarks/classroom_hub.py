@@ -42,6 +42,14 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def admin_tool(name):
+    """useradd and userdel live in /usr/sbin, which a PATH set for users (or by `env -i`) may leave out."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if not found:
+        sys.exit(f"{name} is not installed (Debian/Ubuntu: the passwd package)")
+    return found
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from classroom import tree_digest   # noqa: E402  (benchmarks/classroom.py: the same mirror check, one process per student)
 DOC = ROOT / "docs" / "classroom.md"
@@ -144,7 +152,7 @@ def cleanup(state=None):
         subprocess.run(["pkill", "-KILL", "-u", user], capture_output=True)
     time.sleep(0.5 if users else 0)
     for user in users:
-        subprocess.run(["userdel", "--remove", user], capture_output=True)
+        subprocess.run([admin_tool("userdel"), "--remove", user], capture_output=True)
     shutil.rmtree(state.get("where", "/nonexistent"), ignore_errors=True)
     STATE.unlink(missing_ok=True)
     return users
@@ -191,7 +199,7 @@ def make_users(n, where, created):
     users = []
     for i in range(n):
         name = f"{PREFIX}{os.getpid() % 10000}u{i}"
-        run(["useradd", "--create-home", "--base-dir", str(where / "home"), "--shell", "/bin/bash", name],
+        run([admin_tool("useradd"), "--create-home", "--base-dir", str(where / "home"), "--shell", "/bin/bash", name],
             capture_output=True)
         created.users.append(name)
         created.save()
