@@ -5,7 +5,8 @@ LESSONLIB_SMOKE=1 is set), then every table and value a code cell shows (DataFra
 compared, cell by cell, matched by cell id, and so are the numbers each cell prints (sorted: printed text is in the
 reader's language, and a translation may put its numbers in another order). Not compared: progress bars, figures,
 the time column, printed durations and speeds, `%time`'s lines, and what a cell tagged `timing` prints (it
-measures the machine) and its table rows about time. The same seeds give the same numbers, so any difference is a finding.
+measures the machine) and its table rows about time. The same seeds give the same numbers, so any difference is a
+finding.
 
     python benchmarks/compare_editions.py 01 05          # writes benchmarks/results/compare_editions.json
 """
@@ -41,8 +42,6 @@ NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:e-?\d+)?%?(?!\w|\.\
 DURATION = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?\s*"
                       r"(?:s|ms|µs|us|ns|min|minutes?|seconds?|秒|毫秒|分钟|images?/s|张/秒)"
                       r"(?![A-Za-z])")
-
-
 ENGLISH_LINE = re.compile(r"^\(English: .*?\)$", re.M | re.S)   # a Chinese message's English original, once more
 CLOCK_LINE = re.compile(r"^(?:CPU times|Wall time): .*$", re.M)    # what IPython's %time prints
 

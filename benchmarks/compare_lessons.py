@@ -16,6 +16,7 @@ differ anyway (they are keyed on where the full set lies); full mode has no such
 """
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,36 +60,39 @@ def main(argv=None):
     here = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout.strip()
     other = checkout(commit)
-    lessons, ok = [], True
-    for lesson in args.lessons:
-        found = sorted((ROOT / "notebooks").glob(f"{lesson}_*.ipynb"))
-        if not found:
-            sys.exit(f"no lesson {lesson} in notebooks/")
-        name = found[0].name
-        if not (other / "notebooks" / name).exists():
-            print(f"{name}: not in {commit}, skipped")
-            continue
-        now, now_s = run_with(ROOT, ROOT / "notebooks" / name)
-        then, then_s = run_with(other, other / "notebooks" / name)
-        clocks = timing_cells(now) | timing_cells(then)   # a cell tagged since the commit is timing in both
-        a, b = shown(now, clocks), shown(then, clocks)
-        b = {k: [t.replace(str(other), str(ROOT)) for t in v] for k, v in b.items()}   # its files are elsewhere
-        both = [k for k in a if k in b]
-        differ = {k: {"here": a[k], "commit": b[k]} for k in both if a[k] != b[k]}
-        same = sum(len(a[k]) for k in both if k not in differ)
-        added, removed = sorted(set(a) - set(b)), sorted(set(b) - set(a))
-        print(f"{name}: {same} tables and values identical, {len(differ)} cell(s) differ; "
-              f"{len(added)} cell(s) only here, {len(removed)} only in {commit} ({here} {now_s:.0f} s, "
-              f"{commit} {then_s:.0f} s)")
-        for k, v in differ.items():
-            print(f"  cell {k}:\n    {here}: {v['here']}\n    {commit}: {v['commit']}")
-        for version, nb in ((here, now), (commit, then)):
-            for k, error in failed(nb).items():
-                print(f"  {version}: cell {k} failed: {error}")
-        lessons.append({"notebook": name, "identical": same, "differ": differ, "only_here": added,
-                        "only_at_commit": removed, "here_s": round(now_s, 1), "commit_s": round(then_s, 1),
-                        "failed_here": failed(now), "failed_at_commit": failed(then), "shown": a})
-        ok = ok and not differ and not failed(now)
+    try:
+        lessons, ok = [], True
+        for lesson in args.lessons:
+            found = sorted((ROOT / "notebooks").glob(f"{lesson}_*.ipynb"))
+            if not found:
+                sys.exit(f"no lesson {lesson} in notebooks/")
+            name = found[0].name
+            if not (other / "notebooks" / name).exists():
+                print(f"{name}: not in {commit}, skipped")
+                continue
+            now, now_s = run_with(ROOT, ROOT / "notebooks" / name)
+            then, then_s = run_with(other, other / "notebooks" / name)
+            clocks = timing_cells(now) | timing_cells(then)   # a cell tagged since the commit is timing in both
+            a, b = shown(now, clocks), shown(then, clocks)
+            b = {k: [t.replace(str(other), str(ROOT)) for t in v] for k, v in b.items()}   # its files are elsewhere
+            both = [k for k in a if k in b]
+            differ = {k: {"here": a[k], "commit": b[k]} for k in both if a[k] != b[k]}
+            same = sum(len(a[k]) for k in both if k not in differ)
+            added, removed = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+            print(f"{name}: {same} tables and values identical, {len(differ)} cell(s) differ; "
+                  f"{len(added)} cell(s) only here, {len(removed)} only in {commit} ({here} {now_s:.0f} s, "
+                  f"{commit} {then_s:.0f} s)")
+            for k, v in differ.items():
+                print(f"  cell {k}:\n    {here}: {v['here']}\n    {commit}: {v['commit']}")
+            for version, nb in ((here, now), (commit, then)):
+                for k, error in failed(nb).items():
+                    print(f"  {version}: cell {k} failed: {error}")
+            lessons.append({"notebook": name, "identical": same, "differ": differ, "only_here": added,
+                            "only_at_commit": removed, "here_s": round(now_s, 1), "commit_s": round(then_s, 1),
+                            "failed_here": failed(now), "failed_at_commit": failed(then), "shown": a})
+            ok = ok and not differ and not failed(now)
+    finally:
+        shutil.rmtree(other, ignore_errors=True)   # its lessonlib carries the teaching sets: about 100 MB
     save_result("compare_lessons", {"here": here, "commit": commit, "lessons": lessons, "same": ok})
     return 0 if ok else 1
 
