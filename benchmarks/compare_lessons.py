@@ -8,8 +8,10 @@ does (the numbers each cell prints too; progress bars, figures, the time column 
 out). A cell that raises does not stop the run: its error is compared like a value, and named. A cell that exists
 in only one of the two notebooks is counted apart, as added or removed, not as a difference.
 
-Both runs share LESSONLIB_HOME, so this checkout runs first and the commit reads the same cached data sets. The
-other checkout's folder is written as this one's in what it shows. In smoke mode the small samples' folder names
+Both runs share LESSONLIB_HOME, so this checkout runs first and the commit reads the same cached data sets and
+activations; with --own-homes each run gets a new, empty LESSONLIB_HOME (removed afterwards), so each version
+prepares its data, precomputes and trains from nothing (slower, and nothing one version wrote is read by the other).
+The other checkout's folder is written as this one's in what it shows. In smoke mode the small samples' folder names
 differ anyway (they are keyed on where the full set lies); full mode has no such difference.
 
     python benchmarks/compare_lessons.py 29267ed 00 02 04    # writes benchmarks/results/compare_lessons.json
@@ -37,23 +39,34 @@ def checkout(commit):
     return where
 
 
-def run_with(root, notebook):
-    """Execute `notebook` in a kernel that imports lessonlib from `root` first."""
-    before = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(root)] + ([before] if before else []))
+def run_with(root, notebook, own_home=False):
+    """Execute `notebook` in a kernel that imports lessonlib from `root` first (in a new LESSONLIB_HOME if asked).
+
+    Returns the executed notebook, the seconds it took, and the new home's path (None without one)."""
+    names = ("PYTHONPATH", "LESSONLIB_HOME", "LESSONLIB_DATA")
+    before = {name: os.environ.get(name) for name in names}
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(root)] + ([before["PYTHONPATH"]] if before["PYTHONPATH"] else []))
+    fresh = Path(tempfile.mkdtemp(prefix="lessonlib-home-")) if own_home else None
+    if fresh:
+        os.environ["LESSONLIB_HOME"] = str(fresh)
+        os.environ.pop("LESSONLIB_DATA", None)   # the data sets go under the new home too
     try:
-        return execute(notebook)
+        return (*execute(notebook), str(fresh) if fresh else None)
     finally:
-        if before is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if fresh:
+            shutil.rmtree(fresh, ignore_errors=True)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("commit", help="the commit to compare with, e.g. the one before a refactor")
     parser.add_argument("lessons", nargs="+", help="e.g. 00 02 04")
+    parser.add_argument("--own-homes", action="store_true", help="a new, empty LESSONLIB_HOME for each run")
     args = parser.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "--short", args.commit], cwd=ROOT, capture_output=True, text=True,
                             check=True).stdout.strip()
@@ -70,11 +83,14 @@ def main(argv=None):
             if not (other / "notebooks" / name).exists():
                 print(f"{name}: not in {commit}, skipped")
                 continue
-            now, now_s = run_with(ROOT, ROOT / "notebooks" / name)
-            then, then_s = run_with(other, other / "notebooks" / name)
+            now, now_s, now_home = run_with(ROOT, ROOT / "notebooks" / name, args.own_homes)
+            then, then_s, then_home = run_with(other, other / "notebooks" / name, args.own_homes)
             clocks = timing_cells(now) | timing_cells(then)   # a cell tagged since the commit is timing in both
             a, b = shown(now, clocks), shown(then, clocks)
             b = {k: [t.replace(str(other), str(ROOT)) for t in v] for k, v in b.items()}   # its files are elsewhere
+            for side, fresh in ((a, now_home), (b, then_home)):   # and so are the two new homes
+                if fresh:
+                    side.update({k: [t.replace(fresh, "$LESSONLIB_HOME") for t in v] for k, v in side.items()})
             both = [k for k in a if k in b]
             differ = {k: {"here": a[k], "commit": b[k]} for k in both if a[k] != b[k]}
             same = sum(len(a[k]) for k in both if k not in differ)
@@ -93,7 +109,8 @@ def main(argv=None):
             ok = ok and not differ and not failed(now)
     finally:
         shutil.rmtree(other, ignore_errors=True)   # its lessonlib carries the teaching sets: about 100 MB
-    save_result("compare_lessons", {"here": here, "commit": commit, "lessons": lessons, "same": ok})
+    save_result("compare_lessons", {"here": here, "commit": commit, "own_homes": args.own_homes, "lessons": lessons,
+                                    "same": ok})
     return 0 if ok else 1
 
 

@@ -85,7 +85,7 @@ def find_lr(model, optimizer, loss_fn, train_batches, device=None, sweep=Sweep()
         >>> lrf.plot(); lrf.suggestion
     """
     policy = resolve_policy(device)
-    policy.prepare(model)
+    model.to(policy.device)   # its layout stays the caller's (a learner's model is already prepared)
     ratios = np.array([g["lr"] for g in optimizer.param_groups], dtype=float)
     ratios = ratios / ratios[-1] if ratios[-1] > 0 else np.ones_like(ratios)
     growth = (sweep.end_lr / sweep.start_lr) ** (1 / (sweep.num_it - 1))

@@ -188,7 +188,7 @@ def fit(model, batches, objective, optimizer, epochs, device=None, recorder=None
     """
     policy = resolve_policy(device)
     objective = objective if isinstance(objective, Objective) else Objective(objective)
-    policy.prepare(model)
+    model.to(policy.device)   # its layout stays the caller's (a learner's model is already prepared)
     train_batches, valid_batches = batches
     train_policy = policy.for_training(model)   # the precision where the body back-propagates, if it does
     table = table if table is not None else EpochTable()

@@ -240,6 +240,22 @@ def test_fit_and_find_lr_take_a_plain_model_optimizer_and_loss_on_a_named_device
     assert history.trn_loss.iloc[-1] < history.trn_loss.iloc[0] and history.accuracy.iloc[-1] > 0.8
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_fit_and_find_lr_leave_a_plain_models_memory_layout_as_it_was_given(layout):
+    """A student's conv net keeps its weights' layout (lesson 06's numbers depend on it: before issue 27's
+    refactor fit never changed it, and channels-last weights round differently)."""
+    from lessonlib.lr_finder import Sweep, find_lr
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    model.to(memory_format=layout)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    batches = [(torch.randn(8, 3, 8, 8), torch.randint(0, 2, (8,))) for _ in range(3)]
+    find_lr(model, optimizer, nn.CrossEntropyLoss(), batches, device="cpu", sweep=Sweep(num_it=5))
+    training.fit(model, (batches, batches), nn.CrossEntropyLoss(), optimizer, 1, device="cpu")
+    assert model[0].weight.is_contiguous(memory_format=layout)
+
+
 def test_the_lessons_code_fits_on_a_screen():
     """`??train_step` and `??ConvLearner.fit` show the lesson, not the machinery (issue 27's limits)."""
     import inspect
