@@ -56,8 +56,11 @@ def make_mirror(where):
     return mirror
 
 
-def run_class(n, sz, bs, smoke, where):
-    """Start `n` students at once; return ([per-student results], mirror unchanged?)."""
+def run_class(n, sz, bs, smoke, where, timeout=None):
+    """Start `n` students at once; return ([per-student results], mirror unchanged?).
+
+    A student still running `timeout` seconds after the start (None: no limit) is stopped and counted as failed.
+    """
     mirror = make_mirror(where)
     before = tree_digest(mirror)
     procs = []
@@ -67,9 +70,14 @@ def run_class(n, sz, bs, smoke, where):
         env.pop("LESSONLIB_DATA", None)
         procs.append(subprocess.Popen([sys.executable, "-c", QUICKSTART.format(sz=sz, bs=bs)], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    results = []
+    results, end = [], None if timeout is None else time.monotonic() + timeout
     for i, p in enumerate(procs):
-        out, err = p.communicate()
+        try:
+            out, err = p.communicate(timeout=None if end is None else max(end - time.monotonic(), 1))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            err += f"\nstill running after {timeout} s: stopped"
         lines = [line for line in out.splitlines() if line.startswith("{")]
         if p.returncode == 0 and lines:
             results.append({"student": i, **json.loads(lines[-1])})

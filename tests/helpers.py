@@ -1,4 +1,7 @@
-"""Test helpers: small generated image folders (fixtures of the tests, not teaching data) and a local HTTP server."""
+"""Test helpers: small generated image folders (fixtures of the tests, not teaching data), a local HTTP server,
+and processes started with a deadline."""
+import faulthandler
+import time
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +103,31 @@ class FileServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+PROCESS_DEADLINE = 300   # seconds; the multi-process tests take 10 to 60 s here, with other jobs on the cores
+
+
+def _within(rank, fn, deadline, *args):
+    faulthandler.dump_traceback_later(deadline, exit=True)   # stuck: every thread's stack to stderr, then exit 1
+    fn(rank, *args)
+
+
+def spawn_processes(fn, args, nprocs, deadline=PROCESS_DEADLINE):
+    """`torch.multiprocessing.start_processes(fn, args, nprocs, start_method="spawn")`, bounded.
+
+    A process still running after `deadline` seconds prints where each of its threads is (pytest shows it
+    with the failure) and exits, so the test fails with that instead of waiting for ever; one that does not
+    even manage that is killed a little later. Returns nothing; raises as `start_processes` does.
+    """
+    import pytest
+    import torch.multiprocessing as mp
+
+    context = mp.start_processes(_within, args=(fn, deadline, *args), nprocs=nprocs, start_method="spawn",
+                                 join=False)
+    give_up = time.monotonic() + deadline + 30
+    while not context.join(timeout=1):
+        if time.monotonic() > give_up:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"{nprocs} process(es) of {fn.__name__} still running after {deadline + 30} s; killed")

@@ -1,4 +1,5 @@
 """Several processes, one model (torch.distributed with Gloo on the CPU, as torchrun would start them)."""
+import datetime
 import io
 import os
 from contextlib import redirect_stdout
@@ -8,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from lessonlib.engine.distributed import ShardedSampler
-from tests.helpers import make_folders
+from lessonlib.engine.distributed import RENDEZVOUS_TIMEOUT, ShardedSampler
+from tests.helpers import PROCESS_DEADLINE, make_folders, spawn_processes
 
 
 def _worker(rank, world, rendezvous, path, home, out, seed):
     """One process of a run: the lesson's recipe on precomputed activations, then save, as `train` does."""
     os.environ["LESSONLIB_HOME"] = str(home)
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=RENDEZVOUS_TIMEOUT))   # as `processes` sets it
     try:
         from lessonlib.data import ImageClassifierData
         from lessonlib.learner import ConvLearner
@@ -41,8 +42,7 @@ def _worker(rank, world, rendezvous, path, home, out, seed):
 def _run(world, tmp_path, path, home):
     out = tmp_path / f"out{world}"
     out.mkdir()
-    mp.start_processes(_worker, args=(world, tmp_path / f"rendezvous{world}", path, home, out, 0), nprocs=world,
-                       start_method="spawn")
+    spawn_processes(_worker, (world, tmp_path / f"rendezvous{world}", path, home, out, 0), nprocs=world)
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world)]
 
 
@@ -63,6 +63,24 @@ def test_two_processes_train_the_same_model_as_one(tmp_path):
     assert sorted(p.name for p in (home / "models").iterdir()) == ["run1.pt", "run2.pt"]
 
 
+def _one_never_finishes(rank, out):
+    import threading
+    (Path(out) / f"rank{rank}").write_text("started")
+    if rank == 1:
+        threading.Event().wait()   # as a process stuck in a collective or at exit would
+
+
+def test_a_stuck_process_fails_its_test_in_bounded_time_and_shows_where_it_was(tmp_path, capfd):
+    import time
+    start = time.monotonic()
+    with pytest.raises(torch.multiprocessing.ProcessExitedException):
+        spawn_processes(_one_never_finishes, (tmp_path,), nprocs=2, deadline=5)
+    assert time.monotonic() - start < 60
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0", "rank1"]
+    err = capfd.readouterr().err
+    assert "_one_never_finishes" in err and "Timeout" in err, err[-2000:]
+
+
 @pytest.mark.parametrize("n, bs, world", [(20, 4, 2), (17, 3, 2), (9, 2, 3), (64, 8, 4)])
 def test_the_shares_of_each_global_mini_batch_are_one_process_s_mini_batch(n, bs, world):
     one = list(ShardedSampler(n, bs * world, 0, 1, shuffle=True, seed=5))
@@ -80,7 +98,7 @@ def test_four_students_at_once_with_their_own_homes_and_one_read_only_mirror(tmp
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     from classroom import run_class
 
-    results, mirror_unchanged = run_class(4, sz=128, bs=16, smoke=True, where=tmp_path)
+    results, mirror_unchanged = run_class(4, sz=128, bs=16, smoke=True, where=tmp_path, timeout=PROCESS_DEADLINE)
     assert all("failed" not in r for r in results), results
     assert mirror_unchanged
     assert all(Path(r["path"]).is_relative_to(tmp_path / f"student{r['student']}") for r in results)   # own samples
@@ -121,8 +139,7 @@ def test_processes_that_read_different_folders_refuse_to_train_one_model(tmp_pat
     second = make_folders(tmp_path / "b", classes=("cats", "dogs"), n_train=4, n_valid=2, size=(50, 30))
     out = tmp_path / "out"
     out.mkdir()
-    mp.start_processes(_cli_worker, args=(2, _free_port(), [first, second], tmp_path / "home", out), nprocs=2,
-                       start_method="spawn")
+    spawn_processes(_cli_worker, (2, _free_port(), [first, second], tmp_path / "home", out), nprocs=2)
     results = [(out / f"rank{r}.txt").read_text() for r in range(2)]
     for text in results:
         code, err = text.split("\n", 1)
@@ -177,8 +194,7 @@ def test_a_hand_written_torchrun_script_refuses_processes_that_differ(tmp_path, 
     lrs = [1e-2, 1e-3] if case == "other rates" else [1e-2, 1e-2]
     out = tmp_path / "out"
     out.mkdir()
-    mp.start_processes(_script_worker, args=(2, _free_port(), [first, second], lrs, tmp_path / "home", out),
-                       nprocs=2, start_method="spawn")
+    spawn_processes(_script_worker, (2, _free_port(), [first, second], lrs, tmp_path / "home", out), nprocs=2)
     for r in range(2):
         text = (out / f"rank{r}.txt").read_text()
         assert text.startswith("refused") and "do not agree on the data and the training settings" in text, text
