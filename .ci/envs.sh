@@ -60,3 +60,13 @@ PY
   fi
 }
 
+
+forget_others() {   # forget_others DEST: remove environments kept for what DEST's platform was built from before
+  local dest=$1 other
+  for other in "${dest%-*}"-????????????; do
+    if [ -d "$other" ] && [ "$other" != "$dest" ] && [[ "$(basename "$other")" =~ -[0-9a-f]{12}$ ]]; then
+      echo "removing $(basename "$other") (built from other versions; $(du -sh "$other" | cut -f1))"
+      rm -rf "$other"
+    fi
+  done
+}
