@@ -75,7 +75,7 @@ def test_a_stuck_process_fails_its_test_in_bounded_time_and_shows_where_it_was(t
     start = time.monotonic()
     with pytest.raises(torch.multiprocessing.ProcessExitedException):
         spawn_processes(_one_never_finishes, (tmp_path,), nprocs=2, deadline=5)
-    assert time.monotonic() - start < 60
+    assert time.monotonic() - start < 120   # the deadline, plus starting two interpreters that import torch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0", "rank1"]
     err = capfd.readouterr().err
     assert "_one_never_finishes" in err and "Timeout" in err, err[-2000:]
