@@ -107,8 +107,9 @@ def get(name, smoke=None):
     entry = CATALOG[name]
     path = _locate(entry)
     if (smoke_mode() if smoke is None else smoke) and (entry.smoke_per_class or entry.smoke_rows):
-        # keyed on where the full set lives and on its files, so a changed source is never served stale
-        tag = hashlib.sha256(f"{path.resolve()}|{_tree_digest(path)}".encode()).hexdigest()[:12]
+        # keyed on where the full set lives, its files and the sample's size, so nothing is served stale
+        size = entry.smoke_per_class or entry.smoke_rows
+        tag = hashlib.sha256(f"{path.resolve()}|{_tree_digest(path)}|{size}".encode()).hexdigest()[:12]
         dest = data_root() / f"{name}-smoke-{tag}"
         if entry.smoke_per_class:
             path = smoke_sample(path, entry.smoke_per_class, dest)

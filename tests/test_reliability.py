@@ -93,6 +93,22 @@ def test_a_changed_mirror_gives_a_new_smoke_sample(tmp_path, monkeypatch):
         (mirror / "dogscats-mini" / "train" / "cats" / "cats.0.jpg").read_bytes()
 
 
+def test_a_smoke_sample_of_another_size_is_made_anew(tmp_path, monkeypatch):
+    import dataclasses
+    monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("LESSONLIB_SMOKE", "1")
+    mirror = tmp_path / "mirror"
+    make_folders(mirror / "dogscats-mini", n_train=20, n_valid=10)
+    monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(mirror))
+    first = datasets.get("dogscats-mini")
+    assert len(list((first / "train" / "cats").iterdir())) == datasets.CATALOG["dogscats-mini"].smoke_per_class[0]
+    entry = dataclasses.replace(datasets.CATALOG["dogscats-mini"], smoke_per_class=(3, 2))   # a later lessonlib's size
+    monkeypatch.setitem(datasets.CATALOG, "dogscats-mini", entry)
+    second = datasets.get("dogscats-mini")
+    assert second != first
+    assert len(list((second / "train" / "cats").iterdir())) == 3 and len(list((second / "valid" / "dogs").iterdir())) == 2
+
+
 # ---------------------------------------------------------------- 2. divergence and bad rates
 
 @pytest.mark.parametrize("precompute_on", [True, False])
