@@ -79,12 +79,17 @@ def test_a_photo_moved_to_the_other_class_changes_its_cached_label(tmp_path, hom
     assert y.tolist() == list(again.trn_y) and int((y == 1).sum()) == 7
 
 
-def test_a_changed_mirror_gives_a_new_smoke_sample(tmp_path, monkeypatch):
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """A teacher's mirror holding a generated dogscats-mini (20 and 10 images per class), read in smoke mode."""
     monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("LESSONLIB_SMOKE", "1")
-    mirror = tmp_path / "mirror"
-    make_folders(mirror / "dogscats-mini", n_train=20, n_valid=10)
-    monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(mirror))
+    make_folders(tmp_path / "mirror" / "dogscats-mini", n_train=20, n_valid=10)
+    monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(tmp_path / "mirror"))
+    return tmp_path / "mirror"
+
+
+def test_a_changed_mirror_gives_a_new_smoke_sample(mirror):
     first = datasets.get("dogscats-mini")
     write_image(mirror / "dogscats-mini" / "train" / "cats" / "cats.0.jpg", (1, 2, 3))   # the teacher replaced a photo
     second = datasets.get("dogscats-mini")
@@ -93,13 +98,8 @@ def test_a_changed_mirror_gives_a_new_smoke_sample(tmp_path, monkeypatch):
         (mirror / "dogscats-mini" / "train" / "cats" / "cats.0.jpg").read_bytes()
 
 
-def test_a_smoke_sample_of_another_size_is_made_anew(tmp_path, monkeypatch):
+def test_a_smoke_sample_of_another_size_is_made_anew(mirror, monkeypatch):
     import dataclasses
-    monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("LESSONLIB_SMOKE", "1")
-    mirror = tmp_path / "mirror"
-    make_folders(mirror / "dogscats-mini", n_train=20, n_valid=10)
-    monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(mirror))
     first = datasets.get("dogscats-mini")
     assert len(list((first / "train" / "cats").iterdir())) == datasets.CATALOG["dogscats-mini"].smoke_per_class[0]
     entry = dataclasses.replace(datasets.CATALOG["dogscats-mini"], smoke_per_class=(3, 2))   # a later lessonlib's size
