@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from lessonlib import export as exports
 from lessonlib import models, training
 from lessonlib.data import data_signature
 from lessonlib.engine import checkpoints, distributed
@@ -361,3 +362,8 @@ class ConvLearner:
         checkpoints.load(self.model, self.arch, self.data.classes, name)
         self._cache.forget()
         return self
+
+    def export(self, path=None):
+        """Write the model, its classes and transforms to one safe file (default LESSONLIB_HOME/exports/export.pt)
+        that `lessonlib.load_learner(path)` reads anywhere, without the data; prints where and its size."""
+        return exports.export(self, path)

@@ -26,10 +26,10 @@ LAYERS = [
     ["engine.weights", "engine.distributed", "transforms", "engine.steps"],   # weights; processes; a step here
     ["data"],
     ["datasets", "training"],
-    ["precompute", "lr_finder", "engine.checkpoints", "convviz", "interpret"],
+    ["precompute", "lr_finder", "engine.checkpoints", "convviz", "interpret", "export"],
     ["learner"],
     ["keras_compare", "widgets", "engine.doctor", "glossary", "photos"],
-    ["exercises", "__init__"],
+    ["exercises", "__init__", "app"],
     ["class_report"],
     ["__main__"],
 ]
