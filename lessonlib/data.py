@@ -475,6 +475,8 @@ class DeviceAugmentedBatches:
     def __init__(self, loader, augment, policy):
         self.loader, self.augment, self.policy = loader, augment, policy
 
+    batch_size = property(lambda self: self.loader.batch_size, doc="Images per mini-batch.")
+
     def __len__(self):
         return len(self.loader)
 

@@ -12,15 +12,18 @@ The stored activations are found again by a key made of everything they depend o
 - the image files (names, sizes and modification times) and their labels,
 - the precision the body ran in, and how images are decoded (`data.READER`: upright by EXIF, floats scaled).
 Change any of these and the key changes, so a stale file is never used. The files live in
-`LESSONLIB_HOME/precompute/<key>.pt`; a file that cannot be read is named, deleted and computed again.
+`LESSONLIB_HOME/precompute/<key>.pt`; a file that cannot be read is named, deleted and computed again, and
+one that cannot be written (a full disk) leaves the activations in memory, with one warning saying so.
 """
 import hashlib
+import warnings
 
 import numpy as np
 import torch
 
 from lessonlib.engine import distributed
-from lessonlib.engine.language import say
+from lessonlib.engine.language import problem, say
+from lessonlib.engine.policy import memory_explained
 from lessonlib.engine.runtime import home
 from lessonlib.engine.snapshot import Snapshot
 from lessonlib.engine.storage import atomic_write, load_or_none
@@ -49,6 +52,7 @@ class ActivationCache:
     def __init__(self):
         self.memory = {}          # key -> (features, labels)
         self._body_digest = None  # the body's weights are hashed once, until forget()
+        self._told_not_cached = False
 
     def forget(self):
         """Drop everything kept in memory: the body changed (it trained, or other weights were loaded)."""
@@ -82,13 +86,28 @@ class ActivationCache:
             found = (saved["x"], saved["y"])
         else:   # under several processes each computes its share and all get every row
             policy.prepare(body).eval()
-            with Snapshot(rng=True).kept():   # computed or read from disk, the random numbers that follow are the same
+            with Snapshot(rng=True).kept(), memory_explained(policy.device, data.bs, data.sz):
+                # computed or read from disk, the random numbers that follow are the same
                 found = get_preds(body, data.split_loader(split), policy, desc=say("precompute {split}", split=split))
             if policy.rank == 0:
-                atomic_write(self.path(key), lambda f: torch.save({"x": found[0], "y": found[1]}, f))
+                self._store(key, found, split)
             distributed.barrier()
         self.memory[key] = found
         return found
+
+    def _store(self, key, found, split):
+        """Write the activations to disk; where that fails (a full disk, a home that turned read-only) they stay in
+        memory for this session, with one warning saying so: minutes of computing are not thrown away."""
+        x, y = found
+        try:
+            atomic_write(self.path(key), lambda f: torch.save({"x": x, "y": y}, f),
+                         size=x.numel() * x.element_size() + y.numel() * y.element_size())
+        except OSError as e:
+            if not self._told_not_cached:   # one line, not one per split
+                warnings.warn(problem("the activations of {split} could not be cached on disk ({e}); they are kept "
+                                      "in memory, so training goes on, but a new session computes them again",
+                                      split=split, e=e.strerror or e), stacklevel=2)
+            self._told_not_cached = True
 
 
 class TensorBatches:
@@ -99,6 +118,8 @@ class TensorBatches:
 
     def __init__(self, x, y, bs, shuffle=False, sampler=None):
         self.x, self.y, self.bs, self.shuffle, self.sampler = x, y, bs, shuffle, sampler
+
+    batch_size = property(lambda self: self.bs, doc="Items per mini-batch, as a DataLoader calls it.")
 
     def __len__(self):
         n = len(self.sampler) if self.sampler is not None else len(self.x)

@@ -4,8 +4,9 @@ Plain PyTorch. How it uses the hardware (device, mixed precision, channels-last,
 mini-batch) comes from a `Policy` (`lessonlib.engine.policy`), decided once and passed in; each epoch turns it
 into a `StepPlan` (`lessonlib.engine.steps`) that `train_step` follows. Two promises:
 Ctrl-C never leaves a half-applied optimizer step behind, and a step that makes the loss, the
-gradients or the weights non-finite is not kept: training stops with a clear message and the
-weights and optimizer state are those from before that step.
+gradients or the weights non-finite, or that fails part way, is not kept: training stops with a clear
+message and the weights and optimizer state are those from before that step. When the memory runs out,
+the message says to use a smaller `bs` or `sz` (`lessonlib.engine.policy.OutOfMemory`).
 """
 import math
 import time
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 
 from lessonlib.engine.distributed import ShardedSampler, all_mean, gather_ordered
 from lessonlib.engine.language import problem, say
-from lessonlib.engine.policy import resolve_policy
+from lessonlib.engine.policy import memory_explained, resolve_policy
 from lessonlib.engine.runtime import in_notebook
 from lessonlib.engine.snapshot import Snapshot, deferred_interrupt
 from lessonlib.engine.steps import StepPlan, forward_in_pieces
@@ -91,10 +92,8 @@ def train_epoch(model, batches, loss_fn, optimizer, policy, recorder=None, desc=
     total, n = 0.0, 0
     desc = desc or say("train")
     for i, (x, y) in enumerate(tqdm(batches, desc=desc, leave=False, disable=None if policy.rank == 0 else True)):
-        try:
+        with plan.undone_on_failure(desc, i + 1):   # a step that fails part way is not half kept
             loss = train_step(model, x, y, loss_fn, optimizer, plan).item()
-        except FloatingPointError as e:
-            raise FloatingPointError(problem("{desc}, mini-batch {batch}: {e}", desc=desc, batch=i + 1, e=e)) from None
         if recorder is not None:
             recorder.on_batch(loss)
         total, n = total + loss * len(y), n + len(y)
@@ -109,12 +108,13 @@ def get_preds(model, batches, policy, desc=None):
     on a CPU).
     """
     outs, ys = [], []
-    for x, y in tqdm(batches, desc=desc or say("predict"), leave=False, disable=None if policy.rank == 0 else True):
-        x = policy.to_device(x)
-        piece = policy.body_piece if x.dim() == 4 and not model.training else None
-        with policy.autocast():
-            outs.append(forward_in_pieces(model, x, piece).float().cpu())
-        ys.append(torch.as_tensor(y))
+    with memory_explained(policy.device, bs=getattr(batches, "batch_size", None)):   # advice, if it runs out
+        for x, y in tqdm(batches, desc=desc or say("predict"), leave=False, disable=None if policy.rank == 0 else True):
+            x = policy.to_device(x)
+            piece = policy.body_piece if x.dim() == 4 and not model.training else None
+            with policy.autocast():
+                outs.append(forward_in_pieces(model, x, piece).float().cpu())
+            ys.append(torch.as_tensor(y))
     out, y = torch.cat(outs), torch.cat(ys)
     sampler = getattr(batches, "sampler", None)
     if isinstance(sampler, ShardedSampler):   # every process gets every row, in order
@@ -194,27 +194,28 @@ def fit(model, batches, objective, optimizer, epochs, device=None, recorder=None
     table = table if table is not None else EpochTable()
     names = [getattr(m, "__name__", f"metric{i}") for i, m in enumerate(objective.metrics)]
     epoch, before = 0, Snapshot(model, optimizer)   # each epoch's start, put back if its validation loss is not finite
-    try:
-        for epoch in range(epochs):
-            start = time.perf_counter()
-            before.take()
-            model.train()
-            trn_loss = train_epoch(model, train_batches, objective.loss_fn, optimizer, train_policy, recorder,
-                                   desc=say("epoch {epoch}/{epochs}", epoch=epoch + 1, epochs=epochs))
-            val_loss, values = evaluate(model, valid_batches, objective, policy)
-            if not math.isfinite(val_loss):
-                before.restore()
-                raise FloatingPointError(problem("epoch {epoch}: the validation loss became {val_loss}; the "
-                                                 "weights are those from the start of this epoch. Try a learning "
-                                                 "rate ten times smaller.", epoch=epoch + 1, val_loss=val_loss))
-            row = {"epoch": epoch, "trn_loss": trn_loss, "val_loss": val_loss, **dict(zip(names, values)),
-                   "time": round(time.perf_counter() - start, 2)}
-            table.add(row)
-    except KeyboardInterrupt:
-        model.eval()
-        print(say("Interrupted during epoch {epoch}: the weights are those after the last whole mini-batch; "
-                  "{n} finished epoch(s) are in the history.", epoch=epoch, n=len(table.rows)))
-        raise
-    finally:
-        model.eval()
+    with memory_explained(policy.device, bs=getattr(train_batches, "batch_size", None)):   # advice, if it runs out
+        try:
+            for epoch in range(epochs):
+                start = time.perf_counter()
+                before.take()
+                model.train()
+                trn_loss = train_epoch(model, train_batches, objective.loss_fn, optimizer, train_policy, recorder,
+                                       desc=say("epoch {epoch}/{epochs}", epoch=epoch + 1, epochs=epochs))
+                val_loss, values = evaluate(model, valid_batches, objective, policy)
+                if not math.isfinite(val_loss):
+                    before.restore()
+                    raise FloatingPointError(problem("epoch {epoch}: the validation loss became {val_loss}; the "
+                                                     "weights are those from the start of this epoch. Try a learning "
+                                                     "rate ten times smaller.", epoch=epoch + 1, val_loss=val_loss))
+                row = {"epoch": epoch, "trn_loss": trn_loss, "val_loss": val_loss, **dict(zip(names, values)),
+                       "time": round(time.perf_counter() - start, 2)}
+                table.add(row)
+        except KeyboardInterrupt:
+            model.eval()
+            print(say("Interrupted during epoch {epoch}: the weights are those after the last whole mini-batch; "
+                      "{n} finished epoch(s) are in the history.", epoch=epoch, n=len(table.rows)))
+            raise
+        finally:
+            model.eval()
     return table.frame()

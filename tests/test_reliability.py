@@ -194,8 +194,8 @@ def test_a_full_disk_names_the_folder_and_leaves_no_partial_file(data, home, mon
         f.write(b"x" * 1000)
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(precompute.torch, "save", full)
-    with pytest.raises(storage.StorageError, match=r"the disk holding .*precompute is full.*LESSONLIB_HOME"):
-        ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    with pytest.warns(UserWarning, match=r"could not be cached.*the disk holding .*precompute is full.*LESSONLIB_HOME"):
+        ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)   # computed, kept in memory
     assert not [p for p in (home / "precompute").iterdir()]
 
 
@@ -695,3 +695,179 @@ def test_schedule_helpers_name_what_they_need():
         schedule_rates(lambda opt: None, 0)
     with pytest.raises(ValueError, match="no schedules"):
         plot_schedules({})
+
+
+# ---------------------------------------------------------------- full disks and exhausted memory (issue 39)
+
+def _disk_fills_after(monkeypatch, n_bytes):
+    """Files that lessonlib writes (`storage.atomic_write`) take `n_bytes`, then every write fails as on a full disk
+    (OSError ENOSPC); `torch.save` itself turns that into its RuntimeError ("... unexpected pos ...")."""
+    real_open = open
+
+    class Filling:
+        def __init__(self, f):
+            self.f, self.written = f, 0
+
+        def write(self, b):
+            if self.written + len(b) > n_bytes:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.written += len(b)
+            return self.f.write(b)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(storage, "open", lambda *args, **kwargs: Filling(real_open(*args, **kwargs)), raising=False)
+
+
+def test_a_full_disk_during_save_is_named_with_what_to_do_and_the_saved_model_is_kept(data, home, monkeypatch):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    saved = learn.save("m")
+    before = saved.read_bytes()
+    with torch.no_grad():
+        learn.head[-1].bias.add_(1)
+    _disk_fills_after(monkeypatch, 100_000)
+    with pytest.raises(storage.StorageError) as caught:
+        learn.save("m")
+    message = str(caught.value)
+    assert re.search(r"the disk holding .*models is full \([\d,.]+ MB free, about [\d,.]+ MB needed\): m.pt was not "
+                     r"written and the copy saved before is unchanged; free some space, or point LESSONLIB_HOME", message)
+    assert "unexpected pos" in str(caught.value.__cause__)   # torch's own error, as the cause
+    assert saved.read_bytes() == before and sorted(p.name for p in saved.parent.iterdir()) == ["m.pt"]
+
+
+def test_torch_s_zip_writer_error_without_an_oserror_is_a_full_disk_where_the_disk_has_no_room(data, home,
+                                                                                               monkeypatch):
+    """torch.save given a path (its C++ writer) reports a full disk with no OSError behind it."""
+    import collections
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+
+    def fails(obj, f, *args, **kwargs):
+        f.write(b"x" * 1000)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    monkeypatch.setattr(torch, "save", fails)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(storage.shutil, "disk_usage", lambda folder: usage(10 * 2**30, 10 * 2**30 - 4096, 4096))
+    with pytest.raises(storage.StorageError, match=r"the disk holding .*models is full \(0.0 MB free, about \d+ MB needed"):
+        learn.save("m")
+    monkeypatch.setattr(storage.shutil, "disk_usage", lambda folder: usage(10 * 2**30, 0, 10 * 2**30))
+    with pytest.raises(RuntimeError, match="unexpected pos") as caught:   # with room, it is not a full disk
+        learn.save("m")
+    assert not isinstance(caught.value, OSError)
+    assert not (home / "models" / "m.pt").exists() and not list((home / "models").iterdir())
+
+
+def test_precompute_on_a_full_disk_keeps_what_it_computed_and_trains(data, home, monkeypatch):
+    _disk_fills_after(monkeypatch, 1000)
+    with pytest.warns(UserWarning) as warned:
+        learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    said = [str(w.message) for w in warned if "could not be cached" in str(w.message)]
+    assert len(said) == 1, said   # one line, not one per split
+    assert re.search(r"activations of train could not be cached on disk \(the disk holding .*precompute is full.*\); "
+                     r"they are kept in memory", said[0])
+    assert not list((home / "precompute").iterdir())
+    x, y = learn.activations("train")
+    assert len(x) == len(data.trn_ds) and np.array_equal(y.numpy(), data.trn_y)
+    learn.fit(1e-2, 1)   # on the activations in memory
+    assert len(learn.history) == 1
+
+
+def _mount_tmpfs(folder, megabytes):
+    """A real, small file system at `folder` (tmpfs), or skip: mounting needs root (or CAP_SYS_ADMIN)."""
+    if not shutil.which("mount") or not shutil.which("umount"):
+        pytest.skip("no mount command here: the real full-disk test needs one")
+    folder.mkdir(parents=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.strip()}")
+
+
+def test_a_real_full_disk_keeps_the_saved_model_and_the_computed_activations(data, tmp_path, monkeypatch):
+    disk = tmp_path / "small-disk"
+    _mount_tmpfs(disk, 40)   # room for one saved model (about 21 MB), not for a second copy beside it
+    try:
+        monkeypatch.setenv("LESSONLIB_HOME", str(disk))
+        learn = ConvLearner.pretrained("efficientnet_lite0", data)
+        saved = learn.save("m")
+        before = saved.read_bytes()
+        filler = disk / "filler"
+        with open(filler, "wb") as f:   # the disk fills up: 64 KB left
+            f.write(b"\0" * (shutil.disk_usage(disk).free - 64 * 1024))
+        with pytest.raises(storage.StorageError, match=r"the disk holding .*models is full .*m.pt was not written and "
+                                                       r"the copy saved before is unchanged"):
+            learn.save("m")
+        assert saved.read_bytes() == before and sorted(p.name for p in saved.parent.iterdir()) == ["m.pt"]
+        with pytest.warns(UserWarning, match="could not be cached on disk .*is full"):
+            learn.precompute = True    # 12 rows of 2560 numbers for train alone: more than the 64 KB left
+        assert not [p for p in (disk / "precompute").iterdir() if p.name.endswith(".tmp")]
+        learn.fit(1e-2, 1)
+        assert len(learn.history) == 1
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+ALLOCATOR_FAILURES = [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate memory: you tried to "
+                 "allocate 205520896 bytes. Error code 12 (Cannot allocate memory)"),
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity of 79.19 GiB"),
+]
+
+
+def _runs_out_on_call(module, n, monkeypatch, seen):
+    """`module`'s forward runs as usual until its `n`-th call, which runs (updating BatchNorm statistics), then fails
+    as the allocator does; `seen["state"]` is the model's state as that call began."""
+    real, calls = module.forward, []
+
+    def forward(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            seen["state"] = {k: v.clone() for k, v in seen["model"].state_dict().items()}
+            real(*args, **kwargs)
+            raise seen["error"]
+        return real(*args, **kwargs)
+    monkeypatch.setattr(module, "forward", forward)
+
+
+@pytest.mark.parametrize("error", ALLOCATOR_FAILURES, ids=["cpu", "cuda"])
+def test_memory_running_out_in_fit_says_to_use_a_smaller_bs_and_keeps_no_half_step(data, home, monkeypatch, error):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    learn.unfreeze()   # the body's BatchNorm statistics change in the forward pass that fails
+    seen = {"model": learn.model, "error": error}
+    _runs_out_on_call(learn.body, 2, monkeypatch, seen)   # the second mini-batch: the first one's step was kept
+    with pytest.raises(MemoryError, match=r"out of memory: use bs=4 instead of 8, or a smaller sz .*and run it again; "
+                                          r"the weights are those from before the mini-batch that failed") as caught:
+        learn.fit(1e-2, 1)
+    assert isinstance(caught.value, RuntimeError) and caught.value.__cause__ is error
+    after = learn.model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in seen["state"].items()), \
+        [k for k, v in seen["state"].items() if not torch.equal(after[k], v)][:3]
+    assert learn.history.empty
+
+
+@pytest.mark.parametrize("error", ALLOCATOR_FAILURES, ids=["cpu", "cuda"])
+def test_memory_running_out_in_predict_and_precompute_says_what_to_do(data, home, monkeypatch, error):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    seen = {"model": learn.model, "error": error}
+    _runs_out_on_call(learn.body, 1, monkeypatch, seen)
+    with pytest.raises(MemoryError, match=r"out of memory: use bs=4 instead of 8") as caught:
+        learn.predict()
+    assert caught.value.__cause__ is error
+    _runs_out_on_call(learn.body, 1, monkeypatch, seen)
+    with pytest.raises(MemoryError, match=r"out of memory: use bs=4 instead of 8, or a smaller sz than 32"):
+        learn.precompute = True
+
+
+def test_other_runtime_errors_are_not_taken_for_memory(data, home, monkeypatch):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    seen = {"model": learn.model, "error": RuntimeError("mat1 and mat2 shapes cannot be multiplied (8x3 and 4x5)")}
+    _runs_out_on_call(learn.body, 1, monkeypatch, seen)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied") as caught:
+        learn.fit(1e-2, 1)
+    assert not isinstance(caught.value, MemoryError)

@@ -36,7 +36,8 @@ def save(model, arch, classes, name, policy):
         raise FloatingPointError(problem("not saving {name!r}: the model holds infinite or NaN weights", name=name))
     if policy.rank == 0:
         state = {"model": model.state_dict(), "arch": arch, "classes": list(classes)}
-        atomic_write(path, lambda f: torch.save(state, f))
+        size = sum(t.numel() * t.element_size() for t in state["model"].values())
+        atomic_write(path, lambda f: torch.save(state, f), size=size)   # a full disk: named, the old file kept
         print(say("saved to {path}", path=path))
     distributed.barrier()
     return path

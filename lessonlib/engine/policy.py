@@ -21,12 +21,12 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from lessonlib.engine.language import problem
+from lessonlib.engine.language import problem, say
 from lessonlib.engine.runtime import default_device
 from lessonlib.engine.settings import PRECISIONS, settings
 
-__all__ = ["CPU_BODY_PIECE", "PRECISIONS", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_bf16", "cpu_workers",
-           "measured_cpu_bf16", "resolve_policy"]
+__all__ = ["CPU_BODY_PIECE", "OutOfMemory", "PRECISIONS", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_bf16",
+           "cpu_workers", "is_out_of_memory", "measured_cpu_bf16", "memory_explained", "resolve_policy"]
 
 # Why a CPU back-propagates through the body in float32 even where it computes bfloat16 natively: a fine-tuning
 # step (EfficientNet-Lite0, 224 px, mini-batches of 64, the body in pieces of 8) ran at 0.86x float32's speed in
@@ -331,3 +331,60 @@ def _check_available(device):
     elif device.type != "cpu":
         raise ValueError(problem("device={device!r}: lessonlib runs on 'cpu', 'cuda', 'cuda:N' or 'mps'",
                                  device=str(device)))
+
+
+# ---------------------------------------------------------------- when the memory runs out
+
+class OutOfMemory(RuntimeError, MemoryError):
+    """The memory (or the GPU's) ran out: lessonlib's message says what to do; the allocator's error is its cause.
+    Both a RuntimeError (as torch's own) and a MemoryError (as Python's), so either `except` catches it."""
+
+    def __init__(self, original, device=None, bs=None, sz=None):
+        self.original, self.device, self.bs, self.sz = original, device, bs, sz
+        cuda = device is not None and torch.device(device).type == "cuda"
+        memory = say("the GPU's memory") if cuda else say("memory")
+        bs_advice = (say("bs={smaller} instead of {bs}", smaller=max(bs // 2, 2), bs=bs) if bs else
+                     say("a smaller bs (images per mini-batch)"))
+        sz_advice = say("a smaller sz than {sz}", sz=sz) if sz else say("a smaller sz (image size)")
+        others = say(" Another notebook's kernel may be holding GPU memory: shut down those you do not use.") \
+            if cuda else ""
+        reason = (str(original).strip().splitlines() or [""])[0][:160]
+        super().__init__(problem("out of {memory}: use {bs_advice}, or {sz_advice}, and run it again; the weights "
+                                 "are those from before the mini-batch that failed.{others} ({kind}: {reason})",
+                                 memory=memory, bs_advice=bs_advice, sz_advice=sz_advice, others=others,
+                                 kind=type(original).__name__, reason=reason))
+
+
+# How each allocator words it: PyTorch's CPU allocator on Linux ("DefaultCPUAllocator: can't allocate memory: you
+# tried to allocate ...") and Windows ("... not enough memory ..."), CUDA's and MPS's ("... out of memory ...").
+_OUT_OF_MEMORY_TEXTS = ("can't allocate memory", "not enough memory", "out of memory", "DefaultCPUAllocator")
+
+
+def is_out_of_memory(e):
+    """True when `e` says that an allocation failed: torch.OutOfMemoryError, Python's MemoryError, or the
+    RuntimeError of PyTorch's CPU allocator."""
+    if isinstance(e, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(e, RuntimeError) and any(text in str(e) for text in _OUT_OF_MEMORY_TEXTS)
+
+
+@contextlib.contextmanager
+def memory_explained(device=None, bs=None, sz=None):
+    """Around an entry point (fit, predictions, precompute): an exhausted memory becomes `OutOfMemory`, which says
+    to use a smaller `bs` or `sz` (the values given here, where known) and keeps the allocator's error as its
+    cause. Nested, the message with the most it knows wins.
+
+    Example:
+        >>> with memory_explained(policy.device, bs=64, sz=224):
+        ...     train_epoch(...)
+    """
+    try:
+        yield
+    except OutOfMemory as e:
+        if (bs and not e.bs) or (sz and not e.sz):   # this level knows more: say it
+            raise OutOfMemory(e.original, device or e.device, bs or e.bs, sz or e.sz) from e.original
+        raise
+    except (RuntimeError, MemoryError) as e:
+        if not is_out_of_memory(e):
+            raise
+        raise OutOfMemory(e, device, bs, sz) from e

@@ -8,7 +8,8 @@ epoch, from the run's `Policy`:
 - the body in pieces: on a CPU the body of a learner's `ConvNet` can take the mini-batch a few images at
   a time while the head sees it whole (`forward` and `backward`, the same gradients, less memory);
 - the step itself: never cut in half by Ctrl-C, and undone when it would make the loss, the gradients
-  or the weights infinite or NaN (`step`).
+  or the weights infinite or NaN (`step`), or when it fails part way (the memory runs out in the backward
+  pass, say: `undone_on_failure`, around each call of `train_step`).
 """
 import contextlib
 
@@ -35,6 +36,7 @@ class StepPlan:
         self.before = Snapshot(model, optimizer, weights="trainable") if keep_finite else None
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self._pending = None   # the body's share of the backward pass, when it runs in pieces
+        self._in_step = False  # between `start` and the end of `step`: what a failure there must undo
 
     def to_device(self, x, y):
         return self.policy.to_device(x), y.to(self.policy.device, non_blocking=True)
@@ -47,6 +49,7 @@ class StepPlan:
         optimizer.zero_grad(set_to_none=True)
         if self.before is not None:
             self.before.take()
+        self._in_step = True
 
     def forward(self, model, x):
         """`model(x)`; in pieces, the body runs without keeping its graph and `backward` runs it again."""
@@ -75,17 +78,35 @@ class StepPlan:
             if self.scaler.is_enabled():   # float16: the scaler itself skips steps whose gradients overflowed
                 self.scaler.step(optimizer)
                 self.scaler.update()
-                return
-            if not _all_finite([p.grad for p in self.params]):
-                self._undo(optimizer, "gradient")
-            optimizer.step()
-            if self.before is not None and not _all_finite(self.params):
-                self._undo(optimizer, "weights after the step")
+            else:
+                if not _all_finite([p.grad for p in self.params]):
+                    self._undo(optimizer, "gradient")
+                optimizer.step()
+                if self.before is not None and not _all_finite(self.params):
+                    self._undo(optimizer, "weights after the step")
+        self._in_step = False
+
+    @contextlib.contextmanager
+    def undone_on_failure(self, desc, batch):
+        """Around one call of `train_step`: a step that fails part way (out of memory in the forward or backward
+        pass, or in the optimizer's step) is undone, the weights, BatchNorm statistics and optimizer state put back
+        as before that mini-batch, and the error goes on; a FloatingPointError (already undone by `step`) names
+        the mini-batch (`desc`, number `batch`)."""
+        try:
+            yield
+        except FloatingPointError as e:
+            raise FloatingPointError(problem("{desc}, mini-batch {batch}: {e}", desc=desc, batch=batch, e=e)) from None
+        except Exception:
+            if self._in_step and self.before is not None:
+                self.before.restore()
+            self._in_step = False
+            raise
 
     def _undo(self, optimizer, what, value=None):
         optimizer.zero_grad(set_to_none=True)
         if self.before is not None:
             self.before.restore()
+        self._in_step = False
         shown = f" became {value}" if value is not None else " became infinite or NaN"
         raise FloatingPointError(problem("the {what}{shown}: the learning rate is probably too high; try one ten "
                                          "times smaller (learn.lr_find() helps choose). The weights are those from "

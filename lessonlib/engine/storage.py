@@ -72,15 +72,13 @@ def file_signature(path):
     return f"{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
 
 
-def _explain(e, folder):
-    """An OSError from writing into `folder` as a StorageError that says what to do."""
+def _explain(e, folder, dest=None, size=None):
+    """An OSError from writing into `folder` as a StorageError that says what to do. `dest`: the file that was
+    being written (kept as it was); `size`: about how many bytes it needed, where the caller knows."""
     if isinstance(e, StorageError):
         return e
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        usage = shutil.disk_usage(folder) if Path(folder).exists() else None
-        free = f" ({usage.free / 2**20:,.0f} MB free)" if usage else ""
-        return StorageError(e.errno, f"the disk holding {folder} is full{free}: free some space, or point "
-                                     f"LESSONLIB_HOME at a folder on a disk with room")
+        return StorageError(e.errno, _disk_full(folder, dest, size))
     if e.errno in (errno.EACCES, errno.EPERM) and e.filename and not _inside(e.filename, folder):
         # reading the source failed (a mirror's folder this user may not open), not writing here
         return StorageError(e.errno, f"cannot read {e.filename} ({e.strerror}): ask whoever keeps that folder to "
@@ -89,6 +87,58 @@ def _explain(e, folder):
         return StorageError(e.errno, f"cannot write in {folder} ({e.strerror}): point LESSONLIB_HOME at a folder "
                                      f"you can write to")
     return e
+
+
+def _megabytes(n):
+    return f"{n / 2**20:,.1f}" if n < 10 * 2**20 else f"{n / 2**20:,.0f}"
+
+
+def _disk_full(folder, dest, size):
+    """The message of a full disk: the folder, the room there and what was needed (where known), the file that
+    was not written, and what to do."""
+    usage = shutil.disk_usage(folder) if Path(folder).exists() else None
+    if usage and size:
+        room = say(" ({free} MB free, about {needed} MB needed)", free=_megabytes(usage.free), needed=_megabytes(size))
+    elif usage:
+        room = say(" ({free} MB free)", free=_megabytes(usage.free))
+    else:
+        room = ""
+    if dest is None:
+        kept = ""
+    elif Path(dest).exists():
+        kept = say(": {name} was not written and the copy saved before is unchanged", name=Path(dest).name)
+    else:
+        kept = say(": {name} was not written", name=Path(dest).name)
+    return problem("the disk holding {folder} is full{room}{kept}; free some space, or point LESSONLIB_HOME at a "
+                   "folder on a disk with room", folder=folder, room=room, kept=kept)
+
+
+# What PyTorch's zip writer (`torch.save`) raises when a write fails: a RuntimeError, the OSError (if any) only its
+# __context__ ("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598", "PytorchStreamWriter
+# failed writing file data/0: file write failed").
+_TORCH_WRITE_FAILED = ("inline_container.cc", "PytorchStreamWriter failed", "file write failed")
+
+
+def _write_failure(e, folder, size):
+    """The OSError behind the failed write `e`: `e` itself, the one a RuntimeError of torch's zip writer hides in its
+    context, or, for such a RuntimeError with none, ENOSPC when the disk has less room than was needed (at least
+    1 MB); None for any other error. Called before the temporary file is removed, so the room is as it was."""
+    if isinstance(e, OSError):
+        return e
+    if not (isinstance(e, RuntimeError) and any(text in str(e) for text in _TORCH_WRITE_FAILED)):
+        return None
+    seen = e
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    if free < max(size or 0, 2**20):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
 
 
 def _inside(path, folder):
@@ -150,10 +200,12 @@ def _prepare(dest):
     return folder
 
 
-def atomic_write(dest, write, mode="wb"):
+def atomic_write(dest, write, mode="wb", size=None):
     """Write the file `dest` by calling `write(f)` on an open temporary file, then rename it into place.
 
-    Returns `dest`. On any error the temporary file is removed and `dest` is left as it was.
+    Returns `dest`. On any error the temporary file is removed and `dest` is left as it was. A full disk (an
+    OSError, or the RuntimeError `torch.save` makes of it) is a StorageError naming the folder, the room there
+    and `size` (about how many bytes the file needs, where the caller knows), and what to do.
 
     Example:
         >>> atomic_write(home() / "models" / "m.pt", lambda f: torch.save(state, f))
@@ -169,9 +221,11 @@ def atomic_write(dest, write, mode="wb"):
                 os.fsync(f.fileno())
             os.replace(tmp, dest)
         except BaseException as e:
+            failure = _write_failure(e, folder, size)
             _remove_whatever_arrives(tmp)
-            if isinstance(e, OSError):
-                raise _explain(e, folder) from e
+            explained = _explain(failure, folder, dest, size) if failure is not None else None
+            if explained is not None and (failure is e or explained is not failure):
+                raise explained from e
             raise
     return dest
 
