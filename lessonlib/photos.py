@@ -8,11 +8,16 @@ small to learn from, phone photos turned upright by their EXIF orientation. With
 files it has a reason for into `_set_aside/`, with that reason written beside them, and nothing else.
 """
 import hashlib
+import html
+import json
+import os
+import re
 import shutil
 import tempfile
 import unicodedata
 import warnings
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -20,7 +25,9 @@ import pandas as pd
 from PIL import Image
 
 from lessonlib.data import display_name, image_files, load_image, readable_extensions, unused_files
+from lessonlib.datasets import safe_extract
 from lessonlib.engine.language import problem, say
+from lessonlib.engine.storage import atomic_write
 
 __all__ = ["Cleaner", "PhotoUploader", "TryIt", "example_inbox", "photo_hash", "sort_photos", "uploaded_files",
            "verify_images"]
@@ -40,27 +47,14 @@ def _class_name(name):
 
 
 def _photos_in(source, unpack_to, left_out=None):
-    """The image files of `source`: one file, a folder (and its subfolders), or a .zip (unpacked safely).
-    What is not used goes into `left_out` ({reason: [names]})."""
+    """The image files of `source`: one file, a folder (and its subfolders), or a .zip (unpacked into a folder of
+    its own under `unpack_to`). What is not used goes into `left_out` ({reason: [names]})."""
     left_out = {} if left_out is None else left_out
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(problem("{source} does not exist", source=source))
     if source.is_file() and source.suffix.lower() == ".zip":
-        with zipfile.ZipFile(source) as z:
-            for member in z.infolist():
-                parts = PurePosixPath(member.filename).parts
-                if ".." in parts or member.filename.startswith("/"):
-                    left_out.setdefault("a path that would leave the .zip's folder (refused)", []).append(
-                        member.filename)
-                    continue
-                if member.is_dir() or any(p.startswith(".") or p == "__MACOSX" for p in parts):
-                    continue   # folders; hidden files and macOS's extra copies hold no photos
-                target = unpack_to / source.stem / Path(*parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(member) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-        return _photos_in(unpack_to / source.stem, unpack_to, left_out)
+        return _photos_in(_unzip(source, unpack_to), unpack_to, left_out)
     if source.is_file():
         if source.suffix.lower() in readable_extensions():
             return [source]
@@ -68,8 +62,8 @@ def _photos_in(source, unpack_to, left_out=None):
             if source.name in names:
                 left_out.setdefault(reason, []).append(source.name)
         return []
-    inside = [p for p in sorted(source.rglob("*"))
-              if p.is_dir() and not any(x.startswith(".") for x in p.relative_to(source).parts)]
+    inside = [p for p in sorted(source.rglob("*"))   # hidden folders and macOS's extra copies hold no photos
+              if p.is_dir() and not any(x.startswith(".") or x == "__MACOSX" for x in p.relative_to(source).parts)]
     for folder in [source, *inside]:
         for reason, names in unused_files(folder).items():
             if not reason.startswith(("a folder", "hidden")):   # subfolders are searched; hidden files are not photos
@@ -77,15 +71,67 @@ def _photos_in(source, unpack_to, left_out=None):
     return sorted(f for folder in [source, *inside] for f in image_files(folder))
 
 
+def _unzip(archive, unpack_to):
+    """Unpack the .zip `archive` into a new folder of its own under `unpack_to` and return that folder: two zips
+    of one name (phone/photos.zip, laptop/photos.zip) never share one. The extraction is the one lessonlib's
+    downloads use (`datasets.safe_extract`), with its bounds on size; a zip it cannot unpack whole is refused
+    with its path and what to do, before anything is written."""
+    instead = say("unzip it yourself, look at what it holds, and give the folder instead")
+    try:
+        with zipfile.ZipFile(archive) as z:
+            members = z.infolist()
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        raise ValueError(problem("{archive} is not a whole .zip file ({kind}: {e}): it may have been cut off while "
+                                 "copying or downloading; copy it again, or {what}", archive=archive,
+                                 kind=type(e).__name__, e=e, what=instead)) from e
+    if any(m.flag_bits & 0x1 for m in members):
+        raise ValueError(problem("{archive} is protected by a password: unzip it yourself (with its password) and "
+                                 "give the folder instead", archive=archive))
+    names, folders = set(), set()
+    for m in members:
+        name = m.filename.rstrip("/")
+        parts = PurePosixPath(name).parts
+        if m.filename.startswith(("/", "\\")) or ".." in parts:
+            raise ValueError(problem("{archive} holds {name!r}, a path that would leave the folder it is unpacked "
+                                     "into: it was not unpacked; {what}", archive=archive, name=m.filename,
+                                     what=instead))
+        folders.update(str(PurePosixPath(*parts[:i])) for i in range(1, len(parts)))
+        if not m.is_dir():
+            if name in names:
+                raise ValueError(problem("{archive} holds two files named {name!r}: unpacking it would lose one; "
+                                         "{what}", archive=archive, name=name, what=instead))
+            names.add(name)
+    both = sorted(names & folders)
+    if both:
+        raise ValueError(problem("{archive} holds a file and a folder both named {name!r}: unpacking it would lose "
+                                 "one; {what}", archive=archive, name=both[0], what=instead))
+    unpack_to.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="zip-", dir=unpack_to))
+    try:
+        safe_extract(archive, folder)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise ValueError(problem("{archive} is damaged ({kind}: {e}): copy it again from where it came from, or "
+                                 "{what}", archive=archive, kind=type(e).__name__, e=e,
+                                 what=instead)) from e
+    except ValueError as e:   # more than the bounds of a download allow
+        raise ValueError(problem("{archive} was not unpacked: {e}; {what}", archive=archive, e=e,
+                                 what=instead)) from e
+    return folder
+
+
 def sort_photos(sources, dest, valid_pct=0.2, seed=42, min_per_class=5):
     """Copy photos into `dest/train/<class>/` and `dest/valid/<class>/`; returns a table of counts per class.
 
     Args:
         sources: {class name: a file, a folder, a .zip, or a list of them}. Class names may be in any language.
+            Each .zip unpacks into a folder of its own (two zips of one name never mix), within the size bounds
+            of lessonlib's downloads; a file given twice (the same path) is used once.
         dest: a folder that does not exist yet or is empty (nothing is overwritten).
-        valid_pct: the share of each class's photos kept apart for validation (at least one photo).
+        valid_pct: the share of each class's photos kept apart for validation: at least one photo, and never
+            the last one, which stays in train (a class needs both to be learnt and checked).
         seed: the same photos and seed always give the same split.
-        min_per_class: fewer photos than this in a class is an error that names the class.
+        min_per_class: fewer photos than this in a class is an error that names the class. 2 at the least
+            (one to train on, one to validate with): smaller values are refused.
 
     Example:
         >>> sort_photos({"猫": "my_cats.zip", "狗": ["dog1.jpg", "more_dogs/"]}, "pets")
@@ -99,6 +145,10 @@ def sort_photos(sources, dest, valid_pct=0.2, seed=42, min_per_class=5):
                                  valid_pct=valid_pct))
     if len(sources) < 2:
         raise ValueError(problem("a classifier needs at least two classes: give photos for two or more"))
+    if isinstance(min_per_class, bool) or not isinstance(min_per_class, (int, np.integer)) or min_per_class < 2:
+        raise ValueError(problem("min_per_class={min_per_class!r}: each class needs at least 2 photos, one to train "
+                                 "on and one to validate with; give min_per_class=2 or more (20 or more photos per "
+                                 "class is better)", min_per_class=min_per_class))
     rows, rng, skipped = [], np.random.RandomState(seed), {}
     with tempfile.TemporaryDirectory(prefix=".sorting-", dir=dest.parent if dest.parent.exists() else None) as tmp:
         work, unpacked = Path(tmp) / "out", Path(tmp) / "unpacked"
@@ -111,7 +161,8 @@ def sort_photos(sources, dest, valid_pct=0.2, seed=42, min_per_class=5):
             given_as[name] = cls
             given = given if isinstance(given, (list, tuple)) else [given]
             left_out = {}
-            files = [f for g in given for f in _photos_in(g, unpacked / name, left_out)]
+            given = list(dict.fromkeys(os.path.abspath(g) for g in given))   # the same file given twice: once
+            files = list(dict.fromkeys(f for g in given for f in _photos_in(g, unpacked / name, left_out)))
             for reason, files_left in left_out.items():
                 skipped.setdefault(reason, []).extend(f"{name}: {n}" for n in files_left)
             if len(files) < min_per_class:
@@ -119,7 +170,7 @@ def sort_photos(sources, dest, valid_pct=0.2, seed=42, min_per_class=5):
                                          "(more is better: 20 or more per class for a first try)",
                                          name=name, n_files=len(files), min_per_class=min_per_class))
             order = rng.permutation(len(files))
-            n_valid = max(1, round(valid_pct * len(files)))
+            n_valid = min(max(1, round(valid_pct * len(files))), len(files) - 1)   # train keeps one at least
             for i, k in enumerate(order):
                 split = "valid" if i < n_valid else "train"
                 _copy_unique(files[k], work / split / name)
@@ -207,7 +258,7 @@ def verify_images(path, min_side=64, set_aside=False):
                 note(f, f"cannot be read ({type(e).__name__}: {e})")
                 continue
             if digest in seen_bytes:
-                note(f, f"same bytes as {seen_bytes[digest].relative_to(path)}")
+                note(f, f"same bytes as {display_name(seen_bytes[digest].relative_to(path))}")
                 continue
             seen_bytes[digest] = f
             if min(img.size) < min_side:
@@ -219,7 +270,7 @@ def verify_images(path, min_side=64, set_aside=False):
             if twin is not None:
                 other = twin.parent.parent.name
                 where = "" if other == f.parent.parent.name else f" (one in {other}, one in {split}: a leak)"
-                note(f, f"nearly the same photo as {twin.relative_to(path)}{where}")
+                note(f, f"nearly the same photo as {display_name(twin.relative_to(path))}{where}")
                 continue
             bits[len(kept)] = h
             kept.append(f)
@@ -237,14 +288,18 @@ def verify_images(path, min_side=64, set_aside=False):
 
 def _set_aside(path, rows):
     """Move each file of `rows` under `path/_set_aside/`, keeping split and class, and add its reason to
-    `reasons.csv` (written before the files move, so that an interrupted move still says why)."""
+    `reasons.csv` (written before the files move, so that an interrupted move still says why). The CSV is
+    UTF-8 whatever the names: a name whose bytes are not UTF-8 is written as `verify_images` shows it (\\xNN);
+    the file moves under its own name. The CSV is replaced whole, never left half-written."""
     aside = path / SET_ASIDE
     aside.mkdir(exist_ok=True)
     log = aside / "reasons.csv"
     moves = [(Path(r.file), aside / r.split / r["class"] / Path(r.file).name, r.problem) for _, r in rows.iterrows()]
-    table = pd.DataFrame([{"from": str(src.relative_to(path)), "to": str(dst.relative_to(path)), "problem": why}
-                          for src, dst, why in moves])
-    table.to_csv(log, mode="a", header=not log.exists(), index=False)
+    table = pd.DataFrame([{"from": display_name(src.relative_to(path)), "to": display_name(dst.relative_to(path)),
+                           "problem": why} for src, dst, why in moves])
+    before = log.read_bytes() if log.exists() else b""
+    added = table.to_csv(header=not before, index=False).encode("utf-8", "backslashreplace")
+    atomic_write(log, lambda f: f.write(before + added))
     for src, dst, _ in moves:
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.exists() or src.is_symlink():
@@ -278,7 +333,6 @@ class PhotoUploader:
 
     def add(self, cls, files):
         """Save `files` ([(name, bytes)]) as photos of class `cls`; returns how many were saved."""
-        from lessonlib.engine.storage import atomic_write
         folder = self.inbox / _class_name(cls)
         saved = 0
         for name, content in files:
@@ -310,16 +364,17 @@ class PhotoUploader:
         add = w.Button(description=say("add to this class"), button_style="primary")
         status = w.HTML()
 
-        def show(message=""):
-            rows = "".join(f"<li>{cls}: {n}</li>" for cls, n in self.counts().items()) or f"<li>{say('none yet')}</li>"
-            status.value = f"{message}<br>{say('In {inbox}:', inbox=self.inbox)}<ul>{rows}</ul>"
+        def show(message=""):   # names (classes, folders, messages naming them) shown as text, never as HTML
+            rows = "".join(f"<li>{_html(cls)}: {n}</li>" for cls, n in self.counts().items()) \
+                or f"<li>{say('none yet')}</li>"
+            status.value = f"{message}<br>{say('In {inbox}:', inbox=_html(self.inbox))}<ul>{rows}</ul>"
 
         def on_add(_):
             try:
                 n = self.add(name.value, uploaded_files(upload.value))
-                show(say("added {n} file(s) to {cls}", n=n, cls=name.value.strip()))
-            except ValueError as e:
-                show(f"<b>{e}</b>")
+                show(say("added {n} file(s) to {cls}", n=n, cls=_html(name.value.strip())))
+            except (ValueError, OSError) as e:
+                show(f"<b>{_html(e)}</b>")
 
         add.on_click(on_add)
         show()
@@ -336,7 +391,11 @@ class Cleaner:
     chose ({file: "keep", "set aside" or a class name}). `apply()` writes them: a relabelled photo moves to that
     class's folder, a photo set aside to `_set_aside/` with its reason. The plan is written first
     (`_set_aside/cleaning-<n>.json`) and each move is one rename, so a Ctrl-C in the middle leaves every photo
-    in one place or the other, and `apply()` again finishes the job; `undo()` puts the last plan's photos back.
+    in one place or the other, and `resume()` (or `apply()` again) finishes the job. A photo that is no longer
+    where it was shown (moved by an earlier `apply`) is not planned again. `undo()` puts the photos of the last
+    plan back; again, those of the plan before. Other files in `_set_aside/` (a copy of a plan, notes) are not
+    the Cleaner's and are left alone. File names whose bytes are not UTF-8 are kept: the plan records them
+    exactly (JSON's \\u escapes), so undo finds them again.
     Afterwards, build the data again (`ImageClassifierData.from_paths`): the file list has changed, and the
     cached activations follow it.
 
@@ -375,11 +434,11 @@ class Cleaner:
         return ", ".join(f"{n} {say(what)}" for what, n in counts.items()) or say("nothing decided yet")
 
     def plan(self):
-        """[(from, to, why)] for the decisions that move a photo."""
+        """[(from, to, why)] for the decisions that move a photo still where it was shown."""
         moves = []
         for file, choice in self.decisions.items():
             true = self.candidates.true[self.candidates.file == file].iloc[0]
-            if choice == "keep" or choice == true:
+            if choice == "keep" or choice == true or not file.exists():   # kept, or moved already
                 continue
             split = file.parent.parent.name
             if choice == "set aside":
@@ -394,59 +453,59 @@ class Cleaner:
 
     def apply(self):
         """Carry out the decisions (see the class); returns the moves made, as a table."""
-        import json
-
-        from lessonlib.engine.storage import atomic_write
         moves = self.plan()
         if not moves:
             return pd.DataFrame(columns=["from", "to", "why"])
-        aside = self.path / SET_ASIDE
-        aside.mkdir(exist_ok=True)
-        number = 1 + max((int(p.stem.split("-")[1]) for p in aside.glob("cleaning-*.json")), default=0)
         record = [{"from": str(a), "to": str(b), "why": why} for a, b, why in moves]
-        atomic_write(aside / f"cleaning-{number}.json",
-                     lambda f: f.write(json.dumps(record, ensure_ascii=False, indent=1)), mode="w")
-        self._carry_out(record)
-        return pd.DataFrame(record)
+        number = 1 + max(self._plans("cleaning") | self._plans("undone"), default=0)
+        # ASCII JSON: a name of any bytes (surrogate escapes) is written and read back exactly, in any locale
+        atomic_write(self.path / SET_ASIDE / f"cleaning-{number}.json",
+                     lambda f: f.write(json.dumps(record, indent=1).encode("ascii")))
+        return pd.DataFrame(self._carry_out(record), columns=["from", "to", "why"])
 
     def resume(self):
-        """Finish the last plan after an interruption (what `apply` does again)."""
-        record = self._last_plan()
-        self._carry_out(record)
-        return pd.DataFrame(record)
+        """Finish the last plan after an interruption; returns the moves made now, as a table."""
+        return pd.DataFrame(self._carry_out(self._last_plan()[1]), columns=["from", "to", "why"])
 
     def undo(self):
-        """Put the photos of the last plan back where they were; returns how many moved back."""
-        record = self._last_plan()
-        back = self._carry_out([{"from": r["to"], "to": r["from"], "why": "undo"} for r in record])
-        (self.path / SET_ASIDE / f"cleaning-{self._last_number()}.json").rename(
-            self.path / SET_ASIDE / f"undone-{self._last_number()}.json")
-        return back
+        """Put the photos of the last plan back where they were; returns how many moved back. Called again, it
+        puts back those of the plan before."""
+        plan, record = self._last_plan()
+        back = self._carry_out([{"from": r["to"], "to": r["from"], "why": "undo"} for r in reversed(record)])
+        plan.replace(plan.with_name(plan.name.replace("cleaning-", "undone-")))
+        return len(back)
 
-    def _last_number(self):
-        numbers = [int(p.stem.split("-")[1]) for p in (self.path / SET_ASIDE).glob("cleaning-*.json")]
-        if not numbers:
-            raise FileNotFoundError(problem("no cleaning plan in {folder}", folder=self.path / SET_ASIDE))
-        return max(numbers)
+    def _plans(self, kind):
+        """{number: file} of the plans this Cleaner wrote in `_set_aside/` as `<kind>-<n>.json`; other files
+        there (`cleaning-1 copy.json`, notes) are not its own."""
+        folder = self.path / SET_ASIDE
+        found = (re.fullmatch(rf"{kind}-(\d+)\.json", p.name) for p in folder.iterdir()) if folder.is_dir() else ()
+        return {int(m[1]): folder / m[0] for m in found if m}
 
     def _last_plan(self):
-        import json
-        return json.loads((self.path / SET_ASIDE / f"cleaning-{self._last_number()}.json").read_text())
+        """(file, moves) of the last plan not undone."""
+        plans = self._plans("cleaning")
+        if not plans:
+            raise FileNotFoundError(problem("no cleaning plan in {folder}", folder=self.path / SET_ASIDE))
+        plan = plans[max(plans)]
+        return plan, json.loads(plan.read_text(encoding="utf-8"))
 
     @staticmethod
     def _carry_out(record):
+        """Make the moves of `record` whose photo is still at its start; returns those made."""
         from lessonlib.engine.snapshot import deferred_interrupt
-        moved = 0
+        moved = []
         for r in record:
             src, dst = Path(r["from"]), Path(r["to"])
             if not src.exists():       # done already (an earlier, interrupted run), or gone
                 continue
             if dst.exists():
-                raise FileExistsError(problem("{dst} exists already: move it away, then run this again", dst=dst))
+                raise FileExistsError(problem("{dst} exists already: move it away, then run this again",
+                                              dst=display_name(dst)))
             dst.parent.mkdir(parents=True, exist_ok=True)
             with deferred_interrupt():   # one rename: the photo is in one place or the other
                 src.rename(dst)
-            moved += 1
+            moved.append(r)
         return moved
 
     def widget(self, size=2.2):
@@ -463,23 +522,37 @@ class Cleaner:
         for _, c in self.candidates.iterrows():
             image = w.Image(value=_thumbnail(c.file), format="png", width=int(size * 60))
             caption = w.HTML(say("{name}<br>true: {true}<br>model: {predicted} (p={p:.2f} for {true})",
-                                 name=display_name(c.file.name), true=c.true, predicted=c.predicted, p=c.p_true))
+                                 name=_html(c.file.name), true=_html(c.true), predicted=_html(c.predicted),
+                                 p=c.p_true))
             choice = w.Dropdown(options=[(say("keep"), "keep"), (say("set aside"), "set aside"),
                                          *[(cls, cls) for cls in self.classes]], value="keep")
             choice.observe(lambda change, f=c.file: choose(change, f), names="value")
             rows.append(w.VBox([image, caption, choice]))
 
         def on_apply(_):
-            done = self.apply()
+            try:
+                done = self.apply()
+            except OSError as e:   # a photo in the way, a full disk: said where the student looks
+                status.value = f"<b>{_html(e)}</b>"
+                return
             status.value = say("moved {n} photo(s); build the data again to train on the cleaned folders", n=len(done))
 
         def on_undo(_):
-            status.value = say("put back {n} photo(s)", n=self.undo())
+            try:
+                status.value = say("put back {n} photo(s)", n=self.undo())
+            except OSError as e:
+                status.value = f"<b>{_html(e)}</b>"
 
         apply.on_click(on_apply)
         undo.on_click(on_undo)
         return w.VBox([w.GridBox(rows, layout=w.Layout(grid_template_columns="repeat(4, 1fr)")),
                        w.HBox([apply, undo]), status])
+
+
+def _html(text):
+    """`text` (a name, a path, a message that holds one) as HTML that shows it as written, never as markup; bytes
+    that are not UTF-8 shown as \\xNN."""
+    return html.escape(display_name(str(text)))
 
 
 def _thumbnail(file, side=160):

@@ -190,18 +190,16 @@ def test_sort_photos_makes_the_lessons_layout_from_folders_zips_and_files(tmp_pa
     with zipfile.ZipFile(tmp_path / "more_dogs.zip", "w") as z:
         for p in _photos(tmp_path / "zipped", 4, seed=3):
             z.write(p, f"album/{p.name}")      # same names as the folder's: numbered, not overwritten
-        z.writestr("../escape.jpg", b"x")     # a path that would leave the folder: skipped
-        z.writestr("__MACOSX/album/._IMG_0000.jpg", b"x")
-    with pytest.warns(UserWarning, match="would leave"):
+        z.writestr("__MACOSX/album/._IMG_0000.jpg", b"x")   # macOS's extra copy: not a photo, not said
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         table = sort_photos({"猫": tmp_path / "phone" / "cats", "狗": [tmp_path / "web", tmp_path / "more_dogs.zip"]},
                             tmp_path / "pets", valid_pct=0.2, seed=0)
     assert table.to_dict("records") == [{"class": "猫", "train": 8, "valid": 2, "left out": 0},
-                                        {"class": "狗", "train": 8, "valid": 2, "left out": 1}]   # ../escape.jpg
+                                        {"class": "狗", "train": 8, "valid": 2, "left out": 0}]
     assert sorted(p.name for p in (tmp_path / "pets" / "train").iterdir()) == ["狗", "猫"]
-    assert not (tmp_path / "escape.jpg").exists()
-    with pytest.warns(UserWarning):
-        again = sort_photos({"猫": tmp_path / "phone" / "cats", "狗": [tmp_path / "web", tmp_path / "more_dogs.zip"]},
-                            tmp_path / "pets2", valid_pct=0.2, seed=0)
+    again = sort_photos({"猫": tmp_path / "phone" / "cats", "狗": [tmp_path / "web", tmp_path / "more_dogs.zip"]},
+                        tmp_path / "pets2", valid_pct=0.2, seed=0)
     assert again.equals(table)
     same = [sorted(p.name for p in (tmp_path / d / "valid" / "猫").iterdir()) for d in ("pets", "pets2")]
     assert same[0] == same[1]                  # the same seed, the same split
@@ -374,23 +372,28 @@ def test_files_left_out_of_one_class_are_reported_and_the_next_classes_still_sor
     assert table["left out"].tolist() == [1, 0, 0] and table["class"].tolist() == ["a", "b", "c"]
 
 
-def test_the_widgets_controls_drive_their_state_and_output(tmp_path):
-    """What a student's clicks do, through the controls themselves (ipywidgets, no browser)."""
+def _choose(upload, photos):
+    """What the browser puts in a FileUpload when the student chooses `photos`."""
     import datetime
 
-    from lessonlib.photos import PhotoUploader
-    photos = _photos(tmp_path / "camera", 6, seed=7)
-    up = PhotoUploader(tmp_path / "inbox")
-    box = up.widget()
-    (name, upload, add), status = box.children[0].children, box.children[1]
     import ipywidgets
-    name.value = "狗"
     if ipywidgets.__version__.startswith("7"):   # 7.7 (Colab): a dict, and a read-only trait the browser fills
         upload.set_trait("value", {p.name: {"content": p.read_bytes(), "metadata": {"name": p.name}} for p in photos})
     else:
         upload.value = tuple({"name": p.name, "content": memoryview(p.read_bytes()), "type": "image/jpeg",
                               "size": p.stat().st_size,
                               "last_modified": datetime.datetime.now(datetime.timezone.utc)} for p in photos)
+
+
+def test_the_widgets_controls_drive_their_state_and_output(tmp_path):
+    """What a student's clicks do, through the controls themselves (ipywidgets, no browser)."""
+    from lessonlib.photos import PhotoUploader
+    photos = _photos(tmp_path / "camera", 6, seed=7)
+    up = PhotoUploader(tmp_path / "inbox")
+    box = up.widget()
+    (name, upload, add), status = box.children[0].children, box.children[1]
+    name.value = "狗"
+    _choose(upload, photos)
     add.click()
     assert up.counts() == {"狗": 6} and "added 6 file(s) to 狗" in status.value
     name.value = "a/b"
@@ -407,3 +410,260 @@ def test_the_widgets_controls_drive_their_state_and_output(tmp_path):
     assert not cleaner.candidates.file[0].exists() and "moved 1 photo" in status.value
     undo.click()
     assert cleaner.candidates.file[0].exists() and "put back 1" in status.value
+
+
+# ---------------------------------------------------------------- names are text, zips never mix, the Cleaner undoes
+
+EVIL = "<img src=x onerror=alert(1)>"
+
+
+def _markup(html):
+    """The tags of a widget's HTML value other than the ones lessonlib writes itself."""
+    import re
+    ours = ("<br>", "<b>", "</b>", "<ul>", "</ul>", "<li>", "</li>")
+    return [t for t in re.findall(r"<[^>]*>", html) if t not in ours]
+
+
+def test_names_reach_the_widgets_html_as_text_never_as_markup(tmp_path):
+    """A class name, a photo's name and a message naming them are shown as written (ipywidgets' HTML would run them)."""
+    from lessonlib.photos import Cleaner, PhotoUploader
+    photos = _photos(tmp_path / "camera", 2, seed=7)
+    up = PhotoUploader(tmp_path / "inbox")
+    box = up.widget()
+    (name, upload, add), status = box.children[0].children, box.children[1]
+    name.value = EVIL
+    _choose(upload, photos)
+    add.click()
+    assert up.counts() == {EVIL: 2}
+    assert _markup(status.value) == [] and "&lt;img src=x onerror=alert(1)&gt;" in status.value
+    name.value = EVIL + "/x"                                  # refused: the message names the class
+    add.click()
+    assert "class name" in status.value and _markup(status.value) == []
+
+    cleaner, files = _cleaner(tmp_path)
+    evil = files[0].with_name(f"{EVIL}.jpg")
+    files[0].rename(evil)
+    files[0] = evil
+    y = np.array([0 if f.parent.name == "cats" else 1 for f in files])
+    probs = np.stack([np.linspace(0.05, 0.95, len(files)), np.linspace(0.95, 0.05, len(files))], 1)
+    cleaner = Cleaner(tmp_path / "pets", files, y, probs, ["cats", "<b onmouseover=alert(2)>dogs"], n=8)
+    captions = [row.children[1].value for row in cleaner.widget().children[0].children]
+    assert any("&lt;img src=x onerror=alert(1)&gt;.jpg" in c for c in captions)
+    assert all(_markup(c) == [] for c in captions)
+
+
+@pytest.mark.parametrize("laptop_names", ["IMG", "DSC"])   # a phone's names in both zips, or different names
+def test_two_zips_of_one_name_each_keep_all_their_photos_in_one_split(tmp_path, laptop_names):
+    import hashlib
+    import zipfile
+
+    from lessonlib.photos import sort_photos
+    zips = {}
+    for folder, seed, prefix in (("phone", 1, "IMG"), ("laptop", 2, laptop_names)):
+        (tmp_path / folder).mkdir()
+        zips[folder] = tmp_path / folder / "photos.zip"
+        with zipfile.ZipFile(zips[folder], "w") as z:
+            for p in _photos(tmp_path / f"{folder}-camera", 5, seed=seed):
+                z.write(p, p.name.replace("IMG", prefix))
+    _photos(tmp_path / "dogs", 6, seed=3)
+    table = sort_photos({"cat": [zips["phone"], zips["laptop"]], "dog": tmp_path / "dogs"}, tmp_path / "pets")
+    digest = lambda f: hashlib.sha256(f.read_bytes()).hexdigest()   # noqa: E731
+    given = {digest(f) for folder in ("phone-camera", "laptop-camera") for f in (tmp_path / folder).iterdir()}
+    train = [digest(f) for f in (tmp_path / "pets" / "train" / "cat").iterdir()]
+    valid = [digest(f) for f in (tmp_path / "pets" / "valid" / "cat").iterdir()]
+    assert len(given) == 10 and sorted(train + valid) == sorted(given)   # none lost, none twice
+    assert not set(train) & set(valid)                                  # no photo in both splits
+    assert table.set_index("class").loc["cat", ["train", "valid"]].tolist() == [len(train), len(valid)]
+
+
+def test_a_zip_that_unpacks_to_more_than_a_download_may_is_refused_by_name(tmp_path):
+    """1,100 MiB of zeros in a 5 MB zip: more than the 1 GiB (or 50x its size) an archive lessonlib downloads may
+    unpack to. Refused before anything is written."""
+    import zipfile
+
+    from lessonlib.datasets import MAX_UNPACKED, UNPACKED_FLOOR
+    from lessonlib.photos import sort_photos
+    bomb = tmp_path / "phone" / "photos.zip"
+    bomb.parent.mkdir()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z, \
+            z.open("IMG_0001.jpg", "w", force_zip64=True) as f:
+        for _ in range(1100):
+            f.write(bytes(2**20))
+    assert 1100 * 2**20 > max(UNPACKED_FLOOR, MAX_UNPACKED * bomb.stat().st_size)
+    _photos(tmp_path / "dogs", 6, seed=3)
+    with pytest.raises(ValueError, match="would unpack to 1,100 MB") as e:
+        sort_photos({"cat": bomb, "dog": tmp_path / "dogs"}, tmp_path / "pets")
+    assert str(bomb) in str(e.value) and "give the folder instead" in str(e.value)
+    assert not (tmp_path / "pets").exists() and not list(tmp_path.glob(".sorting-*"))
+
+
+def _encrypted(path):
+    """Mark every member of the zip `path` encrypted, as `zip -e` does (general purpose flag, bit 0)."""
+    data = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = data.find(signature)
+        while start != -1:
+            data[start + offset] |= 1
+            start = data.find(signature, start + 4)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("fault, said", [
+    ("truncated", "not a whole .zip file"),
+    ("password", "protected by a password"),
+    ("file and folder", "a file and a folder both named 'album'"),
+    ("twice", "two files named 'album/IMG_0000.jpg'"),
+    ("escape", "'../escape.jpg', a path that would leave"),
+    ("damaged", "is damaged"),
+])
+def test_a_zip_that_cannot_be_unpacked_whole_is_named_with_what_to_do(tmp_path, fault, said):
+    import zipfile
+
+    from lessonlib.photos import sort_photos
+    photos = _photos(tmp_path / "camera", 5, seed=1)
+    bad = tmp_path / "phone" / "photos.zip"
+    bad.parent.mkdir()
+    with warnings.catch_warnings(), zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as z:
+        warnings.simplefilter("ignore")   # zipfile's own "Duplicate name" warning
+        if fault == "file and folder":
+            z.writestr("album", b"notes")
+        for p in photos:
+            z.write(p, f"album/{p.name}")
+        if fault == "twice":
+            z.write(photos[1], f"album/{photos[0].name}")
+        if fault == "escape":
+            z.writestr("../escape.jpg", photos[0].read_bytes())
+    if fault == "truncated":
+        bad.write_bytes(bad.read_bytes()[:bad.stat().st_size // 2])   # cut off mid-copy
+    if fault == "password":
+        _encrypted(bad)
+    if fault == "damaged":
+        data = bytearray(bad.read_bytes())
+        data[200:400] = bytes(200)                                  # bytes changed inside the first photo
+        bad.write_bytes(bytes(data))
+    _photos(tmp_path / "dogs", 6, seed=3)
+    with pytest.raises(ValueError) as e:
+        sort_photos({"cat": bad, "dog": tmp_path / "dogs"}, tmp_path / "pets")
+    message = str(e.value)
+    assert str(bad) in message and said in message, message
+    assert "folder instead" in message or "copy it again" in message
+    assert not (tmp_path / "pets").exists() and not (tmp_path / "escape.jpg").exists()
+
+
+def _relabel(cleaner, i):
+    other = [c for c in cleaner.classes if c != cleaner.candidates.true[i]][0]
+    cleaner.decide(cleaner.candidates.file[i], other)
+    return other
+
+
+def test_applying_twice_moves_once_and_undo_restores_the_photo(tmp_path):
+    cleaner, _ = _cleaner(tmp_path)
+    photo = cleaner.candidates.file[0]
+    everything = sorted(p.name for p in (tmp_path / "pets").rglob("*.jpg"))
+    other = _relabel(cleaner, 0)
+    done = cleaner.apply()
+    relabelled = Path(done.to[0])
+    assert len(done) == 1 and relabelled.parent.name == other and relabelled.is_file() and not photo.exists()
+    after = sorted((tmp_path / "pets").rglob("*"))
+    again = cleaner.apply()                          # pressed a second time: nothing left to move
+    assert len(again) == 0 and sorted((tmp_path / "pets").rglob("*")) == after
+    assert cleaner.undo() == 1 and photo.is_file() and not relabelled.exists()
+    assert sorted(p.name for p in (tmp_path / "pets").rglob("*.jpg")) == everything
+    with pytest.raises(FileNotFoundError, match="no cleaning plan"):
+        cleaner.undo()                               # nothing more to undo
+    cleaner.decide(photo, "set aside")               # a second round: its record does not replace the first's
+    assert len(cleaner.apply()) == 1 and cleaner.undo() == 1 and photo.is_file()
+    assert sorted(p.name for p in (tmp_path / "pets" / "_set_aside").glob("*.json")) == ["undone-1.json",
+                                                                                        "undone-2.json"]
+
+
+def test_the_cleaner_leaves_files_it_did_not_write_alone(tmp_path):
+    import shutil
+    cleaner, _ = _cleaner(tmp_path)
+    aside = tmp_path / "pets" / "_set_aside"
+    cleaner.decide(cleaner.candidates.file[0], "set aside")
+    cleaner.apply()
+    shutil.copy(aside / "cleaning-1.json", aside / "cleaning-1 copy.json")   # what a file manager's copy is named
+    (aside / "cleaning-notes.json").write_text("{}")
+    (aside / "cleaning-2.json.bak").write_text("[]")
+    _relabel(cleaner, 1)
+    assert len(cleaner.apply()) == 1 and (aside / "cleaning-2.json").is_file()
+    assert cleaner.undo() == 1 and cleaner.candidates.file[1].is_file()
+    assert cleaner.undo() == 1 and cleaner.candidates.file[0].is_file()
+    assert (aside / "cleaning-1 copy.json").is_file() and (aside / "cleaning-notes.json").read_text() == "{}"
+
+
+def _gbk_name(folder, stem):
+    """A file name as Linux keeps it when a Chinese Windows wrote it: GBK bytes, not UTF-8 (a str with surrogate
+    escapes, as os.listdir gives it). Skipped where the file system accepts only Unicode names (macOS, Windows)."""
+    import os
+    import sys
+    name = os.fsdecode(stem.encode("gbk") + b".jpg")
+    if sys.platform != "linux" or sys.getfilesystemencoding() != "utf-8":
+        pytest.skip("only Linux keeps file names that are not UTF-8")
+    assert "\udcd5" in name or any("\udc80" <= c <= "\udcff" for c in name)
+    return folder / name
+
+
+def test_a_file_name_that_is_not_utf8_is_kept_through_the_cleaner_and_its_undo(tmp_path):
+    import os
+
+    from lessonlib.photos import Cleaner
+    _, files = _cleaner(tmp_path)
+    gbk = _gbk_name(files[0].parent, "照片")
+    files[0].rename(gbk)
+    files[0] = gbk
+    y = np.array([0 if f.parent.name == "cats" else 1 for f in files])
+    probs = np.stack([np.linspace(0.05, 0.95, len(files)), np.linspace(0.95, 0.05, len(files))], 1)
+    cleaner = Cleaner(tmp_path / "pets", files, y, probs, ["cats", "dogs"], n=8)
+    assert gbk in set(cleaner.candidates.file)
+    cleaner.decide(gbk, "set aside")
+    other = _relabel(cleaner, int(np.flatnonzero(cleaner.candidates.file != gbk)[0]))
+    done = cleaner.apply()
+    assert len(done) == 2 and not gbk.exists()
+    aside = tmp_path / "pets" / "_set_aside" / "valid" / gbk.parent.name
+    assert os.fsencode(gbk.name) in os.listdir(os.fsencode(aside))        # the same bytes, moved
+    assert other and cleaner.undo() == 2 and gbk.is_file()
+    assert os.fsencode(gbk.name) in os.listdir(os.fsencode(gbk.parent))
+
+
+def test_a_file_name_that_is_not_utf8_is_set_aside_and_its_reason_written_whole(tmp_path):
+    import os
+
+    import pandas as pd
+
+    from lessonlib.photos import verify_images
+    cats = _photos(tmp_path / "pets" / "train" / "cats", 4, seed=1, size=(128, 96))
+    _photos(tmp_path / "pets" / "valid" / "cats", 2, seed=3, size=(128, 96))
+    _photos(tmp_path / "pets" / "train" / "dogs", 4, seed=2, size=(128, 96))
+    broken = _gbk_name(cats[0].parent, "坏了")
+    broken.write_bytes(cats[0].read_bytes()[:300])                           # cut off
+    copy = _gbk_name(cats[0].parent, "复制")
+    copy.write_bytes(cats[1].read_bytes())                                   # the same bytes twice
+    report = verify_images(tmp_path / "pets", set_aside=True)
+    assert len(report) == 2 and "\\x" in report.file[0]                       # shown as \xNN, printable
+    report.to_string().encode("utf-8")
+    aside = tmp_path / "pets" / "_set_aside" / "train" / "cats"
+    assert sorted(os.listdir(os.fsencode(aside))) == sorted([os.fsencode(broken.name), os.fsencode(copy.name)])
+    reasons = pd.read_csv(tmp_path / "pets" / "_set_aside" / "reasons.csv", encoding="utf-8")
+    assert len(reasons) == 2 and set(reasons["from"]) == set(report.file)
+    (cats[2].parent / "tiny.png").write_bytes(b"")                          # a later round adds its row
+    verify_images(tmp_path / "pets", set_aside=True)
+    assert len(pd.read_csv(tmp_path / "pets" / "_set_aside" / "reasons.csv", encoding="utf-8")) == 3
+    assert [p.name for p in (tmp_path / "pets" / "_set_aside").iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_class_keeps_a_photo_to_train_on_and_min_per_class_below_two_is_refused(tmp_path):
+    from lessonlib.photos import sort_photos
+    _photos(tmp_path / "a", 6, seed=1)
+    _photos(tmp_path / "b", 2, seed=2)
+    _photos(tmp_path / "c", 1, seed=3)
+    with pytest.raises(ValueError, match=r"min_per_class=1: each class needs at least 2 photos"):
+        sort_photos({"a": tmp_path / "a", "c": tmp_path / "c"}, tmp_path / "out", min_per_class=1)
+    with pytest.raises(ValueError, match="'c' has 1 photo"):
+        sort_photos({"a": tmp_path / "a", "c": tmp_path / "c"}, tmp_path / "out", min_per_class=2)
+    table = sort_photos({"a": tmp_path / "a", "b": tmp_path / "b"}, tmp_path / "out", valid_pct=0.9, min_per_class=2)
+    assert table.set_index("class")[["train", "valid"]].to_dict("index") == {"a": {"train": 1, "valid": 5},
+                                                                             "b": {"train": 1, "valid": 1}}
+    data = ImageClassifierData.from_paths(tmp_path / "out", tfms=TFMS, bs=2)
+    assert data.classes == ["a", "b"] and len(data.trn_ds) == 2
