@@ -476,6 +476,20 @@ def test_two_zips_of_one_name_each_keep_all_their_photos_in_one_split(tmp_path, 
     assert table.set_index("class").loc["cat", ["train", "valid"]].tolist() == [len(train), len(valid)]
 
 
+def test_the_same_zip_or_photo_given_twice_for_a_class_is_used_once(tmp_path):
+    import zipfile
+
+    from lessonlib.photos import sort_photos
+    photos = _photos(tmp_path / "camera", 5, seed=1)
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as z:
+        for p in photos:
+            z.write(p, p.name)
+    _photos(tmp_path / "dogs", 6, seed=3)
+    table = sort_photos({"cat": [tmp_path / "photos.zip", tmp_path / "photos.zip"],
+                         "dog": [tmp_path / "dogs", tmp_path / "dogs" / "IMG_0000.jpg"]}, tmp_path / "pets")
+    assert (table.train + table.valid).tolist() == [5, 6]
+
+
 def test_a_zip_that_unpacks_to_more_than_a_download_may_is_refused_by_name(tmp_path):
     """1,100 MiB of zeros in a 5 MB zip: more than the 1 GiB (or 50x its size) an archive lessonlib downloads may
     unpack to. Refused before anything is written."""
