@@ -198,3 +198,50 @@ def test_a_hand_written_torchrun_script_refuses_processes_that_differ(tmp_path, 
     for r in range(2):
         text = (out / f"rank{r}.txt").read_text()
         assert text.startswith("refused") and "do not agree on the data and the training settings" in text, text
+
+
+# ---------------------------------------------------------------- no process is left without a mini-batch (issue 39)
+
+@pytest.mark.parametrize("n, bs, world", [(16, 32, 2), (10, 4, 2), (5, 4, 4), (9, 2, 3), (7, 64, 7)])
+def test_every_process_gets_a_share_of_the_last_evaluation_mini_batch(n, bs, world):
+    """The README's run in smoke mode: 16 validation images, --bs 64 over 2 processes (32 each): process 1 got none."""
+    samplers = [ShardedSampler(n, bs, r, world, shuffle=False) for r in range(world)]
+    shares = [list(s) for s in samplers]
+    assert all(shares), [len(s) for s in shares]
+    assert sorted(i for share in shares for i in share) == list(range(n))   # every item once
+    last = [hi - lo for lo, hi in (s._slices()[-1] for s in samplers)]       # the last global mini-batch,
+    assert max(last) - min(last) <= 1 and min(last) >= 1                      # shared as evenly as it goes
+
+
+@pytest.mark.parametrize("n, world, shuffle, most", [(3, 2, True, 1), (7, 4, True, 3), (1, 2, False, 1),
+                                                     (3, 4, False, 3)])
+def test_data_too_small_for_the_processes_is_refused_saying_how_many_it_allows(n, world, shuffle, most):
+    for rank in range(world):
+        with pytest.raises(ValueError, match=rf"{n} images cannot be shared by {world} processes: .*allows at most "
+                                             rf"{most} \(torchrun --nproc_per_node {most}\)"):
+            ShardedSampler(n, 4, rank, world, shuffle=shuffle)
+
+
+def _readme_worker(rank, world, port, path, home, out):
+    """One process of the README's `torchrun --nproc_per_node=2 -m lessonlib train ...` (the default --bs 64)."""
+    import contextlib
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "LESSONLIB_HOME": str(home)})
+    from lessonlib.__main__ import main as cli
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), redirect_stdout(io.StringIO()):
+        code = cli(["train", str(path), "--arch", "efficientnet_lite0", "--sz", "32", "--epochs", "1",
+                    "--device", "cpu", "--save", "ddp"])
+    (Path(out) / f"rank{rank}.txt").write_text(f"{code}\n{err.getvalue()}")
+    os._exit(0)   # as _cli_worker: leave at once, the result is written
+
+
+def test_the_readme_s_two_process_run_trains_on_the_smoke_sample(tmp_path):
+    path = make_folders(tmp_path / "pets", n_train=16, n_valid=8)   # the smoke sample's counts: 32 and 16 images
+    out = tmp_path / "out"
+    out.mkdir()
+    spawn_processes(_readme_worker, (2, _free_port(), path, tmp_path / "home", out), nprocs=2)
+    for r in range(2):
+        code, err = (out / f"rank{r}.txt").read_text().split("\n", 1)
+        assert code == "0", err[-2000:]
+    assert (tmp_path / "home" / "models" / "ddp.pt").exists()

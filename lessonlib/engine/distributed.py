@@ -26,14 +26,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lessonlib.engine.language import problem
+from lessonlib.engine.language import problem, say
 from lessonlib.engine.settings import torchrun
 from lessonlib.models import ConvNet
 
 RENDEZVOUS_TIMEOUT = 120   # seconds to wait for the other processes of a run to start
 
 __all__ = ["CPUSyncBatchNorm", "Run", "ShardedSampler", "agree", "all_mean", "barrier", "convert_batchnorm", "gather_ordered",
-           "is_distributed", "one_process_only", "processes", "wrap"]
+           "is_distributed", "most_processes", "one_process_only", "processes", "wrap"]
 
 
 def is_distributed():
@@ -166,10 +166,22 @@ class ShardedSampler(torch.utils.data.Sampler):
     takes the r-th slice of `bs`. So one process (world 1, the same seed) sees exactly the same global
     mini-batches. A last, partial global mini-batch is split evenly while training (at most `world - 1` items
     are left out, and all of it when each process would get fewer than 2); for evaluation every item is
-    kept (the last slices are shorter) and `gather_ordered` puts the results back in order.
+    kept, the last global mini-batch shared as evenly as it goes (no process's share is empty), and
+    `gather_ordered` puts the results back in order.
+
+    So that no process is ever left without a mini-batch, `n` items are refused (ValueError, when the data is
+    built) where they cannot go round: training needs 2 per process, evaluation 1; the message says how many
+    processes the data allows (`most_processes`).
     """
 
     def __init__(self, n, bs, rank, world, shuffle=True, seed=42):
+        if n < world * (2 if shuffle else 1):
+            most = most_processes(n, shuffle)
+            raise ValueError(problem("{n} images cannot be shared by {world} processes: each process needs at least "
+                                     "{need} of them {purpose}, so this data allows at most {most} (torchrun "
+                                     "--nproc_per_node {most}); start fewer processes, or use more images",
+                                     n=n, world=world, need=2 if shuffle else 1, most=most,
+                                     purpose=say("to train on") if shuffle else say("to evaluate")))
         self.n, self.bs, self.rank, self.world, self.shuffle, self.seed = n, bs, rank, world, shuffle, seed
         self.epoch = 0
 
@@ -178,13 +190,16 @@ class ShardedSampler(torch.utils.data.Sampler):
         out, step = [], self.bs * self.world
         for start in range(0, self.n, step):
             size = min(step, self.n - start)
-            local = self.bs
-            if self.shuffle and size < step:
-                local = size // self.world
+            if self.shuffle:   # training: equal shares of `local` items, the rest of a partial mini-batch left out
+                local = self.bs if size == step else size // self.world
                 if local < 2:
                     break
-            lo = start + min(self.rank * local, size)
-            out.append((lo, start + min((self.rank + 1) * local, size)))
+                lo, hi = self.rank * local, (self.rank + 1) * local
+            else:              # evaluation: every item, the first `extra` processes one more than the others
+                local, extra = divmod(size, self.world)
+                lo = self.rank * local + min(self.rank, extra)
+                hi = lo + local + (self.rank < extra)
+            out.append((start + lo, start + hi))
         return out
 
     def __iter__(self):
@@ -198,6 +213,12 @@ class ShardedSampler(torch.utils.data.Sampler):
 
     def __len__(self):
         return sum(hi - lo for lo, hi in self._slices())
+
+
+def most_processes(n, shuffle=True):
+    """How many processes `n` items can be shared by: each needs 2 of them to train on (a mini-batch of one would
+    break BatchNorm), 1 to evaluate."""
+    return n // 2 if shuffle else n
 
 
 def all_mean(value, count):
