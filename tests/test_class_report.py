@@ -272,3 +272,12 @@ def test_formulas_and_control_characters_from_a_log_reach_neither_spreadsheet_no
     assert not [c for c in printed + files if (ord(c) < 32 and c not in "\n\r") or 0x7f <= ord(c) < 0xa0
                 or c == "\u202e"]
     assert "\\x1b]0;pwned\\x07" in printed                          # shown, not obeyed
+
+
+def test_in_a_notebook_what_is_left_out_comes_as_warnings(tmp_path):
+    from lessonlib.class_report import class_report
+    log = _lines(tmp_path / "ana", [_check(correct="false"), _check()])
+    with pytest.warns(UserWarning, match=f"{log}, line 1: 'correct' is \"false\""):
+        _, by_student = class_report([tmp_path / "ana"])
+    assert by_student.to_dict("records") == [{"student": "ana", "exercises_tried": 1, "exercises_right": 1,
+                                              "checks": 1}]
