@@ -177,12 +177,15 @@ def _locate(entry):
 # ---------------------------------------------------------------- download, check, extract
 
 MAX_UNPACKED = 50         # an archive may unpack to at most this many times its own size ...
-UNPACKED_FLOOR = 2**30    # ... or to this many bytes, whichever is more: no decompression bombs
+UNPACKED_FLOOR = 2**28    # ... or to 256 MiB, whichever is more: no decompression bombs (photos and JPEG data
+                          # sets barely compress: fast.ai's dogscats unpacks to 1.0x its size, a phone's zip too)
+MAX_MEMBERS = 200_000     # nor a million empty files (dogscats, the largest set here, holds about 37,500)
 
 
 def safe_extract(archive, dest):
     """Extract a .zip or .tar(.gz) into `dest`, refusing any member that would land outside it, and an archive
-    that would unpack to more than `MAX_UNPACKED` times its size (or `UNPACKED_FLOOR` bytes, if more)."""
+    that would unpack to more than `MAX_UNPACKED` times its size (or `UNPACKED_FLOOR` bytes, if more) or holds more
+    than `MAX_MEMBERS` entries."""
     archive, dest = Path(archive), Path(dest).resolve()
     dest.mkdir(parents=True, exist_ok=True)
     limit = max(UNPACKED_FLOOR, MAX_UNPACKED * archive.stat().st_size)
@@ -190,12 +193,12 @@ def safe_extract(archive, dest):
         with zipfile.ZipFile(archive) as z:
             for member in z.namelist():
                 _refuse_escape(member, dest)
-            _refuse_too_large(archive, sum(i.file_size for i in z.infolist()), limit)
+            _refuse_too_large(archive, sum(i.file_size for i in z.infolist()), limit, len(z.infolist()))
             z.extractall(dest)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as t:
             members = t.getmembers()
-            _refuse_too_large(archive, sum(m.size for m in members if m.isfile()), limit)
+            _refuse_too_large(archive, sum(m.size for m in members if m.isfile()), limit, len(members))
             for member in members:
                 _refuse_escape(member.name, dest)
                 if member.issym():     # a symbolic link's target is relative to the link's own folder
@@ -214,11 +217,17 @@ def safe_extract(archive, dest):
     return dest
 
 
-def _refuse_too_large(archive, unpacked, limit):
+def _refuse_too_large(archive, unpacked, limit, members):
     if unpacked > limit:
-        raise ValueError(problem("refusing to extract {name}: it would unpack to {mb:,.0f} MB, more than "
-                                 "{MAX_UNPACKED}x its own size; it is damaged or not the data set it claims to be",
-                                 name=archive.name, mb=unpacked / 2**20, MAX_UNPACKED=MAX_UNPACKED))
+        raise ValueError(problem("refusing to extract {name}: it would unpack to {mb:,.0f} MB, more than the "
+                                 "{limit:,.0f} MB allowed for an archive of its size ({MAX_UNPACKED}x, at least "
+                                 "{floor:,.0f} MB); it is damaged or not the data it claims to be",
+                                 name=archive.name, mb=unpacked / 2**20, limit=limit / 2**20,
+                                 MAX_UNPACKED=MAX_UNPACKED, floor=UNPACKED_FLOOR / 2**20))
+    if members > MAX_MEMBERS:
+        raise ValueError(problem("refusing to extract {name}: it holds {n:,} entries, more than the {most:,} "
+                                 "allowed; it is damaged or not the data it claims to be",
+                                 name=archive.name, n=members, most=MAX_MEMBERS))
 
 
 def _refuse_escape(member, dest):

@@ -449,15 +449,31 @@ def test_a_name_that_does_not_resolve_fails_at_once(tmp_path, monkeypatch):
 
 
 def test_an_archive_that_would_unpack_to_far_more_than_its_size_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "UNPACKED_FLOOR", 0)   # the floor is 1 GiB: lower it rather than write 1 GiB
+    monkeypatch.setattr(datasets, "UNPACKED_FLOOR", 0)   # the floor is 256 MiB: lower it rather than write that
     bomb = tmp_path / "bomb.tgz"
     bomb.write_bytes(tgz({"zeros.bin": bytes(8 * 2**20)}))          # 8 MB of zeros in a few KB
-    with pytest.raises(ValueError, match=r"refusing to extract bomb.tgz: it would unpack to 8 MB"):
+    with pytest.raises(ValueError, match=r"refusing to extract bomb.tgz: it would unpack to 8 MB, more than the 0 MB"):
         datasets.safe_extract(bomb, tmp_path / "out")
     assert not (tmp_path / "out" / "zeros.bin").exists()
     fine = tmp_path / "fine.tgz"
     fine.write_bytes(tgz({"a.txt": bytes(range(256)) * 4}))
     assert (datasets.safe_extract(fine, tmp_path / "ok") / "a.txt").exists()
+
+
+@pytest.mark.parametrize("kind", ["zip", "tgz"])
+def test_an_archive_of_more_entries_than_any_data_set_is_refused_before_writing(tmp_path, monkeypatch, kind):
+    monkeypatch.setattr(datasets, "MAX_MEMBERS", 50)   # the real cap is 200,000: lower it rather than write that many
+    files = {f"f{i}.txt": b"" for i in range(51)}
+    archive = tmp_path / f"many.{kind}"
+    if kind == "tgz":
+        archive.write_bytes(tgz(files))
+    else:
+        with zipfile.ZipFile(archive, "w") as z:
+            for name, data in files.items():
+                z.writestr(name, data)
+    with pytest.raises(ValueError, match=rf"refusing to extract many.{kind}: it holds 51 entries, more than the 50"):
+        datasets.safe_extract(archive, tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())
 
 
 def test_a_hard_link_deep_in_an_archive_cannot_point_outside(tmp_path, monkeypatch):
