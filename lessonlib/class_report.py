@@ -88,6 +88,8 @@ def read_logs(paths, skipped=None):
     Each log or line left out gets one line in the list `skipped`; when `skipped` is None, a warning each.
     """
     notes = [] if skipped is None else skipped
+    notes.extend(say("{path} does not exist: left out (a typing mistake, or a home this user cannot see?)",
+                     path=safe_text(path)) for path in paths if not os.path.lexists(path))
     logs, seen = {}, {}
     for student, home, file in find_logs(paths):
         problems = []

@@ -138,6 +138,12 @@ def test_a_home_given_twice_counts_once(tmp_path, capsys):
     assert "is the same file as" in printed
 
 
+def test_a_path_that_does_not_exist_is_named_not_passed_over(tmp_path, capsys):
+    _log(tmp_path / "ana" / ".cache" / "lessonlib", "ana", [("00-count-dogs", True)])
+    printed, rows, _ = _report(tmp_path, capsys, tmp_path / "ana", tmp_path / "amna")   # a typing mistake
+    assert list(rows) == ["ana"] and f"{tmp_path / 'amna'} does not exist: left out" in printed
+
+
 def test_a_log_linked_to_a_classmates_is_left_out_and_named(tmp_path, capsys, monkeypatch):
     ben = _lines(tmp_path / "ben" / ".cache" / "lessonlib", [_check(user="ben"), _check("01-error-rate", user="ben")])
     ben.chmod(0o600)                                            # unreadable to ana, not to the teacher (root)
