@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: lab lab-zh test test-full install wheel clean translations
+.PHONY: lab lab-zh test test-full install wheel clean translations app
 
 install: $(VENV)/.installed
 
@@ -16,6 +16,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 lab: install
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00_start_here.ipynb $(LAB_ARGS)
+
+# Lesson 10's exported model as a web page: `make app` serves LESSONLIB_HOME/exports/export.pt (what
+# learn.export() writes by default), or `make app MODEL=path/to/export.pt PORT=8866`.
+PORT ?= 8866
+app: install
+	$(BIN)/python -m lessonlib app $(MODEL) --port $(PORT)
 
 # 中文版: the Chinese lessons, with JupyterLab's own menus in Chinese (its zh-CN language pack, installed here only)
 # and lessonlib's messages in Chinese. Your own JupyterLab settings are left alone: this one keeps its settings in

@@ -1,4 +1,5 @@
-"""Command line: `python -m lessonlib doctor`, `train PATH` (the lesson's recipe, headless), `fetch-weights`.
+"""Command line: `python -m lessonlib doctor`, `train PATH` (the lesson's recipe, headless), `fetch-weights`,
+`app MODEL` (the exported model on a web page, served by Voila).
 
     python -m lessonlib train dogscats-mini --arch resnet34 --sz 224 --epochs 1 --cycle-len 1 \\
         --unfreeze --lrs 1e-4,1e-3,1e-2 --bn-freeze --tta --test-name test --submission sub.csv --save mine
@@ -59,6 +60,12 @@ def _parser():
     report = commands.add_parser("class-report", help="how the class did on the exercises (LESSONLIB_CLASS_LOG=1)")
     report.add_argument("homes", nargs="+", help="the students' homes or LESSONLIB_HOME folders, e.g. /home/*")
     report.add_argument("--out", default=None, help="also write by_exercise.csv and by_student.csv into this folder")
+    app = commands.add_parser("app", help="serve an exported model (learn.export) as a web page with Voila")
+    app.add_argument("model", nargs="?", default=None,
+                     help="the file learn.export() wrote (default: LESSONLIB_HOME/exports/export.pt)")
+    app.add_argument("--port", type=int, default=8866, help="http://127.0.0.1:PORT/ (default 8866)")
+    app.add_argument("--page", default=None, help="your own page notebook (default: lessonlib's, copied to "
+                                                  "LESSONLIB_HOME/app/app.ipynb)")
     return parser
 
 
@@ -72,6 +79,9 @@ def main(argv=None):
             from lessonlib.class_report import print_report
             print_report(args.homes, args.out)
             return 0
+        if args.command == "app":
+            from lessonlib.app import serve
+            return serve(args.model, args.port, args.page)
         if args.command == "fetch-weights":
             from lessonlib.engine.weights import fetch_weights
             fetch_weights(args.archs, args.to)

@@ -12,6 +12,7 @@ loads on a CPU.
 """
 import io
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,11 +101,12 @@ def _read(path):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            raise ValueError(problem("{path} is not a lessonlib export: it holds Python objects (a pickle, such as "
-                                     "fastai's export.pkl or torch.save(model)), which could run code when loaded, "
-                                     "so nothing in it was run; export the model with learn.export(path)",
-                                     path=path)) from None
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if found:   # a pickle that names Python objects: the safe loader stopped before building any
+            raise ValueError(problem("{path} is not a lessonlib export: it holds Python objects ({what}; a pickle, "
+                                     "such as fastai's export.pkl or torch.save(model)), which could run code when "
+                                     "loaded, so nothing in it was run; export the model with learn.export(path)",
+                                     path=path, what=found.group(1))) from None
         raise ValueError(problem("{path} is not a lessonlib export: it cannot be read as a PyTorch file ({kind}: "
                                  "{reason}); the file is damaged, incomplete, or something else",
                                  path=path, kind=type(e).__name__, reason=str(e)[:100])) from None
@@ -177,8 +179,9 @@ def open_photo(photo, name=None):
     except UnidentifiedImageError:
         raise ValueError(problem("{name} is not a photo this machine can read (JPEG, PNG, WebP, GIF, BMP, ...): is "
                                  "it a photo at all?", name=name)) from None
-    except OSError as e:
-        raise ValueError(problem("{name} cannot be opened ({reason})", name=name, reason=e.strerror or e)) from None
+    except (OSError, SyntaxError, ValueError) as e:   # what Pillow's decoders raise for a file cut short
+        raise ValueError(problem("{name} is damaged or incomplete ({reason}): a photo cut off while copying or "
+                                 "downloading; copy it again", name=name, reason=str(e)[:80])) from None
     with img:
         w, h = img.size
         if w * h > MAX_PIXELS:
