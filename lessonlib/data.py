@@ -28,9 +28,10 @@ from lessonlib.engine.language import problem, say
 from lessonlib.engine.runtime import home
 from lessonlib.engine.storage import atomic_write, file_signature, load_or_none
 
-__all__ = ["DeviceAugmentedBatches", "ImageClassifierData", "ImageDataset", "cache_fits", "check_layout", "data_signature",
-           "files_digest", "find_unreadable", "folder_summary", "get_cv_idxs", "image_files", "load_image",
-           "read_csv_text", "read_label_csv", "split_resize", "submission_frame", "to_rgb"]
+__all__ = ["DataChangedError", "DeviceAugmentedBatches", "ImageClassifierData", "ImageDataset", "cache_fits",
+           "changed_files", "check_layout", "data_signature", "files_digest", "find_unreadable", "folder_state",
+           "folder_summary", "get_cv_idxs", "image_files", "load_image", "read_csv_text", "read_label_csv",
+           "split_resize", "submission_frame", "to_rgb"]
 
 
 def readable_extensions():
@@ -261,6 +262,54 @@ def files_digest(files):
                 from None
         h.update(os.fsencode(f) + f"|{signature}\n".encode())
     return h.hexdigest()
+
+
+class DataChangedError(FileNotFoundError):
+    """Images were removed, moved or added in the data's folders after `ImageClassifierData` was built: the
+    message names them and says to build the data again."""
+
+
+def _image_names(folder):
+    """The names of the images directly inside `folder` (as `image_files` picks them, without a stat per file)."""
+    readable = readable_extensions()
+    with os.scandir(folder) as entries:
+        return frozenset(e.name for e in entries if not e.name.startswith(".") and e.is_file()
+                         and os.path.splitext(e.name)[1].lower() in readable)
+
+
+def folder_state(files):
+    """{folder: (modification time, names of the images in it, names of `files` in it)} for the folders holding
+    `files`, taken when the data is built; `changed_files` compares with it later."""
+    wanted = {}
+    for f in files:
+        folder, name = os.path.split(os.fspath(f))
+        wanted.setdefault(folder, set()).add(name)
+    state = {}
+    for folder, names in sorted(wanted.items()):
+        try:
+            state[folder] = (os.stat(folder).st_mtime_ns, _image_names(folder), frozenset(names))
+        except FileNotFoundError:
+            state[folder] = (None, frozenset(), frozenset(names))
+    return state
+
+
+def changed_files(state):
+    """(the data's files gone from their folders, images that appeared there) since `state` (`folder_state`).
+
+    Cheap: one stat per folder. A file removed, moved or added changes its folder's modification time, and only
+    such a folder is listed again (renaming a file inside a folder changes that folder's time too).
+    """
+    gone, added = [], []
+    for folder, (mtime, listed, wanted) in state.items():
+        now = listed
+        try:
+            if os.stat(folder).st_mtime_ns != mtime:
+                now = _image_names(folder)
+        except FileNotFoundError:   # the whole folder went
+            now = frozenset()
+        gone += [Path(folder) / name for name in sorted(wanted - now)]
+        added += [Path(folder) / name for name in sorted(now - listed)]
+    return gone, added
 
 
 def find_unreadable(files, min_side=None):
@@ -511,6 +560,8 @@ class ImageClassifierData:
         self.val_dl = self.loader(self.val_ds)
         self.test_dl = self.loader(self.test_ds) if self.test_ds is not None else None
         self._base_trn_dl = None
+        self._folders = folder_state(f for ds in (self.trn_ds, self.val_ds, self.test_ds) if ds is not None
+                                     for f in ds.fnames)   # what the folders held when it was built (check_unchanged)
 
     def _fill_image_cache(self):
         """Decode and resize every image now, in threads."""
@@ -524,8 +575,27 @@ class ImageClassifierData:
     def num_workers(self):
         return self.policy.num_workers
 
+    def check_unchanged(self):
+        """A DataChangedError naming the images removed, moved or added in the data's folders since it was built
+        (photos cleaned, relabelled, uploaded), before any loader reads them: a stat of each folder, no image read.
+        Every loader this data hands out is checked so (`split_loader`, `augmented_batches`)."""
+        gone, added = changed_files(self._folders)
+        if not gone and not added:
+            return
+
+        def names(files):
+            shown = ", ".join(display_name(os.path.relpath(f, self.path)) for f in files[:3])
+            return shown + (say(" and {n} more", n=len(files) - 3) if len(files) > 3 else "")
+        changes = [say("{files} removed or moved", files=names(gone))] if gone else []
+        changes += [say("{files} added", files=names(added))] if added else []
+        raise DataChangedError(problem("the images under {path} changed after the data was read ({changes}): build "
+                                       "the data again (ImageClassifierData.from_paths(...), or from_csv) so that it "
+                                       "lists the images there now", path=display_name(self.path),
+                                       changes="; ".join(changes)))
+
     def split_loader(self, split):
         """The loader of "train" (in order, not augmented: what precompute reads), "valid" or "test"."""
+        self.check_unchanged()
         if split == "test" and self.test_dl is None:
             raise ValueError(problem("this data has no test set: pass test_name='test' to "
                                      "ImageClassifierData.from_paths"))
@@ -534,6 +604,7 @@ class ImageClassifierData:
     def augmented_batches(self):
         """Training mini-batches augmented per batch on the device (`policy.augment_on_device`) when the
         transforms allow it, else the usual per-image loader."""
+        self.check_unchanged()
         if self.tfms.batch_augment is None or not self.policy.augment_on_device:
             return self.trn_dl
         return DeviceAugmentedBatches(self.base_trn_dl, self.tfms.batch_augment, self.policy)
@@ -593,7 +664,9 @@ class ImageClassifierData:
             return ImageDataset(ds.fnames, ds.y, tfm, tfms.load_size) if ds is not None else None
         splits = {"train": again(self.trn_ds, tfms.train), "valid": again(self.val_ds, tfms.valid),
                   "test": again(self.test_ds, tfms.valid)}
-        return type(self)(self.path, self.classes, splits, tfms, self.bs, self.policy)
+        resized = type(self)(self.path, self.classes, splits, tfms, self.bs, self.policy)
+        resized._folders = self._folders   # the same images: what changed since this data was read still counts
+        return resized
 
     def __repr__(self):
         test = f", test {len(self.test_ds)}" if self.test_ds is not None else ""
