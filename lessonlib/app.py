@@ -108,10 +108,10 @@ class Page:
             answer.value = html.escape(say("looking at {name} ...", name=name))
             out.clear_output()
             text, fig = self.show(name, content)
-            answer.value = text
             if fig is not None:
                 with out:
                     display(fig)
+            answer.value = text   # last: when the answer shows, the picture is there too
 
         upload.observe(on_upload, names="value")
         return w.VBox([title, upload, answer, out])
