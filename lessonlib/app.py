@@ -11,6 +11,7 @@ page. Install Voilà with `pip install "lessonlib[app]"`.
 the figure without a browser; `widget()` only builds the upload and the display around them.
 """
 import html
+import io
 import json
 import shutil
 import signal
@@ -92,13 +93,13 @@ class Page:
     def widget(self):
         """The page: a title, the photo upload, then the answer with a bar per class and the Grad-CAM map."""
         import ipywidgets as w
-        from IPython.display import display
 
         from lessonlib.photos import uploaded_files
         title = w.HTML(f"<h2>{html.escape(say('What does the model see? Give it a photo.'))}</h2>"
                        f"<p>{html.escape(say('classes: {classes}', classes=', '.join(self.model.classes)))}</p>")
         upload = w.FileUpload(accept="image/*,.jfif", multiple=False, description=say("a photo"))
-        answer, out = w.HTML(), w.Output()
+        answer = w.HTML()
+        picture = w.Image(format="png", layout=w.Layout(display="none", max_width="800px"))
 
         def on_upload(_):
             files = uploaded_files(upload.value)
@@ -106,15 +107,16 @@ class Page:
                 return
             name, content = files[-1]
             answer.value = html.escape(say("looking at {name} ...", name=name))
-            out.clear_output()
+            picture.layout.display = "none"
             text, fig = self.show(name, content)
-            if fig is not None:
-                with out:
-                    display(fig)
+            if fig is not None:   # as a PNG of its own: the same on any matplotlib backend
+                buffer = io.BytesIO()
+                fig.savefig(buffer, format="png", dpi=90)
+                picture.value, picture.layout.display = buffer.getvalue(), None
             answer.value = text   # last: when the answer shows, the picture is there too
 
         upload.observe(on_upload, names="value")
-        return w.VBox([title, upload, answer, out])
+        return w.VBox([title, upload, answer, picture])
 
 
 # ---------------------------------------------------------------- serving it: python -m lessonlib app MODEL
@@ -153,13 +155,13 @@ def voila_command(page, port):
 
 def serve(model, port=8866, page=None):
     """Serve the page for the export `model` until Ctrl-C; returns Voilà's exit status."""
+    model = model or default_export_path()
+    predictor = load_learner(model)   # a file that is not an export is refused now, not on the page
     try:
         import voila  # noqa: F401   (only to say how to install it)
     except ImportError:
         raise RuntimeError(problem('the page needs Voila: pip install "lessonlib[app]" (or pip install voila)')) \
             from None
-    model = model or default_export_path()
-    predictor = load_learner(model)   # a file that is not an export is refused now, not on the page
     page = prepare_page(model, page)
     print(say("the page for {model}: http://127.0.0.1:{port}/ (Ctrl-C stops it)", model=predictor, port=port))
     print(say("it is the notebook {page}: open it in JupyterLab to change the page", page=page))
