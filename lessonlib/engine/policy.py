@@ -354,6 +354,9 @@ class OutOfMemory(RuntimeError, MemoryError):
                                  memory=memory, bs_advice=bs_advice, sz_advice=sz_advice, others=others,
                                  kind=type(original).__name__, reason=reason))
 
+    def __reduce__(self):   # rebuilt from what made it (a process that ran out hands it to the one that started it)
+        return type(self), (self.original, self.device, self.bs, self.sz)
+
 
 # How each allocator words it: PyTorch's CPU allocator on Linux ("DefaultCPUAllocator: can't allocate memory: you
 # tried to allocate ...") and Windows ("... not enough memory ..."), CUDA's and MPS's ("... out of memory ...").

@@ -127,10 +127,11 @@ def _write_failure(e, folder, size):
         return e
     if not (isinstance(e, RuntimeError) and any(text in str(e) for text in _TORCH_WRITE_FAILED)):
         return None
-    seen = e
-    while seen is not None:
+    seen, looked = e, set()
+    while seen is not None and id(seen) not in looked:
         if isinstance(seen, OSError):
             return seen
+        looked.add(id(seen))
         seen = seen.__cause__ or seen.__context__
     try:
         free = shutil.disk_usage(folder).free
