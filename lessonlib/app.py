@@ -28,7 +28,7 @@ __all__ = ["PAGE", "SETTINGS", "Page", "page_folder", "prepare_page", "serve", "
 
 PAGE = "app.ipynb"      # the notebook Voilà serves
 SETTINGS = "app.json"   # beside it: {"model": the export's path}
-MAX_UPLOAD_MB = 100     # Voilà's websocket takes messages up to 10 MB by default: too small for a phone's photo
+MAX_UPLOAD_MB = 100     # Voilà's websocket takes messages up to 10 MB by default: too small for some photos
 
 
 class Page:
@@ -41,7 +41,8 @@ class Page:
     """
 
     def __init__(self, model):
-        self.model = model if hasattr(model, "predict") else load_learner(model)
+        """`model`: the path of an export, or what `load_learner` returned."""
+        self.model = load_learner(model) if isinstance(model, (str, Path)) else model
         self.answer, self.probs, self.message, self.name = None, None, None, None
 
     @classmethod
