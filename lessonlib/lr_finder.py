@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lessonlib.engine.language import problem, say
-from lessonlib.engine.policy import resolve_policy
+from lessonlib.engine.policy import memory_explained, resolve_policy
 from lessonlib.engine.snapshot import Snapshot
 from lessonlib.recorder import Recorder, smooth
 from lessonlib.training import StepPlan, train_step
@@ -92,7 +92,8 @@ def find_lr(model, optimizer, loss_fn, train_batches, device=None, sweep=Sweep()
     plan = StepPlan(policy.for_training(model), model, optimizer, keep_finite=False)   # all is put back at the end
     recorder = Recorder(optimizer, group_names)
     best, stopped = np.inf, None
-    with Snapshot(model, optimizer, modes=True, rng=True).kept():
+    bs = getattr(train_batches, "batch_size", None)
+    with Snapshot(model, optimizer, modes=True, rng=True).kept(), memory_explained(policy.device, bs=bs):
         model.train()
         avg = 0.0
         for i, (x, y) in zip(range(sweep.num_it), _cycle(train_batches)):
@@ -119,7 +120,8 @@ def losses_at(model, optimizer, loss_fn, train_batches, lr, num_it, device=None)
     `device`: as in `find_lr`."""
     plan = StepPlan(resolve_policy(device).for_training(model), model, optimizer, keep_finite=False)
     losses = []
-    with Snapshot(model, optimizer, modes=True, rng=True).kept():
+    bs = getattr(train_batches, "batch_size", None)
+    with Snapshot(model, optimizer, modes=True, rng=True).kept(), memory_explained(policy.device, bs=bs):
         model.train()
         for g in optimizer.param_groups:
             g["lr"] = lr

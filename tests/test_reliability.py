@@ -865,6 +865,18 @@ def test_memory_running_out_in_predict_and_precompute_says_what_to_do(data, home
         learn.precompute = True
 
 
+@pytest.mark.parametrize("error", ALLOCATOR_FAILURES, ids=["cpu", "cuda"])
+def test_memory_running_out_in_the_lr_finder_says_what_to_do_and_puts_the_model_back(data, home, monkeypatch, error):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    _runs_out_on_call(learn.body, 2, monkeypatch, {"model": learn.model, "error": error})
+    with pytest.raises(MemoryError, match=r"out of memory: use bs=4 instead of 8") as caught:
+        learn.lr_find()
+    assert caught.value.__cause__ is error
+    after = learn.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_other_runtime_errors_are_not_taken_for_memory(data, home, monkeypatch):
     learn = ConvLearner.pretrained("efficientnet_lite0", data)
     seen = {"model": learn.model, "error": RuntimeError("mat1 and mat2 shapes cannot be multiplied (8x3 and 4x5)")}
