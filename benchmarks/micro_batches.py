@@ -27,6 +27,7 @@ def one_setting(bs, micro_bs, sz, steps, frozen=False):
     from lessonlib import models, training
     from lessonlib.engine import weights
     from lessonlib.engine.policy import resolve_policy
+    from lessonlib.engine.steps import StepPlan
 
     torch.manual_seed(0)
     body = weights.create_body("efficientnet_lite0")
@@ -36,7 +37,7 @@ def one_setting(bs, micro_bs, sz, steps, frozen=False):
     body.requires_grad_(not frozen)   # --frozen: only the head trains (augmentation epochs, lessons 03-04)
     policy.prepare(model).train()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
-    plan = training.StepPlan(policy, model, optimizer, keep_finite=False)   # as before: no copy kept per step
+    plan = StepPlan(policy, model, optimizer, keep_finite=False)   # as before: no copy kept per step
     x = torch.randint(0, 256, (bs, 3, sz, sz), dtype=torch.uint8)
     y = torch.randint(0, 2, (bs,))
 

@@ -28,6 +28,7 @@ import torch
 from _results import save_result   # benchmarks/_results.py
 from lessonlib import ConvLearner, ImageClassifierData, datasets, setup, tfms_from_model, transforms_side_on
 from lessonlib.engine.policy import cpu_bf16, resolve_policy
+from lessonlib.engine.steps import StepPlan
 from lessonlib.training import get_preds
 
 PRECISIONS = ("fp32", "bf16")
@@ -46,7 +47,7 @@ def step_speed(learn, steps):
     model.train()
     batches = iter(learn._batches("train", shuffle=True))
     x, y = next(batches)
-    plan = training.StepPlan(policy, model, optimizer, keep_finite=False)   # as before: no copy kept per step
+    plan = StepPlan(policy, model, optimizer, keep_finite=False)   # as before: no copy kept per step
     training.train_step(model, x, y, learn.objective.loss_fn, optimizer, plan)   # warm-up
     start, n = time.perf_counter(), 0
     for _ in range(steps):

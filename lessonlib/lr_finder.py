@@ -16,8 +16,9 @@ import numpy as np
 from lessonlib.engine.language import problem, say
 from lessonlib.engine.policy import memory_explained, resolve_policy
 from lessonlib.engine.snapshot import Snapshot
+from lessonlib.engine.steps import StepPlan
 from lessonlib.recorder import Recorder, smooth
-from lessonlib.training import StepPlan, train_step
+from lessonlib.training import train_step
 
 __all__ = ["LRFinder", "RULES", "Sweep", "describe_region", "find_lr", "losses_at",
            "suggest_order_below_min", "suggest_steepest", "suggest_valley"]
@@ -118,7 +119,8 @@ def losses_at(model, optimizer, loss_fn, train_batches, lr, num_it, device=None)
     """Train `num_it` mini-batches at a constant `lr` and return their losses; then restore everything.
 
     `device`: as in `find_lr`."""
-    plan = StepPlan(resolve_policy(device).for_training(model), model, optimizer, keep_finite=False)
+    policy = resolve_policy(device).for_training(model)
+    plan = StepPlan(policy, model, optimizer, keep_finite=False)
     losses = []
     bs = getattr(train_batches, "batch_size", None)
     with Snapshot(model, optimizer, modes=True, rng=True).kept(), memory_explained(policy.device, bs=bs):

@@ -26,8 +26,8 @@ from lessonlib.engine.snapshot import Snapshot, deferred_interrupt
 from lessonlib.engine.steps import StepPlan, forward_in_pieces
 from lessonlib.metrics import accuracy
 
-__all__ = ["EpochTable", "Objective", "StepPlan", "deferred_interrupt", "evaluate", "fit", "forward_in_pieces",
-           "get_preds", "group_rates", "log_probs", "train_epoch", "train_step"]
+__all__ = ["EpochTable", "Objective", "evaluate", "fit", "get_preds", "group_rates", "log_probs", "train_epoch",
+           "train_step"]
 
 
 def group_rates(groups, lrs):

@@ -8,6 +8,7 @@ from lessonlib import models, training
 from lessonlib.data import ImageClassifierData
 from lessonlib.learner import ConvLearner
 from lessonlib.engine.policy import resolve_policy
+from lessonlib.engine.steps import StepPlan
 from lessonlib.transforms import tfms_from_model, transforms_side_on
 from tests.helpers import make_folders
 
@@ -25,7 +26,7 @@ def test_the_gpu_policy_uses_mixed_precision_channels_last_and_pinned_memory():
     policy = resolve_policy("cuda")
     assert policy.device.type == "cuda" and policy.channels_last and policy.pin_memory
     assert policy.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
-    plan = training.StepPlan(policy, torch.nn.Linear(4, 4), torch.optim.SGD(torch.nn.Linear(4, 4).parameters()))
+    plan = StepPlan(policy, torch.nn.Linear(4, 4), torch.optim.SGD(torch.nn.Linear(4, 4).parameters()))
     assert plan.scaler.is_enabled() == (policy.precision == "fp16")
     with policy.autocast():
         y = torch.nn.Linear(4, 4).cuda()(torch.randn(2, 4, device="cuda"))
@@ -88,6 +89,6 @@ def test_body_in_pieces_matches_the_whole_batch_on_cuda_in_mixed_precision():
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
         torch.manual_seed(1)
         training.train_step(model, x, y, torch.nn.functional.cross_entropy, opt,
-                            training.StepPlan(policy.but(body_piece=piece), model, opt))
+                            StepPlan(policy.but(body_piece=piece), model, opt))
         grads.append([p.grad.float() for p in model.parameters()])
     assert all(torch.allclose(a, b, atol=2e-2, rtol=2e-2) for a, b in zip(*grads))

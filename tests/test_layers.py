@@ -1,9 +1,10 @@
-"""lessonlib's modules in layers: each imports only modules below it, so there is no circle.
+"""The engine imports nothing outside `lessonlib.engine`; the lesson imports the engine, never the other way.
 
-Every import counts, at the top of a file or inside a function (an import inside a function is still an
-import: it can hide a circle or an upward dependency). A new module must be given its place in LAYERS.
-The machinery (settings, storage, device policy, several processes, weights lookup, checkpoints) lives in
-`lessonlib/engine/` and sits below the lesson's modules: the lesson uses the engine, never the other way.
+That is the sentence of the docs (DESIGN.md, `lessonlib/engine/__init__.py`) and what these tests enforce:
+every module of `lessonlib/engine/` imports only modules of `lessonlib/engine/` (no allowance), and lessonlib's
+modules sit in layers, the engine's all below the lesson's, each importing only modules below it, so there is
+no circle. Every import counts, at the top of a file or inside a function (an import inside a function is still
+an import: it can hide a circle or an upward dependency). A new module must be given its place in LAYERS.
 """
 import ast
 from pathlib import Path
@@ -12,27 +13,32 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lessonlib"
 ENGINE = ["engine.fonts", "engine.settings", "engine.language", "engine.classlog", "engine.storage", "engine.runtime",
-          "engine.snapshot", "engine.policy",
+          "engine.snapshot", "engine.networks", "engine.policy",
           "engine.weights", "engine.distributed", "engine.steps", "engine.checkpoints", "engine.doctor"]
 
 # lowest first; a module may import any module of a lower layer, none of its own or a higher one
-LAYERS = [
+ENGINE_LAYERS = [
     ["engine.settings", "engine.fonts"],                      # the environment variables; fonts for any language
     ["engine.language"],                                      # messages in the reader's language
-    ["engine.storage", "engine.runtime", "engine.snapshot"],  # files shared safely; where it runs; state put back
-    ["engine.classlog"],                                      # the class log of exercise checks
-    ["engine.policy"],                                        # how a run uses the hardware, decided once
+    ["engine.storage", "engine.runtime", "engine.snapshot",   # files shared safely; where it runs; state put back;
+     "engine.networks"],                                      # the networks' plumbing (lessonlib.models's code)
+    ["engine.classlog", "engine.policy"],                     # the class log; how a run uses the hardware, decided once
+    ["engine.weights", "engine.distributed", "engine.steps"], # weights; processes; how a step runs here
+    ["engine.checkpoints", "engine.doctor"],                  # learn.save/load; python -m lessonlib doctor
+]
+LESSON_LAYERS = [
     ["models", "metrics", "schedules", "recorder", "viz"],
-    ["engine.weights", "engine.distributed", "transforms", "engine.steps"],   # weights; processes; a step here
+    ["transforms"],
     ["data"],
     ["datasets", "training"],
-    ["precompute", "lr_finder", "engine.checkpoints", "convviz", "interpret", "export"],
+    ["precompute", "lr_finder", "convviz", "interpret", "export"],
     ["learner"],
-    ["keras_compare", "widgets", "engine.doctor", "glossary", "photos"],
+    ["keras_compare", "widgets", "glossary", "photos"],
     ["exercises", "__init__", "app"],
     ["class_report"],
     ["__main__"],
 ]
+LAYERS = ENGINE_LAYERS + LESSON_LAYERS
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
 
@@ -90,6 +96,18 @@ def test_every_module_has_a_layer():
 
 def test_the_engine_holds_the_machinery():
     assert sorted(m for m in _modules() if m.startswith("engine.") and m != "engine.__init__") == sorted(ENGINE)
+
+
+@pytest.mark.parametrize("name", sorted(ENGINE))
+def test_the_engine_imports_nothing_outside_the_engine(name):
+    outside = {m: line for m, line in imports(_modules()[name]).items() if not m.startswith("engine.")}
+    assert not outside, (f"{name} imports from outside lessonlib.engine: "
+                         + ", ".join(f"{m} (line {line})" for m, line in outside.items()))
+
+
+def test_the_engine_layers_hold_the_engine_and_only_it():
+    assert sorted(m for layer in ENGINE_LAYERS for m in layer) == sorted(ENGINE)
+    assert not any(m.startswith("engine.") for layer in LESSON_LAYERS for m in layer)
 
 
 @pytest.mark.parametrize("name", sorted(m for m in _modules() if m != "engine.__init__"))

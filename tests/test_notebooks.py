@@ -1,5 +1,6 @@
 """The notebooks as files: committed without outputs, and built the way every lesson is."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,24 @@ def test_the_cannot_fail_check_catches_both_kinds():
 def test_no_lesson_asserts_what_cannot_fail(nb):
     found = asserts_that_cannot_fail(json.loads(nb.read_text())["cells"])
     assert not found, f"{nb.name}: these asserts check nothing the lesson computed: {found}"
+
+
+EDITIONS = NOTEBOOKS + sorted((NOTEBOOKS[0].parent / "zh").glob("*.ipynb"))
+ENGINE_IMPORT = re.compile(r"^\s*(?:from\s+lessonlib\.engine\b|import\s+lessonlib\.engine\b|from\s+lessonlib\s+import\s+"
+                           r"(?:\(?\s*)?(?:[\w\s,]*,\s*)?engine\b)", re.MULTILINE)
+
+
+def test_the_engine_import_check_catches_each_form():
+    caught = ["from lessonlib.engine.runtime import home", "import lessonlib.engine.policy", "  from lessonlib import engine",
+              "from lessonlib import home, engine"]
+    passed = ["from lessonlib import home", "from lessonlib.models import create_body", "# see lessonlib.engine.policy"]
+    assert all(ENGINE_IMPORT.search(s) for s in caught) and not any(ENGINE_IMPORT.search(s) for s in passed)
+
+
+@pytest.mark.parametrize("nb", EDITIONS, ids=lambda p: str(p.relative_to(NOTEBOOKS[0].parent)))
+def test_notebooks_import_only_public_names(nb):
+    """A lesson imports lessonlib's public names (`from lessonlib import home`), never the engine beneath them."""
+    cells = json.loads(nb.read_text())["cells"]
+    found = [m.group(0).strip() for c in cells if c["cell_type"] == "code"
+             for m in ENGINE_IMPORT.finditer("".join(c["source"]))]
+    assert not found, f"{nb.name} imports lessonlib's engine: {found}; import the public name instead"

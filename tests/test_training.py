@@ -11,6 +11,8 @@ from torch import nn
 from lessonlib import models, training
 from lessonlib.engine.policy import resolve_policy
 from lessonlib.engine.runtime import in_notebook
+from lessonlib.engine.snapshot import deferred_interrupt
+from lessonlib.engine.steps import StepPlan
 from tests.conftest import tolerance
 
 
@@ -24,7 +26,7 @@ def _body_and_head(body_dropout=0.0):
 def _one_step(model, x, y, policy, seed=1):
     torch.manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    loss = training.train_step(model, x, y, nn.functional.cross_entropy, opt, training.StepPlan(policy, model, opt))
+    loss = training.train_step(model, x, y, nn.functional.cross_entropy, opt, StepPlan(policy, model, opt))
     return float(loss), [p.detach().clone() for p in model.parameters()]
 
 
@@ -95,7 +97,7 @@ def test_predictions_come_in_pieces_with_the_same_outputs(precision):
 def test_an_interrupt_waits_for_the_optimizer_step():
     steps = []
     with pytest.raises(KeyboardInterrupt):
-        with training.deferred_interrupt():
+        with deferred_interrupt():
             os.kill(os.getpid(), signal.SIGINT)
             steps.append("finished the step")
     assert steps == ["finished the step"]
@@ -137,7 +139,7 @@ def _same(a, b):
 def test_a_non_finite_step_stops_with_the_weights_and_optimizer_of_before(cpu, breaks):
     model, x, y = _linear_problem()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    plan = training.StepPlan(cpu, model, optimizer)
+    plan = StepPlan(cpu, model, optimizer)
     training.train_step(model, x, y, nn.functional.cross_entropy, optimizer, plan)   # momentum exists now
     before = _state(model, optimizer)
     loss_fn = nn.functional.cross_entropy
@@ -161,7 +163,7 @@ def test_a_first_step_that_breaks_leaves_no_optimizer_state(cpu):
     optimizer = torch.optim.SGD(model.parameters(), lr=3e38, momentum=0.9)
     with pytest.raises(FloatingPointError):
         training.train_step(model, x, y, lambda out, t: nn.functional.cross_entropy(out, t) * 100, optimizer,
-                            training.StepPlan(cpu, model, optimizer))
+                            StepPlan(cpu, model, optimizer))
     assert len(optimizer.state) == 0 or all(not s for s in optimizer.state.values())
 
 

@@ -1,9 +1,11 @@
-"""lessonlib's machinery, apart from the lesson: each module has one job, and none imports the lesson's modules.
+"""lessonlib's machinery, apart from the lesson: each module has one job, and the engine imports nothing outside
+`lessonlib.engine` (tests/test_layers.py enforces it; the lesson imports the engine, never the other way).
 
 - `settings`: every environment variable lessonlib reads (LESSONLIB_*), read and checked in one place.
 - `storage`: files shared safely (atomic writes, locks, downloads that resume).
 - `runtime`: where lessonlib runs (smoke mode, its writable home, a classroom mirror, notebooks, `setup()`).
 - `snapshot`: putting weights, optimizer state and random generators back exactly.
+- `networks`: the networks' plumbing (body, head, `ConvNet`), which `lessonlib.models` re-exports for the lesson.
 - `policy`: how a run uses the hardware (device, precision, memory format, loader workers), decided once.
 - `steps`: how this machine runs a training step's forward, backward and optimizer step (`StepPlan`).
 - `distributed`: several processes training one model (torchrun, DDP).

@@ -10,9 +10,9 @@ import torch
 
 from lessonlib.engine import distributed
 from lessonlib.engine.language import problem, say
+from lessonlib.engine.networks import upgrade_state_dict
 from lessonlib.engine.runtime import home
 from lessonlib.engine.storage import atomic_write
-from lessonlib.models import upgrade_state_dict
 
 __all__ = ["load", "model_path", "save"]
 

@@ -27,8 +27,8 @@ import torch.distributed as dist
 from torch import nn
 
 from lessonlib.engine.language import problem, say
+from lessonlib.engine.networks import ConvNet
 from lessonlib.engine.settings import torchrun
-from lessonlib.models import ConvNet
 
 RENDEZVOUS_TIMEOUT = 120   # seconds to wait for the other processes of a run to start
 

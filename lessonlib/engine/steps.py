@@ -16,8 +16,8 @@ import contextlib
 import torch
 
 from lessonlib.engine.language import problem
+from lessonlib.engine.networks import ConvNet, head_forward
 from lessonlib.engine.snapshot import Snapshot, deferred_interrupt
-from lessonlib.models import ConvNet, head_forward
 
 __all__ = ["StepPlan", "forward_in_pieces"]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from lessonlib.engine.language import problem, say
+from lessonlib.engine.networks import ARCHS, FALLBACK, Body, ImageNormalize, arch_name, split_backbone
 from lessonlib.engine.runtime import mirror
 from lessonlib.engine.settings import WEIGHTS, settings
 from lessonlib.engine.storage import download
-from lessonlib.models import ARCHS, FALLBACK, Body, ImageNormalize, arch_name, split_backbone
 
 __all__ = ["LOOKUPS", "Lookups", "convert_efficientnet_lite0_keys", "create_body", "fetch_weights", "find_weights",
            "load_pretrained", "offline", "packaged_efficientnet_lite0", "random_model", "weight_file_ok",
