@@ -13,6 +13,7 @@ the figure without a browser; `widget()` only builds the upload and the display 
 import html
 import io
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from lessonlib.engine.fonts import SHIPPED
 from lessonlib.engine.language import problem, say
 from lessonlib.engine.runtime import home
 from lessonlib.export import default_export_path, load_learner
@@ -28,6 +30,12 @@ __all__ = ["PAGE", "SETTINGS", "Page", "page_folder", "prepare_page", "serve", "
 
 PAGE = "app.ipynb"      # the notebook Voilà serves
 SETTINGS = "app.json"   # beside it: {"model": the export's path}
+# lessonlib's CJK font, served by Voila beside the page (`prepare_page`): the browser takes from it only the
+# characters its own fonts lack, and fetches it only then
+FONT = (f'<style>@font-face {{font-family: "lessonlib CJK"; src: url("voila/files/{SHIPPED.name}"); font-display: swap;}} '
+        'body, .jupyter-widgets, .widget-html-content, .widget-html-content * '
+        '{font-family: var(--jp-ui-font-family), "lessonlib CJK";}'
+        '</style>')
 MAX_UPLOAD_MB = 100     # Voilà's websocket takes messages up to 10 MB by default: too small for some photos
 
 
@@ -117,7 +125,7 @@ class Page:
             answer.value = text   # last: when the answer shows, the picture is there too
 
         upload.observe(on_upload, names="value")
-        return w.VBox([title, upload, answer, picture])
+        return w.VBox([w.HTML(FONT), title, upload, answer, picture])
 
 
 # ---------------------------------------------------------------- serving it: python -m lessonlib app MODEL
@@ -141,8 +149,11 @@ def prepare_page(model, page=None):
         raise FileNotFoundError(problem("{page} does not exist: give a notebook, or leave --page out for lessonlib's "
                                         "own page", page=page))
     (page.parent / SETTINGS).write_text(json.dumps({"model": str(Path(model).resolve())}), encoding="utf-8")
+    if page.parent == page_folder() and not (page.parent / SHIPPED.name).exists():
+        shutil.copyfile(SHIPPED, page.parent / SHIPPED.name)   # Chinese text, also where the browser has no CJK font
     # Voila's own settings, in a folder of lessonlib's (a number cannot be given to it on its command line)
-    config = {"Voila": {"tornado_settings": {"websocket_max_message_size": MAX_UPLOAD_MB * 2**20}}}
+    config = {"Voila": {"tornado_settings": {"websocket_max_message_size": MAX_UPLOAD_MB * 2**20}},
+              "VoilaConfiguration": {"file_allowlist": [r".*\.(png|jpg|gif|svg)", re.escape(SHIPPED.name)]}}
     page_folder().mkdir(parents=True, exist_ok=True)
     (page_folder() / "voila.json").write_text(json.dumps(config), encoding="utf-8")
     return page

@@ -288,6 +288,8 @@ def test_the_page_in_chinese(exported, browser, tmp_path):
         cls, photo = next(iter(exported[1].items()))
         upload(page, photo)
         assert page.inner_text(".lessonlib-answer") == f"它的答案：{cls}"
+        font = page.request.get(running.url + "voila/files/NotoSansSC-lessonlib.otf")   # for browsers without CJK
+        assert font.ok and len(font.body()) > 1_000_000
         page.close()
     finally:
         assert not running.stop()
