@@ -493,7 +493,7 @@ class Cleaner:
     @staticmethod
     def _carry_out(record):
         """Make the moves of `record` whose photo is still at its start; returns those made."""
-        from lessonlib.engine.snapshot import deferred_interrupt
+        from lessonlib.engine.interrupts import deferred_interrupt
         moved = []
         for r in record:
             src, dst = Path(r["from"]), Path(r["to"])

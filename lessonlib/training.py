@@ -22,7 +22,7 @@ from lessonlib.engine.distributed import ShardedSampler, all_mean, gather_ordere
 from lessonlib.engine.language import problem, say
 from lessonlib.engine.policy import memory_explained, resolve_policy
 from lessonlib.engine.runtime import in_notebook
-from lessonlib.engine.snapshot import Snapshot, deferred_interrupt
+from lessonlib.engine.snapshot import Snapshot
 from lessonlib.engine.steps import StepPlan, forward_in_pieces
 from lessonlib.metrics import accuracy
 

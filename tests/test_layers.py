@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lessonlib"
-ENGINE = ["engine.fonts", "engine.settings", "engine.language", "engine.classlog", "engine.storage", "engine.runtime",
+ENGINE = ["engine.fonts", "engine.settings", "engine.interrupts", "engine.language", "engine.classlog", "engine.storage", "engine.runtime",
           "engine.snapshot", "engine.networks", "engine.policy",
           "engine.weights", "engine.distributed", "engine.steps", "engine.checkpoints", "engine.doctor"]
 
 # lowest first; a module may import any module of a lower layer, none of its own or a higher one
 ENGINE_LAYERS = [
-    ["engine.settings", "engine.fonts"],                      # the environment variables; fonts for any language
+    ["engine.settings", "engine.fonts", "engine.interrupts"], # the environment variables; fonts; what Ctrl-C does
     ["engine.language"],                                      # messages in the reader's language
     ["engine.storage", "engine.runtime", "engine.snapshot",   # files shared safely; where it runs; state put back;
      "engine.networks"],                                      # the networks' plumbing (lessonlib.models's code)

@@ -11,7 +11,7 @@ from torch import nn
 from lessonlib import models, training
 from lessonlib.engine.policy import resolve_policy
 from lessonlib.engine.runtime import in_notebook
-from lessonlib.engine.snapshot import deferred_interrupt
+from lessonlib.engine.interrupts import deferred_interrupt
 from lessonlib.engine.steps import StepPlan
 from tests.conftest import tolerance
 

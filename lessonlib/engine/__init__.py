@@ -4,6 +4,7 @@
 - `settings`: every environment variable lessonlib reads (LESSONLIB_*), read and checked in one place.
 - `storage`: files shared safely (atomic writes, locks, downloads that resume).
 - `runtime`: where lessonlib runs (smoke mode, its writable home, a classroom mirror, notebooks, `setup()`).
+- `interrupts`: what Ctrl-C does while something must not be left half done (one module, three ways).
 - `snapshot`: putting weights, optimizer state and random generators back exactly.
 - `networks`: the networks' plumbing (body, head, `ConvNet`), which `lessonlib.models` re-exports for the lesson.
 - `policy`: how a run uses the hardware (device, precision, memory format, loader workers), decided once.

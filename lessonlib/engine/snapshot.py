@@ -7,49 +7,14 @@ an epoch whose validation loss is not finite; the second pass of the body in pie
 """
 import contextlib
 import random
-import signal
-import threading
 
 import numpy as np
 import torch
 
+from lessonlib.engine.interrupts import run_whole
 from lessonlib.engine.language import problem
 
-__all__ = ["Snapshot", "deferred_interrupt", "run_whole"]
-
-
-@contextlib.contextmanager
-def deferred_interrupt():
-    """Hold Ctrl-C until the block ends, so an optimizer step is applied whole or not at all."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pressed = []
-    previous = signal.signal(signal.SIGINT, lambda *_: pressed.append(True))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if pressed:
-            raise KeyboardInterrupt
-
-
-def run_whole(restore):
-    """Run `restore()` to its end whatever Ctrl-C does, then raise a press that came meanwhile.
-
-    Inside `deferred_interrupt` presses wait; one that lands just before it takes hold (as the `finally` of an
-    interrupted block starts) runs `restore()` again, from the start: it must be safe to repeat.
-    """
-    done = pressed = False
-    while not done:
-        try:
-            with deferred_interrupt():
-                restore()
-                done = True
-        except KeyboardInterrupt:   # before the deferral took hold (then done is False), or held until the end
-            pressed = True
-    if pressed:
-        raise KeyboardInterrupt
+__all__ = ["Snapshot"]
 
 
 def _rng_states():

@@ -15,9 +15,10 @@ import contextlib
 
 import torch
 
+from lessonlib.engine.interrupts import deferred_interrupt
 from lessonlib.engine.language import problem
 from lessonlib.engine.networks import ConvNet, head_forward
-from lessonlib.engine.snapshot import Snapshot, deferred_interrupt
+from lessonlib.engine.snapshot import Snapshot
 
 __all__ = ["StepPlan", "forward_in_pieces"]
 

@@ -23,9 +23,7 @@ import hashlib
 import http.client
 import os
 import shutil
-import signal
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +32,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from lessonlib.engine.interrupts import first_ctrl_c_only
 from lessonlib.engine.language import problem, say
 
 __all__ = ["atomic_write", "atomic_dir", "download", "file_lock", "file_signature", "load_or_none",
@@ -214,7 +213,7 @@ def atomic_write(dest, write, mode="wb", size=None):
     dest = Path(dest)
     folder = _prepare(dest)
     tmp = temporary_name(dest)
-    with _first_ctrl_c_only():
+    with first_ctrl_c_only():
         try:
             with open(tmp, mode) as f:
                 write(f)
@@ -231,36 +230,9 @@ def atomic_write(dest, write, mode="wb", size=None):
     return dest
 
 
-@contextlib.contextmanager
-def _first_ctrl_c_only():
-    """Inside the block the first Ctrl-C interrupts as usual; the presses after it (an impatient student presses
-    several times) are let go, so they cannot interrupt the clean-up that the first one started. In Python a
-    second KeyboardInterrupt can land anywhere, even between `except` and the clean-up's first line, so only
-    not raising it is safe. Outside the main thread, or with no Python handler for Ctrl-C, nothing changes."""
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
-        yield
-        return
-    raised = []
-
-    def first_only(signum, frame):
-        if raised:
-            return                      # the first press is on its way up; this one would only break its clean-up
-        try:
-            previous(signum, frame)
-        except BaseException:
-            raised.append(True)
-            raise
-    signal.signal(signal.SIGINT, first_only)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _remove_whatever_arrives(path):
     """Delete the temporary `path`, whatever exception arrives meanwhile (a press that slipped past
-    `_first_ctrl_c_only`, outside the main thread)."""
+    `first_ctrl_c_only`, outside the main thread)."""
     while True:
         try:
             if path.is_dir() and not path.is_symlink():
@@ -282,7 +254,7 @@ def atomic_dir(dest, write):
     dest = Path(dest)
     folder = _prepare(dest)
     tmp = temporary_name(dest)
-    with _first_ctrl_c_only():
+    with first_ctrl_c_only():
         try:
             tmp.mkdir()
             write(tmp)
