@@ -232,11 +232,12 @@ class ConvLearner:
         self._agree((rates, epochs, cycle_len, cycle_mult, wd, momentum, self.precompute))
         model, optimizer, names, policy = self._setup(rates, wd, momentum)   # SGD, one group per layer group
         train_batches = self._batches("train", shuffle=True)
-        self.sched = Recorder(optimizer, names, sgdr(optimizer, len(train_batches), cycle_len, cycle_mult))
+        schedule = sgdr(optimizer, len(train_batches), cycle_len, cycle_mult)   # stepped after each mini-batch
+        self.sched = Recorder(optimizer, names)                                # records each mini-batch
         table = training.EpochTable(show=policy.rank == 0)
         try:
             training.fit(model, (train_batches, self._batches("valid")), self.objective, optimizer, epochs,
-                         device=policy, recorder=self.sched, table=table)
+                         device=policy, recorder=self.sched, table=table, schedule=schedule)
         finally:
             self._trained(table)
 

@@ -17,7 +17,7 @@ from lessonlib.engine.language import problem, say
 from lessonlib.engine.policy import memory_explained, resolve_policy
 from lessonlib.engine.snapshot import Snapshot
 from lessonlib.engine.steps import StepPlan
-from lessonlib.recorder import Recorder, smooth
+from lessonlib.recorder import Recorder
 from lessonlib.training import train_step
 
 __all__ = ["LRFinder", "RULES", "Sweep", "describe_region", "find_lr", "losses_at",
@@ -96,7 +96,6 @@ def find_lr(model, optimizer, loss_fn, train_batches, device=None, sweep=Sweep()
     bs = getattr(train_batches, "batch_size", None)
     with Snapshot(model, optimizer, modes=True, rng=True).kept(), memory_explained(policy.device, bs=bs):
         model.train()
-        avg = 0.0
         for i, (x, y) in zip(range(sweep.num_it), _cycle(train_batches)):
             for g, ratio in zip(optimizer.param_groups, ratios):
                 g["lr"] = sweep.start_lr * ratio * growth ** i
@@ -104,9 +103,8 @@ def find_lr(model, optimizer, loss_fn, train_batches, device=None, sweep=Sweep()
                 value = train_step(model, x, y, loss_fn, optimizer, plan).item()
             except FloatingPointError:   # the rate is far too high: the curve has ended
                 value = float("inf")
-            recorder.record([g["lr"] for g in optimizer.param_groups], value)
-            avg = sweep.beta * avg + (1 - sweep.beta) * value
-            smoothed = avg / (1 - sweep.beta ** (i + 1))
+            recorder.on_batch(value)
+            smoothed = recorder.smoothed(sweep.beta)[-1]   # the smoothing the plot and the suggestions read
             if not np.isfinite(smoothed) or (sweep.stop_div and smoothed > 4 * best):
                 stopped = i
                 break
@@ -219,7 +217,7 @@ class LRFinder:
     def __post_init__(self):
         self.lrs = np.array([row[-1] for row in self.recorder.lrs])
         self.losses = np.array(self.recorder.losses)
-        self.smoothed = smooth(self.losses, self.beta)
+        self.smoothed = self.recorder.smoothed(self.beta)
         finite = np.isfinite(self.smoothed)
         lrs, smoothed = self.lrs[finite], self.smoothed[finite]
         if len(smoothed) < 3:
@@ -255,16 +253,13 @@ class LRFinder:
         """Raw and smoothed loss against learning rate (log scale), with a marker per suggestion."""
         import matplotlib.pyplot as plt
         ax = ax or plt.subplots(figsize=(7, 4))[1]
-        sl = slice(skip_start, len(self.lrs) - skip_end)
-        ax.plot(self.lrs[sl], self.losses[sl], alpha=0.3, label=say("loss per mini-batch"))
-        ax.plot(self.lrs[sl], self.smoothed[sl], label=say("smoothed loss"))
+        self.recorder.plot(skip_start, skip_end, ax=ax, beta=self.beta, raw=True)   # the one loss-against-rate plot
         if suggestions:
             for (name, lr), color in zip(self.suggestions.items(), ("C3", "C2", "C4")):
                 y = np.interp(np.log10(lr), np.log10(self.lrs), self.smoothed)
                 ax.plot([lr], [y], "o", color=color, markersize=9,
                         label=f"{name}: {lr:.1e}" + (say(" (default)") if name == self.default else ""))
-        ax.set_xscale("log")
-        ax.set(xlabel=say("learning rate (log scale)"), ylabel=say("loss"), title=say("learning-rate finder"))
+        ax.set(title=say("learning-rate finder"))
         finite = self.smoothed[np.isfinite(self.smoothed)]
         low = 0 if np.nanmin(self.losses[np.isfinite(self.losses)]) >= 0 else None
         ax.set_ylim(bottom=low, top=min(np.nanmax(finite), 4 * np.nanmin(finite)) * 1.1)

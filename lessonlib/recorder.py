@@ -1,9 +1,13 @@
 """What a training run did per mini-batch: the learning rate of each layer group and the loss.
 
 `learn.sched` is the `Recorder` of the latest `fit` or `lr_find`; `plot()` draws the lesson's
-loss-against-rate plot, `plot_lr()` and `plot_loss()` the rates and losses over the iterations.
+loss-against-rate plot (the finder's plot too), `plot_lr()` and `plot_loss()` the rates and losses over the
+iterations. A Recorder only records: the learning-rate schedule is stepped in the epoch loop
+(`training.train_epoch`).
 """
 import numpy as np
+
+from lessonlib.engine.language import say
 
 __all__ = ["Recorder", "smooth"]
 
@@ -23,14 +27,10 @@ class Recorder:
     `learn.sched` is the Recorder of the latest `fit`; `plot_lr()` and `plot_loss()` draw it.
     """
 
-    def __init__(self, optimizer, group_names=None, scheduler=None):
-        self.optimizer, self.scheduler = optimizer, scheduler
+    def __init__(self, optimizer, group_names=None):
+        self.optimizer = optimizer
         self.group_names = group_names or [f"group {i}" for i in range(len(optimizer.param_groups))]
         self.lrs, self.losses = [], []
-        self._rates = self._read()
-
-    def _read(self):
-        return [g["lr"] for g in self.optimizer.param_groups]
 
     def record(self, rates, loss):
         """Record one mini-batch: the rate of each group it was trained with, and its loss."""
@@ -38,16 +38,19 @@ class Recorder:
         self.losses.append(loss)
 
     def on_batch(self, loss):
-        """Record a mini-batch's loss and the rates it was trained with, then step the scheduler (if any)."""
-        self.record(self._rates, loss)
-        if self.scheduler is not None:
-            self.scheduler.step()
-        self._rates = self._read()
+        """Record a mini-batch's loss with the rates it was trained with: the optimizer's rates now, after its step
+        and before the schedule moves them."""
+        self.record([g["lr"] for g in self.optimizer.param_groups], loss)
 
-    def plot(self, n_skip=10, n_skip_end=5, ax=None):
+    def smoothed(self, beta=0.98):
+        """The losses so far, smoothed (`smooth`): what the lesson's plot and the finder read."""
+        return smooth(self.losses, beta)
+
+    def plot(self, n_skip=10, n_skip_end=5, ax=None, beta=0.98, raw=False):
         """Smoothed loss against the last group's learning rate, log x axis: the lesson's plot after `lr_find()`.
 
-        The first `n_skip` and last `n_skip_end` mini-batches are left out, as the lesson's plot did.
+        The first `n_skip` and last `n_skip_end` mini-batches are left out, as the lesson's plot did; `raw=True`
+        draws each mini-batch's own loss under the smoothed curve (the finder's plot, `LRFinder.plot`).
         """
         import matplotlib.pyplot as plt
         ax = ax or plt.subplots(figsize=(6, 3.5))[1]
@@ -55,9 +58,12 @@ class Recorder:
         if n_skip + n_skip_end >= n:
             n_skip, n_skip_end = 0, 0
         sl = slice(n_skip, n - n_skip_end)
-        ax.plot([row[-1] for row in self.lrs][sl], smooth(self.losses)[sl])
+        lrs = np.array([row[-1] for row in self.lrs])
+        if raw:
+            ax.plot(lrs[sl], np.array(self.losses)[sl], alpha=0.3, label=say("loss per mini-batch"))
+        ax.plot(lrs[sl], self.smoothed(beta)[sl], label=say("smoothed loss"))
         ax.set_xscale("log")
-        ax.set(xlabel="learning rate (log scale)", ylabel="loss")
+        ax.set(xlabel=say("learning rate (log scale)"), ylabel=say("loss"))
         return ax
 
     def plot_lr(self, ax=None):

@@ -83,10 +83,11 @@ def train_step(model, x, y, loss_fn, optimizer, plan):
 
 # ---------------------------------------------------------------- epochs
 
-def train_epoch(model, batches, loss_fn, optimizer, policy, recorder=None, desc=None):
+def train_epoch(model, batches, loss_fn, optimizer, policy, recorder=None, schedule=None, desc=None):
     """One pass over `batches`, one optimizer step each; returns the mean training loss.
 
-    `recorder` (a `Recorder`) sees each mini-batch's loss and steps the learning-rate schedule.
+    `recorder` (a `Recorder`) records each mini-batch's loss and rates; `schedule` (a torch learning-rate
+    scheduler, such as SGDR's) is stepped after each mini-batch: it sets the next one's rates.
     """
     plan = StepPlan(policy, model, optimizer)
     total, n = 0.0, 0
@@ -95,7 +96,9 @@ def train_epoch(model, batches, loss_fn, optimizer, policy, recorder=None, desc=
         with plan.undone_on_failure(desc, i + 1):   # a step that fails part way is not half kept
             loss = train_step(model, x, y, loss_fn, optimizer, plan).item()
         if recorder is not None:
-            recorder.on_batch(loss)
+            recorder.on_batch(loss)          # the loss, and the rates it was trained with
+        if schedule is not None:
+            schedule.step()                  # the learning-rate schedule: the next mini-batch's rates
         total, n = total + loss * len(y), n + len(y)
     return all_mean(total / max(n, 1), n)   # over every process's images (only this one's, alone)
 
@@ -164,7 +167,7 @@ class EpochTable:
         return pd.DataFrame(self.rows)
 
 
-def fit(model, batches, objective, optimizer, epochs, device=None, recorder=None, table=None):
+def fit(model, batches, objective, optimizer, epochs, device=None, recorder=None, table=None, schedule=None):
     """Train for `epochs` epochs; return the table `[epoch, trn_loss, val_loss, <metrics>, time]`.
 
     Args:
@@ -176,8 +179,10 @@ def fit(model, batches, objective, optimizer, epochs, device=None, recorder=None
         optimizer: any `torch.optim` optimizer over the model's parameters.
         device: "cpu", "cuda", ... (default: the best one present), or a `Policy` (`lessonlib.engine.policy`), which
             also says the precision and how the body takes a mini-batch.
-        recorder: a `Recorder` that sees every mini-batch's loss and steps the learning-rate schedule.
+        recorder: a `Recorder` that records every mini-batch's loss and learning rates.
         table: an `EpochTable` to fill (its rows survive a Ctrl-C); a new one by default.
+        schedule: a torch learning-rate scheduler stepped after every mini-batch (`schedules.sgdr(...)`), or None
+            (the optimizer's rates throughout).
 
     A validation loss that is not finite stops training with the weights and optimizer state of the start
     of that epoch.
@@ -200,7 +205,7 @@ def fit(model, batches, objective, optimizer, epochs, device=None, recorder=None
                 start = time.perf_counter()
                 before.take()
                 model.train()
-                trn_loss = train_epoch(model, train_batches, objective.loss_fn, optimizer, train_policy, recorder,
+                trn_loss = train_epoch(model, train_batches, objective.loss_fn, optimizer, train_policy, recorder, schedule,
                                        desc=say("epoch {epoch}/{epochs}", epoch=epoch + 1, epochs=epochs))
                 val_loss, values = evaluate(model, valid_batches, objective, policy)
                 if not math.isfinite(val_loss):

@@ -1,4 +1,5 @@
 import copy
+import inspect
 import random
 
 import numpy as np
@@ -10,7 +11,7 @@ from lessonlib.data import ImageClassifierData
 from lessonlib.learner import ConvLearner
 from lessonlib.lr_finder import LRFinder, Sweep, describe_region, find_lr
 from lessonlib.engine.policy import resolve_policy
-from lessonlib.recorder import Recorder
+from lessonlib.recorder import Recorder, smooth
 from lessonlib.transforms import tfms_from_model
 from lessonlib.widgets import LRExplorer
 from tests.helpers import make_folders
@@ -77,6 +78,22 @@ def test_group_rates_keep_their_ratios():
     rates = np.array(lrf.recorder.lrs)
     assert np.allclose(rates[:, 0] / rates[:, 1], 0.1)
     assert [g["lr"] for g in optimizer.param_groups] == [1e-3, 1e-2]
+
+
+def test_the_finder_reads_the_recorders_smoothing_and_draws_the_recorders_plot():
+    import matplotlib
+    matplotlib.use("Agg")
+    lrs, loss = bowl_curve()
+    rec = Recorder(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0))
+    for lr, value in zip(lrs, loss):
+        rec.record([lr], float(value))
+    lrf = LRFinder(rec, beta=0.9)
+    assert np.array_equal(lrf.smoothed, smooth(loss, 0.9)) and np.array_equal(rec.smoothed(0.9), lrf.smoothed)
+    ax = lrf.plot(suggestions=False)
+    raw, smoothed = ax.get_lines()
+    assert np.array_equal(raw.get_ydata(), loss) and np.array_equal(smoothed.get_ydata(), lrf.smoothed)
+    assert ax.get_xscale() == "log" and ax.get_title()
+    assert "ax.plot(" not in inspect.getsource(LRFinder.plot).split("if suggestions:")[0]   # one curve-drawing function
 
 
 def synthetic_finder(curve, lrs):

@@ -258,6 +258,28 @@ def test_fit_and_find_lr_leave_a_plain_models_memory_layout_as_it_was_given(layo
     assert model[0].weight.is_contiguous(memory_format=layout)
 
 
+def test_the_schedule_is_stepped_in_the_epoch_loop_and_the_recorder_only_records():
+    """One place for each job: `train_epoch` steps the learning-rate schedule where the student reads the loop; the
+    Recorder records the rates each mini-batch was trained with, and steps nothing."""
+    import ast
+    import inspect
+
+    from lessonlib import recorder
+    calls = [n.func.attr for n in ast.walk(ast.parse(inspect.getsource(recorder))) if isinstance(n, ast.Call)
+             and isinstance(n.func, ast.Attribute)]
+    assert "step" not in calls and "scheduler" not in inspect.getsource(recorder)
+    assert "schedule.step()" in inspect.getsource(training.train_epoch)
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1 / (i + 1))
+    rec = recorder.Recorder(optimizer)
+    batches = [(torch.randn(8, 4), torch.randint(0, 2, (8,))) for _ in range(4)]
+    training.train_epoch(model, batches, nn.functional.cross_entropy, optimizer, resolve_policy("cpu"), rec, schedule)
+    assert [row[0] for row in rec.lrs] == [1.0, 1 / 2, 1 / 3, 1 / 4]   # each batch's own rate, then the next's set
+    assert optimizer.param_groups[0]["lr"] == 1 / 5
+
+
 def test_the_lessons_code_fits_on_a_screen():
     """`??train_step` and `??ConvLearner.fit` show the lesson, not the machinery (issue 27's limits)."""
     import inspect
