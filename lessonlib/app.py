@@ -2,8 +2,9 @@
 
 The page is a notebook, `lessonlib/pages/app.ipynb`, that Voilà runs and shows without its code.
 `python -m lessonlib app MODEL` copies it to LESSONLIB_HOME/app/ (once: your changes to that copy are kept),
-writes `app.json` beside it naming the model, and starts Voilà on it; open the copy in JupyterLab to change the
-page. Install Voilà with `pip install "lessonlib[app]"`.
+writes `app.json` beside it naming the model (for when you open the copy in JupyterLab to change the page), and
+starts Voilà on it. The server's own pages take their model from LESSONLIB_APP_MODEL, which the command sets for
+that server alone: two `app` commands in one home, each with its own model and port, never show each other's. Install Voilà with `pip install "lessonlib[app]"`.
 
     python -m lessonlib app ~/.cache/lessonlib/exports/export.pt --port 8866
 
@@ -24,6 +25,8 @@ from pathlib import Path
 from lessonlib.engine.fonts import SHIPPED
 from lessonlib.engine.language import problem, say
 from lessonlib.engine.runtime import home
+from lessonlib.engine.settings import child_environ, settings
+from lessonlib.engine.storage import atomic_write
 from lessonlib.export import default_export_path, load_learner
 
 __all__ = ["PAGE", "SETTINGS", "Page", "page_folder", "prepare_page", "serve", "voila_command"]
@@ -55,13 +58,16 @@ class Page:
 
     @classmethod
     def from_settings(cls, folder="."):
-        """The page for the model that `folder`/app.json names (written by `python -m lessonlib app`)."""
-        settings = Path(folder) / SETTINGS
-        if not settings.is_file():
+        """The page for the model its server was started with (LESSONLIB_APP_MODEL), else the one `folder`/app.json
+        names (written by `python -m lessonlib app`, for the page opened in JupyterLab)."""
+        if settings().app_model:
+            return cls(settings().app_model)
+        named = Path(folder) / SETTINGS
+        if not named.is_file():
             raise FileNotFoundError(problem("{settings} is missing: start the page with python -m lessonlib app "
                                             "MODEL, or write {{\"model\": \"path/to/export.pt\"}} into it",
-                                            settings=settings.resolve()))
-        return cls(json.loads(settings.read_text(encoding="utf-8"))["model"])
+                                            settings=named.resolve()))
+        return cls(json.loads(named.read_text(encoding="utf-8"))["model"])
 
     def show(self, name, content):
         """(HTML of the answer or of the problem, figure or None) for the uploaded file `name` with bytes `content`.
@@ -148,14 +154,16 @@ def prepare_page(model, page=None):
     if not page.is_file():
         raise FileNotFoundError(problem("{page} does not exist: give a notebook, or leave --page out for lessonlib's "
                                         "own page", page=page))
-    (page.parent / SETTINGS).write_text(json.dumps({"model": str(Path(model).resolve())}), encoding="utf-8")
+    named = json.dumps({"model": str(Path(model).resolve())}).encode("utf-8")
+    atomic_write(page.parent / SETTINGS, lambda f: f.write(named))   # a second app command never half-writes it
     if page.parent == page_folder() and not (page.parent / SHIPPED.name).exists():
         shutil.copyfile(SHIPPED, page.parent / SHIPPED.name)   # Chinese text, also where the browser has no CJK font
     # Voila's own settings, in a folder of lessonlib's (a number cannot be given to it on its command line)
     config = {"Voila": {"tornado_settings": {"websocket_max_message_size": MAX_UPLOAD_MB * 2**20}},
               "VoilaConfiguration": {"file_allowlist": [r".*\.(png|jpg|gif|svg)", re.escape(SHIPPED.name)]}}
     page_folder().mkdir(parents=True, exist_ok=True)
-    (page_folder() / "voila.json").write_text(json.dumps(config), encoding="utf-8")
+    config = json.dumps(config).encode("utf-8")
+    atomic_write(page_folder() / "voila.json", lambda f: f.write(config))
     return page
 
 
@@ -177,7 +185,8 @@ def serve(model, port=8866, page=None):
     page = prepare_page(model, page)
     print(say("the page for {model}: http://127.0.0.1:{port}/ (Ctrl-C stops it)", model=predictor, port=port))
     print(say("it is the notebook {page}: open it in JupyterLab to change the page", page=page))
-    server = subprocess.Popen(voila_command(page, port), cwd=page.parent)
+    env = child_environ(LESSONLIB_APP_MODEL=Path(model).resolve())   # this server's pages show this model
+    server = subprocess.Popen(voila_command(page, port), cwd=page.parent, env=env)
     try:   # a `kill` of this command stops Voila too, which shuts its kernels down
         previous = signal.signal(signal.SIGTERM, lambda *_: server.terminate())
     except ValueError:   # not the main thread: Ctrl-C and kill reach Voila directly

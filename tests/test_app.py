@@ -6,6 +6,7 @@ reason, except in CI (CI=true), where they fail: CI must really open the page.
 """
 import importlib.util
 import io
+import json
 import os
 import shutil
 import signal
@@ -135,6 +136,31 @@ def test_the_page_is_a_copy_the_student_can_change(exported, tmp_path, monkeypat
     assert "# mine" in prepare_page(exported[0]).read_text()   # kept, not copied over
     command = voila_command(page, 8123)
     assert "--port=8123" in command and "--Voila.ip=127.0.0.1" in command
+
+
+def test_two_app_commands_in_one_home_each_serve_their_own_model(exported, tmp_path, monkeypatch):
+    """The second command rewrites app.json (for JupyterLab), but each server's pages keep the model it was started
+    with: the command gives it to its own server as LESSONLIB_APP_MODEL."""
+    import lessonlib.app as app
+    monkeypatch.setenv("LESSONLIB_HOME", str(tmp_path / "home"))
+    first, second = tmp_path / "first.pt", tmp_path / "second.pt"
+    shutil.copyfile(exported[0], first)
+    shutil.copyfile(exported[0], second)
+    started = []
+
+    class Voila:   # stands in for the server: records how it was started
+        def __init__(self, command, cwd, env):
+            started.append(env)
+
+        def wait(self):
+            return 0
+    monkeypatch.setattr(app.subprocess, "Popen", Voila)
+    for model in (first, second):
+        assert app.serve(model, port=_free_port()) == 0
+    assert [env["LESSONLIB_APP_MODEL"] for env in started] == [str(first.resolve()), str(second.resolve())]
+    assert json.loads((app.page_folder() / app.SETTINGS).read_text())["model"] == str(second.resolve())
+    monkeypatch.setenv("LESSONLIB_APP_MODEL", started[0]["LESSONLIB_APP_MODEL"])   # inside the first server
+    assert Page.from_settings(app.page_folder()).model.source == first.resolve()
 
 
 # ---------------------------------------------------------------- the page in Chromium

@@ -14,6 +14,7 @@
 | LESSONLIB_CLASS_LOG | keep each `check()` result in LESSONLIB_HOME/exercise-log.jsonl for the teacher's class report | 0 |
 | LESSONLIB_CLASS_ANSWERS | with the class log: keep the answers too, not only right or not | 0 |
 | LESSONLIB_LANG | the language of lessonlib's messages, hints and widgets: `en` or `zh` (Simplified Chinese) | en |
+| LESSONLIB_APP_MODEL | the export a page of `python -m lessonlib app` shows (the command sets it for its server) | none |
 
 `settings()` parses them the first time it is asked and again only when one of them has changed since (a
 notebook's `%env` takes effect at once). A value that makes no sense is a `SettingsError` that names the
@@ -23,8 +24,8 @@ programs (torchrun's ranks, Kaggle's marker, Keras's backend) are read and writt
 import os
 from dataclasses import dataclass
 
-__all__ = ["LANGUAGES", "PRECISIONS", "Settings", "SettingsError", "VARIABLES", "on_kaggle", "set_keras_backend",
-           "settings", "torchrun"]
+__all__ = ["LANGUAGES", "PRECISIONS", "Settings", "SettingsError", "VARIABLES", "child_environ", "on_kaggle",
+           "set_keras_backend", "settings", "torchrun"]
 
 PRECISIONS = ("bf16", "fp16", "fp32")
 WEIGHTS = ("imagenet", "random")
@@ -32,7 +33,7 @@ LANGUAGES = ("en", "zh")
 _LANGUAGE_NAMES = {"zh-cn": "zh", "zh_cn": "zh", "zh-hans": "zh", "cn": "zh", "english": "en", "en-us": "en"}
 VARIABLES = ("LESSONLIB_SMOKE", "LESSONLIB_HOME", "LESSONLIB_DATA", "LESSONLIB_DATA_MIRROR", "LESSONLIB_OFFLINE",
              "LESSONLIB_WEIGHTS", "LESSONLIB_PRECISION", "LESSONLIB_IMAGE_CACHE_MB", "LESSONLIB_CUDNN_BENCHMARK",
-             "LESSONLIB_LANG", "LESSONLIB_CLASS_LOG", "LESSONLIB_CLASS_ANSWERS")
+             "LESSONLIB_LANG", "LESSONLIB_CLASS_LOG", "LESSONLIB_CLASS_ANSWERS", "LESSONLIB_APP_MODEL")
 TORCHRUN = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -55,6 +56,7 @@ class Settings:
     lang: str = "en"
     class_log: bool = False
     class_answers: bool = False
+    app_model: str = None
 
     @classmethod
     def from_environ(cls, environ):
@@ -85,6 +87,7 @@ class Settings:
             lang=read("LESSONLIB_LANG", _language, "en"),
             class_log=read("LESSONLIB_CLASS_LOG", _yes_no, False),
             class_answers=read("LESSONLIB_CLASS_ANSWERS", _yes_no, False),
+            app_model=read("LESSONLIB_APP_MODEL", str, None),
         )
         if problems:
             raise SettingsError("; ".join(problems))
@@ -106,6 +109,14 @@ def settings():
     if raw != _parsed[0]:
         _parsed = (raw, Settings.from_environ(os.environ))
     return _parsed[1]
+
+
+def child_environ(**variables):
+    """This process's environment with `variables` (names of VARIABLES) set: for a process lessonlib starts."""
+    unknown = sorted(set(variables) - set(VARIABLES))
+    if unknown:
+        raise ValueError(f"not lessonlib settings: {unknown}")
+    return {**os.environ, **{name: str(value) for name, value in variables.items()}}
 
 
 def torchrun():
