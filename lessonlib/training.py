@@ -2,7 +2,7 @@
 
 Plain PyTorch. How it uses the hardware (device, mixed precision, channels-last, pieces of a
 mini-batch) comes from a `Policy` (`lessonlib.engine.policy`), decided once and passed in; each epoch turns it
-into a `StepPlan` (`lessonlib.engine.steps`) that `train_step` follows. Two promises:
+into a `StepPlan` (`lessonlib.engine.steps`) that `train_step` composes around its four lines. Two promises:
 Ctrl-C never leaves a half-applied optimizer step behind, and a step that makes the loss, the
 gradients or the weights non-finite, or that fails part way, is not kept: training stops with a clear
 message and the weights and optimizer state are those from before that step. When the memory runs out,
@@ -67,17 +67,20 @@ class Objective:
 def train_step(model, x, y, loss_fn, optimizer, plan):
     """One mini-batch: forward, loss, backward, optimizer step; returns the loss (a tensor).
 
-    `plan` (a `StepPlan`, made once per epoch from the run's policy) says how this machine does each line:
-    the device, the precision, the body in pieces on a CPU. A step that would make the loss, the gradients or
-    the weights infinite or NaN is not kept: FloatingPointError, with everything as before the step.
-    """
+    `plan` (a `StepPlan`, made once per epoch from the run's policy): the device, the precision, a GradScaler
+    (on for float16 only), and the guard: a step that would make the loss, the gradients or the weights
+    infinite or NaN is not kept (FloatingPointError, everything as before), and Ctrl-C waits for the step."""
     x, y = plan.to_device(x, y)
-    plan.start(optimizer)                  # zero the gradients; keep a copy of the weights to go back to
-    with plan.autocast():
-        out = plan.forward(model, x)       # forward
-        loss = loss_fn(out, y)             # loss
-    plan.backward(loss)                    # backward: the gradients
-    plan.step(optimizer, loss)             # step: the optimizer moves the weights against the gradient
+    scaler = plan.scaler
+    with plan.guarded(optimizer) as finite_or_undone:
+        optimizer.zero_grad()                  # no old gradients
+        with plan.autocast():
+            out = model(x)                     # forward
+            loss = loss_fn(out, y)             # loss
+        scaler.scale(loss).backward()          # backward: the gradients
+        finite_or_undone(loss)                 # the guard: nothing that is not finite is stepped on
+        scaler.step(optimizer)                 # step: the optimizer moves the weights against the gradient
+        scaler.update()
     return loss.detach()
 
 

@@ -268,7 +268,7 @@ def test_pieces_by_default_only_when_they_give_the_same_update(data, cpu, monkey
     learn.bn_freeze(False)
     assert learn._run_policy().body_piece == 2                  # a number forces pieces
     seen, step = [], training.train_step
-    monkeypatch.setattr(training, "train_step", lambda *a: seen.append(a[5].body_piece) or step(*a))
+    monkeypatch.setattr(training, "train_step", lambda *a: seen.append(a[0].pieces.piece) or step(*a))   # the model's
     learn.fit(1e-3, 1)                                  # the data's mini-batches of 4 go in pieces of 2
     assert seen and set(seen) == {2}
     assert len(learn.history) == 1 and np.isfinite(learn.history.trn_loss.iloc[-1])

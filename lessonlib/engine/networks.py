@@ -110,6 +110,7 @@ class ConvNet(nn.Sequential):
     def __init__(self, body, head):
         super().__init__(OrderedDict(body=body, head=head))
         self.bn_frozen = False
+        self.pieces = None   # how the body takes a training mini-batch: whole, or `engine.steps.BodyInPieces`
 
     @property
     def layer_groups(self):
@@ -117,7 +118,8 @@ class ConvNet(nn.Sequential):
         return [self.body.early, self.body.late, self.head]
 
     def forward(self, x):
-        return head_forward(self.head, self.body(x))
+        pieces = getattr(self, "pieces", None)   # installed by the step's policy (a CPU memory trick), or None
+        return head_forward(self.head, self.body(x) if pieces is None else pieces(self.body, x))
 
     def train(self, mode=True):
         super().train(mode)

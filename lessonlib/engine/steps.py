@@ -1,15 +1,16 @@
-"""How this machine runs the four lines of a training step (forward, loss, backward, step), decided once.
+"""What this machine adds around the four lines of a training step (forward, loss, backward, step), decided once.
 
-`training.train_step` reads like the lesson; what it asks of a `StepPlan` is decided here, once per
-epoch, from the run's `Policy`:
+`training.train_step` is the lesson's step, written out; a `StepPlan`, made once per epoch from the run's
+`Policy`, holds what it composes around those lines:
 - the device and the memory format of the images (`to_device`), and the precision (`autocast`);
 - a gradient scaler, switched on only for float16 (`GradScaler(enabled=...)`: otherwise it passes the
   loss and the step straight through);
-- the body in pieces: on a CPU the body of a learner's `ConvNet` can take the mini-batch a few images at
-  a time while the head sees it whole (`forward` and `backward`, the same gradients, less memory);
-- the step itself: never cut in half by Ctrl-C, and undone when it would make the loss, the gradients
-  or the weights infinite or NaN (`step`), or when it fails part way (the memory runs out in the backward
-  pass, say: `undone_on_failure`, around each call of `train_step`).
+- the guard (`guarded`): a step that would make the loss, the gradients or the weights infinite or NaN is not
+  kept, the optimizer's step is never cut in half by Ctrl-C, and a step that fails part way (the memory runs
+  out in the backward pass, say) is undone by `undone_on_failure`, around each call of `train_step`.
+The body in pieces is not in the step: on a CPU the plan installs a `BodyInPieces` on a `ConvNet` once, and the
+model's own forward takes the mini-batch through the body a few images at a time while the head sees it whole
+(the same gradients, less memory).
 """
 import contextlib
 
@@ -17,10 +18,10 @@ import torch
 
 from lessonlib.engine.interrupts import deferred_interrupt
 from lessonlib.engine.language import problem
-from lessonlib.engine.networks import ConvNet, head_forward
+from lessonlib.engine.networks import ConvNet
 from lessonlib.engine.snapshot import Snapshot
 
-__all__ = ["StepPlan", "forward_in_pieces"]
+__all__ = ["BodyInPieces", "StepPlan", "forward_in_pieces"]
 
 
 class StepPlan:
@@ -33,11 +34,11 @@ class StepPlan:
     def __init__(self, policy, model, optimizer, keep_finite=True):
         self.policy = policy
         self.scaler = torch.amp.GradScaler(policy.device.type, enabled=policy.precision == "fp16")
-        self.body_piece = policy.body_piece if isinstance(model, ConvNet) else None   # images per piece of the body
+        if isinstance(model, ConvNet):   # the body in pieces, in the model's own forward (None: whole)
+            model.pieces = BodyInPieces(policy.body_piece, policy) if policy.body_piece else None
         self.before = Snapshot(model, optimizer, weights="trainable") if keep_finite else None
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
-        self._pending = None   # the body's share of the backward pass, when it runs in pieces
-        self._in_step = False  # between `start` and the end of `step`: what a failure there must undo
+        self._in_step = False  # from the start of `guarded` to the end of its step: what a failure there must undo
 
     def to_device(self, x, y):
         return self.policy.to_device(x), y.to(self.policy.device, non_blocking=True)
@@ -45,53 +46,33 @@ class StepPlan:
     def autocast(self):
         return self.policy.autocast()
 
-    def start(self, optimizer):
-        """Before the forward pass (which updates BatchNorm statistics): no old gradients, and a copy to go back to."""
-        optimizer.zero_grad(set_to_none=True)
+    @contextlib.contextmanager
+    def guarded(self, optimizer):
+        """Around one step. First a copy to go back to (the forward pass updates BatchNorm statistics); then it
+        yields the finiteness guard, `check(loss)`, to call before the optimizer's step: a loss or (unscaled)
+        gradients that are not finite are refused (FloatingPointError, everything as before the step), and from
+        there to the end of the block Ctrl-C waits, so the step is applied whole. New weights that are not finite
+        are refused the same way when the block ends."""
         if self.before is not None:
             self.before.take()
         self._in_step = True
-
-    def forward(self, model, x):
-        """`model(x)`; in pieces, the body runs without keeping its graph and `backward` runs it again."""
-        if not self.body_piece or self.body_piece >= len(x):
-            return model(x)
-        rng = Snapshot(rng=True).take()                      # replayed when the body runs again
-        with torch.no_grad():
-            features = forward_in_pieces(model.body, x, self.body_piece)
-        features.requires_grad_()
-        self._pending = (model.body, x, features, rng)
-        return head_forward(model.head, features)            # the head (and its BatchNorm) sees the whole batch
-
-    def backward(self, loss):
-        """`loss.backward()` (scaled in float16); in pieces, then the body's backward one piece at a time."""
-        self.scaler.scale(loss).backward()
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            _body_backward(*pending, self.body_piece, self.policy)
-
-    def step(self, optimizer, loss):
-        """`optimizer.step()`, whole even on Ctrl-C; refused (FloatingPointError, everything as before
-        `start`) when the loss, the gradients or the new weights are not finite."""
-        if not torch.isfinite(loss.detach()):
-            self._undo(optimizer, "training loss", float(loss.detach()))
-        with deferred_interrupt():
-            if self.scaler.is_enabled():   # float16: the scaler itself skips steps whose gradients overflowed
-                self.scaler.step(optimizer)
-                self.scaler.update()
-            else:
-                if not _all_finite([p.grad for p in self.params]):
-                    self._undo(optimizer, "gradient")
-                optimizer.step()
-                if self.before is not None and not _all_finite(self.params):
-                    self._undo(optimizer, "weights after the step")
+        with contextlib.ExitStack() as held:
+            def check(loss):
+                if not torch.isfinite(loss.detach()):
+                    self._undo(optimizer, "training loss", float(loss.detach()))
+                held.enter_context(deferred_interrupt())
+                if not self.scaler.is_enabled() and not _all_finite([p.grad for p in self.params]):
+                    self._undo(optimizer, "gradient")   # float16: the scaler itself skips such steps
+            yield check
+            if not self.scaler.is_enabled() and self.before is not None and not _all_finite(self.params):
+                self._undo(optimizer, "weights after the step")
         self._in_step = False
 
     @contextlib.contextmanager
     def undone_on_failure(self, desc, batch):
         """Around one call of `train_step`: a step that fails part way (out of memory in the forward or backward
         pass, or in the optimizer's step) is undone, the weights, BatchNorm statistics and optimizer state put back
-        as before that mini-batch, and the error goes on; a FloatingPointError (already undone by `step`) names
+        as before that mini-batch, and the error goes on; a FloatingPointError (already undone by the guard) names
         the mini-batch (`desc`, number `batch`)."""
         try:
             yield
@@ -114,16 +95,60 @@ class StepPlan:
                                          "before this mini-batch.", what=what, shown=shown))
 
 
+class BodyInPieces:
+    """How a `ConvNet`'s body takes a training mini-batch on a CPU: `piece` images at a time, less memory.
+
+    Installed on the model once by the step's plan (`model.pieces`); the model's forward calls it. In training
+    with gradients on, the body runs on each piece without keeping its graph, and the backward pass runs it
+    again one piece at a time (`_BodyPieces`, `_body_backward`): the gradients are those of the whole
+    mini-batch, for one more forward pass of the body. Elsewhere (evaluation, no gradients, a batch of at most
+    `piece` images) it is simply `body(x)`.
+    """
+
+    def __init__(self, piece, policy):
+        self.piece, self.policy = piece, policy
+
+    def __call__(self, body, x):
+        if not (torch.is_grad_enabled() and body.training and self.piece < len(x)):
+            return body(x)
+        rng = Snapshot(rng=True).take()                      # replayed when the body runs again
+        params = [p for p in body.parameters() if p.requires_grad]
+        if not params:                                       # a frozen body: its pieces keep no graph at all
+            with torch.no_grad():
+                features = forward_in_pieces(body, x, self.piece)
+            return features.requires_grad_()
+        return _BodyPieces.apply(x, body, self, rng, *params)
+
+    def __repr__(self):
+        return f"BodyInPieces(piece={self.piece})"
+
+
+class _BodyPieces(torch.autograd.Function):
+    """The body on each piece without its graph (forward); its backward runs `_body_backward`, which puts the
+    gradients straight into the body's parameters (inputs here only so that the features require a gradient)."""
+
+    @staticmethod
+    def forward(ctx, x, body, pieces, rng, *params):
+        ctx.x, ctx.body, ctx.pieces, ctx.rng, ctx.n_params = x, body, pieces, rng, len(params)
+        return forward_in_pieces(body, x, pieces.piece)     # gradients are off inside an autograd Function
+
+    @staticmethod
+    def backward(ctx, grad):
+        with torch.enable_grad():
+            _body_backward(ctx.body, ctx.x, grad, ctx.rng, ctx.pieces.piece, ctx.pieces.policy)
+        return (None, None, None, None) + (None,) * ctx.n_params
+
+
 def _all_finite(tensors):
     tensors = [t for t in tensors if t is not None]
     return not tensors or bool(torch.stack([t.detach().abs().amax().float() for t in tensors]).isfinite().all())
 
 
-def _body_backward(body, x, features, rng, piece, policy):
+def _body_backward(body, x, grad, rng, piece, policy):
     """The body's share of the gradients, keeping its activations for `piece` images only.
 
-    The body ran on each piece without keeping its graph (`StepPlan.forward`) and the head's backward
-    reached the features. Now the body runs each piece again, keeping its graph this time, and
+    The body ran on each piece without keeping its graph (`BodyInPieces`) and the head's backward
+    reached the features (their gradient: `grad`). Now the body runs each piece again, keeping its graph this time, and
     back-propagates that piece's share of the features' gradient: the gradients are those of the whole
     mini-batch, for one more forward pass of the body. Random layers (dropout) draw the same numbers both
     times, and BatchNorm running statistics count the first pass only. A BatchNorm layer of the body
@@ -136,13 +161,13 @@ def _body_backward(body, x, features, rng, piece, policy):
     pieces = x.split(piece)
     with torch.random.fork_rng(devices=devices), Snapshot(body, weights="buffers").kept():   # both put back after
         rng.restore()
-        for i, (part, grad) in enumerate(zip(pieces, features.grad.split(piece))):
+        for i, (part, part_grad) in enumerate(zip(pieces, grad.split(piece))):
             # under several processes (DDP), gradients are exchanged once: with the last piece's backward
             last = i == len(pieces) - 1
             with body.no_sync() if hasattr(body, "no_sync") and not last else contextlib.nullcontext():
                 with policy.autocast():
                     out = body(part)
-                out.backward(grad)
+                out.backward(part_grad)
 
 
 def forward_in_pieces(model, x, piece):
