@@ -8,7 +8,8 @@
 - `snapshot`: putting weights, optimizer state and random generators back exactly.
 - `networks`: the networks' plumbing (body, head, `ConvNet`), which `lessonlib.models` re-exports for the lesson.
 - `policy`: how a run uses the hardware (device, precision, memory format, loader workers), decided once.
-- `steps`: how this machine runs a training step's forward, backward and optimizer step (`StepPlan`).
+- `steps`: what this machine composes around the lesson's written step (`StepPlan`: device, precision, scaler,
+  the finiteness guard) and the body in pieces in the model's own forward (`BodyInPieces`).
 - `distributed`: several processes training one model (torchrun, DDP).
 - `weights`: where pretrained weights come from (packaged, torch's cache, a mirror, a download).
 - `checkpoints`: `learn.save` and `learn.load`, checked before anything is copied.
