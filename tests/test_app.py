@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,7 @@ def test_two_app_commands_in_one_home_each_serve_their_own_model(exported, tmp_p
         def wait(self):
             return 0
     monkeypatch.setattr(app.subprocess, "Popen", Voila)
+    monkeypatch.setitem(sys.modules, "voila", types.ModuleType("voila"))   # installed or not: it is not started
     for model in (first, second):
         assert app.serve(model, port=_free_port()) == 0
     assert [env["LESSONLIB_APP_MODEL"] for env in started] == [str(first.resolve()), str(second.resolve())]

@@ -83,8 +83,10 @@ def test_the_body_in_pieces_gives_the_weights_of_before_the_step_was_written_out
     """Issue 40 moved the body in pieces out of the step into the model's forward (`BodyInPieces`): the weights,
     BatchNorm statistics and losses after 3 steps are those of the code before, bit for bit, in float32 and
     bfloat16, body trainable and frozen (tests/reference/pieces_steps.pt, written by that code)."""
-    from tests.reference.pieces_steps import CASES, REFERENCE, run
+    from tests.reference.pieces_steps import CASES, REFERENCE, environment, run
     reference = torch.load(REFERENCE)
+    if reference["environment"] != environment():   # other kernels round otherwise: bits say nothing there
+        pytest.skip(f"the reference was written with {reference['environment']}; this is {environment()}")
     for precision, frozen in CASES:
         case = f"{precision}-{'frozen' if frozen else 'trainable'}"
         got, want = run(precision, frozen), reference[case]

@@ -39,9 +39,21 @@ def run(precision, frozen):
     return {"state": {k: v.clone() for k, v in model.state_dict().items()}, "losses": torch.stack(losses)}
 
 
+def environment():
+    """What the bits depend on besides the code: torch's version and the CPU kernels it picks (its instruction set,
+    and whether the processor has native bfloat16 or AMX, which oneDNN uses when it can)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = ""
+    native = sorted(f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f" {f}" in flags)
+    return {"torch": torch.__version__.split("+")[0], "cpu": torch.backends.cpu.get_cpu_capability(),
+            "cpu_bf16": ",".join(native) or "none"}
+
+
 def main(out):
-    torch.save({f"{precision}-{'frozen' if frozen else 'trainable'}": run(precision, frozen)
-                for precision, frozen in CASES}, out)
+    cases = {f"{precision}-{'frozen' if frozen else 'trainable'}": run(precision, frozen) for precision, frozen in CASES}
+    torch.save({**cases, "environment": environment()}, out)
 
 
 if __name__ == "__main__":
