@@ -25,7 +25,7 @@ import urllib.request
 import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from lessonlib.engine.language import problem, say
 from lessonlib.engine.runtime import home, mirror, smoke_mode
@@ -193,6 +193,7 @@ def safe_extract(archive, dest):
         with zipfile.ZipFile(archive) as z:
             for member in z.namelist():
                 _refuse_escape(member, dest)
+            _refuse_lossy_zip(archive, z.infolist())
             _refuse_too_large(archive, sum(i.file_size for i in z.infolist()), limit, len(z.infolist()))
             z.extractall(dest)
     elif tarfile.is_tarfile(archive):
@@ -228,6 +229,27 @@ def _refuse_too_large(archive, unpacked, limit, members):
         raise ValueError(problem("refusing to extract {name}: it holds {n:,} entries, more than the {most:,} "
                                  "allowed; it is damaged or not the data it claims to be",
                                  name=archive.name, n=members, most=MAX_MEMBERS))
+
+
+def _refuse_lossy_zip(archive, members):
+    """A zip that cannot be unpacked whole: protected by a password, or holding two files of one name, or a file
+    and a folder of one name (one would be lost, or the extraction would fail half way)."""
+    if any(m.flag_bits & 0x1 for m in members):
+        raise ValueError(problem("refusing to extract {name}: it is protected by a password; unzip it yourself, "
+                                 "with its password", name=archive.name))
+    names, folders = set(), set()
+    for m in members:
+        parts = PurePosixPath(m.filename.rstrip("/")).parts
+        folders.update(str(PurePosixPath(*parts[:i])) for i in range(1, len(parts)))
+        if not m.is_dir():
+            if str(PurePosixPath(*parts)) in names:
+                raise ValueError(problem("refusing to extract {name}: it holds two files named {member!r}, and "
+                                         "unpacking it would lose one", name=archive.name, member=m.filename))
+            names.add(str(PurePosixPath(*parts)))
+    both = sorted(names & folders)
+    if both:
+        raise ValueError(problem("refusing to extract {name}: it holds a file and a folder both named {member!r}, "
+                                 "and unpacking it would lose one", name=archive.name, member=both[0]))
 
 
 def _refuse_escape(member, dest):

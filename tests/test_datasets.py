@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tarfile
 import urllib.error
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -472,6 +473,19 @@ def test_an_archive_of_more_entries_than_any_data_set_is_refused_before_writing(
             for name, data in files.items():
                 z.writestr(name, data)
     with pytest.raises(ValueError, match=rf"refusing to extract many.{kind}: it holds 51 entries, more than the 50"):
+        datasets.safe_extract(archive, tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("fault, said", [("twice", "two files named 'a/x.jpg'"),
+                                         ("file and folder", "a file and a folder both named 'a'")])
+def test_a_zip_that_would_lose_a_file_is_refused_for_downloads_too(tmp_path, fault, said):
+    archive = tmp_path / "set.zip"
+    with warnings.catch_warnings(), zipfile.ZipFile(archive, "w") as z:
+        warnings.simplefilter("ignore")   # zipfile's own "Duplicate name" warning
+        z.writestr("a/x.jpg", b"one")
+        z.writestr("a/x.jpg" if fault == "twice" else "a", b"two")
+    with pytest.raises(ValueError, match=f"refusing to extract set.zip: it holds {said}"):
         datasets.safe_extract(archive, tmp_path / "out")
     assert not list((tmp_path / "out").iterdir())
 

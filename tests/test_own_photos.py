@@ -527,7 +527,7 @@ def _encrypted(path):
     ("password", "protected by a password"),
     ("file and folder", "a file and a folder both named 'album'"),
     ("twice", "two files named 'album/IMG_0000.jpg'"),
-    ("escape", "'../escape.jpg', a path that would leave"),
+    ("escape", "refusing to extract '../escape.jpg': it would land outside"),
     ("damaged", "is damaged"),
 ])
 def test_a_zip_that_cannot_be_unpacked_whole_is_named_with_what_to_do(tmp_path, fault, said):
