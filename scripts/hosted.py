@@ -3,7 +3,8 @@
 From it this writes the README's Colab cell, every lesson's first-cell message for a kernel without lessonlib,
 and the links line at the end of every lesson's first cell ("Open in Colab" and the glossary). Until the address
 is set, they give the offline route (`make wheel`'s files) and name the one line to add. It also keeps
-`notebooks/glossary.md` a copy of `lessonlib/glossary.md` (the one that travels with lessonlib).
+`notebooks/glossary.md` a copy of `lessonlib/glossary.md` (the one that travels with lessonlib), and
+`notebooks/glossary.zh.md` the Chinese glossary (`lessonlib/glossary.zh.md` with the table's words from glossary.md).
 
     python scripts/hosted.py            # rewrite the README and the lessons from pyproject.toml
     python scripts/hosted.py --check    # exit 1, naming the files, when they do not agree with it (a test runs this)
@@ -14,6 +15,8 @@ import re
 import sys
 import tomllib
 from pathlib import Path
+
+from lessonlib.glossary import render_zh
 
 ROOT = Path(__file__).resolve().parent.parent
 LINKS = "<!-- links: written by scripts/hosted.py -->"
@@ -98,9 +101,11 @@ def rewrite(root=ROOT):
     new = re.sub(r"<!-- colab-cell.*?<!-- /colab-cell -->", lambda _: readme_block(address), readme, flags=re.S)
     if new != readme:
         changed["README.md"] = new
-    copy = (root / "lessonlib" / "glossary.md").read_text()   # the glossary beside the lessons, for JupyterLab
-    if not (root / "notebooks" / "glossary.md").is_file() or (root / "notebooks" / "glossary.md").read_text() != copy:
-        changed["notebooks/glossary.md"] = copy
+    english = (root / "lessonlib" / "glossary.md").read_text()   # the glossaries beside the lessons, for JupyterLab
+    chinese = render_zh(english, (root / "lessonlib" / "glossary.zh.md").read_text())   # its table's words: glossary.md's
+    for name, copy in (("glossary.md", english), ("glossary.zh.md", chinese)):
+        if not (root / "notebooks" / name).is_file() or (root / "notebooks" / name).read_text() != copy:
+            changed[f"notebooks/{name}"] = copy
     block = first_cell_block(address)
     for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         text = path.read_text()

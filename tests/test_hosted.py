@@ -29,7 +29,8 @@ def _copy(tmp_path, address=None):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns("*.csv", "*.xlsx"))
     (tmp_path / "lessonlib").mkdir()
-    shutil.copy(ROOT / "lessonlib" / "glossary.md", tmp_path / "lessonlib" / "glossary.md")
+    for name in ("glossary.md", "glossary.zh.md"):
+        shutil.copy(ROOT / "lessonlib" / name, tmp_path / "lessonlib" / name)
     if address:
         text = (tmp_path / "pyproject.toml").read_text().replace("[project.urls]\n", f'[project.urls]\nRepository = "{address}"\n')
         (tmp_path / "pyproject.toml").write_text(text)
