@@ -17,7 +17,8 @@ import torchvision
 
 from _results import save_result   # benchmarks/_results.py
 from lessonlib import datasets, tfms_from_model, transforms_side_on
-from lessonlib.data import image_files, load_image
+from lessonlib.folders import image_files
+from lessonlib.images import load_image
 from lessonlib.engine.policy import resolve_policy
 
 

@@ -18,6 +18,7 @@ import csv
 import hashlib
 import os
 import shutil
+import struct
 import tarfile
 import urllib.error
 import urllib.parse
@@ -32,8 +33,8 @@ from lessonlib.engine.runtime import home, mirror, smoke_mode
 from lessonlib.engine.settings import settings
 from lessonlib.engine.storage import atomic_dir, download, file_lock, file_signature
 
-__all__ = ["CATALOG", "Entry", "PACKAGED", "data_root", "download_and_extract", "get",
-           "safe_extract", "smoke_sample", "smoke_sample_csv", "verify_packaged"]
+__all__ = ["CATALOG", "Entry", "PACKAGED", "data_root", "download_and_extract", "get", "open_zip",
+           "safe_extract", "smoke_sample", "smoke_sample_csv", "verify_packaged", "zip_member_name"]
 
 PACKAGED = Path(__file__).resolve().parent / "teaching_sets"
 
@@ -190,12 +191,12 @@ def safe_extract(archive, dest):
     dest.mkdir(parents=True, exist_ok=True)
     limit = max(UNPACKED_FLOOR, MAX_UNPACKED * archive.stat().st_size)
     if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
+        with open_zip(archive) as z:
             for member in z.namelist():
                 _refuse_escape(member, dest)
             _refuse_lossy_zip(archive, z.infolist())
             _refuse_too_large(archive, sum(i.file_size for i in z.infolist()), limit, len(z.infolist()))
-            z.extractall(dest)
+            z.extractall(dest, members=z.infolist())
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as t:
             members = t.getmembers()
@@ -216,6 +217,62 @@ def safe_extract(archive, dest):
     else:
         raise ValueError(problem("{archive} is neither a zip nor a tar archive", archive=archive))
     return dest
+
+
+UTF8_NAMES = 0x800        # general purpose bit 11: the member's name is UTF-8
+UNICODE_PATH = 0x7075     # Info-ZIP's Unicode Path extra field: the name again, in UTF-8
+UNIX_HOSTS = {3, 19}      # "made by" Unix or OS X: names in the locale's encoding, UTF-8 today (Linux, macOS)
+
+
+def open_zip(archive):
+    """`archive` as a `zipfile.ZipFile` whose members carry the names their writer meant (`zip_member_name`)."""
+    z = zipfile.ZipFile(archive)
+    for info in z.infolist():
+        info.filename = zip_member_name(info)
+    z.NameToInfo = {info.filename: info for info in z.infolist()}
+    return z
+
+
+def zip_member_name(info):
+    """The name of the zip member `info` (of a ZipFile opened without `metadata_encoding`) as its writer meant it.
+
+    A zip says a name is UTF-8 with a flag (bit 11); without it, the standard says CP437, which is how zipfile
+    reads it. But Windows' own "compress" writes names in the machine's code page (GBK on a Chinese Windows:
+    微信图片_1.jpg would read ╬ó╨┼═╝╞¼_1.jpg, 猫/ would read ├¿/), and macOS's Archive Utility and Info-ZIP write
+    UTF-8 without the flag. So: the flag's UTF-8; else Info-ZIP's Unicode Path field, where its checksum matches
+    the name; else, for a zip made on Unix or macOS, UTF-8 if the bytes are UTF-8, then GBK (CP936); for one made
+    on Windows (or DOS), GBK first, then UTF-8 (猫 in GBK is also valid UTF-8: è); else CP437 as zipfile read it.
+    """
+    if info.flag_bits & UTF8_NAMES:
+        return info.filename
+    raw = info.orig_filename.encode("cp437")   # zipfile decoded the bytes as CP437: this gives them back
+    name = _unicode_path(info.extra, raw)
+    if name is None:
+        for encoding in ("utf-8", "gbk") if info.create_system in UNIX_HOSTS else ("gbk", "utf-8"):
+            try:
+                name = raw.decode(encoding)
+                break
+            except UnicodeDecodeError:
+                continue
+        else:
+            return info.filename
+    return zipfile.ZipInfo(name).filename   # cut at a NUL and with '/' between folders, as zipfile does with any name
+
+
+def _unicode_path(extra, raw):
+    """The UTF-8 name in Info-ZIP's Unicode Path extra field (0x7075) of a member whose stored name is `raw`, or
+    None: absent, of another version, or written for another name (its CRC-32 does not match: the name was
+    changed by a tool that did not update the field)."""
+    while len(extra) >= 4:
+        kind, size = struct.unpack("<HH", extra[:4])
+        data, extra = extra[4:4 + size], extra[4 + size:]
+        if kind == UNICODE_PATH and len(data) > 5 and data[0] == 1 \
+                and struct.unpack("<L", data[1:5])[0] == zlib.crc32(raw):
+            try:
+                return data[5:].decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+    return None
 
 
 def _refuse_too_large(archive, unpacked, limit, members):
@@ -349,7 +406,7 @@ def _fetch_oxford_pets(dest, raw=None):
 
 def smoke_sample(src, per_class, dest):
     """A small copy of a folder-layout data set: the first `per_class` images of each class and split."""
-    from lessonlib.data import image_files
+    from lessonlib.folders import image_files
 
     src, dest = Path(src), Path(dest)
     if dest.is_dir():

@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lessonlib import models
-from lessonlib.data import to_rgb
+from lessonlib.images import to_rgb
 from lessonlib.engine import distributed
 from lessonlib.engine.language import problem, say
 from lessonlib.engine.runtime import home

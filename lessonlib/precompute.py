@@ -10,7 +10,7 @@ The stored activations are found again by a key made of everything they depend o
 - the network (its name and a hash of the body's weights: a trained body gives other activations),
 - the image size and the validation transform,
 - the image files (names, sizes and modification times) and their labels,
-- the precision the body ran in, and how images are decoded (`data.READER`: upright by EXIF, floats scaled).
+- the precision the body ran in, and how images are decoded (`images.READER`: upright by EXIF, floats scaled).
 Change any of these and the key changes, so a stale file is never used. The files live in
 `LESSONLIB_HOME/precompute/<key>.pt`; a file that cannot be read is named, deleted and computed again, and
 one that cannot be written (a full disk) leaves the activations in memory, with one warning saying so.
@@ -61,7 +61,7 @@ class ActivationCache:
 
     def key(self, body, data, split, policy):
         """The hash of everything the activations of `split` depend on (see the module's docstring)."""
-        from lessonlib.data import READER, files_digest
+        from lessonlib.images import READER, files_digest
 
         ds = data.split_loader(split).dataset
         if self._body_digest is None:

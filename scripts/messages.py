@@ -28,8 +28,8 @@ DYNAMIC = {
     ("lr_finder.py", "RULES[name]"): "lr_finder.RULES",
     ("widgets.py", "self.label"): "lr_finder region labels",
     ("widgets.py", "describe_region(self.lrf, lr)[0]"): "lr_finder region labels",
-    ("data.py", "PLUGIN_HELP[p.suffix.lower()]"): "data.PLUGIN_HELP",
-    ("data.py", "LAYOUT_HELP"): "data.LAYOUT_HELP",
+    ("folders.py", "PLUGIN_HELP[p.suffix.lower()]"): "images.PLUGIN_HELP",
+    ("folders.py", "LAYOUT_HELP"): "folders.LAYOUT_HELP",
     ("photos.py", "what"): "Cleaner decisions",
 }
 
@@ -50,15 +50,15 @@ def calls():
 
 def dynamic_texts():
     """{source name: [templates]} for the DYNAMIC calls."""
-    from lessonlib import data, exercises, lr_finder
+    from lessonlib import exercises, folders, images, lr_finder
     return {
         "PREDICTIONS questions": [p.question for p in exercises.PREDICTIONS.values()],
         "PREDICTIONS explanations": [p.why for p in exercises.PREDICTIONS.values()],
         "EXERCISES hints": [e.hint for e in exercises.EXERCISES.values()],
         "lr_finder.RULES": list(lr_finder.RULES.values()),
         "lr_finder region labels": list(lr_finder.REGIONS),
-        "data.PLUGIN_HELP": sorted(set(data.PLUGIN_HELP.values())),
-        "data.LAYOUT_HELP": [data.LAYOUT_HELP],
+        "images.PLUGIN_HELP": sorted(set(images.PLUGIN_HELP.values())),
+        "folders.LAYOUT_HELP": [folders.LAYOUT_HELP],
         "Cleaner decisions": ["keep", "set aside", "relabel"],
     }
 

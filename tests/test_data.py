@@ -6,7 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lessonlib.data import ImageClassifierData, check_layout, folder_summary, load_image
+from lessonlib.data import ImageClassifierData
+from lessonlib.folders import check_layout, folder_summary
+from lessonlib.images import load_image
 from lessonlib.engine.policy import resolve_policy
 from lessonlib.transforms import tfms_from_model, transforms_side_on
 from tests.helpers import make_folders, write_image
@@ -98,7 +100,7 @@ def test_undecodable_files_are_skipped_with_one_warning(tmp_path):
 def test_the_scan_finds_truncated_files_and_leaves_pils_switch_as_it_was(tmp_path, monkeypatch):
     from PIL import ImageFile
 
-    from lessonlib.data import find_unreadable
+    from lessonlib.images import find_unreadable
     make_folders(tmp_path)
     good = (tmp_path / "train" / "cats" / "cats.0.jpg").read_bytes()
     (tmp_path / "train" / "cats" / "truncated.jpg").write_bytes(good[: len(good) // 2])

@@ -182,7 +182,7 @@ def test_the_widgets_speak_chinese(zh, tmp_path):
 
 
 def test_warnings_and_errors_a_lesson_can_meet_are_chinese_with_the_english_below(zh, tmp_path):
-    from lessonlib.data import check_layout
+    from lessonlib.folders import check_layout
     with pytest.raises(FileNotFoundError) as e:
         check_layout(tmp_path / "nowhere")
     assert "不存在或不是文件夹" in str(e.value) and "(English: " in str(e.value)
@@ -195,7 +195,7 @@ def test_warnings_and_errors_a_lesson_can_meet_are_chinese_with_the_english_belo
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_layout(tmp_path)
-        from lessonlib.data import _say_unused, unused_files
+        from lessonlib.folders import _say_unused, unused_files
         _say_unused({r: n for r, n in unused_files(tmp_path / "train" / "cats").items()})
     text = "\n".join(str(w.message) for w in caught)
     assert "不会被使用" in text and "不是这里的 Pillow 能读取的图片格式" in text and "will not be used" in text

@@ -27,8 +27,8 @@ ENGINE_LAYERS = [
     ["engine.checkpoints", "engine.doctor"],                  # learn.save/load; python -m lessonlib doctor
 ]
 LESSON_LAYERS = [
-    ["models", "metrics", "schedules", "recorder", "viz"],
-    ["transforms"],
+    ["models", "metrics", "schedules", "recorder", "viz", "images"],
+    ["transforms", "folders"],
     ["data"],
     ["datasets", "training"],
     ["precompute", "lr_finder", "convviz", "interpret", "export"],

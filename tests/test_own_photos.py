@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lessonlib.data import ImageClassifierData, check_layout, load_image, readable_extensions, unused_files
+from lessonlib.data import ImageClassifierData
+from lessonlib.folders import check_layout, unused_files
+from lessonlib.images import load_image, readable_extensions
 from lessonlib.transforms import tfms_from_model
 from tests.helpers import make_folders
 
@@ -681,3 +683,203 @@ def test_a_class_keeps_a_photo_to_train_on_and_min_per_class_below_two_is_refuse
                                                                              "b": {"train": 1, "valid": 1}}
     data = ImageClassifierData.from_paths(tmp_path / "out", tfms=TFMS, bs=2)
     assert data.classes == ["a", "b"] and len(data.trn_ds) == 2
+
+
+# ---------------------------------------------------------------- the zips a Chinese student's phone and laptop make
+
+def _raw_zip(path, members, host=0):
+    """A zip written byte by byte, as a tool that knows nothing of Python writes one: each name's bytes exactly as
+    given (GBK on a Chinese Windows), without the UTF-8 flag (bit 11), "made by" `host` (0: MS-DOS and Windows, as
+    Windows' own "compress" and 7-Zip say; 3: Unix, as macOS's Archive Utility says); stored, not compressed.
+    `members`: [(name bytes, content bytes)] or [(name bytes, content bytes, extra field bytes)]."""
+    import struct
+    import zlib
+    body, central = b"", b""
+    for name, content, *extra in members:
+        extra, crc = (extra[0] if extra else b""), zlib.crc32(content)
+        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", host << 8 | 20, 20, 0, 0, 0, 0x21, crc, len(content),
+                               len(content), len(name), len(extra), 0, 0, 0, 0, len(body)) + name + extra
+        body += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0x21, crc, len(content), len(content),
+                            len(name), len(extra)) + name + extra + content
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members), len(central), len(body), 0)
+    path.write_bytes(body + central + end)
+    return path
+
+
+CAT_NAMES = ["微信图片_20240101.jpg", "猫咪 睡觉.jpg", "小花.jpg", "IMG_0004.jpg", "屏幕截图 2024-05-01.png", "橘猫.jpeg"]
+
+
+def _chinese_photos(tmp_path, seed):
+    """{Chinese file name: its bytes}: six different photos named as a Chinese student's are."""
+    photos = _photos(tmp_path / f"camera-{seed}", len(CAT_NAMES), seed=seed)
+    return {name: p.read_bytes() for name, p in zip(CAT_NAMES, photos)}
+
+
+def _sorted_names(dest, cls):
+    return sorted(p.name for split in ("train", "valid") for p in (dest / split / cls).iterdir())
+
+
+@pytest.mark.parametrize("made_by", ["windows-gbk", "info-zip-unicode-path", "mac-utf8"])
+def test_a_zip_without_the_utf8_flag_keeps_every_chinese_name_and_class(tmp_path, made_by):
+    """Windows' own "compress" on a Chinese Windows writes GBK names (Python reads them as CP437: 猫/ becomes ├¿/);
+    Info-ZIP adds the UTF-8 name in its Unicode Path field; macOS writes UTF-8 without the flag."""
+    import struct
+    import zlib
+
+    from lessonlib.photos import sort_photos
+    photos = _chinese_photos(tmp_path, seed=1)
+    encoding, host = {"windows-gbk": ("gbk", 0), "info-zip-unicode-path": ("gbk", 0), "mac-utf8": ("utf-8", 3)}[made_by]
+
+    def member(name, content=b""):
+        raw = name.encode(encoding)
+        if made_by != "info-zip-unicode-path":
+            return raw, content
+        utf8 = name.encode("utf-8")
+        return raw, content, struct.pack("<HHBL", 0x7075, 5 + len(utf8), 1, zlib.crc32(raw)) + utf8
+
+    archive = _raw_zip(tmp_path / "猫的照片.zip", [member("猫/")] + [member(f"猫/{n}", c) for n, c in photos.items()],
+                       host=host)
+    read_alone = zipfile_names(archive)                            # what Python's zipfile alone reads: garbled
+    assert "猫/" not in read_alone and (encoding != "gbk" or "├¿/╬ó╨┼═╝╞¼_20240101.jpg" in read_alone)
+    _photos(tmp_path / "dogs", 6, seed=2)
+    sort_photos({"猫": archive, "狗": tmp_path / "dogs"}, tmp_path / "pets")
+    assert _sorted_names(tmp_path / "pets", "猫") == sorted(photos)
+    got = {p.name: p.read_bytes() for p in (tmp_path / "pets").glob("*/猫/*")}
+    assert got == photos
+
+
+def zipfile_names(archive):
+    import zipfile
+    with zipfile.ZipFile(archive) as z:
+        return z.namelist()
+
+
+def test_zip_member_names_are_decoded_as_they_were_written_for_downloads_too(tmp_path):
+    """One decoding, in `safe_extract`, for photos and downloads: GBK from Windows, UTF-8 from Unix, CP437 where
+    neither reads it (a Western Windows' café), the flag's UTF-8, and a Unicode Path field only where its checksum
+    matches the name it was written for."""
+    import struct
+    import zlib
+
+    from lessonlib.datasets import safe_extract
+    stale = "旧名字.jpg".encode("utf-8")   # a Unicode Path field left from a name since changed: not used
+    archive = _raw_zip(tmp_path / "data.zip", [
+        ("训练集/猫/1.jpg".encode("gbk"), b"a"),
+        ("caf\x82.jpg".encode("latin-1"), b"b"),                     # CP437 é: neither GBK nor UTF-8
+        ("README".encode("ascii"), b"c"),
+        ("改过.jpg".encode("gbk"), b"d", struct.pack("<HHBL", 0x7075, 5 + len(stale), 1, zlib.crc32(b"x")) + stale),
+    ], host=0)
+    safe_extract(archive, tmp_path / "out")
+    found = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert found == sorted(["训练集/猫/1.jpg", "café.jpg", "README", "改过.jpg"])
+    mac = _raw_zip(tmp_path / "mac.zip", [("猫/1.jpg".encode("utf-8"), b"a")], host=3)
+    safe_extract(mac, tmp_path / "mac")
+    assert (tmp_path / "mac" / "猫" / "1.jpg").read_bytes() == b"a"
+
+
+def test_a_zip_added_through_the_upload_widget_is_unpacked_beside_loose_photos(tmp_path):
+    """The lesson invites zips: one chosen in the widget, with loose photos in the same class, gives every photo."""
+    import zipfile
+
+    from lessonlib.photos import PhotoUploader
+    dogs = _photos(tmp_path / "camera", 8, seed=4)
+    with zipfile.ZipFile(tmp_path / "狗狗.zip", "w") as z:
+        for p in dogs[:6]:
+            z.write(p, f"相册/{p.name}")
+    up = PhotoUploader(tmp_path / "inbox")
+    box = up.widget()
+    (name, upload, add), status = box.children[0].children, box.children[1]
+    name.value = "狗"
+    _choose(upload, [tmp_path / "狗狗.zip", *dogs[6:]])
+    add.click()
+    name.value = "猫"
+    _choose(upload, _photos(tmp_path / "cats", 6, seed=5))
+    add.click()
+    assert up.counts() == {"狗": 8, "猫": 6} and "狗: 8" in status.value
+    table = up.sort(tmp_path / "pets", min_per_class=5)
+    assert table.set_index("class").loc["狗", ["train", "valid"]].sum() == 8
+    copied = sorted(p.read_bytes() for p in (tmp_path / "pets").glob("*/狗/*"))
+    assert copied == sorted(p.read_bytes() for p in dogs)
+
+
+def test_a_mac_or_windows_zip_leaves_its_system_files_out_without_a_word_in_chinese(tmp_path, monkeypatch):
+    """__MACOSX/, ._ AppleDouble copies, .DS_Store, Thumbs.db and desktop.ini are not photos and not worth a
+    warning; under LESSONLIB_LANG=zh no "a folder was not copied" either."""
+    from lessonlib.photos import sort_photos, verify_images
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    photos = _chinese_photos(tmp_path, seed=6)
+    members = [("猫/".encode(), b"")] + [(f"猫/{n}".encode(), c) for n, c in photos.items()]
+    members += [(b"__MACOSX/", b""), ("__MACOSX/猫/".encode(), b"")]
+    members += [(f"__MACOSX/猫/._{n}".encode(), b"\x00\x05\x16\x07AppleDouble") for n in photos]
+    members += [("猫/.DS_Store".encode(), b"\x00\x00\x00\x01Bud1"), ("猫/Thumbs.db".encode(), b"\xd0\xcf\x11\xe0"),
+                ("猫/desktop.ini".encode(), b"[.ShellClassInfo]")]
+    archive = _raw_zip(tmp_path / "Archive.zip", members, host=3)
+    dogs = tmp_path / "狗"
+    _photos(dogs, 6, seed=7)
+    (dogs / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (dogs / "desktop.ini").write_text("[.ShellClassInfo]")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                         # any warning, in any language, fails
+        table = sort_photos({"猫": archive, "狗": dogs}, tmp_path / "pets")
+    assert table["left out"].tolist() == [0, 0] and (table.train + table.valid).tolist() == [6, 6]
+    assert _sorted_names(tmp_path / "pets", "猫") == sorted(photos)
+    (tmp_path / "pets" / "train" / "狗" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")   # Windows made one here too
+    assert verify_images(tmp_path / "pets", min_side=32).empty
+
+
+def test_a_photo_with_the_same_bytes_in_train_and_in_valid_is_a_leak_naming_both(tmp_path):
+    from lessonlib.photos import verify_images
+    cats = _photos(tmp_path / "pets" / "train" / "cats", 4, seed=1, size=(128, 96))
+    _photos(tmp_path / "pets" / "valid" / "cats", 2, seed=3, size=(128, 96))
+    (tmp_path / "pets" / "valid" / "cats" / "copy.jpg").write_bytes(cats[0].read_bytes())
+    (tmp_path / "pets" / "train" / "cats" / "again.jpg").write_bytes(cats[1].read_bytes())   # one split: no leak
+    problems = dict(zip(*verify_images(tmp_path / "pets")[["file", "problem"]].values.T))
+    assert problems["valid/cats/copy.jpg"] == ("same bytes as train/cats/IMG_0000.jpg (one in train, one in valid: "
+                                               "a leak)")
+    assert problems["train/cats/again.jpg"] == "same bytes as train/cats/IMG_0001.jpg"
+
+
+def test_an_animated_gif_is_used_as_its_first_frame_and_said_once(tmp_path):
+    from lessonlib.photos import sort_photos
+    frames = [Image.new("RGB", (64, 48), colour) for colour in ((200, 30, 30), (30, 200, 30), (30, 30, 200))]
+    _photos(tmp_path / "cats", 5, seed=1)
+    frames[0].save(tmp_path / "cats" / "跳舞.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    _photos(tmp_path / "dogs", 5, seed=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = sort_photos({"猫": tmp_path / "cats", "狗": tmp_path / "dogs"}, tmp_path / "pets")
+    said = [str(w.message) for w in caught]
+    assert len(said) == 1 and "猫: 跳舞.gif" in said[0] and "only its first frame is used" in said[0]
+    assert (table.train + table.valid).tolist() == [6, 5]
+    gif = next((tmp_path / "pets").glob("*/猫/跳舞.gif"))
+    assert np.asarray(load_image(gif)).mean(axis=(0, 1)).round().tolist() == [200, 30, 30]
+
+
+def _both_classes_zip(tmp_path):
+    """One zip of a folder holding 猫/ and 狗/, as a student zips the folder they sorted by hand."""
+    archive = tmp_path / "宠物.zip"
+    members = [(f"宠物/猫/{n}".encode("gbk"), c) for n, c in _chinese_photos(tmp_path, seed=8).items()]
+    members += [(f"宠物/狗/狗{i}.jpg".encode("gbk"), p.read_bytes())
+                for i, p in enumerate(_photos(tmp_path / "dogs", 6, seed=9))]
+    return _raw_zip(archive, members, host=0)
+
+
+def test_one_zip_holding_both_classes_is_sorted_by_its_folders_or_answered_with_what_to_do(tmp_path):
+    from lessonlib.photos import PhotoUploader, sort_photos
+    archive = _both_classes_zip(tmp_path)
+    with pytest.raises(ValueError, match="at least two classes") as e:   # given for one class
+        sort_photos({"猫": archive}, tmp_path / "pets")
+    assert "(狗/, 猫/)" in str(e.value) and f"sort_photos({str(archive)!r}, dest)" in str(e.value)
+    table = sort_photos(archive, tmp_path / "pets")                         # given as the data: sorted by its folders
+    assert table["class"].tolist() == ["狗", "猫"] and (table.train + table.valid).tolist() == [6, 6]
+    assert _sorted_names(tmp_path / "pets", "猫") == sorted(CAT_NAMES)
+
+    up = PhotoUploader(tmp_path / "inbox")                                  # through the widget, for 猫 ...
+    up.add("猫", [(archive.name, archive.read_bytes())])
+    with pytest.raises(ValueError, match="sort_photos\\(") as e:
+        up.sort(tmp_path / "pets2")
+    assert "(狗/, 猫/)" in str(e.value)
+    up.add("狗", [(p.name, p.read_bytes()) for p in sorted((tmp_path / "dogs").iterdir())])
+    with pytest.raises(ValueError, match="would be learnt as '猫'") as e:   # ... beside real dogs: never mixed
+        up.sort(tmp_path / "pets2")
+    assert str(up.inbox / "猫" / archive.name) in str(e.value) and not (tmp_path / "pets2").exists()
