@@ -4,12 +4,17 @@
   from `lessonlib/teaching_sets/` and `lessonlib/fonts/` (the folders' tar checksums: `PROVENANCE_TAR_SHA256` of
   tests/test_datasets.py, which checks them against GNU tar's output of the same folders);
 - the number of lessons the README and docs/ state is the number of notebooks;
-- the README is at most 200 lines, and every relative link in it, README.zh.md, data/README.md and docs/ leads to
-  a file (and heading) that exists;
+- the README and README.zh.md are at most 200 lines each, and every relative link in them, data/README.md and docs/
+  leads to a file (and heading) that exists;
 - every command the README shows in a code block runs and exits 0, except the ones in `NOT_RUN`, each with its
   reason. The commands are read from the README, so a new one cannot slip past: one this file does not know fails.
+  README.zh.md's commands that the README does not show are held to the same rule (`NOT_RUN_ZH`); its
+  `make install PIP_INDEX_URL=...` runs the Makefile into a stand-in .venv that records what each pip was given;
+- README.zh.md's lesson table quotes the same measurements as the README's, its install figures are the README's
+  or docs/measurements.md's, and what it says comes with lessonlib is there.
 
-(The lesson table's times and memory are tests/test_quoted_times.py's; the README's Colab cell, test_hosted.py's.)
+(The README's lesson table's times and memory are tests/test_quoted_times.py's; the README's Colab cell,
+test_hosted.py's.)
 """
 import csv
 import gzip
@@ -24,14 +29,16 @@ from pathlib import Path
 import pytest
 
 from tests.test_datasets import PROVENANCE_TAR_SHA256
+from tests.test_quoted_times import RUNS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+README_ZH = ROOT / "README.zh.md"
 DATA_README = ROOT / "data" / "README.md"
 SETS = ROOT / "lessonlib" / "teaching_sets"
 FONT = ROOT / "lessonlib" / "fonts" / "NotoSansSC-lessonlib.otf"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-PAGES = [README, ROOT / "README.zh.md", DATA_README, *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [README, README_ZH, DATA_README, *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def number(text):
@@ -188,8 +195,9 @@ def test_every_count_of_the_lessons_is_the_number_of_notebooks():
     assert rows == [nb.name for nb in NOTEBOOKS]
 
 
-def test_the_readme_is_at_most_200_lines():
-    assert len(README.read_text().splitlines()) <= 200
+@pytest.mark.parametrize("page", [README, README_ZH], ids=lambda p: p.name)
+def test_the_readme_is_at_most_200_lines(page):
+    assert len(page.read_text().splitlines()) <= 200
 
 
 def slug(heading):
@@ -248,10 +256,10 @@ NOT_RUN = {
 SMOKE = {"LESSONLIB_SMOKE": "1", "LESSONLIB_OFFLINE": "1"}
 
 
-def readme_commands():
-    """Every shell command (one per line) and every Python block in the README's fenced code blocks."""
+def readme_commands(page=README):
+    """Every shell command (one per line) and every Python block in the page's fenced code blocks."""
     found = []
-    for lang, body in re.findall(r"^```(\w*)\n(.*?)^```", README.read_text(), re.M | re.S):
+    for lang, body in re.findall(r"^```(\w*)\n(.*?)^```", page.read_text(), re.M | re.S):
         if lang in ("bash", "sh", "shell", "console", ""):
             for line in body.replace("\\\n", " ").splitlines():
                 words = shlex.split(line, comments=True)
@@ -264,10 +272,10 @@ def readme_commands():
     return found
 
 
-def not_run_key(command):
-    """The key of NOT_RUN that covers `command` (its first line starts with it, as a whole word), or None."""
+def not_run_key(command, not_run=NOT_RUN):
+    """The key of `not_run` that covers `command` (its first line starts with it, as a whole word), or None."""
     first = command.splitlines()[0]
-    return next((start for start in NOT_RUN if first == start or first.startswith(
+    return next((start for start in not_run if first == start or first.startswith(
         start if start.endswith(("!", "(")) else start + " ")), None)
 
 
@@ -297,3 +305,115 @@ def test_a_command_the_readme_shows_runs(command, tmp_path):
         argv = [sys.executable, *words[1:]]
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{command}\nexit status {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+
+
+# ---------------------------------------------------------------- README.zh.md: the same figures, its own commands
+
+def zh_time(quoted):
+    """'13 min 01 s' -> '13 分 1 秒', '14 s' -> '14 秒': how README.zh.md writes a time test_quoted_times quotes."""
+    minutes, seconds = re.fullmatch(r"(?:(\d+) min )?(\d+) s", quoted).groups()
+    return f"{minutes} 分 {int(seconds)} 秒" if minutes else f"{int(seconds)} 秒"
+
+
+def test_zh_time():
+    assert [zh_time(t) for t in ("11 s", "1 min 39 s", "13 min 01 s")] == ["11 秒", "1 分 39 秒", "13 分 1 秒"]
+
+
+def test_the_chinese_lesson_table_quotes_the_measured_figures():
+    rows = [line for line in README_ZH.read_text().splitlines() if re.match(r"\| `\d\d_", line)]
+    assert [r.split("`")[1] for r in rows] == [nb.name for nb in NOTEBOOKS]
+    for row in rows:
+        name, _, lite0, resnet, gpu = [cell.strip().strip("`") for cell in row.strip("|").split("|")]
+        cpu = RUNS[(name, "EfficientNet-Lite0", "cpu")]
+        assert lite0 == f"{zh_time(cpu['time'])}，{cpu['memory']}", name
+        nets = [net for net in ("ResNet34", "ResNet50") if (name, net, "cpu") in RUNS]
+        if nets:
+            got = RUNS[(name, nets[0], "cpu")]
+            assert resnet == f"{zh_time(got['time'])}，{got['memory']}（{nets[0]}）", name
+        else:
+            assert resnet in ("（本课没有 ResNet）", "未测量"), name
+        on_gpu = RUNS.get((name, "EfficientNet-Lite0", "gpu"))
+        assert gpu == (zh_time(on_gpu["time"]) if on_gpu else "未测量"), name
+
+
+def test_what_the_chinese_readme_says_comes_with_lessonlib_is_there():
+    text = " ".join(README_ZH.read_text().split())
+    found = re.search(r"`dogscats-mini`：([\d,]+) 张猫狗照片；`planet-mini`： ?([\d,]+) 张带标签的卫星图块；"
+                      r"(\d+) 张 MNIST 手写数字，另有 ([\d,]+) 张", text)
+    assert found, "README.zh.md no longer says what comes with lessonlib: update this test with the page"
+    photos, chips, digits, more = found.groups()
+    assert number(photos) == len(files("dogscats-mini"))
+    assert number(chips) == len(list((SETS / "planet-mini" / "train-jpg").glob("*.jpg")))
+    assert number(digits) == len(files("mnist-digits"))
+    with gzip.open(SETS / "mnist-5k" / "mnist_5k.csv.gz", "rt") as f:
+        assert number(more) == sum(1 for _ in f)
+
+
+def test_the_chinese_readmes_sizes_are_the_measured_ones():
+    """Every size README.zh.md gives (GiB, GB, MB) is one the README or docs/measurements.md states, there in the
+    same unit or in bytes that round to it."""
+    measured = README.read_text() + (ROOT / "docs" / "measurements.md").read_text()
+    in_bytes = {number(b) for b in re.findall(r"\b(\d{1,3}(?:,\d{3}){2,})\b", measured)}
+    sizes = re.findall(r"(\d+(?:\.\d+)?) (GiB|GB|MB)\b", README_ZH.read_text())
+    assert len(sizes) >= 5
+    unknown = [f"{n} {unit}" for n, unit in sizes
+               if f"{n} {unit}" not in measured and f"{n}{unit[0]}" not in measured
+               and not (unit == "MB" and any(f"{b / 1e6:.1f}" == n for b in in_bytes))]
+    assert not unknown, f"README.zh.md gives sizes nobody measured: {unknown}"
+
+
+# Commands README.zh.md shows and the README does not (those are run above, as the README's), each with why it is
+# not run here. Its `make install PIP_INDEX_URL=...` is run, below.
+NOT_RUN_ZH = {
+    "make lab-zh": "opens a JupyterLab server and waits for you to close it",
+    "python3.11 -m venv .venv": "the first step `make install` takes itself (`$(PYTHON) -m venv $(VENV)`); here it "
+                                "would replace this checkout's .venv",
+    ".venv/bin/python -m pip install torch==2.14.1": "needs download.pytorch.org, which our machines cannot reach "
+                                                     "(its name does not resolve): not tried, and the page says so",
+    "wsl --install": "Windows' own command (PowerShell), not one for Linux",
+    "sudo apt install": "installs system packages as root",
+}
+
+
+def zh_only_commands():
+    english = set(readme_commands())
+    return [c for c in readme_commands(README_ZH) if c not in english]
+
+
+def _zh_param(command):
+    why = {**NOT_RUN, **NOT_RUN_ZH}.get(not_run_key(command, {**NOT_RUN, **NOT_RUN_ZH}))
+    return pytest.param(command, id=command.splitlines()[0][:60], marks=[pytest.mark.skip(reason=why)] if why else [])
+
+
+def test_the_chinese_commands_are_found_and_every_reason_is_still_needed():
+    commands = zh_only_commands()
+    assert any(c.startswith("make install PIP_INDEX_URL=") for c in commands)
+    stale = sorted(set(NOT_RUN_ZH) - {not_run_key(c, NOT_RUN_ZH) for c in commands})
+    assert not stale, f"NOT_RUN_ZH names commands README.zh.md no longer shows: {stale}"
+
+
+def run_make_install(command, tmp_path):
+    """Runs `make install ...` as the page shows it, but into a stand-in .venv whose python records the
+    PIP_INDEX_URL each call was given (and installs nothing). Returns the recorded lines."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text('#!/bin/sh\necho "$PIP_INDEX_URL|$*" >> "$(dirname "$0")/../calls"\n')
+    python.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "MAKE"))}
+    done = subprocess.run([*shlex.split(command), f"VENV={venv}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+    return (venv / "calls").read_text().splitlines()
+
+
+@pytest.mark.parametrize("command", [_zh_param(c) for c in zh_only_commands()])
+def test_a_command_only_the_chinese_readme_shows_runs(command, tmp_path):
+    words = shlex.split(command)
+    assert words[:2] == ["make", "install"], (
+        f"README.zh.md shows {command!r}: run it here, or add it to NOT_RUN_ZH with the reason")
+    url = dict(w.split("=", 1) for w in words[2:])["PIP_INDEX_URL"]
+    calls = run_make_install(command, tmp_path)
+    pips = [c for c in calls if "-m pip install" in c]
+    assert pips and len(pips) == len(calls), calls
+    assert all(c.split("|")[0] == url for c in calls), f"make did not hand pip the mirror: {calls}"
