@@ -11,6 +11,12 @@ code cells are the English ones, byte for byte. `check` fails (exit 1, naming ea
 - an English cell uses a term of the glossary (`lessonlib/glossary.md`, its rows with one English term) and its
   translation has neither one of the glossary's Chinese words for it (the notes' word, or the standard one in
   brackets) nor the English term itself, or the lesson's translation never gives a glossary word for it;
+- a Chinese lesson uses another word for an idea the glossary gives one word: its table's first column is the word
+  the lessons use; the notes' word `(the notes: …)`, the standard term `[…]` and the words of its last column may
+  appear only as a gloss, in brackets right after the word (迭代周期（epoch）) or with the word in brackets after
+  them (BatchNorm（批归一化）), and at most once per idea and lesson; so English "epoch" or "learner" in the prose
+  (outside `code`) fails, and so does 周期 (the SGDR cycle is 循环; 周期 inside 迭代周期 is the epoch's word);
+- a Chinese lesson writes a multiplier as "10x" rather than "10 倍";
 - `notebooks/zh/` differs from what `build` writes (a Chinese notebook edited by hand, a code cell changed).
 
     python scripts/translations.py build            # after editing a translation (make translations)
@@ -23,6 +29,7 @@ import re
 import sys
 from pathlib import Path
 
+from lessonlib.glossary import glossary_rows as _glossary_rows
 from lessonlib.glossary import glossary_terms as _glossary_terms
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +68,77 @@ def glossary_terms():
     return _glossary_terms(GLOSSARY.read_text(encoding="utf-8"))
 
 
+def glossary_rows():
+    """The glossary file's rows (`lessonlib.glossary.Term`): the lessons' words and the others for each idea."""
+    return _glossary_rows(GLOSSARY.read_text(encoding="utf-8"))
+
+
+def prose(zh):
+    """The Chinese text a reader reads as prose: code (`...`, fenced blocks), formulas, link targets and HTML
+    comments blanked out."""
+    for pattern in (r"```.*?```", r"`[^`\n]+`", r"\$\$?[^$]+\$\$?", r"\]\([^)]*\)", r"<!--.*?-->"):
+        zh = re.sub(pattern, lambda m: " " * len(m.group()), zh, flags=re.S)
+    return zh
+
+
+def _word(w):
+    """A regex for a word of the glossary: Chinese as it is; Latin as a whole word, any case, plural too."""
+    if re.search(r"[A-Za-z]", w):
+        return rf"(?<![A-Za-z0-9_-]){re.escape(w)}(?:e?s)?(?![A-Za-z0-9_])"
+    return re.escape(w)
+
+
+OPEN, CLOSE = r"（(\[", r"）)\]"   # for character classes: [{OPEN}]
+MULTIPLIER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s?[x×](?![A-Za-z0-9_]|\s?\d)")
+
+
+def glosses(text, row):
+    """[(start, end)] of the bracket glosses of `row` in `text`: the word then, in brackets, an English name or one
+    of its other words (迭代周期（epoch）, 收敛 [收拢]); or an English name or other word then the word in brackets
+    (BatchNorm（批归一化）, **dropout [丢弃法]**)."""
+    english = [w for w in re.split(r"[^A-Za-z-]+", re.sub(r"\(.*?\)", "", row.en)) if len(w) > 2]
+    english += [n for n in re.findall(r"`([A-Za-z]+)`", row.lessonlib)]   # a layer's name: BatchNorm（批归一化）
+    names = "|".join(_word(w) for w in sorted(set(row.others + english), key=len, reverse=True))
+    words = "|".join(re.escape(w) for w in sorted(row.words, key=len, reverse=True))
+    if not names or not words:
+        return []
+    inside = rf"[^{CLOSE}\n]{{0,40}}"
+    forward = rf"(?:{words})\**\s?[{OPEN}]\**(?={inside}(?:{names}))({inside})[{CLOSE}]"
+    backward = rf"(?:{names})\**\s?[{OPEN}]\**(?:{words})\**[{CLOSE}]"
+    return [m.span() for m in re.finditer(f"{forward}|{backward}", text, re.IGNORECASE)]
+
+
+def word_problems(translation, rows=None):
+    """One word per idea in one Chinese lesson: other words only as one gloss per idea; multipliers as 倍."""
+    rows = glossary_rows() if rows is None else rows
+    found, glossed = [], {}
+    chosen = sorted({w for row in rows for w in row.words if len(w) > 1}, key=len, reverse=True)
+    for cell_id, cell in translation["cells"].items():
+        text = prose(cell["zh"])
+        for m in MULTIPLIER.finditer(text):
+            found.append(f"cell {cell_id}: '{m.group().strip()}': a multiplier is written 倍 ('10 倍', not '10x')")
+        spans = []
+        for row in rows:
+            for span in glosses(text, row):
+                glossed.setdefault(row.words[0], []).append(cell_id)
+                spans.append(span)
+        for start, end in spans:
+            text = text[:start] + " " * (end - start) + text[end:]
+        for w in chosen:   # 周期 inside 迭代周期 is the epoch's word, not another word for the cycle
+            text = text.replace(w, " " * len(w))
+        for row in rows:
+            for other in row.others:
+                for m in re.finditer(_word(other), text, re.IGNORECASE):
+                    found.append(f"cell {cell_id}: '{m.group()}' is another word for {row.en}: the lessons say "
+                                 f"{' / '.join(row.words)} (the glossary's word; {other} only in brackets, once, "
+                                 f"at its first use)")
+    for word, where in glossed.items():
+        if len(where) > 1:
+            found.append(f"cells {', '.join(where)}: '{word}' is glossed in brackets {len(where)} times: only at its "
+                         f"first use in a lesson, then the word alone")
+    return found
+
+
 def problems(english_nb, translation):
     """Everything that keeps the translation of one lesson from being in step with its English."""
     found, cells, used = [], translation["cells"], {}
@@ -76,7 +154,7 @@ def problems(english_nb, translation):
         if missing:
             found.append(f"cell {cell_id}: the translation lacks {missing[:5]}")
         for term, words in glossary_terms().items():
-            if re.search(rf"\b{re.escape(term)}", english, re.IGNORECASE):
+            if re.search(rf"\b{re.escape(term)}(?:e?s)?\b", english, re.IGNORECASE):
                 used.setdefault(term, []).append(cell_id)
                 if not any(w in zh for w in words) and term.lower() not in zh.lower():
                     found.append(f"cell {cell_id}: '{term}' is translated without the glossary's {' or '.join(words)}")
@@ -86,7 +164,7 @@ def problems(english_nb, translation):
         if not any(w in everything for w in words):
             found.append(f"cells {', '.join(where)}: '{term}' is never given the glossary's {' or '.join(words)}")
     found += [f"cell {cell_id}: translated, but not in the English lesson" for cell_id in cells if cell_id not in markdown]
-    return found
+    return found + word_problems(translation)
 
 
 # The one cell the Chinese edition adds, first: lessonlib's messages, hints and widgets in Chinese.

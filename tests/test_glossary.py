@@ -1,7 +1,9 @@
 """The glossary travels with lessonlib and can be read in any notebook; it covers the terms a reader meets."""
 import pytest
 
-from lessonlib.glossary import glossary, glossary_text
+import re
+
+from lessonlib.glossary import glossary, glossary_rows, glossary_text
 
 
 def test_a_term_shows_only_its_rows(capsys):
@@ -27,7 +29,36 @@ def test_the_glossary_has_a_row_for(term):
     assert any(term in line for line in glossary_text().splitlines() if line.startswith("| "))
 
 
-def test_the_copy_beside_the_lessons_is_the_packaged_one():
+def test_the_copies_beside_the_lessons_are_the_packaged_ones():
     from pathlib import Path
-    beside = Path(__file__).resolve().parent.parent / "notebooks" / "glossary.md"
-    assert beside.read_text(encoding="utf-8") == glossary_text()
+    beside = Path(__file__).resolve().parent.parent / "notebooks"
+    assert (beside / "glossary.md").read_text(encoding="utf-8") == glossary_text("en")
+    assert (beside / "glossary.zh.md").read_text(encoding="utf-8") == glossary_text("zh")
+
+
+def test_term_answers_in_chinese_under_lessonlib_lang_zh(monkeypatch):
+    from lessonlib import term
+    assert "one pass over every training image" in repr(term("epoch"))
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    assert repr(term("epoch")) == "迭代周期（笔记：训练次数） = epoch（`epoch`、`learn.history`）：把每张训练图片都过一遍。笔记叫它“训练次数”"
+    assert term("收拢").en == "converge" and "训练稳定在一个较低的损失上" in repr(term("收拢"))
+    assert term("周期").en == "cycle"     # a word the lessons do not use still finds its row
+    assert term("body").words == ["主干"] and "主体" in term("body").others
+
+
+def test_every_term_has_its_chinese_explanation_and_the_chinese_page_reads_in_chinese(monkeypatch):
+    rows = glossary_rows()
+    assert rows and all(re.search(r"[\u4e00-\u9fff]", r.meaning_zh) for r in rows), \
+        [r.en for r in rows if not r.meaning_zh]
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    text = glossary_text()
+    assert text.startswith("# 术语表") and "## 笔记哪里错了或过时了" in text
+    table = [line for line in text.splitlines() if line.startswith("| 迭代周期")]
+    assert table == ["| 迭代周期（笔记：训练次数） | epoch | `epoch`、`learn.history` | 把每张训练图片都过一遍。笔记叫它“训练次数” "
+                     "| 训练次数、epoch、轮次 |"]   # the words from glossary.md, the explanation from glossary.zh.md
+
+
+def test_each_idea_has_one_word_in_the_lessons():
+    words = [w for r in glossary_rows() for w in r.words]
+    others = {w for r in glossary_rows() for w in r.others}
+    assert len(words) == len(set(words)) and not others & set(words), "a word chosen twice, or chosen and refused"

@@ -86,3 +86,64 @@ def test_a_glossary_term_changed_without_the_translations_is_caught(tr, capsys):
     tr.GLOSSARY.write_text(glossary.replace("| 学习率 | learning rate |", "| 学习速率 | learning rate |"))
     assert tr.check() == 1
     assert "'learning rate' is translated without the glossary's 学习速率" in capsys.readouterr().out
+
+
+# One Chinese word per idea (issue 43): the glossary's first column is the lessons' word; the rest only as one gloss.
+ENGLISH = {"c1": "Train the head for one epoch with the learner; the body is frozen.\n",
+           "c2": "Each SGDR cycle lasts one epoch, and the head trains at a rate ten times higher.\n"}
+GOOD = {"c1": "用学习器（learner）把头部训练一个迭代周期（epoch）；主干（body）是冻结的。\n",
+        "c2": "SGDR 的每个循环持续一个迭代周期，头部的学习率高 10 倍。\n"}
+
+
+@pytest.fixture
+def tiny(tr):
+    """A one-lesson edition (a synthetic English lesson of two cells and its translation); returns a function that
+    writes `zh` ({cell: Chinese}), builds it, and gives check()'s exit status."""
+    for path in list(tr.TRANSLATIONS.glob("*.json")) + list(tr.OUT.glob("*.ipynb")):
+        path.unlink()
+    cells = [{"cell_type": "markdown", "id": cid, "metadata": {}, "source": text.splitlines(True)}
+             for cid, text in ENGLISH.items()]
+    nb = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (tr.NOTEBOOKS / "99_tiny.ipynb").write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+    def check(**zh):
+        cells = {cid: {"en_sha256": tr.sha(ENGLISH[cid]), "zh": zh.get(cid, GOOD[cid])} for cid in ENGLISH}
+        (tr.TRANSLATIONS / "99_tiny.json").write_text(json.dumps({"cells": cells}, ensure_ascii=False))
+        tr.build()
+        return tr.check()
+    return check
+
+
+def test_the_tiny_edition_passes_with_the_glossary_words(tiny, capsys):
+    assert tiny() == 0, capsys.readouterr().out
+
+
+def test_a_second_word_for_a_glossary_idea_is_caught(tiny, capsys):
+    assert tiny(c1="用学习器（learner）把头部训练一个迭代周期（epoch）；主体（body）是冻结的。\n") == 1
+    assert "cell c1: '主体' is another word for body: the lessons say 主干" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("english", ["epoch", "learner"])
+def test_english_epoch_or_learner_in_chinese_prose_is_caught(tiny, capsys, english):
+    c2 = GOOD["c2"].replace("头部", "这个 learner 的头部") if english == "learner" else GOOD["c2"].replace("迭代周期", "epoch")
+    assert tiny(c2=c2) == 1
+    assert f"cell c2: '{english}' is another word for {english}" in capsys.readouterr().out
+    assert tiny(c2=GOOD["c2"] + "（`learn` 是一个学习器，`epoch` 是 `learn.history` 的一列。）\n") == 0   # code is not prose
+
+
+def test_the_sgdr_cycle_and_the_epoch_do_not_share_a_word(tiny, capsys):
+    assert tiny(c2="SGDR 的每个周期持续一个迭代周期，头部的学习率高 10 倍。\n") == 1
+    out = capsys.readouterr().out
+    assert "cell c2: '周期' is another word for cycle: the lessons say 循环" in out and out.count("周期") == 2
+
+
+def test_a_gloss_is_given_only_at_the_first_use(tiny, capsys):
+    assert tiny(c2="SGDR 的每个循环持续一个迭代周期（epoch），头部的学习率高 10 倍。\n") == 1
+    assert "cells c1, c2: '迭代周期' is glossed in brackets 2 times" in capsys.readouterr().out
+    assert tiny(c2="SGDR 的每个循环持续一个迭代周期（把每张图片过一遍），头部的学习率高 10 倍。\n") == 0   # an explanation
+
+
+def test_a_multiplier_is_written_bei(tiny, capsys):
+    assert tiny(c2="SGDR 的每个循环持续一个迭代周期，头部的学习率高 10x。\n") == 1
+    assert "cell c2: '10x': a multiplier is written 倍" in capsys.readouterr().out
+    assert tiny(c2=GOOD["c2"] + "一个 3x3 的卷积核，28x28 的图片。\n") == 0   # sizes are not multipliers
