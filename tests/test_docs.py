@@ -362,6 +362,18 @@ def test_the_chinese_readmes_sizes_are_the_measured_ones():
     assert not unknown, f"README.zh.md gives sizes nobody measured: {unknown}"
 
 
+def test_the_chinese_readme_uses_the_glossarys_words():
+    """One word per idea, as the Chinese lessons: the translations check's rules (scripts/translations.py) on the
+    page as if it were one cell of a lesson."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import translations
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    found = translations.word_problems({"cells": {"README.zh.md": {"zh": README_ZH.read_text()}}})
+    assert not found, "\n".join(found)
+
+
 # Commands README.zh.md shows and the README does not (those are run above, as the README's), each with why it is
 # not run here. Its `make install PIP_INDEX_URL=...` is run, below.
 NOT_RUN_ZH = {
