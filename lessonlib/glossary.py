@@ -1,7 +1,11 @@
 """The glossary: the Chinese study notes' terms in English and in lessonlib, readable in any notebook.
 
-`notebooks/glossary.md` is a copy of `lessonlib/glossary.md` for JupyterLab's file browser; a hosted notebook
-(Colab, Kaggle) has no such file beside it, so `glossary()` shows the one that comes with lessonlib.
+`lessonlib/glossary.md`'s table of terms is the one source of the Chinese words: the translations check
+(scripts/translations.py) holds the Chinese lessons to its first column, and `glossary.zh.md` (the glossary in
+Chinese) takes its table's words from it and adds only the explanations in Chinese. `glossary()` and `term()` answer
+in the reader's language (`LESSONLIB_LANG`). `notebooks/glossary.md` and `notebooks/glossary.zh.md` are copies for
+JupyterLab's file browser (scripts/hosted.py writes them); a hosted notebook (Colab, Kaggle) has no such file beside
+it, so `glossary()` shows the one that comes with lessonlib.
 """
 import difflib
 import re
