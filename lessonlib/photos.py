@@ -24,10 +24,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from lessonlib.data import display_name, image_files, load_image, readable_extensions, unused_files
-from lessonlib.datasets import safe_extract
+from lessonlib.datasets import open_zip, safe_extract
 from lessonlib.engine.language import problem, say
 from lessonlib.engine.storage import atomic_write
+from lessonlib.folders import image_files, unused_files
+from lessonlib.images import display_name, load_image, readable_extensions
 
 __all__ = ["Cleaner", "PhotoUploader", "TryIt", "example_inbox", "photo_hash", "sort_photos", "uploaded_files",
            "verify_images"]
@@ -46,29 +47,98 @@ def _class_name(name):
     return name
 
 
-def _photos_in(source, unpack_to, left_out=None):
+# What Windows and macOS write beside photos, in folders and zips: never a photo, never worth a word. Names that
+# start with '.' are left out too: macOS's .DS_Store and its "._IMG_1.jpg" AppleDouble copies of each file.
+SYSTEM_FILES = {"thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx"}
+
+
+def _system_file(parts):
+    """Whether a path (its parts, from where the photos were given) is the system's, not the student's."""
+    return any(x.startswith(".") or x.lower() in SYSTEM_FILES for x in parts)
+
+
+def _unused(folder):
+    """{reason: [names]} of the files directly in `folder` that are not photos, less folders and system files."""
+    found = {}
+    for reason, names in unused_files(folder).items():
+        names = [n for n in names if not (Path(folder, n).is_dir() or _system_file([n]))]
+        if names:
+            found[reason] = names
+    return found
+
+
+def _photos_in(source, unpack_to, left_out=None, zips=True):
     """The image files of `source`: one file, a folder (and its subfolders), or a .zip (unpacked into a folder of
-    its own under `unpack_to`). What is not used goes into `left_out` ({reason: [names]})."""
+    its own under `unpack_to`). A .zip inside a given folder (one added through `PhotoUploader`) is unpacked the
+    same way (`zips`; a zip inside a zip is not). What is not used goes into `left_out` ({reason: [names]});
+    system files (Thumbs.db, desktop.ini, macOS's __MACOSX/ and ._ copies, .DS_Store) are passed over silently."""
     left_out = {} if left_out is None else left_out
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(problem("{source} does not exist", source=source))
     if source.is_file() and source.suffix.lower() == ".zip":
-        return _photos_in(_unzip(source, unpack_to), unpack_to, left_out)
+        return _photos_in(_unzip(source, unpack_to), unpack_to, left_out, zips=False)
     if source.is_file():
         if source.suffix.lower() in readable_extensions():
             return [source]
-        for reason, names in unused_files(source.parent).items():
+        for reason, names in _unused(source.parent).items():
             if source.name in names:
                 left_out.setdefault(reason, []).append(source.name)
         return []
-    inside = [p for p in sorted(source.rglob("*"))   # hidden folders and macOS's extra copies hold no photos
-              if p.is_dir() and not any(x.startswith(".") or x == "__MACOSX" for x in p.relative_to(source).parts)]
+    inside = [p for p in sorted(source.rglob("*")) if p.is_dir() and not _system_file(p.relative_to(source).parts)]
+    found = []
     for folder in [source, *inside]:
-        for reason, names in unused_files(folder).items():
-            if not reason.startswith(("a folder", "hidden")):   # subfolders are searched; hidden files are not photos
-                left_out.setdefault(reason, []).extend(names)
-    return sorted(f for folder in [source, *inside] for f in image_files(folder))
+        found += image_files(folder)
+        for reason, names in _unused(folder).items():
+            for name in names:
+                if zips and name.lower().endswith(".zip") and (folder / name).is_file():
+                    found += _photos_in(folder / name, unpack_to, left_out, zips=False)
+                else:
+                    left_out.setdefault(reason, []).append(name)
+    return sorted(found)
+
+
+def _photo_paths(source):
+    """The photos of a folder or a .zip, as paths relative to it (PurePosixPath), without unpacking anything."""
+    source, readable = Path(source), readable_extensions()
+    if source.is_file() and source.suffix.lower() == ".zip":
+        try:
+            with open_zip(source) as z:
+                names = [PurePosixPath(n) for n in z.namelist() if not n.endswith("/")]
+        except (zipfile.BadZipFile, OSError, EOFError):   # said when it is unpacked
+            return []
+    elif source.is_dir():
+        names = [PurePosixPath(p.relative_to(source).as_posix()) for p in source.rglob("*") if p.is_file()]
+    else:
+        names = [PurePosixPath(source.name)]
+    return [n for n in names if n.suffix.lower() in readable and not _system_file(n.parts)]
+
+
+def _class_folders_in(source):
+    """(the folder inside `source` that holds one folder per class, [those folders' names]) when the photos of
+    `source` (a folder or a .zip) lie in two or more folders side by side, below any one folder that wraps them
+    all (pets.zip holding pets/猫/ and pets/狗/); else (None, [])."""
+    paths, top = _photo_paths(source), PurePosixPath()
+    while paths and all(len(p.parts) > 2 for p in paths) and len({p.parts[0] for p in paths}) == 1:
+        top, paths = top / paths[0].parts[0], [PurePosixPath(*p.parts[1:]) for p in paths]
+    folders = sorted({p.parts[0] for p in paths if len(p.parts) > 1})
+    return (top, folders) if len(folders) >= 2 else (None, [])
+
+
+def _by_folder(source, unpack_to):
+    """{class: folder} for a folder or .zip that holds one folder per class (a zip is unpacked under
+    `unpack_to`), and [photos] lying beside those folders, in no class."""
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(problem("{source} does not exist", source=source))
+    top, folders = _class_folders_in(source)
+    if top is None:
+        raise ValueError(problem("{source} does not hold one folder per class (such as 猫/ and 狗/, each with its "
+                                 "photos): give {{class name: its photos}} instead, e.g. sort_photos({{'猫': "
+                                 "'cats.zip', '狗': 'dogs/'}}, dest)", source=source))
+    root = (_unzip(source, unpack_to) if source.is_file() else source) / top
+    loose = [p for p in _photo_paths(root) if len(p.parts) == 1]
+    return {name: root / name for name in folders}, [root / p for p in loose]
 
 
 def _unzip(archive, unpack_to):
@@ -103,7 +173,8 @@ def sort_photos(sources, dest, valid_pct=0.2, seed=42, min_per_class=5):
     Args:
         sources: {class name: a file, a folder, a .zip, or a list of them}. Class names may be in any language.
             Each .zip unpacks into a folder of its own (two zips of one name never mix), within the size bounds
-            of lessonlib's downloads; a file given twice (the same path) is used once.
+            of lessonlib's downloads, and so does a .zip inside a given folder; a file given twice (the same path)
+            is used once. Or one folder or .zip that holds a folder per class (猫/, 狗/): sorted by those.
         dest: a folder that does not exist yet or is empty (nothing is overwritten).
         valid_pct: the share of each class's photos kept apart for validation: at least one photo, and never
             the last one, which stays in train (a class needs both to be learnt and checked).
@@ -113,23 +184,31 @@ def sort_photos(sources, dest, valid_pct=0.2, seed=42, min_per_class=5):
 
     Example:
         >>> sort_photos({"猫": "my_cats.zip", "狗": ["dog1.jpg", "more_dogs/"]}, "pets")
+        >>> sort_photos("pets.zip", "pets")           # pets.zip holds 猫/ and 狗/
     """
-    dest = Path(dest)
+    dest, by_folder = Path(dest), isinstance(sources, (str, os.PathLike))
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise FileExistsError(problem("{dest} already holds files: give a new folder (nothing is overwritten)",
                                       dest=dest))
     if not 0 < valid_pct < 1:
         raise ValueError(problem("valid_pct={valid_pct!r}: give a share between 0 and 1, e.g. 0.2",
                                  valid_pct=valid_pct))
-    if len(sources) < 2:
-        raise ValueError(problem("a classifier needs at least two classes: give photos for two or more"))
+    if not by_folder and len(sources) < 2:
+        raise ValueError(problem("a classifier needs at least two classes: give photos for two or more{hint}",
+                                 hint=_one_source_holds_classes(sources)))
+    if not by_folder:
+        _refuse_classes_inside(sources)
     if isinstance(min_per_class, bool) or not isinstance(min_per_class, (int, np.integer)) or min_per_class < 2:
         raise ValueError(problem("min_per_class={min_per_class!r}: each class needs at least 2 photos, one to train "
                                  "on and one to validate with; give min_per_class=2 or more (20 or more photos per "
                                  "class is better)", min_per_class=min_per_class))
-    rows, rng, skipped = [], np.random.RandomState(seed), {}
+    rows, rng, skipped, animated = [], np.random.RandomState(seed), {}, []
     with tempfile.TemporaryDirectory(prefix=".sorting-", dir=dest.parent if dest.parent.exists() else None) as tmp:
         work, unpacked = Path(tmp) / "out", Path(tmp) / "unpacked"
+        if by_folder:
+            sources, loose = _by_folder(sources, unpacked / "given")
+            if loose:
+                skipped[say("beside the class folders, in none")] = [display_name(p.name) for p in loose]
         given_as = {}
         for cls, given in sources.items():
             name = _class_name(cls)
@@ -143,6 +222,7 @@ def sort_photos(sources, dest, valid_pct=0.2, seed=42, min_per_class=5):
             files = list(dict.fromkeys(f for g in given for f in _photos_in(g, unpacked / name, left_out)))
             for reason, files_left in left_out.items():
                 skipped.setdefault(reason, []).extend(f"{name}: {n}" for n in files_left)
+            animated += [f"{name}: {display_name(f.name)}" for f in files if _animated(f)]
             if len(files) < min_per_class:
                 raise ValueError(problem("class {name!r} has {n_files} photo(s); it needs at least {min_per_class} "
                                          "(more is better: 20 or more per class for a first try)",
@@ -161,7 +241,62 @@ def sort_photos(sources, dest, valid_pct=0.2, seed=42, min_per_class=5):
         lines = [f"  {len(names)} {reason}: {', '.join(names[:3])}" + (", ..." if len(names) > 3 else "")
                  for reason, names in skipped.items()]
         warnings.warn(problem("some files were not copied:\n{lines}", lines="\n".join(lines)), stacklevel=2)
+    if animated:
+        warnings.warn(problem("{files}: animated; only its first frame is used, as one photo",
+                              files=", ".join(animated)), stacklevel=2)
     return pd.DataFrame(rows)
+
+
+def _animated(file):
+    """Whether `file` is an animated GIF, PNG or WebP (a photo of more than one frame)."""
+    if file.suffix.lower() not in {".gif", ".png", ".apng", ".webp"}:
+        return False
+    try:
+        with Image.open(file) as img:
+            return bool(getattr(img, "is_animated", False))
+    except Exception:   # unreadable: verify_images says so
+        return False
+
+
+def _zips_in(folder):
+    """The .zip files inside `folder` and its subfolders (what the upload widget saves), system folders left out."""
+    return [z for z in sorted(Path(folder).rglob("*")) if z.suffix.lower() == ".zip" and z.is_file()
+            and not _system_file(z.relative_to(folder).parts)]
+
+
+def _given(sources, cls):
+    """The paths given for `cls` that exist, and the .zip files inside those that are folders."""
+    given = sources[cls] if isinstance(sources[cls], (list, tuple)) else [sources[cls]]
+    return [f for g in map(Path, given) if g.exists() for f in [g, *(_zips_in(g) if g.is_dir() else [])]]
+
+
+def _one_source_holds_classes(sources):
+    """For a single class given: what to do when its folder or .zip holds a folder per class ("" if not)."""
+    for source in [s for cls in sources for s in _given(sources, cls)]:
+        top, folders = _class_folders_in(source)
+        if folders:
+            return say(". {source} holds a folder for each class, it seems ({folders}): give it whole, and it is "
+                       "sorted by those folders: sort_photos({path!r}, dest)", source=display_name(source),
+                       folders=", ".join(f"{f}/" for f in folders), path=display_name(source))
+    return ""
+
+
+def _refuse_classes_inside(sources):
+    """A folder or .zip given for one class that holds folders named like the other classes (猫/ and 狗/ in a zip
+    given for 猫) would put both classes' photos in one: refused, with what to do."""
+    def named(c):
+        return unicodedata.normalize("NFC", str(c)).strip()
+    for cls in sources:
+        for source in _given(sources, cls):
+            top, folders = _class_folders_in(source)
+            others = [f for f in folders if named(f) in {named(c) for c in sources} - {named(cls)}]
+            if others:
+                raise ValueError(problem("{source}, given for {cls!r}, holds a folder for each class ({folders}): "
+                                         "its photos of {others} would be learnt as {cls!r}. Give it whole instead "
+                                         "of {{class: photos}}, and it is sorted by those folders: "
+                                         "sort_photos({path!r}, dest)", source=display_name(source), cls=cls,
+                                         folders=", ".join(f"{f}/" for f in folders), others=", ".join(others),
+                                         path=display_name(source)))
 
 
 def _copy_unique(src, folder):
@@ -224,10 +359,9 @@ def verify_images(path, min_side=64, set_aside=False):
 
         def note(file, problem, movable=True):
             found.append({"split": split, "class": cls, "file": file, "problem": problem, "movable": movable})
-        for reason, names in unused_files(folder).items():
-            if "Pillow" in reason or "not there" in reason:
-                for n in names:
-                    note(folder / n, reason)
+        for reason, names in _unused(folder).items():   # what cannot be read as a photo; not Thumbs.db
+            for n in names:
+                note(folder / n, reason)
         for f in image_files(folder):
             try:
                 digest = hashlib.sha256(f.read_bytes()).hexdigest()
@@ -236,7 +370,8 @@ def verify_images(path, min_side=64, set_aside=False):
                 note(f, f"cannot be read ({type(e).__name__}: {e})")
                 continue
             if digest in seen_bytes:
-                note(f, f"same bytes as {display_name(seen_bytes[digest].relative_to(path))}")
+                twin = seen_bytes[digest]
+                note(f, f"same bytes as {display_name(twin.relative_to(path))}{_leak(twin, f, path)}")
                 continue
             seen_bytes[digest] = f
             if min(img.size) < min_side:
@@ -246,9 +381,7 @@ def verify_images(path, min_side=64, set_aside=False):
             close = np.flatnonzero((bits[:len(kept)] != h).sum(1) <= NEAR)
             twin = kept[close[0]] if len(close) else None
             if twin is not None:
-                other = twin.parent.parent.name
-                where = "" if other == f.parent.parent.name else f" (one in {other}, one in {split}: a leak)"
-                note(f, f"nearly the same photo as {display_name(twin.relative_to(path))}{where}")
+                note(f, f"nearly the same photo as {display_name(twin.relative_to(path))}{_leak(twin, f, path)}")
                 continue
             bits[len(kept)] = h
             kept.append(f)
@@ -262,6 +395,14 @@ def verify_images(path, min_side=64, set_aside=False):
         _set_aside(path, report[report["movable"]])
     report["file"] = [display_name(Path(f).relative_to(path)) for f in report["file"]]
     return report.drop(columns="movable")
+
+
+def _leak(first, copy, path):
+    """" (one in train, one in valid: a leak)" when two copies of a photo lie in different splits of `path`."""
+    a, b = first.parent.parent, copy.parent.parent
+    if a == b or path in (first.parent, copy.parent):   # one split, or a flat folder (no splits)
+        return ""
+    return " (" + say("one in {a}, one in {b}: a leak", a=display_name(a.name), b=display_name(b.name)) + ")"
 
 
 def _set_aside(path, rows):
@@ -297,7 +438,8 @@ def uploaded_files(value):
 class PhotoUploader:
     """Bring photos into one folder per class (`inbox/<class>/`), then sort them into the lesson's layout.
 
-    State: `inbox`, and the photos in it: `counts()` ({class: files}). Photos may be images or .zip files.
+    State: `inbox`, and the photos in it: `counts()` ({class: photos}). Photos may be images or .zip files (of
+    photos, or of folders of photos); `sort` unpacks each zip as `sort_photos` does one given to it.
 
     Example:
         >>> uploader = PhotoUploader("photo_inbox")
@@ -325,9 +467,11 @@ class PhotoUploader:
         return saved
 
     def counts(self):
+        """{class: photos} in the inbox, those inside its .zip files included."""
         if not self.inbox.is_dir():
             return {}
-        return {p.name: sum(1 for f in p.iterdir() if f.is_file()) for p in sorted(self.inbox.iterdir()) if p.is_dir()}
+        return {p.name: len(_photo_paths(p)) + sum(len(_photo_paths(z)) for z in _zips_in(p))
+                for p in sorted(self.inbox.iterdir()) if p.is_dir()}
 
     def sort(self, dest, **kwargs):
         """`sort_photos` of every class in the inbox into `dest` (valid_pct, seed, min_per_class as there)."""
