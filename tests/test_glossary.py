@@ -62,3 +62,11 @@ def test_each_idea_has_one_word_in_the_lessons():
     words = [w for r in glossary_rows() for w in r.words]
     others = {w for r in glossary_rows() for w in r.others}
     assert len(words) == len(set(words)) and not others & set(words), "a word chosen twice, or chosen and refused"
+
+
+def test_a_term_shows_its_rows_in_chinese_under_lessonlib_lang_zh(monkeypatch, capsys):
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    glossary("周期")     # not a word the lessons use: the row that says so, and the epoch's row
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0].startswith("| 中文（课文用词）")
+    assert any(r.startswith("| 循环 | cycle |") and "SGDR 的学习率从高处降到接近零的一次" in r for r in rows)
