@@ -32,7 +32,7 @@ def one_setting(bs, micro_bs, sz, steps, frozen=False):
     torch.manual_seed(0)
     body = weights.create_body("efficientnet_lite0")
     model = models.ConvNet(body, models.create_head(body.n_features, 2))
-    policy = resolve_policy().but(body_piece=micro_bs)
+    policy = resolve_policy().but(body_piece=micro_bs, body_piece_from_px=0)
     model.bn_frozen = True   # the body's BatchNorm fixed, as learn.bn_freeze(True) in lessons 05 and 07
     body.requires_grad_(not frozen)   # --frozen: only the head trains (augmentation epochs, lessons 03-04)
     policy.prepare(model).train()

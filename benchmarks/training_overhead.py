@@ -152,7 +152,8 @@ def main():
     model = learn.policy.prepare(learn.model)
     if args.micro_bs is not None:
         learn.body_piece = args.micro_bs or None
-    policy = learn.policy.but(body_piece=learn._run_policy().body_piece)   # the same pieces for all three
+    run = learn._run_policy()
+    policy = learn.policy.but(body_piece=run.body_piece, body_piece_from_px=run.body_piece_from_px)   # the same for all three
     result["micro_bs"] = policy.body_piece
     lessonlib_speeds, minimal_speeds = [], []
     for _ in range(args.repeats):

@@ -89,6 +89,6 @@ def test_body_in_pieces_matches_the_whole_batch_on_cuda_in_mixed_precision():
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
         torch.manual_seed(1)
         training.train_step(model, x, y, torch.nn.functional.cross_entropy, opt,
-                            StepPlan(policy.but(body_piece=piece), model, opt))
+                            StepPlan(policy.but(body_piece=piece, body_piece_from_px=0), model, opt))
         grads.append([p.grad.float() for p in model.parameters()])
     assert all(torch.allclose(a, b, atol=2e-2, rtol=2e-2) for a, b in zip(*grads))

@@ -28,7 +28,7 @@ def run(precision, frozen):
     if frozen:
         body.requires_grad_(False)
         model.train()   # a frozen body's BatchNorm stays in eval mode
-    policy = resolve_policy("cpu", precision=precision).but(body_piece=4)
+    policy = resolve_policy("cpu", precision=precision).but(body_piece=4, body_piece_from_px=0)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
     plan = StepPlan(policy, model, optimizer)
     g = torch.Generator().manual_seed(1)
