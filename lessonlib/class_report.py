@@ -32,7 +32,7 @@ import pandas as pd
 
 from lessonlib.engine.classlog import LOG_NAME, parse_log
 from lessonlib.engine.language import say
-from lessonlib.exercises import EXERCISES
+from lessonlib.exercise_bank import EXERCISES
 
 try:
     import pwd

@@ -50,11 +50,11 @@ def calls():
 
 def dynamic_texts():
     """{source name: [templates]} for the DYNAMIC calls."""
-    from lessonlib import exercises, folders, images, lr_finder
+    from lessonlib import exercise_bank, folders, images, lr_finder
     return {
-        "PREDICTIONS questions": [p.question for p in exercises.PREDICTIONS.values()],
-        "PREDICTIONS explanations": [p.why for p in exercises.PREDICTIONS.values()],
-        "EXERCISES hints": [e.hint for e in exercises.EXERCISES.values()],
+        "PREDICTIONS questions": [p.question for p in exercise_bank.PREDICTIONS.values()],
+        "PREDICTIONS explanations": [p.why for p in exercise_bank.PREDICTIONS.values()],
+        "EXERCISES hints": [e.hint for e in exercise_bank.EXERCISES.values()],
         "lr_finder.RULES": list(lr_finder.RULES.values()),
         "lr_finder region labels": list(lr_finder.REGIONS),
         "images.PLUGIN_HELP": sorted(set(images.PLUGIN_HELP.values())),

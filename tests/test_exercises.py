@@ -4,7 +4,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lessonlib.exercises import EXERCISES, check, solution
+from lessonlib.exercise_bank import EXERCISES
+from lessonlib.exercises import check, solution
 from tests.helpers import make_folders, needs_keras
 
 

@@ -121,7 +121,8 @@ def test_say_and_problem_in_english_and_in_chinese(monkeypatch):
 
 
 def test_exercise_feedback_and_hints_in_chinese(zh, capsys):
-    from lessonlib.exercises import EXERCISES, PREDICTIONS, check, guess, reveal
+    from lessonlib.exercise_bank import EXERCISES, PREDICTIONS
+    from lessonlib.exercises import check, guess, reveal
     assert check("06-maxpool-shape", None) is False
     assert check("06-maxpool-shape", (2, 12, 11)) is False
     assert check("06-maxpool-shape", (2, 12, 12)) is True
@@ -138,7 +139,7 @@ def test_exercise_feedback_and_hints_in_chinese(zh, capsys):
 
 
 def test_every_exercise_hint_and_prediction_is_translated():
-    from lessonlib.exercises import EXERCISES, PREDICTIONS
+    from lessonlib.exercise_bank import EXERCISES, PREDICTIONS
     texts = [e.hint for e in EXERCISES.values()] + [p.question for p in PREDICTIONS.values()] + \
             [p.why for p in PREDICTIONS.values()]
     assert all(CJK.search(catalog("zh").get(t, "")) for t in texts)

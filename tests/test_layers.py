@@ -34,6 +34,7 @@ LESSON_LAYERS = [
     ["precompute", "lr_finder", "convviz", "interpret", "export"],
     ["learner"],
     ["keras_compare", "widgets", "glossary", "photos"],
+    ["exercise_bank"],
     ["exercises", "__init__", "app"],
     ["class_report"],
     ["__main__"],

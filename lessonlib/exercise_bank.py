@@ -1,0 +1,607 @@
+"""The course's exercises and predictions: what each asks, its hint, its worked solution and how its answer is
+checked. `lessonlib.exercises` is the mechanism that asks, checks and reveals them (`check`, `solution`, `guess`,
+`reveal`); this module is only what they say.
+
+To add an exercise: write its checker, `(answer, **context) -> bool`, then `EXERCISES["NN-name"] = Exercise(prompt,
+hint, solution, checker)` right below it, NN being its lesson. `solution` is code that sets `answer` from the names
+the checker receives; the tests run every solution through its checker. A "predict before you run" question is
+the same below: `PREDICTIONS["NN-name"] = Prediction(question, measure, agrees, why)`. Add each hint, question
+and explanation to `lessonlib/locale/zh.json` too (`python scripts/messages.py` checks it). The order of
+`EXERCISES` is the order of the class report (`python -m lessonlib class-report`): add new ones at the end.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["EXERCISES", "Exercise", "PREDICTIONS", "Prediction"]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    prompt: str
+    hint: str
+    solution: str            # code that sets `answer`, using the names the checker receives
+    checker: callable        # (answer, **context) -> bool
+
+
+EXERCISES = {}   # {key: Exercise}
+
+
+def _count_dogs(answer, path):
+    return answer == len([p for p in (Path(path) / "train" / "dogs").iterdir() if p.is_file()])
+
+
+EXERCISES["00-count-dogs"] = Exercise(
+    "How many photos of dogs are in the training set?",
+    "Each class has its own folder: count the files in PATH/'train'/'dogs' "
+    "(`Path.iterdir()` lists a folder; `len(list(...))` counts).",
+    "answer = len(list((PATH / 'train' / 'dogs').iterdir()))",
+    _count_dogs)
+
+
+def _valid_cats(answer, path):
+    return answer is not None and Path(answer).resolve() == (Path(path) / "valid" / "cats").resolve()
+
+
+EXERCISES["00-valid-cats"] = Exercise(
+    "You took a new photo of a cat and want to use it for validation. Which folder must it go into?",
+    "Validation images live under PATH/'valid', one folder per class, named exactly like the "
+    "class folders under PATH/'train'.",
+    "answer = PATH / 'valid' / 'cats'",
+    _valid_cats)
+
+
+def _batches_per_epoch(answer, data):
+    return answer == len(data.trn_dl)
+
+
+EXERCISES["01-batches-per-epoch"] = Exercise(
+    "How many mini-batches make one epoch over the training images (with precompute off)?",
+    "An epoch sees every training image once, `bs` at a time: look at len(data.trn_ds), data.bs, "
+    "or simply len(data.trn_dl).",
+    "answer = len(data.trn_dl)",
+    _batches_per_epoch)
+
+
+def _error_rate(answer, log_preds, y):
+    wrong = float(np.mean(np.argmax(log_preds, axis=1) != np.asarray(y)))
+    return answer is not None and abs(float(answer) - wrong) < 1e-6
+
+
+EXERCISES["01-error-rate"] = Exercise(
+    "What fraction of the validation images does the model get wrong?",
+    "The prediction is the class with the highest log-probability: np.argmax(log_preds, axis=1). "
+    "Compare it with y and take the mean of the mistakes (it is 1 - accuracy).",
+    "answer = float(np.mean(np.argmax(log_preds, axis=1) != y))",
+    _error_rate)
+
+
+def _most_wrong(answer, log_preds, y):
+    log_preds, y = np.asarray(log_preds), np.asarray(y)
+    wrong = np.flatnonzero(log_preds.argmax(1) != y)
+    if len(wrong) == 0:
+        return int(answer) == -1
+    return int(answer) == int(wrong[np.argmax(log_preds[wrong].max(1))])
+
+
+EXERCISES["01-most-wrong"] = Exercise(
+    "Which validation image (its index) is the model most confidently wrong about? -1 if it makes "
+    "no mistake.",
+    "Among the images where argmax(log_preds) != y, take the one whose highest log-probability is "
+    "largest: np.flatnonzero finds the mistakes, np.argmax picks the most confident.",
+    "wrong = np.flatnonzero(log_preds.argmax(1) != y)\n"
+    "answer = int(wrong[np.argmax(log_preds[wrong].max(1))]) if len(wrong) else -1",
+    _most_wrong)
+
+
+def _one_step(answer):
+    import torch
+    if answer is None:
+        return False
+    w = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)   # one step of torch's SGD on f(w) = w**2
+    (w ** 2).backward()
+    torch.optim.SGD([w], lr=float(answer)).step()
+    return abs(float(w.detach())) < 1e-9
+
+
+EXERCISES["02-one-step"] = Exercise(
+    "Gradient descent on f(w) = w**2 starting at w = 1: which learning rate reaches the bottom (w = 0) "
+    "in exactly one step?",
+    "One step is w - lr * f'(w) with f'(w) = 2w. Set 1 - lr * 2 * 1 = 0 and solve for lr.",
+    "answer = 0.5",
+    _one_step)
+
+
+def _within(answer, target, factor=1.5):
+    return answer is not None and float(answer) > 0 and target / factor <= float(answer) <= target * factor
+
+
+def _min_lr(answer, lrf):
+    return _within(answer, lrf.min_loss_lr)
+
+
+EXERCISES["02-min-lr"] = Exercise(
+    "Read the finder's result: at which learning rate is the smoothed loss lowest?",
+    "lrf.lrs holds the rates and lrf.smoothed the smoothed losses, one per mini-batch: find the index "
+    "of the smallest smoothed loss with np.argmin and look up that rate.",
+    "answer = lrf.lrs[np.argmin(lrf.smoothed)]",
+    _min_lr)
+
+
+def _lesson_rule(answer, lrf):
+    return _within(answer, lrf.min_loss_lr / 10)
+
+
+EXERCISES["02-lesson-rule"] = Exercise(
+    "Apply the lesson's rule to the same curve: which learning rate do you pick?",
+    "The lesson takes the rate one order of magnitude below the loss minimum: the minimum's rate / 10.",
+    "answer = lrf.lrs[np.argmin(lrf.smoothed)] / 10",
+    _lesson_rule)
+
+
+def _satellite_set(answer):
+    from lessonlib.transforms import transforms_top_down
+    return answer is transforms_top_down
+
+
+EXERCISES["03-satellite"] = Exercise(
+    "Which of transforms_basic, transforms_side_on and transforms_top_down fits satellite tiles?",
+    "A satellite tile has no 'up': turned by 90° or mirrored, it is still a valid tile. Which set uses "
+    "all eight of those symmetries?",
+    "from lessonlib.transforms import transforms_top_down\nanswer = transforms_top_down",
+    _satellite_set)
+
+
+def _overfits_more(answer, runs):
+    """`runs`: {name: [history of each seed]}."""
+    gaps = {name: float(np.mean([h.val_loss.iloc[-1] - h.trn_loss.iloc[-1] for h in hs])) for name, hs in runs.items()}
+    return answer == max(gaps, key=gaps.get)
+
+
+EXERCISES["03-overfitting"] = Exercise(
+    "Which of the two runs above overfits more: \"no augmentation\" or \"augmentation\"? Read their last "
+    "epoch's training and validation loss.",
+    "Overfitting is the validation loss staying well above the training loss: compare "
+    "val_loss - trn_loss at the last epoch, averaged over the seeds' histories in runs[name], for both names.",
+    "gaps = {name: np.mean([h.val_loss.iloc[-1] - h.trn_loss.iloc[-1] for h in hs]) for name, hs in runs.items()}\n"
+    "answer = max(gaps, key=gaps.get)",
+    _overfits_more)
+
+
+def _zoom_20(answer):
+    return (hasattr(answer, "max_zoom") and abs(answer.max_zoom - 1.2) < 1e-9 and answer.augments
+            and answer.sz >= 32)
+
+
+EXERCISES["03-zoom"] = Exercise(
+    "Build transforms for `arch` at size `sz` with the side-on augmentations and up to 20% zoom.",
+    "tfms_from_model takes aug_tfms= (a list such as transforms_side_on) and max_zoom= (1.2 means 20%).",
+    "from lessonlib import tfms_from_model, transforms_side_on\n"
+    "answer = tfms_from_model('resnet34', 224, aug_tfms=transforms_side_on, max_zoom=1.2)",
+    _zoom_20)
+
+
+def _sgdr_epochs(answer):
+    from lessonlib.schedules import sgdr_epochs
+    return answer == sgdr_epochs(3, cycle_len=1, cycle_mult=2)
+
+
+EXERCISES["04-sgdr-epochs"] = Exercise(
+    "How many epochs does learn.fit(1e-2, 3, cycle_len=1, cycle_mult=2) train?",
+    "3 cycles; the first lasts cycle_len = 1 epoch and each next one cycle_mult = 2 times longer.",
+    "answer = 1 + 2 + 4",
+    _sgdr_epochs)
+
+
+def _mid_cycle(answer):
+    from lessonlib.schedules import schedule_rates, sgdr
+    rates = schedule_rates(lambda opt: sgdr(opt, 100, cycle_len=1), 100, lr=1e-2)   # 100 mini-batches, one epoch
+    return answer is not None and abs(float(answer) - rates[50]) < 1e-9
+
+
+EXERCISES["04-mid-cycle"] = Exercise(
+    "With learn.fit(1e-2, 1, cycle_len=1), what is the learning rate half way through the epoch?",
+    "The cosine goes from lr to 0: lr * (1 + cos(pi * t / T)) / 2, with t / T = 1/2.",
+    "answer = 1e-2 * (1 + np.cos(np.pi / 2)) / 2",
+    _mid_cycle)
+
+
+def _precompute_off(answer, learn):
+    return answer is False and learn.precompute is False and learn.data.tfms.augments
+
+
+EXERCISES["04-precompute-off"] = Exercise(
+    "Write the one line that makes the augmentations take effect, then set `answer = learn.precompute`.",
+    "While precompute is on, the head trains on activations computed once from un-augmented images. "
+    "Switch it off with the learner's precompute attribute.",
+    "learn.precompute = False\nanswer = learn.precompute",
+    _precompute_off)
+
+
+def _differential_rates(answer, head_lr=1e-2):
+    from lessonlib.training import group_rates
+    rates = np.asarray(group_rates([None] * 3, answer))
+    return np.allclose(rates, head_lr * np.array([0.01, 0.1, 1.0]))
+
+
+EXERCISES["05-differential-rates"] = Exercise(
+    "Give three learning rates for [early body, late body, head], the head at 1e-2 and each group ten "
+    "times smaller than the next.",
+    "A list or array of three numbers, smallest first: the early body changes least.",
+    "answer = [1e-4, 1e-3, 1e-2]",
+    _differential_rates)
+
+
+def _tta_accuracy(answer, log_preds, y):
+    probs = np.mean(np.exp(np.asarray(log_preds)), 0)
+    return answer is not None and abs(float(answer) - float((probs.argmax(1) == np.asarray(y)).mean())) < 1e-9
+
+
+EXERCISES["05-tta-accuracy"] = Exercise(
+    "Compute the TTA accuracy from `log_preds, y = learn.TTA()`.",
+    "log_preds has one slice per version of each image: average the probabilities over them "
+    "(np.mean(np.exp(log_preds), 0)), take the most probable class, and compare with y.",
+    "answer = (np.mean(np.exp(log_preds), 0).argmax(1) == y).mean()",
+    _tta_accuracy)
+
+
+def _bn_statistics_update(learn):
+    """Whether training `learn` as it is now updates any of its body's BatchNorm statistics: two mini-batches are
+    trained (then everything is put back) while each BatchNorm layer reports whether it was in training mode."""
+    from lessonlib.models import batchnorm_layers
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen.append(m.training and m.track_running_stats))
+             for m in batchnorm_layers(learn.body)]
+    try:
+        learn.try_lr(1e-5, num_it=2)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return any(seen)
+
+
+def _bn_frozen(answer, learn):
+    return isinstance(answer, bool) and answer == _bn_statistics_update(learn)
+
+
+EXERCISES["05-bn-freeze"] = Exercise(
+    "Your learner is unfrozen, with learn.bn_freeze(True): do the running means of its body's BatchNorm "
+    "layers change while it trains? Measure it on `learn`, answer True or False.",
+    "bn_freeze keeps the body's BatchNorm layers in eval mode: they normalise with the ImageNet "
+    "statistics and do not update them, while their weights still train. Compare "
+    "[m.running_mean.clone() for m in learn.body.modules() if hasattr(m, 'running_mean')] before and after "
+    "a short training.",
+    "import torch\n"
+    "means = lambda: [m.running_mean.clone() for m in learn.body.modules() if hasattr(m, 'running_mean')]\n"
+    "before = means()\n"
+    "x, _ = next(iter(learn.data.trn_dl))\n"
+    "learn.model.train()   # as fit() does at the start of every epoch\n"
+    "with torch.no_grad():\n"
+    "    learn.model(x.to(learn.policy.device))   # a forward pass in training mode is what updates them\n"
+    "learn.model.eval()\n"
+    "answer = any(not torch.equal(a, b) for a, b in zip(before, means()))",
+    _bn_frozen)
+
+
+def _unfrozen_weights(answer, learn):
+    return answer is not None and int(answer) == sum(p.numel() for p in learn.body.parameters())
+
+
+EXERCISES["05-unfreeze"] = Exercise(
+    "Before unfreeze() only the head trained. How many weights (numbers, not tensors) did learn.unfreeze() "
+    "add to those that train?",
+    "unfreeze() lets every layer group train: the early and late body. Add up p.numel() for the parameters "
+    "of learn.body.",
+    "answer = sum(p.numel() for p in learn.body.parameters())",
+    _unfrozen_weights)
+
+
+def _updates_per_epoch(answer, data):
+    n = len(data.trn_ds)
+    return answer is not None and tuple(answer) == (-(-n // 8), 1)
+
+
+EXERCISES["02-updates-per-epoch"] = Exercise(
+    "One epoch over `data`'s training photos makes len(data.trn_dl) weight updates with mini-batches of "
+    "data.bs. How many would it make with mini-batches of 8, and with the whole training set as one batch? "
+    "Answer a pair, e.g. (100, 1).",
+    "One update per mini-batch: the number of photos divided by the batch size, rounded up (the last "
+    "mini-batch may be smaller). The whole set as one batch: one update per epoch.",
+    "import math\nanswer = (math.ceil(len(data.trn_ds) / 8), 1)",
+    _updates_per_epoch)
+
+
+def _dense_by_hand(answer):
+    from lessonlib.convviz import dense
+    activations = np.array([[1.0, 0.0], [2.0, 3.0]])
+    weights = np.array([[[0.5, 1.0], [0.0, -1.0]]])   # one output: one weight per activation
+    return abs(float(answer) - float(dense(activations, weights)[0])) < 1e-9
+
+
+EXERCISES["06-dense-by-hand"] = Exercise(
+    "A fully connected layer with one output sees the activations [[1, 0], [2, 3]] with the weights "
+    "[[0.5, 1], [0, -1]]. What does it output?",
+    "Multiply each activation by the weight in the same place and add everything up: a weight for every "
+    "activation, as in the spreadsheet's last layer.",
+    "answer = 1 * 0.5 + 0 * 1 + 2 * 0 + 3 * -1",
+    _dense_by_hand)
+
+
+def _submission_rows(answer, data):
+    return int(answer) == len(data.test_ds)
+
+
+EXERCISES["07-submission-rows"] = Exercise(
+    "How many rows does the submission file have (not counting its header)?",
+    "One row per test image: count the images of data.test_ds.",
+    "answer = len(data.test_ds)",
+    _submission_rows)
+
+
+def _test_dog_probability(answer, data, probs, name="0001.jpg"):
+    i = [f.name for f in data.test_ds.fnames].index(name)
+    return abs(float(answer) - float(np.asarray(probs)[i, data.classes.index("dogs")])) < 1e-6
+
+
+EXERCISES["07-test-dog"] = Exercise(
+    "What probability does the model give that the test image 0001.jpg is a dog? Use `probs` (TTA "
+    "probabilities, one row per test image, in the order of data.test_ds.fnames).",
+    "Find the row of 0001.jpg with [f.name for f in data.test_ds.fnames].index(...), and the column of "
+    "'dogs' with data.classes.index('dogs').",
+    "i = [f.name for f in data.test_ds.fnames].index('0001.jpg')\n"
+    "answer = probs[i, data.classes.index('dogs')]",
+    _test_dog_probability)
+
+
+def _valid_count(answer, path, cls):
+    folder = Path(path) / "valid" / cls
+    return answer is not None and not isinstance(answer, bool) and int(answer) == len(
+        [f for f in folder.iterdir() if f.is_file()])
+
+
+EXERCISES["10-valid-count"] = Exercise(
+    "How many photos of the class `cls` are in your validation folder now (after verify_images set some aside)?",
+    "Count the files in PATH/'valid'/cls: `len(list((PATH / 'valid' / cls).iterdir()))`.",
+    "answer = len(list((PATH / 'valid' / cls).iterdir()))",
+    _valid_count)
+
+
+def _worst_photo(answer, files, log_preds, y):
+    p_true = np.exp(np.asarray(log_preds))[np.arange(len(y)), np.asarray(y)]
+    return answer is not None and Path(str(answer)) == Path(files[int(np.argmin(p_true))])
+
+
+EXERCISES["10-worst-photo"] = Exercise(
+    "Which validation photo does the model find hardest: the one where it gives its true class the lowest "
+    "probability? Give its file (an item of `files`).",
+    "`np.exp(log_preds)` are the probabilities; pick each photo's true class with "
+    "`probs[np.arange(len(y)), y]`, then `np.argmin` finds the lowest.",
+    "p_true = np.exp(log_preds)[np.arange(len(y)), y]\nanswer = files[int(np.argmin(p_true))]",
+    _worst_photo)
+
+
+def _f2_by_hand(answer):
+    from lessonlib.metrics import fbeta
+    tags = ["clear", "primary", "water"]
+    truth, predicted = [["clear", "primary"]], [["clear", "water"]]
+    onehot = lambda rows: np.array([[t in row for t in tags] for row in rows], dtype=float)
+    return answer is not None and abs(float(answer) - fbeta(onehot(predicted), onehot(truth), beta=2, thresh=0.5)) < 1e-6
+
+
+EXERCISES["09-f2-by-hand"] = Exercise(
+    "A chip has the tags `clear primary`; the model predicts `clear water`. What is its F2?",
+    "Precision = right predicted tags / predicted tags; recall = right predicted tags / true tags. "
+    "F2 = 5 * precision * recall / (4 * precision + recall).",
+    "precision, recall = 1 / 2, 1 / 2\nanswer = 5 * precision * recall / (4 * precision + recall)",
+    _f2_by_hand)
+
+
+def _best_threshold(answer, probs, targs):
+    from lessonlib.metrics import best_threshold, fbeta
+    _, best, _ = best_threshold(probs, targs)
+    return answer is not None and 0 < float(answer) < 1 and fbeta(probs, targs, 2, float(answer)) >= best - 1e-9
+
+
+EXERCISES["09-best-threshold"] = Exercise(
+    "Which threshold maximises F2 on the validation set? (Any threshold that reaches the best F2 counts.)",
+    "Try thresholds from 0.05 to 0.95 in steps of 0.01 with fbeta(probs, targs, 2, t) and keep the best; "
+    "lessonlib.metrics.best_threshold does exactly that.",
+    "from lessonlib.metrics import best_threshold\nanswer = best_threshold(probs, targs)[0]",
+    _best_threshold)
+
+
+def _upper_side_kernel(answer):
+    from lessonlib.convviz import conv2d_valid, relu
+    try:
+        k = np.asarray(answer, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    if k.shape != (3, 3):
+        return False
+    square = np.zeros((10, 10))
+    square[3:7, 3:7] = 1
+    fired = np.flatnonzero(relu(conv2d_valid(square, k)).sum(axis=1) > 1e-9)
+    return len(fired) > 0 and set(fired.tolist()) <= {1, 2}   # only where dark lies above bright
+
+
+EXERCISES["06-upper-side"] = Exercise(
+    "Write a 3x3 kernel that fires (is positive after ReLU) along the upper side of bright shapes, "
+    "where dark pixels lie above bright ones, and nowhere else.",
+    "Put negative weights on the top row (dark there is good), positive ones on the bottom row (bright "
+    "there is good), zeros in the middle. Try it on a bright square with convviz.conv2d_valid.",
+    "answer = [[-1, -1, -1], [0, 0, 0], [1, 1, 1]]",
+    _upper_side_kernel)
+
+
+def _cell_by_hand(answer):
+    from lessonlib.convviz import conv2d_valid, kernel
+    patch = np.array([[0, 1, 1], [0, 1, 1], [0, 0, 1]], dtype=float)
+    return answer is not None and abs(float(answer) - conv2d_valid(patch, kernel("left_edge"))[0, 0]) < 1e-9
+
+
+EXERCISES["06-cell-by-hand"] = Exercise(
+    "The 3x3 patch [[0, 1, 1], [0, 1, 1], [0, 0, 1]] meets the left_edge kernel [[1, 0, -1]] * 3. "
+    "What is the output cell, before ReLU?",
+    "Multiply cell by cell and add up: each row gives 1 * (left) + 0 * (middle) - 1 * (right).",
+    "answer = (0 - 1) + (0 - 1) + (0 - 1)",
+    _cell_by_hand)
+
+
+def _pool_shape(answer):
+    from lessonlib.convviz import spreadsheet_filters, spreadsheet_forward
+    shape = spreadsheet_forward(np.zeros((28, 28)), *spreadsheet_filters())["maxpool"].shape
+    return answer is not None and tuple(answer) == tuple(shape)
+
+
+EXERCISES["06-maxpool-shape"] = Exercise(
+    "conv2 gives 2 channels of 24x24. What shape comes out of the 2x2 max-pool? Answer a tuple.",
+    "Max-pooling keeps the channels and halves the height and the width.",
+    "answer = (2, 12, 12)",
+    _pool_shape)
+
+
+def _keras_freeze_100(answer):
+    from lessonlib.keras_compare import import_keras
+    base = import_keras().applications.ResNet50(weights=None, include_top=False)
+    training = sum(int(np.prod(w.shape)) for layer in base.layers[100:] for w in layer.trainable_weights)
+    return answer is not None and int(answer) == training
+
+
+EXERCISES["08-keras-freeze-100"] = Exercise(
+    "Build keras.applications.ResNet50(weights=None, include_top=False), freeze its first 100 layers and "
+    "report how many weights (numbers, not tensors) still train.",
+    "Set layer.trainable = False for each layer in base.layers[:100]; then add up the sizes of "
+    "base.trainable_weights: int(np.prod(w.shape)) for each w.",
+    "from lessonlib.keras_compare import import_keras\n"
+    "keras = import_keras()\n"
+    "base = keras.applications.ResNet50(weights=None, include_top=False)\n"
+    "for layer in base.layers[:100]:\n"
+    "    layer.trainable = False\n"
+    "answer = sum(int(np.prod(w.shape)) for w in base.trainable_weights)",
+    _keras_freeze_100)
+
+
+def _sgd_fine_tune(answer):
+    """Run the student's fine-tune stage on a tiny Keras model with a `late_body` layer; is it SGD, momentum 0.9?"""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lessonlib.keras_compare import import_keras
+    if not callable(answer):
+        return False
+    keras = import_keras()
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(2, name="late_body")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    g = torch.Generator().manual_seed(0)
+    batches = DataLoader(TensorDataset(torch.randn(8, 4, generator=g), torch.randint(0, 2, (8, 1), generator=g).float()),
+                         batch_size=4)
+    answer(model, (batches, batches), 1)
+    optimizer = model.optimizer
+    return isinstance(optimizer, keras.optimizers.SGD) and abs(float(optimizer.momentum) - 0.9) < 1e-6
+
+
+EXERCISES["08-keras-sgd"] = Exercise(
+    "Write `my_fine_tune(model, data, epochs)`, the Keras fine-tune stage with SGD and momentum 0.9 instead of "
+    "rmsprop, and pass the function itself as the answer.",
+    "Copy keras_compare.keras_fine_tune_low_rate and change one line: "
+    "optimizer = keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9). Keep model.compile(...) and "
+    "model.fit(...).",
+    "from lessonlib.keras_compare import import_keras\n"
+    "keras = import_keras()\n\n"
+    "def my_fine_tune(model, data, epochs):\n"
+    "    train_dl, valid_dl = data\n"
+    "    model.get_layer('late_body').trainable = True\n"
+    "    optimizer = keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9)\n"
+    "    model.compile(optimizer=optimizer, loss='binary_crossentropy', metrics=['accuracy'])\n"
+    "    model.fit(train_dl, epochs=epochs, validation_data=valid_dl, verbose=2)\n\n"
+    "answer = my_fine_tune",
+    _sgd_fine_tune)
+
+
+def _freeze_to_late(answer):
+    from lessonlib.learner import GROUP_NAMES
+    return isinstance(answer, int) and not isinstance(answer, bool) and answer == GROUP_NAMES.index("late body")
+
+
+EXERCISES["08-freeze-to"] = Exercise(
+    "Which n in learn.freeze_to(n) trains the late body and the head but keeps the early body frozen?",
+    "The layer groups are [early body, late body, head]; freeze_to(n) freezes the groups before index n.",
+    "answer = 1",
+    _freeze_to_late)
+
+
+# ---------------------------------------------------------------- predict before you run
+
+@dataclass(frozen=True)
+class Prediction:
+    question: str
+    measure: callable        # (**context) -> the answer, read off the student's own run
+    agrees: callable         # (guess, answer) -> bool
+    why: str
+
+
+
+PREDICTIONS = {}   # {key: Prediction}
+
+
+def _within_factor(factor):
+    return lambda guess, answer: float(guess) > 0 and answer / factor <= float(guess) <= answer * factor
+
+
+PREDICTIONS["01-precompute-speedup"] = Prediction(
+    "How many times faster is an epoch on the stored activations than an epoch through the whole network?",
+    lambda head_epoch, full_epoch: full_epoch / head_epoch,
+    _within_factor(3),
+    "The head does a few thousand multiplications per photo; the body does hundreds of millions, and the "
+    "photos must be read and decoded too. How many times faster depends on the machine, so a guess within 3x "
+    "counts.")
+
+
+PREDICTIONS["02-batch-speed"] = Prediction(
+    "On this machine, does a batch of 32 photos go through the body faster per photo than a batch of 1? "
+    "Guess True or False.",
+    lambda per_second: bool(per_second[32] > 1.2 * per_second[1]),
+    lambda guess, answer: bool(guess) == answer,
+    "A GPU has thousands of cores that a single photo cannot keep busy: batches are many times faster per "
+    "photo. A CPU with a few cores is already busy with one photo: batches gain little (here 'faster' "
+    "means by more than 20%).")
+
+
+def _last_training_loss(runs):
+    """The run ("augmentation" or "no augmentation") whose training loss ends lower, averaged over its seeds."""
+    last = {name: np.mean([h.trn_loss.iloc[-1] for h in hs]) for name, hs in runs.items()}
+    return min(last, key=last.get)
+
+
+PREDICTIONS["03-lower-training-loss"] = Prediction(
+    "Which run will end with the lower training loss: \"augmentation\" or \"no augmentation\"?",
+    lambda runs: _last_training_loss(runs),
+    lambda guess, answer: guess == answer,
+    "Without augmentation the head sees the same 40 photos every epoch and can memorise them: its training "
+    "loss heads for zero. With augmentation every epoch brings new versions of the photos, a harder task: "
+    "its training loss stays higher, and closer to the validation loss.")
+
+
+def _biggest_layer(counts):
+    return max(counts, key=counts.get)
+
+
+PREDICTIONS["06-biggest-layer"] = Prediction(
+    "Which layer of the small network holds the most parameters: \"conv1\", \"conv2\" or "
+    "\"fully connected\"?",
+    lambda counts: _biggest_layer(counts),
+    lambda guess, answer: guess == answer,
+    "A convolution's weights are shared across the whole image: 3x3 per input and output channel, however "
+    "large the image. A fully connected layer has one weight per input number and output: 16 x 12 x 12 "
+    "inputs times 10 outputs.")
+
+
+PREDICTIONS["09-predict-nothing"] = Prediction(
+    "A model that predicts no tag at all for any chip: what fraction of the (chip, tag) decisions does it get "
+    "right? Guess a number from 0 to 1.",
+    lambda nothing, targs: float((np.asarray(nothing) == np.asarray(targs)).mean()),
+    lambda guess, answer: abs(float(guess) - answer) <= 0.1,
+    "Most of the 17 tags are absent from most chips, so 'no' is right most of the time: accuracy rewards "
+    "predicting nothing. F-beta gives that model 0.")
