@@ -14,7 +14,7 @@ code cells are the English ones, byte for byte. `check` fails (exit 1, naming ea
 - a Chinese lesson uses another word for an idea the glossary gives one word: its table's first column is the word
   the lessons use; the notes' word `(the notes: …)`, the standard term `[…]` and the words of its last column may
   appear only as a gloss, in brackets right after the word (迭代周期（epoch）) or with the word in brackets after
-  them (BatchNorm（批归一化）), and at most once per idea and lesson; so English "epoch" or "learner" in the prose
+  them (BatchNorm（批归一化）), at most once per idea and lesson, and at the idea's first use there; so English "epoch" or "learner" in the prose
   (outside `code`) fails, and so does 周期 (the SGDR cycle is 循环; 周期 inside 迭代周期 is the epoch's word);
 - a Chinese lesson writes a multiplier as "10x" rather than "10 倍";
 - `notebooks/zh/` differs from what `build` writes (a Chinese notebook edited by hand, a code cell changed).
@@ -111,7 +111,7 @@ def glosses(text, row):
 def word_problems(translation, rows=None):
     """One word per idea in one Chinese lesson: other words only as one gloss per idea; multipliers as 倍."""
     rows = glossary_rows() if rows is None else rows
-    found, glossed = [], {}
+    found, glossed, seen = [], {}, {}
     chosen = sorted({w for row in rows for w in row.words if len(w) > 1}, key=len, reverse=True)
     for cell_id, cell in translation["cells"].items():
         text = prose(cell["zh"])
@@ -119,9 +119,15 @@ def word_problems(translation, rows=None):
             found.append(f"cell {cell_id}: '{m.group().strip()}': a multiplier is written 倍 ('10 倍', not '10x')")
         spans = []
         for row in rows:
-            for span in glosses(text, row):
-                glossed.setdefault(row.words[0], []).append(cell_id)
-                spans.append(span)
+            word, uses = row.words[0] if row.words else "", [text.find(w) for w in row.words if w in text]
+            for start, end in glosses(text, row):
+                if word not in glossed and (word in seen or any(u < start for u in uses)):
+                    found.append(f"cell {cell_id}: '{word}' is glossed in brackets after its first use "
+                                 f"(cell {seen.get(word, cell_id)}): gloss it there")
+                glossed.setdefault(word, []).append(cell_id)
+                spans.append((start, end))
+            if uses:
+                seen.setdefault(word, cell_id)
         for start, end in spans:
             text = text[:start] + " " * (end - start) + text[end:]
         for w in chosen:   # 周期 inside 迭代周期 is the epoch's word, not another word for the cycle

@@ -147,3 +147,10 @@ def test_a_multiplier_is_written_bei(tiny, capsys):
     assert tiny(c2="SGDR 的每个循环持续一个迭代周期，头部的学习率高 10x。\n") == 1
     assert "cell c2: '10x': a multiplier is written 倍" in capsys.readouterr().out
     assert tiny(c2=GOOD["c2"] + "一个 3x3 的卷积核，28x28 的图片。\n") == 0   # sizes are not multipliers
+
+
+def test_a_gloss_given_after_the_first_use_is_caught(tiny, capsys):
+    c1 = "用学习器（learner）把头部训练一个迭代周期；主干（body）是冻结的。\n"
+    c2 = "SGDR 的每个循环持续一个迭代周期（epoch），头部的学习率高 10 倍。\n"
+    assert tiny(c1=c1, c2=c2) == 1
+    assert "cell c2: '迭代周期' is glossed in brackets after its first use (cell c1): gloss it there" in capsys.readouterr().out
