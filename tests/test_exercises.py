@@ -9,10 +9,7 @@ from lessonlib.exercises import check, solution
 from tests.helpers import make_folders, needs_keras
 
 
-class FakeData:
-    trn_dl = [None] * 7
-
-
+QUESTIONNAIRE = [key for key in EXERCISES if "-q-" in key]   # the checked questions of the lessons' questionnaires
 _lrs = np.logspace(-7, 1, 81)
 FINDER = SimpleNamespace(lrs=_lrs, smoothed=(np.log10(_lrs) + 2) ** 2, min_loss_lr=1e-2)   # minimum at 1e-2
 
@@ -59,7 +56,7 @@ def context(tmp_path, request):
     log_preds = np.log(np.array([[0.9, 0.1], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]]))
     y = np.array([0, 0, 1, 1])   # rows 1 and 3 are wrong; row 1 more confidently
     return {"00-count-dogs": {"path": path}, "00-valid-cats": {"path": path},
-            "01-batches-per-epoch": {"data": FakeData()},
+            "01-batches-per-epoch": {},
             "01-error-rate": {"log_preds": log_preds, "y": y}, "01-most-wrong": {"log_preds": log_preds, "y": y},
             "02-one-step": {}, "02-min-lr": {"lrf": FINDER}, "02-lesson-rule": {"lrf": FINDER},
             "04-sgdr-epochs": {}, "04-mid-cycle": {},
@@ -67,16 +64,16 @@ def context(tmp_path, request):
             "05-unfreeze": {"learn": request.getfixturevalue("learner")} if "05-" in request.node.name else {},
             "02-updates-per-epoch": {"data": SimpleNamespace(trn_ds=[None] * 100, bs=64)},
             "08-keras-sgd": {},
-            "05-tta-accuracy": {"log_preds": np.log(np.stack([np.exp(log_preds)] * 3)), "y": y},
+            "05-tta-accuracy": {},
             "03-satellite": {}, "03-zoom": {},
             "06-upper-side": {}, "06-cell-by-hand": {}, "06-maxpool-shape": {},
             "08-keras-freeze-100": {}, "08-freeze-to": {},
-            "09-f2-by-hand": {}, "09-best-threshold": {"probs": np.exp(log_preds), "targs": np.eye(2)[y]},
-            "10-valid-count": {"path": path, "cls": "cats"},
+            "09-f2-by-hand": {}, "09-best-threshold": {}, "10-valid-count": {},
             "10-worst-photo": {"files": [path / f"p{i}.jpg" for i in range(4)], "log_preds": log_preds, "y": y},
             "03-overfitting": {"runs": histories()}, "04-precompute-off": {"learn": FakeLearner()},
             "05-differential-rates": {}, "06-dense-by-hand": {}, "07-submission-rows": {"data": FakeTestData()},
-            "07-test-dog": {"data": FakeTestData(), "probs": np.array([[0.9, 0.1], [0.25, 0.75], [0.5, 0.5]])}}
+            "07-test-dog": {"data": FakeTestData(), "probs": np.array([[0.9, 0.1], [0.25, 0.75], [0.5, 0.5]])},
+            **{key: {} for key in QUESTIONNAIRE}}
 
 
 @pytest.mark.parametrize("key", sorted(EXERCISES))
@@ -117,8 +114,7 @@ def test_wrong_answers_are_rejected_with_the_hint(context, capsys):
     assert check("06-upper-side", [[1, 1, 1], [0, 0, 0], [-1, -1, -1]]) is False   # the lower side instead
     assert check("06-upper-side", np.zeros((3, 3))) is False and check("06-upper-side", [1, 2]) is False
     assert check("06-maxpool-shape", (2, 24, 24)) is False and check("06-cell-by-hand", 0) is False
-    assert check("09-best-threshold", 0.99, probs=np.exp(context["01-error-rate"]["log_preds"]),
-                 targs=np.eye(2)[context["01-error-rate"]["y"]]) is False
+    assert check("09-best-threshold", "a") is False and check("09-best-threshold", 0.2) is False
     assert check("02-min-lr", 1e-1, lrf=FINDER) is False and check("02-min-lr", 1.2e-2, lrf=FINDER) is True
     assert check("02-lesson-rule", 1e-2, lrf=FINDER) is False and check("02-lesson-rule", 1e-3, lrf=FINDER) is True
 
@@ -222,3 +218,75 @@ def test_a_guess_is_kept_and_put_beside_the_run(capsys):
     assert reveal("02-batch-speed", per_second={1: 100.0, 8: 105.0, 32: 110.0}) is False   # 10% is not faster
     with pytest.raises(KeyError, match="no prediction"):
         guess("nope", 1)
+
+
+# ---------------------------------------------------------------- questionnaires and predict-and-explain exercises
+
+CHOICES = "abc"
+WRONG = {"01-q-cross-entropy": [0.25, 0.693, -1.386], "02-q-two-steps": [0.8, 0.6], "02-q-steps-per-decade": [10, 8],
+         "03-q-zoom-crop": [80, 64], "04-q-restarts": [3, 6], "06-q-conv-weights": [9, 18, 36],
+         "07-q-tta-passes": [500, 2000], "08-q-validation-steps": [0, 64], "09-q-extra-tag": [0.8, 0.556],
+         "10-q-one-photo": [0.05, 20], "01-batches-per-epoch": [(12, 64), (13, 64), 13],
+         "05-differential-rates": [[1e-4, 1e-3, 1e-2], [3e-3] * 3], "05-tta-accuracy": [0.9, 0.4, 1],
+         "06-maxpool-shape": [(2, 12, 12), (2, 16, 16), 14], "10-valid-count": [(4, 2), (5, 3), 5]}
+CHANGED = ["01-batches-per-epoch", "05-differential-rates", "05-tta-accuracy", "06-maxpool-shape", "08-freeze-to",
+           "09-best-threshold", "10-valid-count"]
+
+
+def _right(key):
+    names = {"np": np}
+    exec(EXERCISES[key].solution, names)
+    return names["answer"]
+
+
+@pytest.mark.parametrize("key", QUESTIONNAIRE + CHANGED)
+def test_a_wrong_answer_is_rejected_and_only_then_hinted_and_the_hint_does_not_give_the_answer(key, capsys):
+    right = _right(key)
+    assert check(key, None) is False
+    assert EXERCISES[key].hint not in capsys.readouterr().out   # nothing before an attempt
+    wrong = [c for c in CHOICES if c != right] if isinstance(right, str) else WRONG[key]
+    for answer in wrong + [True, "", [1, 2]]:
+        assert check(key, answer) is False, answer
+        out = capsys.readouterr().out
+        assert "Not yet" in out and EXERCISES[key].hint in out
+    assert repr(right) not in EXERCISES[key].hint and f"= {right}" not in EXERCISES[key].hint
+    assert check(key, right) is True
+    if isinstance(right, str):   # a choice may be typed "B" or "b)"
+        assert check(key, right.upper()) is True and check(key, f" {right}) ") is True
+
+
+def test_the_choice_questions_do_not_all_have_the_same_answer():
+    answers = [_right(key) for key in QUESTIONNAIRE + CHANGED if isinstance(_right(key), str)]
+    assert len(answers) >= 8 and max(answers.count(c) for c in CHOICES) <= len(answers) / 2
+
+
+def test_the_valid_count_prediction_is_what_sort_photos_does(tmp_path):
+    from PIL import Image
+
+    from lessonlib.photos import sort_photos
+    sources, rng = {}, np.random.default_rng(0)
+    for cls, n in (("a", 23), ("b", 12)):
+        folder = tmp_path / "inbox" / cls
+        folder.mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        sources[cls] = folder
+    sort_photos(sources, tmp_path / "sorted")
+    counted = tuple(len(list((tmp_path / "sorted" / "valid" / cls).iterdir())) for cls in ("a", "b"))
+    assert check("10-valid-count", counted) is True
+
+
+def test_the_batches_per_epoch_prediction_is_what_the_loader_does():
+    from torch.utils.data import DataLoader
+    batches = [len(b) for b in DataLoader(list(range(800)), batch_size=64)]
+    assert check("01-batches-per-epoch", (len(batches), batches[-1])) is True
+
+
+def test_the_freeze_to_prediction_is_what_freeze_to_does(learner):
+    from lessonlib.learner import GROUP_NAMES
+    learn = learner
+    learn.freeze_to(2)
+    training = [name for name, group in zip(GROUP_NAMES, learn.layer_groups)
+                if any(p.requires_grad for p in group.parameters())]
+    letter = {("head",): "a", ("late body", "head"): "b", ("early body", "late body", "head"): "c"}[tuple(training)]
+    assert check("08-freeze-to", letter) is True
