@@ -1,8 +1,11 @@
 """Which rule for reading the learning-rate finder trains best, trained the way the lessons train?
 
 On dogscats-mini (800 training photos, 200 validation photos), for each seed: build the learner with precompute
-and run `learn.lr_find()` (100 mini-batches, smoothing 0.98). Then, for each rule's rate and for the notes' fixed
-1e-2, start again from the same head (same seed) and train as lessons 04, 05 and 07 do:
+and run `learn.lr_find()` (100 mini-batches, smoothing 0.98). The rules are those of `lrf.suggestions`
+(lessonlib.lr_finder.RULES): `valley` (the default), `steepest`, the minimum / 10 (`order_below_min`) and the notes'
+rule, the power of ten one order below the minimum (`power_of_ten_below_min`); beside them the notes' fixed 1e-2.
+Then, for each distinct rate, start again from the same head (same seed) and train as lessons 04, 05 and 07 do
+(rules that pick the same rate share one run: the notes' rule gives 1e-2 whenever the minimum lies in 0.1-0.99):
 
   1. head:      `learn.fit(lr, 3, cycle_len=1)` on precomputed activations (3 SGDR cycles of one epoch);
   2. fine-tune: `learn.unfreeze(); learn.bn_freeze(True); learn.fit([lr/100, lr/10, lr], 1, cycle_len=1)`
@@ -10,11 +13,12 @@ and run `learn.lr_find()` (100 mini-batches, smoothing 0.98). Then, for each rul
                 take this comparison from about half an hour to hours on a CPU).
 
 Records validation loss and accuracy after each stage. Reports, per rule and stage, the mean over seeds with a
-95% bootstrap interval (seeds resampled), the paired difference from the lesson's rule with its interval, and
-what one run of 200 photos can resolve (Wilson's 95% interval for a single accuracy). Writes JSON to
-benchmarks/results/ after every seed, so an interrupted run keeps what it measured.
+95% bootstrap interval (seeds resampled), the paired difference from the `--baseline` rule (the notes' rule unless
+told) with its interval, and what one run of 200 photos can resolve (Wilson's 95% interval for a single accuracy).
+Writes JSON to benchmarks/results/ after every seed, so an interrupted run keeps what it measured.
 
-    python benchmarks/lr_rules.py [--seeds 0 1 2 3 4] [--arch efficientnet_lite0] [--stages head finetune]
+    python benchmarks/lr_rules.py [--seeds 0 1 2 3 4] [--arch efficientnet_lite0] [--sz 224] [--stages head finetune]
+                                  [--baseline power_of_ten_below_min]
 """
 import argparse
 import os
@@ -29,6 +33,16 @@ from _results import save_result   # benchmarks/_results.py
 from lessonlib import ConvLearner, ImageClassifierData, datasets, setup, tfms_from_model, transforms_side_on
 
 FIXED = {"notes' 1e-2": 1e-2}
+BASELINE = "power_of_ten_below_min"   # the paired differences are taken from this rule's runs
+
+
+def rates_to_train(lrf):
+    """{rule: rate} for every rule of `lrf.suggestions` and FIXED, and {rate: [rules]}: each rate is trained once."""
+    rates = {**lrf.suggestions, **FIXED}
+    runs = {}
+    for rule, lr in rates.items():
+        runs.setdefault(lr, []).append(rule)
+    return rates, runs
 
 
 def train(path, tfms, args, seed, lr, stages):
@@ -61,23 +75,24 @@ def bootstrap(values, seed=0):
     return float(values.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def summarize(table, valid_images):
-    """Per stage and rule: means with intervals, and paired differences from the lesson's rule."""
+def summarize(table, valid_images, baseline=BASELINE):
+    """Per stage and rule: means with intervals, and paired differences (same seed) from the `baseline` rule."""
     out = []
     for (stage, rule), group in table.groupby(["stage", "rule"], sort=False):
-        base = table[(table.stage == stage) & (table.rule == "order_below_min")].set_index("seed")
+        base = table[(table.stage == stage) & (table.rule == baseline)].set_index("seed")
         mine = group.set_index("seed")
-        paired = mine.join(base, rsuffix="_lesson", how="inner")
+        paired = mine.join(base, rsuffix="_baseline", how="inner")
         acc, acc_lo, acc_hi = bootstrap(group.accuracy)
         loss, loss_lo, loss_hi = bootstrap(group.val_loss)
-        d_loss = bootstrap(paired.val_loss - paired.val_loss_lesson)
-        d_wrong = bootstrap(paired.wrong - paired.wrong_lesson)
+        d_loss = bootstrap(paired.val_loss - paired.val_loss_baseline)
+        d_wrong = bootstrap(paired.wrong - paired.wrong_baseline)
         out.append({"stage": stage, "rule": rule, "lr_median": float(group.lr.median()),
                     "accuracy_mean": acc, "accuracy_ci95": [acc_lo, acc_hi],
                     "val_loss_mean": loss, "val_loss_ci95": [loss_lo, loss_hi],
                     "wrong_min": int(group.wrong.min()), "wrong_max": int(group.wrong.max()),
-                    "val_loss_minus_lesson_rule": d_loss[0], "val_loss_minus_lesson_rule_ci95": list(d_loss[1:]),
-                    "wrong_minus_lesson_rule": d_wrong[0], "wrong_minus_lesson_rule_ci95": list(d_wrong[1:])})
+                    "baseline": baseline,
+                    "val_loss_minus_baseline": d_loss[0], "val_loss_minus_baseline_ci95": list(d_loss[1:]),
+                    "wrong_minus_baseline": d_wrong[0], "wrong_minus_baseline_ci95": list(d_wrong[1:])})
     return out
 
 
@@ -94,6 +109,7 @@ def main():
     parser.add_argument("--sz", type=int, default=224)
     parser.add_argument("--bs", type=int, default=64)
     parser.add_argument("--stages", nargs="+", default=["head", "finetune"], choices=["head", "finetune"])
+    parser.add_argument("--baseline", default=BASELINE, help="the rule the paired differences are taken from")
     args = parser.parse_args()
     os.environ.setdefault("LESSONLIB_HOME", tempfile.mkdtemp(prefix="lessonlib-lr-rules-"))
     path = datasets.get("dogscats-mini", smoke=False)
@@ -103,14 +119,16 @@ def main():
         setup(seed)
         data = ImageClassifierData.from_paths(path, tfms=tfms, bs=args.bs)
         lrf = ConvLearner.pretrained(args.arch, data, precompute=True).lr_find()
-        rates = {**lrf.suggestions, **FIXED}
+        rates, by_rate = rates_to_train(lrf)
         print(f"seed {seed}: " + ", ".join(f"{rule} {lr:.2e}" for rule, lr in rates.items()), flush=True)
-        for rule, lr in rates.items():
+        for lr, rules in by_rate.items():
             runs, valid_images, arch = train(path, tfms, args, seed, lr, args.stages)
-            for run in runs:
-                rows.append({"seed": seed, "rule": rule, "lr": lr, "min_loss_lr": lrf.min_loss_lr, **run})
-                print(f"  {rule:>16} lr {lr:.2e} {run['stage']:>8}: val_loss {run['val_loss']:.4f}, "
-                      f"accuracy {run['accuracy']:.3f} ({run['wrong']} wrong)", flush=True)
+            for rule in rules:
+                for run in runs:
+                    rows.append({"seed": seed, "rule": rule, "lr": lr, "min_loss_lr": lrf.min_loss_lr,
+                                 "same_run_as": [r for r in rules if r != rule], **run})
+                    print(f"  {rule:>22} lr {lr:.2e} {run['stage']:>8}: val_loss {run['val_loss']:.4f}, "
+                          f"accuracy {run['accuracy']:.3f} ({run['wrong']} wrong)", flush=True)
         table = pd.DataFrame(rows)
         result = {"arch": arch, "sz": args.sz, "bs": args.bs, "seeds_done": sorted(set(table.seed)),
                   "stages": {"head": "fit(lr, 3, cycle_len=1) with precompute",
@@ -119,7 +137,7 @@ def main():
                   "one_photo_moves_accuracy_by": 1 / valid_images,
                   "one_run_at_0.99_resolves": one_run_resolution(0.99, valid_images),
                   "minutes": (time.perf_counter() - started) / 60,
-                  "runs": rows, "summary": summarize(table, valid_images)}
+                  "runs": rows, "summary": summarize(table, valid_images, args.baseline)}
         save_result(f"lr_rules_{arch}_{args.sz}", result)
     summary = pd.DataFrame(result["summary"])
     with pd.option_context("display.width", 200, "display.max_columns", 20):

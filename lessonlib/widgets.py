@@ -6,7 +6,7 @@ without a browser; `widget()` only builds the controls and the display around th
 import numpy as np
 
 from lessonlib.engine.language import problem, say
-from lessonlib.lr_finder import describe_region
+from lessonlib.lr_finder import describe_region, rule_at
 
 __all__ = ["AugmentationExplorer", "KernelEditor", "LRExplorer"]
 
@@ -14,7 +14,8 @@ __all__ = ["AugmentationExplorer", "KernelEditor", "LRExplorer"]
 class LRExplorer:
     """Explore a learning-rate finder's curve: pick a rate, read what it means, try it.
 
-    State: `lr` (the chosen rate), `label`/`explanation` (what that part of the curve means),
+    State: `lr` (the chosen rate), `label`/`explanation` (what that part of the curve means), `rule` (the
+    suggestion of `lrf.suggestions` this rate is, or None),
     `runs` ({rate: losses of a short training from the same starting point}).
 
     Example:
@@ -34,7 +35,17 @@ class LRExplorer:
         describe_region(self.lrf, lr)   # refuses NaN, 0 and negative rates with a message, before anything changes
         self.lr = float(np.clip(lr, lo, hi))
         self.label, self.explanation = describe_region(self.lrf, self.lr)
+        self.rule = rule_at(self.lrf, self.lr)
         return self.label
+
+    def heading(self, rate=True):
+        """The chosen rate, its region and which suggestion it is: e.g. "1.0e-02: high (the notes' rule)"."""
+        named = say(self.label)
+        if self.rule is not None:
+            rule = {"power_of_ten_below_min": say("the notes' rule"), "order_below_min": say("the minimum / 10"),
+                    "steepest": say("steepest"), "valley": say("lrf.suggestion (valley)")}.get(self.rule, self.rule)
+            named = say("{region} ({rule})", region=named, rule=rule)
+        return f"{self.lr:.1e}: {named}" if rate else named
 
     def train(self):
         """Train `num_it` mini-batches at the chosen rate from the learner's current state (then restore it)."""
@@ -49,7 +60,7 @@ class LRExplorer:
         left, right = fig.subplots(1, 2)
         self.lrf.plot(suggestions=False, ax=left)
         left.axvline(self.lr, color="k", linestyle="--")
-        left.set_title(f"{self.lr:.1e}: {say(self.label)}")
+        left.set_title(self.heading())
         for lr, losses in sorted(self.runs.items()):
             right.plot(np.arange(1, len(losses) + 1), losses, label=f"{lr:.1e} ({say(describe_region(self.lrf, lr)[0])})")
         right.set(xlabel=say("mini-batch"), ylabel=say("training loss"), title=say("training at a constant rate"))
@@ -77,7 +88,7 @@ class LRExplorer:
         out = w.Output()
 
         def refresh():
-            text.value = f"<b>{say(self.label)}</b>: {self.explanation}"
+            text.value = f"<b>{self.heading(rate=False)}</b>: {self.explanation}"
             with out:
                 out.clear_output(wait=True)
                 fig = self.draw()

@@ -268,3 +268,104 @@ def test_bursts_of_ctrl_c_at_any_moment_never_leave_the_sweeps_weights():
         time.sleep(0.05)       # and none is left for pytest's own handler once this test is over
         signal.signal(signal.SIGINT, previous)
     assert interrupted >= 20   # the presses did land while the finder ran
+
+
+def curve_with_minimum_at(lr_min, lrs=np.logspace(-7, 1, 161)):
+    """A bowl in log10(rate) whose lowest point is the swept rate nearest `lr_min`."""
+    x = np.log10(lrs)
+    return lrs, 0.3 + (x - np.log10(lr_min)) ** 2
+
+
+def power_of_ten_below(lr):
+    """The notes' rule computed another way: the exponent of `lr` in scientific notation, minus one."""
+    return float(f"1e{int(f'{lr:e}'.split('e')[1]) - 1}")
+
+
+@pytest.mark.parametrize("lr_min, expected", [(0.35, 1e-2), (0.89, 1e-2), (0.05, 1e-3), (0.1, 1e-2), (1e-3, 1e-4),
+                                              (0.0999, 1e-3)])
+def test_the_notes_rule_is_the_power_of_ten_one_order_below_the_minimum(lr_min, expected):
+    # the notes: 选择上一个指数级别的学习率, their plot's minimum near 0.35 to 0.89 gives 1e-2
+    lrs = np.r_[np.logspace(-7, 1, 161), lr_min]
+    lrs.sort()
+    lrs, loss = curve_with_minimum_at(lr_min, lrs)
+    lrf = synthetic_finder(loss, lrs)
+    assert lrf.min_loss_lr == lr_min
+    assert lrf.suggestions["power_of_ten_below_min"] == expected == power_of_ten_below(lr_min)
+    assert lrf.suggestion == lrf.suggestions["valley"]   # the default is not changed by the new rule
+
+
+def test_the_notes_rule_against_a_direct_computation_on_many_curves():
+    rng = np.random.default_rng(0)
+    lrs = np.logspace(-7, 1, 100)
+    for _ in range(200):
+        lr_min = 10 ** rng.uniform(-6, 0.9)
+        _, loss = curve_with_minimum_at(lr_min, lrs)
+        lrf = synthetic_finder(loss + rng.normal(0, 1e-3, len(lrs)), lrs)
+        assert lrf.suggestions["power_of_ten_below_min"] == power_of_ten_below(lrf.min_loss_lr)
+        assert lrf.min_loss_lr / 100 < lrf.suggestions["power_of_ten_below_min"] <= lrf.min_loss_lr / 10
+
+
+def test_the_notes_rule_at_the_edges_of_the_sweep():
+    from lessonlib.lr_finder import suggest_power_of_ten_below_min
+    lrs = np.logspace(-7, 1, 50)
+    rising = np.linspace(0.5, 3, 50)   # lowest at the very first rate, 1e-7
+    assert suggest_power_of_ten_below_min(lrs, rising) == 1e-8
+    assert synthetic_finder(rising, lrs).suggestions["power_of_ten_below_min"] == 1e-8
+    _, loss = curve_with_minimum_at(0.35, lrs)
+    tail = loss.copy()
+    tail[-5:] = np.nan   # a sweep whose last losses were not numbers
+    assert suggest_power_of_ten_below_min(lrs, tail) == suggest_power_of_ten_below_min(lrs, loss) == 1e-2
+    lrf = synthetic_finder(np.r_[loss[:-5], [np.inf, np.nan, np.nan, np.nan, np.nan]], lrs)   # blown up, as find_lr records it
+    assert lrf.suggestions["power_of_ten_below_min"] == 1e-2
+
+
+def test_the_notes_rule_is_listed_and_shown_wherever_the_suggestions_are(capsys):
+    from lessonlib.lr_finder import RULES, SUGGESTERS
+    lrs, loss = curve_with_minimum_at(0.35)
+    lrf = synthetic_finder(loss, lrs)
+    assert set(lrf.suggestions) == set(RULES) == set(SUGGESTERS) and "power_of_ten_below_min" in RULES
+    lrf.report()
+    assert "power_of_ten_below_min: 1.00e-02" in capsys.readouterr().out
+    ax = lrf.plot(suggestions=True)
+    labels = ax.get_legend_handles_labels()[1]
+    assert any(label.endswith("1.0e-02") and "power_of_ten_below_min" in label for label in labels), labels
+    assert sum(": " in label for label in labels) == len(lrf.suggestions)   # one marker per rule
+
+
+def test_the_widget_says_which_rule_a_high_rate_is():
+    lrs, loss = curve_with_minimum_at(0.35)   # the notes' rule gives 1e-2, the minimum / 10 0.035
+    lrf = synthetic_finder(loss, lrs)
+    lrf.suggestions["valley"] = 1e-4   # a default far below it, so that 1e-2 lies in the "high" region
+    explorer = LRExplorer(learn=None, lrf=lrf)
+    assert explorer.rule == "valley" and explorer.heading(rate=False) == "good (lrf.suggestion (valley))"
+    explorer.set_lr(1e-2)
+    assert explorer.label == "high" and explorer.rule == "power_of_ten_below_min"
+    assert explorer.heading() == "1.0e-02: high (the notes' rule)"
+    assert "the notes' rule" in explorer.explanation and "went wrong" not in explorer.explanation
+    explorer.set_lr(lrf.suggestions["order_below_min"])
+    assert explorer.heading() == "3.5e-02: high (the minimum / 10)" and "went wrong" in explorer.explanation
+    explorer.set_lr(2e-2)   # high too, but no rule's rate
+    assert explorer.rule is None and explorer.heading() == "2.0e-02: high" and "went wrong" in explorer.explanation
+
+
+def test_the_rule_benchmark_trains_the_notes_rule_and_pairs_against_it(monkeypatch):
+    import importlib
+    import sys
+    from pathlib import Path
+    import pandas as pd
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    lr_rules = importlib.import_module("lr_rules")
+    lrs, loss = curve_with_minimum_at(0.35)
+    rates, by_rate = lr_rules.rates_to_train(synthetic_finder(loss, lrs))
+    assert rates["power_of_ten_below_min"] == 1e-2 and set(rates) >= {"valley", "order_below_min", "notes' 1e-2"}
+    assert by_rate[1e-2] == ["power_of_ten_below_min", "notes' 1e-2"]   # one run for the two
+    assert sum(map(len, by_rate.values())) == len(rates)
+    table = pd.DataFrame([{"seed": s, "stage": "head", "rule": rule, "lr": 0.0, "val_loss": loss_, "accuracy": 0.99,
+                           "wrong": wrong} for s in (0, 1, 2)
+                          for rule, loss_, wrong in (("valley", 0.02 + s / 100, 2), ("power_of_ten_below_min", 0.01, 1))])
+    summary = {row["rule"]: row for row in lr_rules.summarize(table, 200)}
+    assert summary["valley"]["baseline"] == "power_of_ten_below_min"
+    assert summary["valley"]["val_loss_minus_baseline"] == pytest.approx(0.02)
+    assert summary["valley"]["wrong_minus_baseline"] == 1
+    assert summary["power_of_ten_below_min"]["val_loss_minus_baseline"] == 0
+    sys.modules.pop("lr_rules", None)
