@@ -15,9 +15,19 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip tests marked `gpu` where there is no CUDA device."""
+    """Skip tests marked `gpu` where there is no CUDA device. Run the Chinese lessons that
+    tests/test_english_share.py measures once: when it runs them (and fails on a cell that raises, as nbval does),
+    nbval does not run them again."""
     import pytest
     import torch
+
+    if any("test_chinese_lessons_show_little_english" in item.nodeid for item in items):
+        from tests.test_english_share import measured_notebooks
+        measured = {str(path) for path in measured_notebooks()}
+        twice = [item for item in items if str(item.path) in measured]
+        if twice:
+            items[:] = [item for item in items if str(item.path) not in measured]
+            config.hook.pytest_deselected(items=twice)
 
     if torch.cuda.is_available():
         return

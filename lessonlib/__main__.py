@@ -95,12 +95,8 @@ def main(argv=None):
 def _doctor(args):
     from lessonlib.engine.doctor import doctor
     report = doctor(args.device)
-    policy = report.pop("policy", None)   # absent when a setting is wrong: that comes first
-    for key, value in report.items():
-        print(f"{key:>17}: {value}")
-    if policy is not None:
-        print(policy)
-    return 0 if not any("PROBLEM" in str(v) for v in report.values()) else 1
+    print(report.text(width=17))   # the policy last; absent when a setting is wrong: that comes first
+    return 0 if not any("PROBLEM" in str(v) for k, v in report.items() if k != "policy") else 1
 
 
 def _check(args):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lessonlib import datasets
-from lessonlib.engine.language import problem
+from lessonlib.engine.language import problem, say
 
 __all__ = ["kernel", "conv2d_valid", "conv2d_fast", "relu", "maxpool2x2", "dense", "spreadsheet_forward",
            "spreadsheet_filters", "mnist_digits", "load_digit_image", "show_grid", "explain_cell",
@@ -240,12 +240,14 @@ def explain_cell(image, kern, row, col):
     value = float(np.sum(patch * kern))
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), gridspec_kw={"width_ratios": [3, 1, 1, 1]})
     lo, hi = min(0.0, image.min()), max(1.0, image.max())
-    show_grid(image, axes[0], "input: the 3x3 patch", numbers=False, cmap="Greys_r", highlight=(row, col, k, k),
-              scale=(lo, hi))
-    show_grid(patch, axes[1], "patch", numbers=True, fmt="{:.2f}", cmap="Greys_r", scale=(lo, hi))
-    show_grid(kern, axes[2], "kernel", numbers=True, fmt="{:.2f}", cmap="RdBu_r", scale="centered")
-    show_grid(patch * kern, axes[3], "patch x kernel", numbers=True, fmt="{:.2f}", cmap="RdBu_r", scale="centered")
-    fig.suptitle(f"output[{row}, {col}] = SUM(patch x kernel) = {value:.2f};  after ReLU: {max(0.0, value):.2f}")
+    show_grid(image, axes[0], say("input: the {k}x{k} patch", k=k), numbers=False, cmap="Greys_r",
+              highlight=(row, col, k, k), scale=(lo, hi))
+    show_grid(patch, axes[1], say("patch"), numbers=True, fmt="{:.2f}", cmap="Greys_r", scale=(lo, hi))
+    show_grid(kern, axes[2], say("kernel"), numbers=True, fmt="{:.2f}", cmap="RdBu_r", scale="centered")
+    show_grid(patch * kern, axes[3], say("patch x kernel"), numbers=True, fmt="{:.2f}", cmap="RdBu_r",
+              scale="centered")
+    fig.suptitle(say("output[{row}, {col}] = SUM(patch x kernel) = {value:.2f};  after ReLU: {relu:.2f}",
+                     row=row, col=col, value=value, relu=max(0.0, value)))
     fig.tight_layout()
     return fig, value
 
@@ -254,14 +256,14 @@ def show_stages(stages):
     """Every stage of `spreadsheet_forward` side by side: input, conv1, conv2, max-pool."""
     import matplotlib.pyplot as plt
 
-    grids = [("input", stages["input"])]
-    grids += [(f"conv1 channel {c + 1} (ReLU)", g) for c, g in enumerate(stages["conv1"])]
-    grids += [(f"conv2 channel {c + 1} (ReLU)", g) for c, g in enumerate(stages["conv2"])]
-    grids += [(f"max-pool {c + 1}", g) for c, g in enumerate(stages["maxpool"])]
+    grids = [(say("input"), stages["input"])]
+    grids += [(say("conv1 channel {c} (ReLU)", c=c + 1), g) for c, g in enumerate(stages["conv1"])]
+    grids += [(say("conv2 channel {c} (ReLU)", c=c + 1), g) for c, g in enumerate(stages["conv2"])]
+    grids += [(say("max-pool {c}", c=c + 1), g) for c, g in enumerate(stages["maxpool"])]
     fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 3))
     for ax, (title, g) in zip(axes, grids):
         show_grid(g, ax, f"{title}\n{g.shape[0]}x{g.shape[1]}", numbers=False, cmap="viridis")
-    fig.suptitle(f"dense output (SUMPRODUCT with its weights): {np.round(stages['dense'], 2).tolist()}")
+    fig.suptitle(say("dense output (SUMPRODUCT with its weights): {dense}", dense=np.round(stages["dense"], 2).tolist()))
     fig.tight_layout(rect=(0, 0, 1, 0.88))
     return fig
 

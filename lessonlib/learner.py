@@ -72,7 +72,7 @@ class ConvLearner:
                 model.head[-1].bias.copy_(torch.log(freq / (1 - freq)))
         else:               # one class per image: softmax over the classes
             self.objective = training.Objective(nn.CrossEntropyLoss(), tuple(metrics or [accuracy]))
-        self.history, self.sched = pd.DataFrame(), None
+        self.history, self.sched = training.history_table(pd.DataFrame()), None
         self.body_piece = "auto"   # images per piece of a mini-batch through the body (see body_piece_for)
         self._precompute, self._cache = False, ActivationCache()
         self.model.eval()
@@ -255,7 +255,7 @@ class ConvLearner:
         done = table.frame()
         if len(done):
             done.insert(0, "fit", int(self.history["fit"].max()) + 1 if len(self.history) else 1)
-            self.history = pd.concat([self.history, done], ignore_index=True)
+            self.history = training.history_table(pd.concat([self.history, done], ignore_index=True))
         if self._body_trains():
             self._cache.forget()   # the body trained: its cached activations are stale
 

@@ -2,8 +2,7 @@
 
 Train on mini-batches while the learning rate grows exponentially from tiny to huge, and
 record the loss. The loss first barely moves (rate too low), then falls fast, then shoots
-up (rate too high). The notes' rule: take the power of ten one order below the rate at the loss minimum
-(a minimum at 0.35 gives 1e-2); lesson 02 reads it as the minimum divided by 10.
+up (rate too high). The lesson's rule: take the rate at the loss minimum and divide it by 10.
 lessonlib's `lrf.suggestion` reads the curve with `valley` instead, measured to train better (lesson 02).
 Afterwards everything is put back exactly as it was: weights, BatchNorm statistics,
 optimizer state and random number generators, so running the finder never changes
@@ -21,8 +20,9 @@ from lessonlib.engine.steps import StepPlan
 from lessonlib.recorder import Recorder
 from lessonlib.training import train_step
 
-__all__ = ["LRFinder", "RULES", "Sweep", "describe_region", "find_lr", "losses_at",
-           "suggest_order_below_min", "suggest_power_of_ten_below_min", "suggest_steepest", "suggest_valley"]
+__all__ = ["LRFinder", "RULES", "Sweep", "compare_rates", "describe_rate", "describe_region", "find_lr", "last_losses",
+           "losses_at", "rate_name", "region_label", "rule_name", "suggest_order_below_min", "suggest_steepest",
+           "suggest_valley"]
 
 # The default is "valley". benchmarks/lr_rules.py trained each rule's rate the way the lessons train (3 SGDR
 # epochs of the head, then fine-tuning at [lr/100, lr/10, lr]), 5 seeds: read off the smoothed curve, which lags
@@ -35,8 +35,6 @@ RULES = {
     "order_below_min": "the rate at the smoothed loss minimum, divided by 10 (the lesson's rule)",
     "steepest": "where the smoothed loss falls fastest against log(learning rate)",
     "valley": "two thirds of the way down the longest stretch where the smoothed loss keeps falling",
-    "power_of_ten_below_min": "the power of ten one order below the rate at the smoothed loss minimum (the notes' "
-                              "rule: a minimum anywhere from 0.1 to 0.99 gives 1e-2)",
 }
 
 
@@ -155,10 +153,6 @@ def describe_region(lrf, lr):
     if lr > lrs[i_min]:
         return "too high", say("past the minimum: the loss rises again, training is unstable or diverges. "
                                "Choose a rate at least 10x smaller.")
-    if lr > 10 * lrf.suggestion and rule_at(lrf, lr) == "power_of_ten_below_min":
-        return "high", say("this is the notes' rule, the power of ten one order below the minimum: the loss still "
-                           "falls here, in steps more than 10x larger than at lrf.suggestion. Lesson 02's table "
-                           "compares how the two train.")
     if lr > 10 * lrf.suggestion:
         return "high", say("the loss still falls on average, but each step is large: the head may train, while "
                            "fine-tuning at such rates went wrong in lesson 02's measurement (this is where the "
@@ -170,20 +164,59 @@ def describe_region(lrf, lr):
     return "too low", say("the loss barely moves: each step is so small that the model hardly learns.")
 
 
+def region_label(region):
+    """A region of the finder's curve (a label of `describe_region`, one of REGIONS) as people read it."""
+    return {"too high": say("too high"), "high": say("high"), "good": say("good"), "low": say("low"),
+            "too low": say("too low")}[region]
+
+
+def rate_name(name, lr=None):
+    """The name people read for a rate the lessons try, with `lr` in brackets when given.
+
+    `name` is a key code uses: a region of the curve ("too low", "good", ...), a rule of `lrf.suggestions`
+    ("valley", "order_below_min"), "tiny", "suggested", or the sweep's last rate ("end", "last").
+    Example: `rate_name("good", 0.4)` is 'good (0.4)' (好（0.4）under LESSONLIB_LANG=zh).
+    """
+    names = {"valley": say("lrf.suggestion (valley)"), "order_below_min": say("the lesson's rule"),
+             "end": say("the sweep's end"), "last": say("the sweep's last"), "tiny": say("tiny"),
+             "suggested": say("suggested")}
+    shown = names[name] if name in names else region_label(name)
+    return shown if lr is None else say("{name} ({lr})", name=shown, lr=lr)
+
+
+def describe_rate(lrf, name, lr):
+    """One line on a rate tried by name: e.g. 'tiny rate 1.5e-07: too low: the loss barely moves: ...'."""
+    region, explanation = describe_region(lrf, lr)
+    return say("{name} rate {lr:.1e}: {region}: {explanation}", name=rate_name(name), lr=lr,
+               region=region_label(region), explanation=explanation)
+
+
+def last_losses(end, n=5):
+    """{name: mean loss of the last `n` mini-batches} as one line people read (`end`: keyed as `rate_name`)."""
+    return say("mean loss of the last {n} mini-batches: {losses}", n=n,
+               losses={rate_name(name): round(value, 3) for name, value in end.items()})
+
+
+def compare_rates(runs, ax=None):
+    """The training loss of each run in `runs` ({rate_name key: {"lr", "losses", "accuracy", ...}}), mini-batch
+    by mini-batch from the same start, on a log scale: which rate trained, which went wrong."""
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(7, 3.5))[1]
+    for name, run in runs.items():
+        ax.plot(run["losses"], label=say("{name} ({lr:.1e}): accuracy {accuracy:.3f}", name=rate_name(name),
+                                         lr=run["lr"], accuracy=run["accuracy"]))
+    title = (say("three learning rates, same start") if len(runs) == 3 else
+             say("{n} learning rates, same start", n=len(runs)))
+    ax.set(xlabel=say("mini-batch"), ylabel=say("training loss"), yscale="log", title=title)
+    ax.legend()
+    return ax
+
+
 # ---------------------------------------------------------------- reading the curve
 
 def suggest_order_below_min(lrs, smoothed):
     """The lesson's rule: the learning rate at the smoothed-loss minimum, divided by 10."""
     return float(lrs[int(np.nanargmin(smoothed))] / 10)
-
-
-def suggest_power_of_ten_below_min(lrs, smoothed):
-    """The notes' rule (选择上一个指数级别的学习率): the power of ten one order below the rate where the smoothed
-    loss is lowest, i.e. 10 ** (floor(log10(lr at the minimum)) - 1). A minimum at 0.35 or at 0.89 gives 1e-2,
-    one at 0.05 gives 1e-3. NaN losses (a sweep that blew up) are ignored.
-    """
-    exponent = np.floor(np.round(np.log10(lrs[int(np.nanargmin(smoothed))]), 9))   # 1e-3 is exactly -3, not -3.0000001
-    return float(10.0 ** (exponent - 1))
 
 
 def suggest_steepest(lrs, smoothed, skip=10):
@@ -213,17 +246,12 @@ def suggest_valley(lrs, smoothed):
     return float(lrs[start + int(third) + int(third / 2)])
 
 
-SUGGESTERS = {"order_below_min": suggest_order_below_min, "steepest": suggest_steepest, "valley": suggest_valley,
-              "power_of_ten_below_min": suggest_power_of_ten_below_min}
+SUGGESTERS = {"order_below_min": suggest_order_below_min, "steepest": suggest_steepest, "valley": suggest_valley}
 
 
-def rule_at(lrf, lr):
-    """The name of the suggestion in `lrf.suggestions` that `lr` is (to 0.1%), or None; where two rules give the
-    same rate, the default's name, then the notes' rule's."""
-    for name in sorted(lrf.suggestions, key=lambda name: (name != lrf.default, name != "power_of_ten_below_min")):
-        if np.isclose(lr, lrf.suggestions[name], rtol=1e-3, atol=0):
-            return name
-    return None
+def rule_name(name):
+    """A suggestion's name (a key of `lrf.suggestions`, which code uses) as people read it in a plot."""
+    return {"order_below_min": "order_below_min", "steepest": say("steepest"), "valley": say("valley")}.get(name, name)
 
 
 @dataclass
@@ -267,11 +295,15 @@ class LRFinder:
         """The learning rate at which the smoothed loss was lowest."""
         return float(self.lrs[int(np.nanargmin(self.smoothed))])
 
+    def took(self, seconds):
+        """What the sweep took, for people: e.g. '87 mini-batches in 12.98 s' (`seconds`: as you timed it)."""
+        return say("{n} mini-batches in {seconds:.2f} s", n=len(self.lrs), seconds=seconds)
+
     def report(self):
         """Print the suggestions with their rules, and any warning about the curve."""
         for name, lr in self.suggestions.items():
             mark = say("  <- default") if name == self.default else ""
-            print(f"{name:>22}: {lr:.2e}   {say(RULES[name])}{mark}")
+            print(f"{name:>16}: {lr:.2e}   {say(RULES[name])}{mark}")
         for note in self.notes:
             warnings.warn(note, stacklevel=3)
 
@@ -281,10 +313,10 @@ class LRFinder:
         ax = ax or plt.subplots(figsize=(7, 4))[1]
         self.recorder.plot(skip_start, skip_end, ax=ax, beta=self.beta, raw=True)   # the one loss-against-rate plot
         if suggestions:
-            for (name, lr), color in zip(self.suggestions.items(), ("C3", "C2", "C4", "C5")):
+            for (name, lr), color in zip(self.suggestions.items(), ("C3", "C2", "C4")):
                 y = np.interp(np.log10(lr), np.log10(self.lrs), self.smoothed)
                 ax.plot([lr], [y], "o", color=color, markersize=9,
-                        label=f"{name}: {lr:.1e}" + (say(" (default)") if name == self.default else ""))
+                        label=f"{rule_name(name)}: {lr:.1e}" + (say(" (default)") if name == self.default else ""))
         ax.set(title=say("learning-rate finder"))
         finite = self.smoothed[np.isfinite(self.smoothed)]
         low = 0 if np.nanmin(self.losses[np.isfinite(self.losses)]) >= 0 else None

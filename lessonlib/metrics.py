@@ -10,10 +10,10 @@ Averages over a multi-label set:
 import numpy as np
 import torch
 
-from lessonlib.engine.language import problem
+from lessonlib.engine.language import problem, say
 
 __all__ = ["accuracy", "fbeta", "f2", "best_threshold", "per_tag_report", "binomial_interval", "bootstrap_interval",
-           "beside_the_notes"]
+           "beside_the_notes", "right_of"]
 
 
 def accuracy(log_preds, y):
@@ -90,6 +90,13 @@ def binomial_interval(accuracy, n, confidence=0.95):
     centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * np.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n))
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def right_of(right, n, low, high):
+    """One line for people: `right` of `n` validation photos right, the accuracy and its 95% interval (low, high),
+    e.g. '4 of 6 validation photos right: 0.667 (95% interval 0.300 to 0.903)'."""
+    return say("{right} of {n} validation photos right: {accuracy:.3f} (95% interval {low:.3f} to {high:.3f})",
+               right=right, n=n, accuracy=right / n, low=low, high=high)
 
 
 def bootstrap_interval(values, confidence=0.95, n_resamples=10_000, seed=0):

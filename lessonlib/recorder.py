@@ -72,7 +72,7 @@ class Recorder:
         ax = ax or plt.subplots(figsize=(6, 3))[1]
         for i, name in enumerate(self.group_names):
             ax.plot([row[i] for row in self.lrs], label=name)
-        ax.set(xlabel="iteration (mini-batch)", ylabel="learning rate")
+        ax.set(xlabel=say("iteration (mini-batch)"), ylabel=say("learning rate"))
         if len(self.group_names) > 1:
             ax.set_yscale("log")
             ax.legend()
@@ -83,5 +83,5 @@ class Recorder:
         import matplotlib.pyplot as plt
         ax = ax or plt.subplots(figsize=(6, 3))[1]
         ax.plot(self.losses)
-        ax.set(xlabel="iteration (mini-batch)", ylabel="training loss")
+        ax.set(xlabel=say("iteration (mini-batch)"), ylabel=say("training loss"))
         return ax

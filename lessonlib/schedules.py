@@ -7,7 +7,7 @@ back up; each cycle lasts `cycle_mult` times longer than the one before.
 import numpy as np
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 
-from lessonlib.engine.language import problem
+from lessonlib.engine.language import problem, say
 
 __all__ = ["one_cycle", "plot_schedules", "schedule_rates", "sgdr", "sgdr_epochs", "sgdr_rate"]
 
@@ -87,6 +87,6 @@ def plot_schedules(schedules, ax=None):
     ax = ax or plt.subplots(figsize=(7, 3))[1]
     for name, rates in schedules.items():
         ax.plot(rates, label=name)
-    ax.set(xlabel="iteration (mini-batch)", ylabel="learning rate")
+    ax.set(xlabel=say("iteration (mini-batch)"), ylabel=say("learning rate"))
     ax.legend()
     return ax

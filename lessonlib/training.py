@@ -24,9 +24,10 @@ from lessonlib.engine.policy import memory_explained, resolve_policy
 from lessonlib.engine.runtime import in_notebook
 from lessonlib.engine.snapshot import Snapshot
 from lessonlib.engine.steps import StepPlan, forward_in_pieces
+from lessonlib.engine.tables import Table
 from lessonlib.metrics import accuracy
 
-__all__ = ["EpochTable", "Objective", "evaluate", "fit", "get_preds", "group_rates", "log_probs", "train_epoch",
+__all__ = ["EpochTable", "Objective", "batch_speeds", "evaluate", "fit", "get_preds", "group_rates", "history_table", "log_probs", "train_epoch",
            "train_step"]
 
 
@@ -167,7 +168,20 @@ class EpochTable:
             print("\n".join(lines if len(self.rows) == 1 else lines[-1:]), flush=True)
 
     def frame(self):
-        return pd.DataFrame(self.rows)
+        return history_table(pd.DataFrame(self.rows))
+
+
+def batch_speeds(per_second):
+    """{batch size: images per second} as people read it: {'batch of 8': '12 images/s', ...}."""
+    return {say("batch of {size}", size=size): say("{speed:.0f} images/s", speed=speed)
+            for size, speed in per_second.items()}
+
+
+def history_table(df):
+    """`df` (rows of the training table) as a `Table`: code reads `epoch`, `trn_loss`, `val_loss`, ...; people
+    read `epoch`, `accuracy` and `time` in their language (`trn_loss` and `val_loss` are the lesson's own names)."""
+    labels = {"fit": say("fit"), "epoch": say("epoch"), "accuracy": say("accuracy"), "time": say("time")}
+    return Table(df, labels=labels)
 
 
 def fit(model, batches, objective, optimizer, epochs, device=None, recorder=None, table=None, schedule=None):

@@ -5,7 +5,7 @@ import textwrap
 import numpy as np
 
 from lessonlib.engine.fonts import use_cjk_font
-from lessonlib.engine.language import problem
+from lessonlib.engine.language import problem, say
 
 __all__ = ["label_text", "plot_images", "show_augmentations", "show_batch", "wrap_title"]
 
@@ -61,13 +61,15 @@ def show_batch(data, n=8, split="train"):
     idxs = np.random.default_rng(0).choice(len(ds), size=min(n, len(ds)), replace=False)
     items = [ds[i] for i in idxs]
     return plot_images([x for x, _ in items], [label_text(data.classes, y) for _, y in items],
-                       suptitle=f"{split}: {len(items)} images as the model sees them ({data.sz} px)")
+                       suptitle=(say("train: {n} images as the model sees them ({sz} px)", n=len(items), sz=data.sz)
+                                 if split == "train" else
+                                 say("valid: {n} images as the model sees them ({sz} px)", n=len(items), sz=data.sz)))
 
 
 def show_augmentations(data, idx=0, n=8, cols=4):
     """One training image as it is, then `n` random augmented versions of it, as the model sees them."""
     ds = data.trn_ds
     images = [data.tfms.valid(ds.get_image(idx))] + [ds[idx][0] for _ in range(n)]
-    titles = ["original (validation transform)"] + [f"augmented {i + 1}" for i in range(n)]
+    titles = [say("original (validation transform)")] + [say("augmented {i}", i=i + 1) for i in range(n)]
     return plot_images(images, titles, cols=cols + 1 if (n + 1) % cols else cols,
-                       suptitle=f"{ds.fnames[idx].name}: {n} random versions")
+                       suptitle=say("{name}: {n} random versions", name=ds.fnames[idx].name, n=n))

@@ -14,12 +14,12 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "lessonlib"
 ENGINE = ["engine.fonts", "engine.settings", "engine.interrupts", "engine.language", "engine.classlog", "engine.storage", "engine.runtime",
           "engine.snapshot", "engine.networks", "engine.policy",
-          "engine.weights", "engine.distributed", "engine.steps", "engine.checkpoints", "engine.doctor"]
+          "engine.weights", "engine.distributed", "engine.steps", "engine.checkpoints", "engine.doctor", "engine.tables"]
 
 # lowest first; a module may import any module of a lower layer, none of its own or a higher one
 ENGINE_LAYERS = [
     ["engine.settings", "engine.fonts", "engine.interrupts"], # the environment variables; fonts; what Ctrl-C does
-    ["engine.language"],                                      # messages in the reader's language
+    ["engine.language", "engine.tables"],                     # messages and tables in the reader's language
     ["engine.storage", "engine.runtime", "engine.snapshot",   # files shared safely; where it runs; state put back;
      "engine.networks"],                                      # the networks' plumbing (lessonlib.models's code)
     ["engine.classlog", "engine.policy"],                     # the class log; how a run uses the hardware, decided once

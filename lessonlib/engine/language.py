@@ -14,12 +14,13 @@ new message without one fails the tests; a template with no translation is shown
     >>> say("Correct!")                              # 'Correct!', or '正确！' with LESSONLIB_LANG=zh
 """
 import json
+import unicodedata
 from functools import lru_cache
 from importlib import resources
 
 from lessonlib.engine.settings import LANGUAGES, settings
 
-__all__ = ["LANGUAGES", "catalog", "language", "problem", "say", "translate"]
+__all__ = ["LANGUAGES", "catalog", "language", "problem", "say", "shown_width", "translate"]
 
 
 def language():
@@ -66,3 +67,8 @@ def problem(template, **fields):
     if lang == "en" or template not in catalog(lang):
         return english
     return f"{translate(template, lang, **fields)}\n(English: {english})"
+
+
+def shown_width(text):
+    """How many columns `text` takes in a monospaced font: Chinese characters take two (for aligning labels)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in str(text))

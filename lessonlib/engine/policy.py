@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from lessonlib.engine.language import problem, say
+from lessonlib.engine.language import problem, say, shown_width
 from lessonlib.engine.runtime import default_device
 from lessonlib.engine.settings import PRECISIONS, settings
 
@@ -33,8 +33,6 @@ __all__ = ["CPU_BODY_PIECE", "OutOfMemory", "PRECISIONS", "Policy", "cgroup_cpus
 # bf16 on an AMD EPYC with AVX-512 BF16 and at 0.85x on an Intel Xeon with AMX (2 cores each), while the body's
 # forward pass without gradients ran 2.02x and 1.54x faster in bf16 (benchmarks/measured/2026-11-29-cpu-amx/).
 # benchmarks/precision.py measures both stages on any machine.
-CPU_BACKPROP_WHY = ("on CPUs with native bfloat16 a fine-tuning step measured slower in bf16 than in fp32 "
-                    "(0.85x-0.86x, EfficientNet-Lite0; benchmarks/precision.py measures this machine)")
 
 # Images per piece of a mini-batch through the body on a CPU: activations of 8 images at 224 px stay in
 # the CPU's caches (benchmarks/micro_batches.py measures it).
@@ -169,15 +167,19 @@ class Policy:
 
     def __str__(self):
         precision = (self.precision if self.backprop_precision == self.precision else
-                     f"{self.precision} forward only (precompute, frozen body, predictions), "
-                     f"{self.backprop_precision} where the body trains")
-        rows = [("device", str(self.device)), ("precision", precision), ("channels_last", self.channels_last),
-                ("num_workers", self.num_workers), ("pin_memory", self.pin_memory),
-                ("image_cache_mb", self.image_cache_mb), ("augment_on_device", self.augment_on_device),
-                ("body_piece", self.body_piece), ("compile", self.compile_missing or "available"),
-                ("cudnn_benchmark", self.cudnn_benchmark), ("threads", self.threads), ("processes", f"{self.rank + 1} of {self.world_size}")]
-        lines = [f"{name:>17}: {value}" for name, value in rows]
-        return "\n".join(["Policy:", *lines, *(f"{'why':>17}: {r}" for r in self.reasons)])
+                     say("{forward} forward only (precompute, frozen body, predictions), {backprop} where the body "
+                         "trains", forward=self.precision, backprop=self.backprop_precision))
+        rows = [(say("device"), str(self.device)), (say("precision"), precision),
+                ("channels_last", self.channels_last), ("num_workers", self.num_workers),
+                ("pin_memory", self.pin_memory), ("image_cache_mb", self.image_cache_mb),
+                ("augment_on_device", self.augment_on_device), ("body_piece", self.body_piece),
+                (say("compile"), self.compile_missing or say("available")), ("cudnn_benchmark", self.cudnn_benchmark),
+                (say("threads"), self.threads),
+                (say("processes"), say("{rank} of {world_size}", rank=self.rank + 1, world_size=self.world_size))]
+        rows += [(say("why"), reason) for reason in self.reasons]
+        shown = lambda value: (say("True") if value else say("False")) if isinstance(value, bool) else value
+        lines = [f"{' ' * (17 - shown_width(name))}{name}: {shown(value)}" for name, value in rows]
+        return "\n".join([say("Policy:"), *lines])
 
 
 ROUNDING = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}   # a few roundings of each, accumulated over a network
@@ -196,9 +198,10 @@ def cpu_bf16():
     if platform.machine().lower() in ("x86_64", "amd64") and all(checks):
         avx512_bf16, amx = (bool(check()) for check in checks)
         if avx512_bf16 or amx:
-            return True, f"this CPU has {'AMX' if amx else 'AVX-512 BF16'}: native bfloat16"
-        return False, (f"this CPU has no native bfloat16 (torch sees {torch.backends.cpu.get_cpu_capability()}, "
-                       f"without AVX-512 BF16 or AMX), where bfloat16 is slower than float32")
+            return True, say("this CPU has {feature}: native bfloat16", feature="AMX" if amx else "AVX-512 BF16")
+        return False, say("this CPU has no native bfloat16 (torch sees {capability}, without AVX-512 BF16 or AMX), "
+                          "where bfloat16 is slower than float32",
+                          capability=torch.backends.cpu.get_cpu_capability())
     return measured_cpu_bf16()
 
 
@@ -227,7 +230,8 @@ def measured_cpu_bf16():
         found = {"fp32_per_s": speed("fp32"), "bf16_per_s": speed("bf16")}
         atomic_write(path, lambda f: f.write(json.dumps(found)), mode="w")
     ratio = found["bf16_per_s"] / found["fp32_per_s"]
-    return ratio > 1.2, f"measured once on this machine: bfloat16 convolutions at {ratio:.2f}x float32's speed"
+    return ratio > 1.2, say("measured once on this machine: bfloat16 convolutions at {ratio:.2f}x float32's speed",
+                            ratio=ratio)
 
 
 def resolve_policy(device=None, precision=None):
@@ -254,7 +258,7 @@ def resolve_policy(device=None, precision=None):
             raise ValueError(problem("precision='fp16' is for GPUs; on a CPU choose 'bf16' or 'fp32'"))
         why = "LESSONLIB_PRECISION" if precision is None else "precision="
         policy = policy.but(precision=forced, backprop_precision=forced,
-                            reasons=policy.reasons + (f"{forced} in every stage: chosen by {why}",))
+                            reasons=policy.reasons + (say("{forced} in every stage: chosen by {why}", forced=forced, why=why),))
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         policy = policy.but(rank=dist.get_rank(), world_size=dist.get_world_size(), sharded=True)
@@ -282,37 +286,42 @@ def _resolve(device):
             device = torch.device("cuda", torch.cuda.current_device())
         bf16 = torch.cuda.is_bf16_supported()
         precision = "bf16" if bf16 else "fp16"
-        reasons.append("bf16 autocast on this GPU" if bf16 else "fp16 autocast with a gradient scaler: this GPU has no bf16")
+        reasons.append(say("bf16 autocast on this GPU") if bf16 else
+                       say("fp16 autocast with a gradient scaler: this GPU has no bf16"))
         budget = settings().image_cache_mb
         budget = 512 if budget is None else budget
         limit = cgroup_memory_mb()
         if limit is not None and budget > limit / 8:   # in a container, an eighth of its memory at most
             budget = limit / 8
-            reasons.append(f"image cache at most {budget:.0f} MB: an eighth of this container's {limit} MB")
+            reasons.append(say("image cache at most {budget:.0f} MB: an eighth of this container's {limit} MB",
+                               budget=budget, limit=limit))
         benchmark = settings().cudnn_benchmark
         if not benchmark:
-            reasons.append("cudnn.benchmark off (LESSONLIB_CUDNN_BENCHMARK=0)")
+            reasons.append(say("cudnn.benchmark off (LESSONLIB_CUDNN_BENCHMARK=0)"))
         return Policy(device, precision, precision, channels_last=True, num_workers=min(8, cores), pin_memory=True,
                       image_cache_mb=budget, augment_on_device=True, body_piece=None,
                       compile_missing=_compile_missing(device), cudnn_benchmark=benchmark, threads=cores,
-                      reasons=tuple(reasons + ["loader workers decode JPEGs so the GPU never waits; augmentation "
-                                               "per batch on the GPU; decoded images kept in memory when they fit"]))
+                      reasons=tuple(reasons + [say("loader workers decode JPEGs so the GPU never waits; augmentation "
+                                                   "per batch on the GPU; decoded images kept in memory when they fit")]))
     if device.type == "mps":
         return Policy(device, "fp32", channels_last=False, num_workers=0 if cores <= 2 else min(4, cores // 2),
                       compile_missing=_compile_missing(device), threads=cores,
-                      reasons=("Apple GPU: fp32, contiguous memory (channels-last is not faster there)",))
+                      reasons=(say("Apple GPU: fp32, contiguous memory (channels-last is not faster there)"),))
     bf16, why = cpu_bf16()
     if bf16:
-        reasons += [f"bf16 autocast where nothing back-propagates through the body: {why}",
-                    f"fp32 where the body trains: {CPU_BACKPROP_WHY}"]
+        reasons += [say("bf16 autocast where nothing back-propagates through the body: {why}", why=why),
+                    say("fp32 where the body trains: on CPUs with native bfloat16 a fine-tuning step measured slower in "
+                        "bf16 than in fp32 (0.85x-0.86x, EfficientNet-Lite0; benchmarks/precision.py measures this "
+                        "machine)")]
     else:
-        reasons.append(f"fp32: {why}")
+        reasons.append(say("fp32: {why}", why=why))
     return Policy(device, "bf16" if bf16 else "fp32", "fp32", channels_last=True, num_workers=0 if cores <= 2 else min(4, cores // 2),
                   body_piece=CPU_BODY_PIECE, compile_missing=_compile_missing(device), threads=cores,
-                  reasons=tuple(reasons + [f"{cores} cores: " + ("no loader workers, the model needs them all"
-                                                                  if cores <= 2 else "some loader workers"),
-                                           f"the body takes mini-batches {CPU_BODY_PIECE} images at a time where that "
-                                           f"gives the same update (faster, less memory)"]))
+                  reasons=tuple(reasons + [
+                      say("{cores} cores: no loader workers, the model needs them all", cores=cores) if cores <= 2 else
+                      say("{cores} cores: some loader workers", cores=cores),
+                      say("the body takes mini-batches {piece} images at a time where that gives the same update "
+                          "(faster, less memory)", piece=CPU_BODY_PIECE)]))
 
 
 def _check_available(device):
