@@ -1,11 +1,14 @@
 """Test helpers: small generated image folders (fixtures of the tests, not teaching data), a local HTTP server,
 and processes started with a deadline."""
+import errno
 import faulthandler
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from lessonlib.engine import storage
 
 
 def needs_keras():
@@ -131,3 +134,41 @@ def spawn_processes(fn, args, nprocs, deadline=PROCESS_DEADLINE):
             for process in context.processes:
                 process.kill()
             pytest.fail(f"{nprocs} process(es) of {fn.__name__} still running after {deadline + 30} s; killed")
+
+
+def csv_set(root, rows, n=None):
+    """root/imgs/<name>.jpg (a colour per image) and root/labels.csv with `rows` ("name,tags")."""
+    rng = np.random.default_rng(0)
+    for row in rows:
+        name = row.split(",")[0]
+        if not (root / "imgs" / f"{name}.jpg").exists():
+            write_image(root / "imgs" / f"{name}.jpg", tuple(int(v) for v in rng.integers(0, 255, 3)))
+    (root / "labels.csv").write_text("image_name,tags\n" + "\n".join(rows) + "\n")
+    return root
+
+
+def disk_fills_after(monkeypatch, n_bytes):
+    """Files that lessonlib writes (`storage.atomic_write`) take `n_bytes`, then every write fails as on a full disk
+    (OSError ENOSPC); `torch.save` itself turns that into its RuntimeError ("... unexpected pos ...")."""
+    real_open = open
+
+    class Filling:
+        def __init__(self, f):
+            self.f, self.written = f, 0
+
+        def write(self, b):
+            if self.written + len(b) > n_bytes:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.written += len(b)
+            return self.f.write(b)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(storage, "open", lambda *args, **kwargs: Filling(real_open(*args, **kwargs)), raising=False)

@@ -116,3 +116,21 @@ def test_strongest_responses_finds_the_images_a_channel_fires_on():
     assert responses.shape == (6, 3)
     assert top == {0: [1, 5], 1: [4, 2]}
     assert 2 not in top   # a channel that never changes is not selective
+
+
+@pytest.mark.parametrize("values, match", [(np.zeros((2, 2, 2)), "values\\[0\\]"), ([["a", "b"]], "draws numbers"),
+                                           (np.zeros((0, 3)), "at least one cell")])
+def test_show_grid_says_what_it_draws(values, match):
+    from lessonlib.convviz import show_grid
+    with pytest.raises(ValueError, match=match):
+        show_grid(values)
+
+
+def test_show_grid_takes_one_row_and_refuses_a_box_outside():
+    import matplotlib.pyplot as plt
+
+    from lessonlib.convviz import show_grid
+    show_grid([1, 2, 3])   # a row of a kernel: one row
+    with pytest.raises(ValueError, match="inside the 3x3 grid"):
+        show_grid(np.zeros((3, 3)), highlight=(2, 2, 3, 3))
+    plt.close("all")

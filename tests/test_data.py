@@ -1,3 +1,4 @@
+import re
 import warnings
 from pathlib import Path
 
@@ -7,11 +8,12 @@ import torch
 from PIL import Image
 
 from lessonlib.data import ImageClassifierData
+from lessonlib.engine.policy import resolve_policy
 from lessonlib.folders import check_layout, folder_summary
 from lessonlib.images import load_image
-from lessonlib.engine.policy import resolve_policy
+from lessonlib.learner import ConvLearner
 from lessonlib.transforms import tfms_from_model, transforms_side_on
-from tests.helpers import make_folders, write_image
+from tests.helpers import csv_set, make_folders, write_image
 
 TFMS = tfms_from_model("efficientnet_lite0", 32, aug_tfms=transforms_side_on)
 
@@ -331,3 +333,126 @@ if __name__ == "__main__":
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "trained 1 2" in proc.stdout
+
+
+PLAIN = tfms_from_model("efficientnet_lite0", 32)   # no augmentation
+
+
+@pytest.mark.parametrize("rows, kwargs, match", [
+    ([f"t{i},cat" for i in range(10)], {}, "only the class"),
+    ([f"t{i},a;b" for i in range(10)], {}, "separated by spaces"),
+    (["t0,a b", "t1,a", "t2,b,c"] + [f"t{i},a" for i in range(3, 10)], {}, "separated by spaces"),
+    ([f"t{i},{'a' if i % 2 else 'b'}" for i in range(10)], {"val_idxs": list(range(9))}, "at least 2"),
+    ([f"t{i},{'a' if i % 2 else 'b'}" for i in range(10)], {"val_idxs": [3, 12]}, "outside 0..9"),
+    ([f"t{i},{'a' if i % 2 else 'b'}" for i in range(10)] + ["t10,c"], {"val_idxs": [10, 1]}, r"\['c'\] appear only"),
+])
+def test_from_csv_refuses_what_cannot_train(tmp_path, rows, kwargs, match):
+    csv_set(tmp_path, rows)
+    with pytest.raises(ValueError, match=match):
+        ImageClassifierData.from_csv(tmp_path, "imgs", "labels.csv", tfms=PLAIN, bs=4, device="cpu", **kwargs)
+
+
+def test_a_header_only_csv_is_a_clear_error(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "labels.csv").write_text("image_name,tags\n")
+    with pytest.raises(ValueError, match="header but no rows"):
+        ImageClassifierData.from_csv(tmp_path, "imgs", "labels.csv", tfms=PLAIN, device="cpu")
+    (tmp_path / "labels.csv").write_text("")
+    with pytest.raises(ValueError, match="is empty"):
+        ImageClassifierData.from_csv(tmp_path, "imgs", "labels.csv", tfms=PLAIN, device="cpu")
+
+
+def test_a_mini_batch_of_one_is_refused(tmp_path):
+    make_folders(tmp_path / "pets")
+    with pytest.raises(ValueError, match="bs=1: the head's BatchNorm"):
+        ImageClassifierData.from_paths(tmp_path / "pets", tfms=PLAIN, bs=1, device="cpu")
+
+
+def test_an_image_removed_after_from_paths_is_named_with_what_to_do(tmp_path, home):
+    make_folders(tmp_path / "pets", n_train=4, n_valid=2)
+    tfms = tfms_from_model("efficientnet_lite0", 32)
+    data = ImageClassifierData.from_paths(tmp_path / "pets", tfms=tfms, bs=4, device="cpu")
+    gone = sorted((tmp_path / "pets" / "train" / "dogs").iterdir())[0]
+    gone.unlink()
+    with pytest.raises(FileNotFoundError, match=rf"changed after the data was read \(train/dogs/{gone.name} removed or "
+                                                rf"moved\): build the data again \(.*from_paths"):
+        ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+
+
+AUGMENTED = tfms_from_model("efficientnet_lite0", 32, aug_tfms=transforms_side_on, max_zoom=1.1)
+
+
+def _count_forward_calls(module, monkeypatch):
+    calls, real = [], module.forward
+
+    def forward(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(module, "forward", forward)
+    return calls
+
+
+def _run(learn, call):
+    {"fit": lambda: learn.fit(1e-2, 1), "TTA": lambda: learn.TTA(n_aug=1), "predict": learn.predict,
+     "lr_find": lambda: learn.lr_find(num_it=3)}[call]()
+
+
+@pytest.mark.parametrize("call", ["fit", "TTA", "predict", "lr_find"])
+def test_photos_moved_out_after_the_data_was_built_are_named_before_any_mini_batch(tmp_path, home, monkeypatch, call):
+    """As lesson 10's Cleaner does: before, a loader failed part way with 'could not read .../cats.0.jpg'."""
+    pets = make_folders(tmp_path / "pets", n_train=6, n_valid=3)
+    data = ImageClassifierData.from_paths(pets, tfms=AUGMENTED, bs=4, device="cpu")
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)   # precompute off: every epoch reads the photos
+    (pets / "_set_aside").mkdir()
+    for moved in (pets / "train" / "cats" / "cats.0.jpg", pets / "valid" / "dogs" / "dogs.1.jpg"):
+        moved.rename(pets / "_set_aside" / moved.name)
+    calls = _count_forward_calls(learn.model, monkeypatch)
+    with pytest.raises(FileNotFoundError, match=r"the images under .*pets changed after the data was read \(train/cats/"
+                                                r"cats.0.jpg, valid/dogs/dogs.1.jpg removed or moved\): build the data "
+                                                r"again \(ImageClassifierData.from_paths\(...\)"):
+        _run(learn, call)
+    assert not calls and learn.history.empty
+
+
+def test_photos_the_cleaner_set_aside_and_relabelled_are_named_and_the_rebuilt_data_trains(tmp_path, home, monkeypatch):
+    from lessonlib.photos import Cleaner
+    pets = make_folders(tmp_path / "pets", n_train=6, n_valid=3)
+    data = ImageClassifierData.from_paths(pets, tfms=AUGMENTED, bs=4, device="cpu")
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    log_preds, y = learn.predict_with_targs()
+    cleaner = Cleaner(pets, data.val_ds.fnames, y, np.exp(log_preds), data.classes, n=2)
+    first, second = cleaner.candidates.file[:2]
+    cleaner.decide(first, "set aside")
+    cleaner.decide(second, "cats" if second.parent.name == "dogs" else "dogs")
+    cleaner.apply()
+    relabelled = Path("valid") / ("cats" if second.parent.name == "dogs" else "dogs") / second.name
+    with pytest.raises(FileNotFoundError, match=rf"removed or moved; {re.escape(str(relabelled))} added\): build the "
+                                                r"data again"):
+        learn.fit(1e-2, 1)
+    learn.set_data(ImageClassifierData.from_paths(pets, tfms=AUGMENTED, bs=4, device="cpu"))   # built again
+    learn.fit(1e-2, 1)
+    assert len(learn.history) == 1
+
+
+def test_a_photo_added_after_the_data_was_built_is_named(tmp_path, home):
+    pets = make_folders(tmp_path / "pets", n_train=6, n_valid=3)
+    data = ImageClassifierData.from_paths(pets, tfms=AUGMENTED, bs=4, device="cpu")
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    write_image(pets / "train" / "dogs" / "new.jpg", (40, 60, 220))
+    with pytest.raises(FileNotFoundError, match=r"\(train/dogs/new.jpg added\): build the data again"):
+        learn.fit(1e-2, 1)
+
+
+def test_what_is_not_a_change_of_the_data_is_not_named(tmp_path, home):
+    """Files that are not images, hidden files, a folder beside the classes, and a move undone, change nothing."""
+    pets = make_folders(tmp_path / "pets", n_train=6, n_valid=3)
+    data = ImageClassifierData.from_paths(pets, tfms=AUGMENTED, bs=4, device="cpu")
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    (pets / "train" / "cats" / "notes.txt").write_text("taken on the 3rd")
+    (pets / "train" / "cats" / ".DS_Store").write_bytes(b"\0")
+    (pets / "_set_aside").mkdir()
+    photo = pets / "valid" / "cats" / "cats.2.jpg"
+    photo.rename(pets / "_set_aside" / photo.name)
+    (pets / "_set_aside" / photo.name).rename(photo)   # set aside, then undone
+    learn.fit(1e-2, 1)
+    assert len(learn.history) == 1

@@ -513,3 +513,52 @@ def test_a_changed_packaged_set_is_refused_with_what_to_do(monkeypatch, tmp_path
     with pytest.raises(ValueError, match=r"own copy of mnist-digits .* has changed: mnist-digits/my_own_digit.png "
                                          r"\(not in SHA256SUMS\).*copy it elsewhere"):
         datasets.get("mnist-digits")
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """A teacher's mirror holding a generated dogscats-mini (20 and 10 images per class), read in smoke mode."""
+    monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("LESSONLIB_SMOKE", "1")
+    make_folders(tmp_path / "mirror" / "dogscats-mini", n_train=20, n_valid=10)
+    monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(tmp_path / "mirror"))
+    return tmp_path / "mirror"
+
+
+def test_a_changed_mirror_gives_a_new_smoke_sample(mirror):
+    first = datasets.get("dogscats-mini")
+    write_image(mirror / "dogscats-mini" / "train" / "cats" / "cats.0.jpg", (1, 2, 3))   # the teacher replaced a photo
+    second = datasets.get("dogscats-mini")
+    assert second != first
+    assert (second / "train" / "cats" / "cats.0.jpg").read_bytes() == \
+        (mirror / "dogscats-mini" / "train" / "cats" / "cats.0.jpg").read_bytes()
+
+
+def test_a_smoke_sample_of_another_size_is_made_anew(mirror, monkeypatch):
+    import dataclasses
+    first = datasets.get("dogscats-mini")
+    assert len(list((first / "train" / "cats").iterdir())) == datasets.CATALOG["dogscats-mini"].smoke_per_class[0]
+    entry = dataclasses.replace(datasets.CATALOG["dogscats-mini"], smoke_per_class=(3, 2))   # a later lessonlib's size
+    monkeypatch.setitem(datasets.CATALOG, "dogscats-mini", entry)
+    second = datasets.get("dogscats-mini")
+    assert second != first
+    assert len(list((second / "train" / "cats").iterdir())) == 3 and len(list((second / "valid" / "dogs").iterdir())) == 2
+
+
+def test_an_unreadable_folder_in_the_mirror_is_named_as_the_one_that_cannot_be_read(tmp_path, monkeypatch, home):
+    import errno as errors
+    monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path / "data"))
+    mirror = tmp_path / "mirror"
+    make_folders(mirror / "dogscats-mini", n_train=20, n_valid=10, n_test=10)
+    monkeypatch.setenv("LESSONLIB_DATA_MIRROR", str(mirror))
+    monkeypatch.setenv("LESSONLIB_SMOKE", "1")
+    real_copy = shutil.copyfile
+
+    def unreadable_source(src, dst, *args, **kwargs):   # what a folder without read permission does (root reads all)
+        if str(src).startswith(str(mirror)):
+            raise PermissionError(errors.EACCES, "Permission denied", str(src))
+        return real_copy(src, dst, *args, **kwargs)
+    monkeypatch.setattr(shutil, "copyfile", unreadable_source)
+    with pytest.raises(storage.StorageError, match=rf"cannot read {mirror}.*make it readable") as info:
+        datasets.get("dogscats-mini")
+    assert "cannot write" not in str(info.value) and "LESSONLIB_HOME" not in str(info.value)

@@ -269,3 +269,75 @@ def test_for_training_picks_the_backprop_precision_only_where_the_body_trains(fa
     assert forced.for_training(net).precision == "bf16" and forced.backprop_precision == "bf16"
     monkeypatch.setenv("LESSONLIB_PRECISION", "fp32")
     assert (resolve_policy("cpu").precision, resolve_policy("cpu").backprop_precision) == ("fp32", "fp32")
+
+
+ALLOCATOR_FAILURES = [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate memory: you tried to "
+                 "allocate 205520896 bytes. Error code 12 (Cannot allocate memory)"),
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity of 79.19 GiB"),
+]
+
+
+def _runs_out_on_call(module, n, monkeypatch, seen):
+    """`module`'s forward runs as usual until its `n`-th call, which runs (updating BatchNorm statistics), then fails
+    as the allocator does; `seen["state"]` is the model's state as that call began."""
+    real, calls = module.forward, []
+
+    def forward(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            seen["state"] = {k: v.clone() for k, v in seen["model"].state_dict().items()}
+            real(*args, **kwargs)
+            raise seen["error"]
+        return real(*args, **kwargs)
+    monkeypatch.setattr(module, "forward", forward)
+
+
+@pytest.mark.parametrize("error", ALLOCATOR_FAILURES, ids=["cpu", "cuda"])
+def test_memory_running_out_in_fit_says_to_use_a_smaller_bs_and_keeps_no_half_step(data, home, monkeypatch, error):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    learn.unfreeze()   # the body's BatchNorm statistics change in the forward pass that fails
+    seen = {"model": learn.model, "error": error}
+    _runs_out_on_call(learn.body, 2, monkeypatch, seen)   # the second mini-batch: the first one's step was kept
+    with pytest.raises(MemoryError, match=r"out of memory: use bs=4 instead of 8, or a smaller sz .*and run it again; "
+                                          r"the weights are those from before the mini-batch that failed") as caught:
+        learn.fit(1e-2, 1)
+    assert isinstance(caught.value, RuntimeError) and caught.value.__cause__ is error
+    after = learn.model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in seen["state"].items()), \
+        [k for k, v in seen["state"].items() if not torch.equal(after[k], v)][:3]
+    assert learn.history.empty
+
+
+@pytest.mark.parametrize("error", ALLOCATOR_FAILURES, ids=["cpu", "cuda"])
+def test_memory_running_out_in_predict_and_precompute_says_what_to_do(data, home, monkeypatch, error):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    seen = {"model": learn.model, "error": error}
+    _runs_out_on_call(learn.body, 1, monkeypatch, seen)
+    with pytest.raises(MemoryError, match=r"out of memory: use bs=4 instead of 8") as caught:
+        learn.predict()
+    assert caught.value.__cause__ is error
+    _runs_out_on_call(learn.body, 1, monkeypatch, seen)
+    with pytest.raises(MemoryError, match=r"out of memory: use bs=4 instead of 8, or a smaller sz than 32"):
+        learn.precompute = True
+
+
+@pytest.mark.parametrize("error", ALLOCATOR_FAILURES, ids=["cpu", "cuda"])
+def test_memory_running_out_in_the_lr_finder_says_what_to_do_and_puts_the_model_back(data, home, monkeypatch, error):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    _runs_out_on_call(learn.body, 2, monkeypatch, {"model": learn.model, "error": error})
+    with pytest.raises(MemoryError, match=r"out of memory: use bs=4 instead of 8") as caught:
+        learn.lr_find()
+    assert caught.value.__cause__ is error
+    after = learn.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_other_runtime_errors_are_not_taken_for_memory(data, home, monkeypatch):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    seen = {"model": learn.model, "error": RuntimeError("mat1 and mat2 shapes cannot be multiplied (8x3 and 4x5)")}
+    _runs_out_on_call(learn.body, 1, monkeypatch, seen)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied") as caught:
+        learn.fit(1e-2, 1)
+    assert not isinstance(caught.value, MemoryError)

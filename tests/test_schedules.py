@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 
+from lessonlib.learner import ConvLearner
 from lessonlib.recorder import smooth
 from lessonlib.schedules import one_cycle, schedule_rates, sgdr, sgdr_epochs, sgdr_rate
 
@@ -43,3 +44,21 @@ def test_one_cycle_rises_then_falls():
 def test_smoothing_is_bias_corrected():
     assert np.allclose(smooth([2.0, 2.0, 2.0]), 2.0)   # no pull toward zero at the start
     assert smooth([1.0, 3.0], beta=0.5)[-1] == pytest.approx((0.25 * 1 + 0.5 * 3) / 0.75)
+
+
+def test_schedule_helpers_name_what_they_need():
+    from lessonlib.schedules import plot_schedules, schedule_rates
+    with pytest.raises(TypeError, match="returns a torch scheduler"):
+        schedule_rates(lambda opt: None, 10)
+    with pytest.raises(ValueError, match="n_iter"):
+        schedule_rates(lambda opt: None, 0)
+    with pytest.raises(ValueError, match="no schedules"):
+        plot_schedules({})
+
+
+@pytest.mark.parametrize("cycle_len", [0, -1, 1.5, True, "2"])
+def test_bad_cycle_lengths_are_refused_before_training(data, cycle_len):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    with pytest.raises(ValueError, match="cycle_len"):
+        learn.fit(1e-2, 1, cycle_len=cycle_len)
+    assert learn.history.empty

@@ -13,6 +13,7 @@ from lessonlib.engine.policy import resolve_policy
 from lessonlib.engine.runtime import in_notebook
 from lessonlib.engine.interrupts import deferred_interrupt
 from lessonlib.engine.steps import StepPlan
+from lessonlib.learner import ConvLearner
 from tests.conftest import tolerance
 
 
@@ -327,3 +328,12 @@ def test_the_lessons_code_fits_on_a_screen():
     assert len(fit.splitlines()) <= 30
     order = [fit.index(s) for s in ("group_rates(", "self._setup(", "sgdr(", "training.fit(")]
     assert order == sorted(order)   # rates -> optimizer per layer group -> SGDR -> epochs
+
+
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), -1e-3, None, "fast", [1e-4, float("nan"), 1e-2]])
+def test_bad_rates_are_refused_before_training(data, rate):
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    with pytest.raises(ValueError, match="learning rate"):
+        learn.fit(rate, 1)
+    assert learn.history.empty and all(torch.equal(before[k], v) for k, v in learn.model.state_dict().items())

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from lessonlib import convviz
 from lessonlib.widgets import KernelEditor
@@ -132,3 +133,23 @@ def test_the_augmentation_explorer_refuses_settings_it_cannot_show():
         explorer.samples(0)
     explorer.set(zoom=2, rotation=45, flip_p=1)
     assert len(explorer.samples(3)) == 3 and explorer.samples(1)[0].shape[-1] == 32
+
+
+@pytest.mark.parametrize("lr", [float("nan"), 0.0, -1e-2, float("inf")])
+def test_the_lr_explorer_refuses_a_rate_that_is_not_one(lr):
+    from lessonlib.lr_finder import LRFinder, describe_region
+    from lessonlib.recorder import Recorder
+    from lessonlib.widgets import LRExplorer
+
+    lrs = np.logspace(-6, 0, 60)
+    rec = Recorder(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0))
+    for rate, loss in zip(lrs, 1 + (np.log10(lrs) + 2) ** 2 / 4):
+        rec.record([rate], loss)
+    lrf = LRFinder(rec, beta=0.0)
+    explorer = LRExplorer(None, lrf)
+    label = explorer.set_lr(1e-3)
+    with pytest.raises(ValueError, match="positive number"):
+        explorer.set_lr(lr)
+    with pytest.raises(ValueError, match="positive number"):
+        describe_region(lrf, lr)
+    assert explorer.lr == pytest.approx(1e-3) and explorer.label == label   # unchanged
