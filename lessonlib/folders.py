@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 from lessonlib.engine.language import problem, say
+from lessonlib.engine.tables import Table
 from lessonlib.images import PLUGIN_HELP, display_name, readable_extensions
 
 __all__ = ["DataChangedError", "changed_files", "check_layout", "folder_state", "folder_summary", "image_files",
@@ -148,7 +149,9 @@ def folder_summary(path):
             rows.append({"folder": split.name, "class": "(unlabelled)", "images": len(loose)})
         for cls in _subfolders(split):
             rows.append({"folder": split.name, "class": cls, "images": len(image_files(split / cls))})
-    return pd.DataFrame(rows, columns=["folder", "class", "images"])
+    return Table(pd.DataFrame(rows, columns=["folder", "class", "images"]),   # code reads these names; people, theirs
+                 labels={"folder": say("folder"), "class": say("class"), "images": say("images")},
+                 cells={"class": {"(unlabelled)": say("(unlabelled)")}})
 
 
 

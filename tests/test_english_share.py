@@ -194,13 +194,14 @@ def test_the_measure_counts_what_it_says():
     assert english_share(warning)[1:] == ([], 8)
 
 
-def test_doctor_tables_and_plots_speak_chinese_while_code_reads_english(monkeypatch):
+def test_doctor_tables_and_plots_speak_chinese_while_code_reads_english(monkeypatch, tmp_path):
     import matplotlib
     matplotlib.use("Agg")
     import numpy as np
     import pandas as pd
 
     from lessonlib import doctor
+    from lessonlib.folders import folder_summary
     from lessonlib.lr_finder import compare_rates
     from lessonlib.training import history_table
     monkeypatch.setenv("LESSONLIB_LANG", "zh")
@@ -212,6 +213,11 @@ def test_doctor_tables_and_plots_speak_chinese_while_code_reads_english(monkeypa
     table = history_table(pd.DataFrame([row]))
     assert "迭代周期" in repr(table) and "准确率" in table._repr_html_() and "用时" in table.to_string(index=False)
     assert table.loc[table.epoch == 1, "val_loss"].tolist() == [0.4] and list(table.columns) == list(row)
+    (tmp_path / "train" / "cats").mkdir(parents=True)
+    (tmp_path / "train" / "loose.jpg").write_bytes(b"")
+    summary = folder_summary(tmp_path)
+    assert "文件夹" in summary._repr_html_() and "（无标签）" in repr(summary)
+    assert summary.loc[summary.folder == "train", "class"].tolist() == ["(unlabelled)", "cats"]
     ax = compare_rates({"valley": {"lr": 1e-3, "losses": np.ones(3), "accuracy": 0.9},
                         "end": {"lr": 1.0, "losses": np.ones(3), "accuracy": 0.5}})
     shown = [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()] + [t.get_text() for t in ax.get_legend().get_texts()]
