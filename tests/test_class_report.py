@@ -22,7 +22,7 @@ def test_nothing_is_kept_unless_the_teacher_switches_the_log_on(tmp_path, monkey
     from lessonlib.exercises import check
     monkeypatch.setenv("LESSONLIB_HOME", str(tmp_path))
     monkeypatch.delenv("LESSONLIB_CLASS_LOG", raising=False)
-    check("06-maxpool-shape", (2, 12, 12))
+    check("06-maxpool-shape", (2, 14, 14))
     assert not (tmp_path / LOG_NAME).exists()
 
 
@@ -30,7 +30,7 @@ def test_each_check_is_one_line_with_its_attempt_and_no_answer_unless_asked(stud
     from lessonlib.exercises import check
     check("06-maxpool-shape", None)                 # not answered yet: not an attempt
     check("06-maxpool-shape", (2, 24, 24))
-    check("06-maxpool-shape", (2, 12, 12))
+    check("06-maxpool-shape", (2, 14, 14))
     check("06-cell-by-hand", -3)
     entries = read_log(student / LOG_NAME)
     assert [(e["key"], e["correct"], e["attempt"]) for e in entries] == [
@@ -63,7 +63,7 @@ def test_two_kernels_checking_at_once_lose_no_line_and_count_attempts_once(stude
 
 def test_a_torn_line_is_skipped_not_fatal(student):
     from lessonlib.exercises import check
-    check("06-maxpool-shape", (2, 12, 12))
+    check("06-maxpool-shape", (2, 14, 14))
     with open(student / LOG_NAME, "a") as f:
         f.write('{"time": "2026-11-29T10:00:00", "key": "06-cell')   # a kernel killed mid-write
     check("06-cell-by-hand", -3)

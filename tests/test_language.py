@@ -124,8 +124,8 @@ def test_exercise_feedback_and_hints_in_chinese(zh, capsys):
     from lessonlib.exercise_bank import EXERCISES, PREDICTIONS
     from lessonlib.exercises import check, guess, reveal
     assert check("06-maxpool-shape", None) is False
-    assert check("06-maxpool-shape", (2, 12, 11)) is False
-    assert check("06-maxpool-shape", (2, 12, 12)) is True
+    assert check("06-maxpool-shape", (2, 14, 13)) is False
+    assert check("06-maxpool-shape", (2, 14, 14)) is True
     out = capsys.readouterr().out
     assert "替换 `None`" in out and "还不对。提示：" + catalog("zh")[EXERCISES["06-maxpool-shape"].hint] in out
     assert "正确！" in out
