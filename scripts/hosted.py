@@ -1,8 +1,9 @@
 """Where to get the lessons from, written from one place: `[project.urls] Repository` in pyproject.toml.
 
-From it this writes the README's Colab cell, every lesson's first-cell message for a kernel without lessonlib,
-and the links line at the end of every lesson's first cell ("Open in Colab" and the glossary). Until the address
-is set, they give the offline route (`make wheel`'s files) and name the one line to add. It also keeps
+From it this writes the README's Colab cell, every lesson's first code cell (`SMOKE = setup()`, with a one-line
+hint where lessonlib is missing) and the collapsed cell after it that says how to install lessonlib in Colab or
+Kaggle, and the links line at the end of every lesson's first cell ("Open in Colab" and the glossary). Until the address
+is set, they give the offline route (`make wheel`'s files); the README names the one line to add. It also keeps
 `notebooks/glossary.md` a copy of `lessonlib/glossary.md` (the one that travels with lessonlib), and
 `notebooks/glossary.zh.md` the Chinese glossary (`lessonlib/glossary.zh.md` with the table's words from glossary.md).
 
@@ -45,30 +46,41 @@ def install_lines(address):
     return ["!pip install -q --no-index --find-links /content lessonlib   # where you uploaded make wheel's two files"]
 
 
-def first_cell_block(address):
-    """The lines of a lesson's first code cell that run when lessonlib is missing."""
+FIRST_CELL = (
+    "try:\n"
+    "    from lessonlib import setup\n"
+    "    SMOKE = setup()\n"
+    "except ModuleNotFoundError as e:   # a fresh Colab or Kaggle kernel: the next cell says how to install lessonlib\n"
+    "    print(f\"{e.name} is not installed in this kernel: the next cell says how to install it\")")
+HELP_ID = "how-to-install-lessonlib"
+HELP_METADATA = {"cellView": "form", "jupyter": {"source_hidden": True}}   # collapsed in JupyterLab and in Colab
+
+
+def help_cell_source(address):
+    """The collapsed cell after a lesson's first cell: where lessonlib is missing, how to install it here (Colab,
+    Kaggle, or the repository), then it stops; where lessonlib is installed it does nothing."""
     if address:
         how = (f'        f"In {{where}}, run this in a new cell (it keeps {{where}}\'s own PyTorch):\\n"\n'
                f'        "    !git clone --depth 1 {address} lessons && pip install -q ./lessons\\n"\n'
-               f'        "then run this cell again. The README\'s \'Run it in Colab or Kaggle\' has the details."\n')
+               f'        "then run the first cell again. The README\'s \'Run it in Colab or Kaggle\' has the details."\n')
     else:
         how = ('        f"In {where}, upload the two files that `make wheel` writes to dist/ (ask your teacher for them), "\n'
                '        "then run this in a new cell, with the folder you uploaded them to:\\n"\n'
                '        f"    !pip install -q --no-index --find-links "\n'
                '        f"{\'/content\' if where == \'Colab\' else \'/kaggle/input/<your data set>\'} lessonlib\\n"\n'
-               '        "then run this cell again. (This copy of the lessons does not name its public repository yet: "\n'
-               f'        "whoever publishes it should {TO_SET.replace(chr(34), chr(92) + chr(34))}.)"\n')
-    return ("try:\n"
-            "    from lessonlib import setup\n"
-            "except ModuleNotFoundError:   # a fresh hosted notebook: lessonlib is not installed in this kernel yet\n"
-            "    import os\n"
-            "    import sys\n"
+               '        "then run the first cell again."\n')
+    return ("#@title How to install lessonlib in Colab or Kaggle (where it is installed, this cell does nothing)\n"
+            "import importlib.util\n"
+            "import os\n"
+            "import sys\n"
+            "\n"
+            "if importlib.util.find_spec(\"lessonlib\") is None:\n"
             "    where = (\"Colab\" if \"google.colab\" in sys.modules else\n"
             "             \"Kaggle\" if \"KAGGLE_KERNEL_RUN_TYPE\" in os.environ else None)\n"
             "    print(\"lessonlib is not installed in this kernel. \" + (\n"
             + how +
             "        if where else \"Run `make lab` in the repository, or `pip install .` there, and open the lessons again.\"))\n"
-            "    raise SystemExit(\"lessonlib is missing: see the steps above\")\n")
+            "    raise SystemExit(\"lessonlib is missing: see the steps above\")")
 
 
 def links_line(address, notebook):
@@ -106,15 +118,17 @@ def rewrite(root=ROOT):
     for name, copy in (("glossary.md", english), ("glossary.zh.md", chinese)):
         if not (root / "notebooks" / name).is_file() or (root / "notebooks" / name).read_text() != copy:
             changed[f"notebooks/{name}"] = copy
-    block = first_cell_block(address)
     for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         text = path.read_text()
         nb = json.loads(text)
-        code = next(c for c in nb["cells"] if c["cell_type"] == "code")
-        source = "".join(code["source"])
-        source = re.sub(r"try:\n    from lessonlib import setup\n.*?raise SystemExit\([^\n]*\n", lambda _: block,
-                        source, count=1, flags=re.S)
-        code["source"] = source.splitlines(keepends=True)
+        i = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code")
+        nb["cells"][i]["source"] = FIRST_CELL.splitlines(keepends=True)
+        help_cell = {"cell_type": "code", "execution_count": None, "id": HELP_ID, "metadata": HELP_METADATA,
+                     "outputs": [], "source": help_cell_source(address).splitlines(keepends=True)}
+        if i + 1 < len(nb["cells"]) and nb["cells"][i + 1].get("id") == HELP_ID:
+            nb["cells"][i + 1] = help_cell
+        else:
+            nb["cells"].insert(i + 1, help_cell)
         first = nb["cells"][0]
         lines = [line for line in "".join(first["source"]).split("\n") if not line.startswith(LINKS)]
         while lines and not lines[-1].strip():

@@ -37,9 +37,13 @@ def _copy(tmp_path, address=None):
     return tmp_path
 
 
-def _first_code_cell(path):
+def _first_code_cells(path):
+    """The lesson's first code cell and the collapsed cell after it, as "Run all" runs them (IPython's #@title is a
+    comment)."""
     cells = json.loads(path.read_text())["cells"]
-    return next("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    i = next(i for i, c in enumerate(cells) if c["cell_type"] == "code")
+    assert cells[i + 1]["id"] == hosted.HELP_ID and cells[i + 1]["metadata"]["jupyter"]["source_hidden"]
+    return "".join(cells[i]["source"]) + "\n" + "".join(cells[i + 1]["source"])
 
 
 def _run_first_cell(path, fake_module=None, env=None):
@@ -47,17 +51,23 @@ def _run_first_cell(path, fake_module=None, env=None):
     if fake_module:
         fake += f"sys.modules[{fake_module!r}] = types.ModuleType({fake_module!r})\n"
     environ = {k: v for k, v in os.environ.items() if k != "KAGGLE_KERNEL_RUN_TYPE"} | (env or {})
-    return subprocess.run([sys.executable, "-c", fake + _first_code_cell(path)], env=environ, capture_output=True,
+    return subprocess.run([sys.executable, "-c", fake + _first_code_cells(path)], env=environ, capture_output=True,
                           text=True, cwd=path.parent)
 
 
-def test_without_an_address_the_lessons_give_the_offline_route_and_the_one_line_to_add(tmp_path):
+def test_without_an_address_the_lessons_give_the_offline_route_and_the_readme_the_one_line_to_add(tmp_path):
     root = _copy(tmp_path)
     assert hosted.repository(root) is None
     lesson = root / "notebooks" / "01_dogs_vs_cats.ipynb"
     colab = _run_first_cell(lesson, "google.colab")
+    assert "lessonlib is not installed in this kernel: the next cell says how to install it" in colab.stdout   # the first cell's hint
     assert "--find-links /content lessonlib" in colab.stdout and "make wheel" in colab.stdout
-    assert 'Repository = "https://github.com/OWNER/NAME"' in colab.stdout and "[project.urls]" in colab.stdout
+    assert colab.returncode != 0 and "lessonlib is missing" in colab.stderr and "Traceback" not in colab.stderr
+    readme = (root / "README.md").read_text()
+    assert 'Repository = "https://github.com/OWNER/NAME"' in readme and "[project.urls]" in readme
+    for notebook in sorted((ROOT / "notebooks").rglob("[0-9][0-9]_*.ipynb")):   # a lesson speaks to students only
+        text = notebook.read_text()
+        assert "[project.urls]" not in text and "publish" not in text, notebook.name
     kaggle = _run_first_cell(lesson, env={"KAGGLE_KERNEL_RUN_TYPE": "Interactive"})
     assert "--find-links /kaggle/input/" in kaggle.stdout
     assert "<this repository" not in (ROOT / "README.md").read_text() + colab.stdout
@@ -75,6 +85,7 @@ def test_an_address_set_in_pyproject_reaches_the_readme_the_first_cells_and_the_
         assert (f"https://colab.research.google.com/github/example-org/lesson2/blob/main/notebooks/{lesson.name}"
                 in first)
         assert "https://github.com/example-org/lesson2/blob/main/notebooks/glossary.md" in first
+    assert _first_code_cells(root / "notebooks" / "02_learning_rate_finder.ipynb").startswith(hosted.FIRST_CELL)
     out = _run_first_cell(root / "notebooks" / "02_learning_rate_finder.ipynb", "google.colab")
     assert "!git clone --depth 1 https://github.com/example-org/lesson2 lessons && pip install -q ./lessons" in out.stdout
     assert out.returncode != 0 and "Traceback" not in out.stderr
@@ -195,3 +206,11 @@ def test_in_colab_the_download_line_is_offered(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     runtime.offer_download(path)
     assert f"files.download({str(path)!r})" in capsys.readouterr().out
+
+
+def test_with_lessonlib_installed_the_collapsed_cell_does_nothing(tmp_path):
+    lesson = ROOT / "notebooks" / "01_dogs_vs_cats.ipynb"
+    cells = json.loads(lesson.read_text())["cells"]
+    help_cell = next("".join(c["source"]) for c in cells if c.get("id") == hosted.HELP_ID)
+    out = subprocess.run([sys.executable, "-c", help_cell], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout == "" and out.stderr == ""

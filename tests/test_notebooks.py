@@ -34,7 +34,7 @@ def test_lesson_shape(nb):
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_cells_that_time_the_machine_are_tagged_timing(nb):
-    """benchmarks/compare_editions.py and compare_lessons.py leave out what a `timing` cell prints: it is the
+    """tools/compare_editions.py and compare_lessons.py leave out what a `timing` cell prints: it is the
     machine's speed, not the lesson's result. A cell that reads a clock, or reveals what one measured, says so (IPython's `%time` lines are left out without a tag)."""
     cells = [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
     clocks = {"perf_counter", "time.time(", "timeit", "head_epoch", "full_epoch", "per_second", "time/epoch"}
@@ -46,21 +46,40 @@ def test_cells_that_time_the_machine_are_tagged_timing(nb):
 @pytest.mark.parametrize("platform, env, says", [
     ("google.colab", {}, "In Colab"), (None, {"KAGGLE_KERNEL_RUN_TYPE": "Interactive"}, "In Kaggle"),
     (None, {}, "make lab")])
-def test_the_first_cell_says_how_to_install_lessonlib_where_it_is_missing(tmp_path, platform, env, says):
+def test_the_first_cells_say_how_to_install_lessonlib_where_it_is_missing(tmp_path, platform, env, says):
+    """Run all, in a kernel without lessonlib: the first cell prints a one-line hint, the collapsed cell after it
+    the steps for this platform, and stops there."""
     import os
     import subprocess
     import sys
 
     cells = json.loads(NOTEBOOKS[1].read_text())["cells"]
-    first = next("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    i = next(i for i, c in enumerate(cells) if c["cell_type"] == "code")
+    first, steps = ("".join(c["source"]) for c in cells[i:i + 2])
     fake = "import sys, types\nsys.modules['lessonlib'] = None   # not installed\n"
     if platform:
         fake += f"sys.modules[{platform!r}] = types.ModuleType({platform!r})\n"
     environ = {k: v for k, v in os.environ.items() if k != "KAGGLE_KERNEL_RUN_TYPE"} | env
-    proc = subprocess.run([sys.executable, "-c", fake + first], cwd=tmp_path, env=environ, capture_output=True,
-                          text=True)
+    proc = subprocess.run([sys.executable, "-c", fake + first + "\n" + steps], cwd=tmp_path, env=environ,
+                          capture_output=True, text=True)
+    assert proc.stdout.startswith("lessonlib is not installed in this kernel: the next cell says how to install it\n")
     assert says in proc.stdout and proc.returncode != 0
     assert "lessonlib is missing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+LESSONS = sorted(NOTEBOOKS[0].parent.glob("[0-9][0-9]_*.ipynb")) + sorted(NOTEBOOKS[0].parent.glob("zh/[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("nb", LESSONS, ids=lambda p: str(p.relative_to(p.parents[1] if p.parent.name == "zh" else p.parent)))
+def test_the_first_code_cell_is_at_most_five_lines(nb):
+    """The first screen is the lesson: the first code cell (in the Chinese edition, also the first after the one
+    that sets LESSONLIB_LANG) has at most 5 lines; how to install lessonlib is in a collapsed cell after it."""
+    code = [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+    lesson = [c for c in code if c.get("id") != "zh-language"]
+    for cell in {id(code[0]): code[0], id(lesson[0]): lesson[0]}.values():
+        lines = "".join(cell["source"]).splitlines()
+        assert len(lines) <= 5, f"{nb.name}: the first code cell has {len(lines)} lines"
+    assert lesson[1]["metadata"].get("jupyter", {}).get("source_hidden") is True, "the install help is collapsed"
 
 
 def _code_statements(cells):
