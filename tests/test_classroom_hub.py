@@ -1,4 +1,4 @@
-"""The class on a real JupyterHub (benchmarks/classroom_hub.py): its install lines are the doc's, and it leaves
+"""The class on a real JupyterHub (tools/classroom_hub.py): its install lines are the doc's, and it leaves
 nothing behind, also when stopped midway. The hub runs need root and the shared environment the check installs
 (under /opt/lessonlib-hub-check, kept between runs); without them they are skipped."""
 import importlib.util
@@ -18,7 +18,7 @@ CACHE = Path("/opt/lessonlib-hub-check")
 
 
 def _hub():
-    spec = importlib.util.spec_from_file_location("classroom_hub", ROOT / "benchmarks" / "classroom_hub.py")
+    spec = importlib.util.spec_from_file_location("classroom_hub", ROOT / "tools" / "classroom_hub.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,7 +36,7 @@ def test_the_doc_installs_lessonlib_non_editable_from_any_folder_with_the_tested
 # `hub`: deselected in .ci/compat, whose old package versions do not change what the hub runs (its own environment)
 needs_hub = pytest.mark.skipif(os.geteuid() != 0 or not (CACHE / "env" / "bin" / "jupyterhub").exists()
                                or not (CACHE / "node" / "node_modules" / ".bin" / "configurable-http-proxy").exists(),
-                               reason="needs root and the hub check's environment (run benchmarks/classroom_hub.py once)")
+                               reason="needs root and the hub check's environment (run tools/classroom_hub.py once)")
 
 
 def _leftovers():
@@ -49,7 +49,7 @@ def _leftovers():
 @pytest.mark.hub
 @needs_hub
 def test_two_students_on_a_real_hub_then_nothing_left(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "classroom_hub.py"), "--users", "2",
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "classroom_hub.py"), "--users", "2",
                            "--lessons", "00"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((ROOT / "benchmarks" / "results" / "classroom_hub_smoke.json").read_text())
@@ -63,7 +63,7 @@ def test_two_students_on_a_real_hub_then_nothing_left(tmp_path):
 @pytest.mark.hub
 @needs_hub
 def test_stopped_midway_it_removes_every_user_file_and_process():
-    check = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "classroom_hub.py"), "--users", "2",
+    check = subprocess.Popen([sys.executable, str(ROOT / "tools" / "classroom_hub.py"), "--users", "2",
                               "--lessons", "00", "02"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(600):   # until the users exist and their servers run
         if len(_leftovers()[2]) >= 2:

@@ -23,7 +23,7 @@ What is not English prose and is left out before counting:
 English words left after that are weighed as two Chinese characters each (an English word says about as much as
 a two-character Chinese word); the share is English weight / (English weight + Chinese characters).
 
-The lessons run here with nbclient (as benchmarks/compare_editions.py runs them), in smoke mode, with one cell
+The lessons run here with nbclient (as tools/compare_editions.py runs them), in smoke mode, with one cell
 added before them that records the plots' text and one after them that prints it; a cell that raises fails the test,
 as nbval's run would, and conftest.py leaves these three notebooks out of nbval's run when this test runs, so a
 full `pytest` executes each of them once.

@@ -6,7 +6,7 @@ the other, `--repeats` times. Timed: a fine-tuning epoch (body unfrozen, its Bat
 and 07 do) and a frozen-body epoch with augmentation (precompute off, as lesson 03), validation included.
 Prints images/s per version (medians) and the ratio this / other; writes JSON to benchmarks/results/.
 
-    python benchmarks/compare_commits.py 999d08b [--sz 128] [--repeats 3]
+    python tools/compare_commits.py 999d08b [--sz 128] [--repeats 3]
 """
 import argparse
 import importlib
@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _results import save_result   # benchmarks/_results.py
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _results import save_result  # noqa: E402  (benchmarks/_results.py: JSON under benchmarks/results/)
 
 
 def import_commit(commit):

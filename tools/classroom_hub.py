@@ -15,9 +15,9 @@ What it does, as root on a Linux machine:
 5. removes every user, file and process it created, also when it fails or is stopped (SIGINT, SIGTERM); a run
    killed outright (SIGKILL) leaves a state file that the next run (or `--cleanup`) clears first.
 
-    python benchmarks/classroom_hub.py --users 2 4 8 --lessons 00 02          # smoke mode (LESSONLIB_SMOKE=1)
-    python benchmarks/classroom_hub.py --users 2 --lessons 01 --full          # full mode
-    python benchmarks/classroom_hub.py --cleanup                              # what a killed run left behind
+    python tools/classroom_hub.py --users 2 4 8 --lessons 00 02          # smoke mode (LESSONLIB_SMOKE=1)
+    python tools/classroom_hub.py --users 2 --lessons 01 --full          # full mode
+    python tools/classroom_hub.py --cleanup                              # what a killed run left behind
 
 Writes JSON to benchmarks/results/classroom_hub_<smoke|full>.json; exit status 1 when anything failed.
 """

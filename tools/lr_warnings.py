@@ -1,7 +1,7 @@
 """The learning-rate finder on lessons 02, 07 and 09's default path in full mode (their data, sizes, networks): the finder's
 notes and every warning raised while building the learner and finding the rate.
 
-    python benchmarks/lr_warnings.py
+    python tools/lr_warnings.py
 """
 import warnings
 

@@ -14,7 +14,7 @@ prepares its data, precomputes and trains from nothing (slower, and nothing one 
 The other checkout's folder is written as this one's in what it shows. In smoke mode the small samples' folder names
 differ anyway (they are keyed on where the full set lies); full mode has no such difference.
 
-    python benchmarks/compare_lessons.py 29267ed 00 02 04    # writes benchmarks/results/compare_lessons.json
+    python tools/compare_lessons.py 29267ed 00 02 04    # writes benchmarks/results/compare_lessons.json
 """
 import argparse
 import os
@@ -26,8 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _results import save_result  # noqa: E402
-from compare_editions import execute, failed, shown, timing_cells  # noqa: E402
+from _results import save_result  # noqa: E402  (benchmarks/_results.py: JSON under benchmarks/results/)
+from compare_editions import execute, failed, shown, timing_cells  # noqa: E402  (tools/compare_editions.py)
 
 
 def checkout(commit):

@@ -8,7 +8,7 @@ the time column, printed durations and speeds, `%time`'s lines, and what a cell 
 measures the machine) and its table rows about time. The same seeds give the same numbers, so any difference is a
 finding.
 
-    python benchmarks/compare_editions.py 01 05          # writes benchmarks/results/compare_editions.json
+    python tools/compare_editions.py 01 05          # writes benchmarks/results/compare_editions.json
 """
 import argparse
 import re
@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _results import save_result  # noqa: E402
+from _results import save_result  # noqa: E402  (benchmarks/_results.py: JSON under benchmarks/results/)
 
 
 def execute(path):
