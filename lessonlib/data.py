@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 from lessonlib.engine.language import problem, say
 from lessonlib.folders import DataChangedError, changed_files, check_layout, folder_state, image_files
 from lessonlib.images import display_name, find_unreadable, load_image
-# lessonlib/photos.py still imports these two from here (they live in lessonlib.folders and lessonlib.images):
 
 __all__ = ["DeviceAugmentedBatches", "ImageClassifierData", "ImageDataset", "cache_fits", "data_signature",
            "get_cv_idxs", "read_csv_text", "read_label_csv", "split_resize", "submission_frame"]
