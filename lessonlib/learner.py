@@ -39,8 +39,10 @@ def body_piece_for(policy, model, body_piece="auto"):
 
     `body_piece` is `learn.body_piece`: "auto" takes the policy's `body_piece` only where pieces give exactly the
     whole mini-batch's update, i.e. when no BatchNorm layer of the body trains (a frozen body, or
-    `bn_freeze(True)`); a number forces pieces of that size (BatchNorm layers that train then see one piece
-    at a time); None sends whole mini-batches. benchmarks/micro_batches.py measures what pieces save.
+    `bn_freeze(True)`), and then only for images of `policy.body_piece_from_px` pixels or more; a number forces
+    pieces of that size at every image size (BatchNorm layers that train then see one piece at a time); None
+    sends whole mini-batches. benchmarks/body_pieces.py measures when pieces are faster, micro_batches.py what
+    memory they save.
     """
     if body_piece == "auto":
         bn_trains = not model.bn_frozen and any(
@@ -74,7 +76,7 @@ class ConvLearner:
             self.objective = training.Objective(nn.CrossEntropyLoss(), tuple(metrics or [accuracy]))
         self.history, self.sched = training.history_table(pd.DataFrame()), None
         self.body_piece = "auto"   # images per piece of a mini-batch through the body (see body_piece_for)
-        self._precompute, self._cache = False, ActivationCache()
+        self._precompute, self._cache, self._advised_precompute = False, ActivationCache(), False
         self.model.eval()
         self.freeze()
 
@@ -101,7 +103,7 @@ class ConvLearner:
         body = create_body(arch, weights)
         model = models.ConvNet(body, models.create_head(body.n_features, data.c, xtra_fc, ps))
         learn = cls(data, model, metrics, resolve_policy(device) if device is not None else None)
-        learn.precompute = precompute
+        learn._set_precompute(precompute, advise=False)   # the lesson's recipe: precompute first, augment later
         return learn
 
     body = property(lambda self: self.model.body, doc="The pretrained body (`models.Body`).")
@@ -158,13 +160,19 @@ class ConvLearner:
 
     @precompute.setter
     def precompute(self, flag):
+        self._set_precompute(flag, advise=True)
+
+    def _set_precompute(self, flag, advise, stacklevel=3):
+        """Switch precompute; with `advise`, say once per learner that augmentation stops while it is on (not
+        when `pretrained(..., precompute=True)` starts the lesson's recipe: precompute first, augmentation after)."""
         if flag and self._body_trains():
             raise ValueError(problem("precompute=True needs a frozen body: call learn.freeze() first"))
-        if flag and self.data.tfms.augments:
+        if flag and advise and self.data.tfms.augments and not self._advised_precompute:
             warnings.warn(problem("precompute is on, so data augmentation does nothing: the activations are "
                                   "computed once from un-augmented images. Set learn.precompute = False to train "
                                   "with augmentation."),
-                          stacklevel=2)
+                          stacklevel=stacklevel)
+            self._advised_precompute = True
         self._precompute = bool(flag)
         if flag:
             for split in ("train", "valid", "test") if self.data.test_dl is not None else ("train", "valid"):
@@ -208,7 +216,10 @@ class ConvLearner:
         alone (precompute) in float32, as `models.head_forward` runs it."""
         if self.precompute:
             return self.policy.but(body_piece=None, precision="fp32")
-        return self.policy.but(body_piece=body_piece_for(self.policy, self.model, self.body_piece))
+        piece = body_piece_for(self.policy, self.model, self.body_piece)
+        if self.body_piece == "auto":
+            return self.policy.but(body_piece=piece)
+        return self.policy.but(body_piece=piece, body_piece_from_px=0)   # a number the student chose: every size
 
     def fit(self, lrs, n_cycle, cycle_len=None, cycle_mult=1, wd=0.0, momentum=0.9):
         """Train with SGD (momentum 0.9) and print the table `[epoch, trn_loss, val_loss, accuracy, time]`.

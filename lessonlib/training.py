@@ -111,14 +111,14 @@ def train_epoch(model, batches, loss_fn, optimizer, policy, recorder=None, sched
 def get_preds(model, batches, policy, desc=None):
     """(log-probabilities or raw outputs, targets) over `batches`, in order, on the CPU in fp32.
 
-    A model in eval mode takes image batches `policy.body_piece` images at a time (the same outputs; faster
-    on a CPU).
+    A model in eval mode takes image batches `policy.body_piece` images at a time where the images are large
+    enough for that to be faster (`policy.piece_for`; the same outputs).
     """
     outs, ys = [], []
     with memory_explained(policy.device, bs=getattr(batches, "batch_size", None)):   # advice, if it runs out
         for x, y in tqdm(batches, desc=desc or say("predict"), leave=False, disable=None if policy.rank == 0 else True):
             x = policy.to_device(x)
-            piece = policy.body_piece if x.dim() == 4 and not model.training else None
+            piece = None if model.training else policy.piece_for(x)
             with policy.autocast():
                 outs.append(forward_in_pieces(model, x, piece).float().cpu())
             ys.append(torch.as_tensor(y))

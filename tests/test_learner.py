@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -22,8 +23,7 @@ def same_state(a, b):
 
 def test_precompute_is_cached_on_disk_and_reused(data, home, monkeypatch):
     torch.manual_seed(0)
-    with pytest.warns(UserWarning, match="augmentation does nothing"):
-        learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
     assert len(list((home / "precompute").glob("*.pt"))) == 3   # train, valid, test
     x, y = learn.activations("train")
     assert x.shape == (24, 2560) and y.tolist() == list(data.trn_y)
@@ -31,6 +31,29 @@ def test_precompute_is_cached_on_disk_and_reused(data, home, monkeypatch):
     monkeypatch.setattr(precompute, "get_preds", lambda *a, **k: pytest.fail("activations must come from disk"))
     again = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
     assert torch.equal(again.activations("train")[0], x)
+
+
+def test_the_precompute_advice_comes_once_per_learner_and_not_for_the_lessons_recipe(data, home):
+    """pretrained(..., precompute=True) on augmented data is the lesson's recipe (precompute first, augmentation
+    after): no advice. Switching precompute back on later stops augmentation: said once per learner, where the
+    student's line is."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+        again = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+        for _ in range(3):
+            learn.precompute = False
+            learn.precompute = True
+        again.precompute = True
+    advice = [w for w in caught if "augmentation does nothing" in str(w.message)]
+    assert [w.filename for w in advice] == [__file__, __file__]     # learn once, again once, at the student's line
+    plain = ImageClassifierData.from_paths(data.path, tfms=tfms_from_model("efficientnet_lite0", 32), bs=8,
+                                           device="cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet = ConvLearner.pretrained("efficientnet_lite0", plain)
+        quiet.precompute = True                                       # nothing to lose: no augmentation
+    assert not [w for w in caught if "augmentation does nothing" in str(w.message)]
 
 
 def test_the_same_seed_trains_the_same_whether_activations_are_computed_or_read_from_disk(data, home):

@@ -271,6 +271,20 @@ def test_for_training_picks_the_backprop_precision_only_where_the_body_trains(fa
     assert (resolve_policy("cpu").precision, resolve_policy("cpu").backprop_precision) == ("fp32", "fp32")
 
 
+def test_the_body_takes_pieces_only_from_the_size_where_they_are_faster():
+    """benchmarks/body_pieces.py measured pieces of 8 several times slower than whole mini-batches at 32 and 64 px
+    on a CPU (benchmarks/measured/2026-12-06-cpu-amx/): small images go whole, large ones in pieces."""
+    from lessonlib.engine.policy import CPU_BODY_PIECE_FROM_PX
+    policy = resolve_policy("cpu")
+    assert policy.body_piece == CPU_BODY_PIECE and policy.body_piece_from_px == CPU_BODY_PIECE_FROM_PX
+    small = torch.zeros(16, 3, CPU_BODY_PIECE_FROM_PX - 1, CPU_BODY_PIECE_FROM_PX + 50)
+    large = torch.zeros(16, 3, CPU_BODY_PIECE_FROM_PX, CPU_BODY_PIECE_FROM_PX)
+    assert policy.piece_for(small) is None and policy.piece_for(large) == CPU_BODY_PIECE
+    assert policy.piece_for(torch.zeros(16, 1000)) is None                 # activations, not images
+    assert policy.but(body_piece_from_px=0).piece_for(small) == CPU_BODY_PIECE
+    assert policy.but(body_piece=None).piece_for(large) is None            # a GPU's policy: always whole
+
+
 ALLOCATOR_FAILURES = [
     RuntimeError("[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate memory: you tried to "
                  "allocate 205520896 bytes. Error code 12 (Cannot allocate memory)"),

@@ -40,7 +40,7 @@ def test_body_in_pieces_gives_the_whole_batch_update_when_its_batchnorm_is_fixed
     for piece in (None, 4):   # 10 images in pieces of 4, 4 and 2; the head (BatchNorm, dropout) sees all 10
         model = copy.deepcopy(net).train()
         model[0][1].eval()       # what learn.bn_freeze(True) does to the body's BatchNorm
-        results.append(_one_step(model, x, y, cpu.but(body_piece=piece)))
+        results.append(_one_step(model, x, y, cpu.but(body_piece=piece, body_piece_from_px=0)))
     (whole_loss, whole), (split_loss, split) = results
     assert abs(whole_loss - split_loss) < tol
     assert all(torch.allclose(a, b, atol=tol, rtol=tol) for a, b in zip(whole, split))
@@ -63,7 +63,7 @@ def test_pieces_replay_the_body_randomness_and_count_batchnorm_statistics_once(p
     net = _body_and_head(body_dropout=0.5)
     x, y = torch.randn(10, 3, 8, 8), torch.randint(0, 2, (10,))
     model = copy.deepcopy(net).train()
-    _one_step(model, x, y, cpu.but(body_piece=4))
+    _one_step(model, x, y, cpu.but(body_piece=4, body_piece_from_px=0))
     grads = [p.grad.clone() for p in model.parameters()]
     # the same computation with every piece's graph kept in memory at once: the gradients must agree
     reference = copy.deepcopy(net).train()
@@ -97,7 +97,7 @@ def test_the_body_in_pieces_gives_the_weights_of_before_the_step_was_written_out
 
 
 def test_the_body_takes_a_training_batch_in_pieces_and_an_evaluation_batch_whole():
-    cpu = resolve_policy("cpu").but(body_piece=4)
+    cpu = resolve_policy("cpu").but(body_piece=4, body_piece_from_px=0)
     model = _body_and_head().train()
     sizes = []
     model[0][0].register_forward_hook(lambda m, i, o: sizes.append(len(i[0])))
@@ -111,9 +111,28 @@ def test_the_body_takes_a_training_batch_in_pieces_and_an_evaluation_batch_whole
     assert sizes == [10] and repr(model.pieces) == "BodyInPieces(piece=4)"
 
 
+def test_small_images_go_through_the_body_whole_large_ones_in_pieces():
+    """The CPU policy's table (benchmarks/body_pieces.py): below `body_piece_from_px` whole mini-batches are faster,
+    in training and in predictions alike."""
+    cpu = resolve_policy("cpu")
+    small, large = cpu.body_piece_from_px // 2, cpu.body_piece_from_px
+    for side, in_training, in_predictions in ((small, [10], [10]), (large, [8, 2, 8, 2], [8, 2])):
+        model = _body_and_head().train()
+        model.bn_frozen = True                        # as learn.bn_freeze(True): pieces give the same update
+        sizes = []
+        model[0][0].register_forward_hook(lambda m, i, o: sizes.append(len(i[0])))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        x, y = torch.randn(10, 3, side, side), torch.randint(0, 2, (10,))
+        training.train_step(model, x, y, nn.functional.cross_entropy, optimizer, StepPlan(cpu, model, optimizer))
+        assert sizes == in_training, side             # pieces: the forward pass, then again in the backward pass
+        sizes.clear()
+        training.get_preds(model.eval(), [(x, y)], cpu)
+        assert sizes == in_predictions, side
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_predictions_come_in_pieces_with_the_same_outputs(precision):
-    cpu, tol = resolve_policy("cpu", precision=precision), tolerance(precision)
+    cpu, tol = resolve_policy("cpu", precision=precision).but(body_piece_from_px=0), tolerance(precision)
     model = _body_and_head().eval()
     x = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8).float()
     batches = [(x[:10], torch.zeros(10)), (x[10:], torch.ones(10))]

@@ -25,7 +25,7 @@ from lessonlib.engine.language import problem, say, shown_width
 from lessonlib.engine.runtime import default_device
 from lessonlib.engine.settings import PRECISIONS, settings
 
-__all__ = ["CPU_BODY_PIECE", "OutOfMemory", "PRECISIONS", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_bf16",
+__all__ = ["CPU_BODY_PIECE", "CPU_BODY_PIECE_FROM_PX", "OutOfMemory", "PRECISIONS", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_bf16",
            "cpu_workers", "is_out_of_memory", "measured_cpu_bf16", "memory_explained", "resolve_policy"]
 
 # Why a CPU back-propagates through the body in float32 even where it computes bfloat16 natively: a fine-tuning
@@ -34,9 +34,12 @@ __all__ = ["CPU_BODY_PIECE", "OutOfMemory", "PRECISIONS", "Policy", "cgroup_cpus
 # forward pass without gradients ran 2.02x and 1.54x faster in bf16 (benchmarks/measured/2026-11-29-cpu-amx/).
 # benchmarks/precision.py measures both stages on any machine.
 
-# Images per piece of a mini-batch through the body on a CPU: activations of 8 images at 224 px stay in
-# the CPU's caches (benchmarks/micro_batches.py measures it).
+# Images per piece of a mini-batch through the body on a CPU, and the smallest image side at which pieces are
+# used: at 224 px the activations of 8 images stay in the CPU's caches and fine-tuning needs a third of the
+# memory; at small sizes whole mini-batches are several times faster (benchmarks/body_pieces.py measures the
+# table per size, stage and precision; benchmarks/measured/2026-12-06-cpu-amx/body_pieces.md).
 CPU_BODY_PIECE = 8
+CPU_BODY_PIECE_FROM_PX = 128
 
 
 def _read(path):
@@ -96,7 +99,8 @@ class Policy:
     DataLoaders); `image_cache_mb` (decoded, resized images kept in memory up to this size; 0: never);
     `augment_on_device` (augment whole batches on the device instead of image by image);
     `body_piece` (images per piece of a mini-batch through the body where that gives the same update;
-    None: whole mini-batches); `compile_missing` (why `learn.compile()` cannot work here, or None);
+    None: whole mini-batches) and `body_piece_from_px` (pieces only for images at least this many pixels on a
+    side: smaller ones go whole, `piece_for`); `compile_missing` (why `learn.compile()` cannot work here, or None);
     `cudnn_benchmark`; `threads` (PyTorch's CPU threads: the cores this process may use, container limits
     included); `rank`, `world_size` and `sharded` (this process's place among those `torchrun`
     started, whose mini-batches are cut into shares: `lessonlib.engine.distributed`); `reasons` (why, one line per
@@ -111,6 +115,7 @@ class Policy:
     image_cache_mb: float = 0
     augment_on_device: bool = False
     body_piece: int = None
+    body_piece_from_px: int = 0
     compile_missing: str = None
     cudnn_benchmark: bool = False
     threads: int = 1
@@ -153,6 +158,13 @@ class Policy:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+    def piece_for(self, x):
+        """Images per piece of the body for the image batch `x` (None: the whole batch): `body_piece`, where the
+        images are at least `body_piece_from_px` pixels on a side."""
+        if not self.body_piece or x.dim() != 4 or min(x.shape[-2:]) < self.body_piece_from_px:
+            return None
+        return self.body_piece
 
     def prepare(self, model):
         """Move `model` to the device, its conv weights channels-last where that is faster; returns it."""
@@ -316,12 +328,13 @@ def _resolve(device):
     else:
         reasons.append(say("fp32: {why}", why=why))
     return Policy(device, "bf16" if bf16 else "fp32", "fp32", channels_last=True, num_workers=0 if cores <= 2 else min(4, cores // 2),
-                  body_piece=CPU_BODY_PIECE, compile_missing=_compile_missing(device), threads=cores,
+                  body_piece=CPU_BODY_PIECE, body_piece_from_px=CPU_BODY_PIECE_FROM_PX, compile_missing=_compile_missing(device), threads=cores,
                   reasons=tuple(reasons + [
                       say("{cores} cores: no loader workers, the model needs them all", cores=cores) if cores <= 2 else
                       say("{cores} cores: some loader workers", cores=cores),
-                      say("the body takes mini-batches {piece} images at a time where that gives the same update "
-                          "(faster, less memory)", piece=CPU_BODY_PIECE)]))
+                      say("the body takes mini-batches of images from {from_px} px on {piece} images at a time where "
+                          "that gives the same update (less memory, and faster there; smaller images go whole, "
+                          "which is faster for them)", piece=CPU_BODY_PIECE, from_px=CPU_BODY_PIECE_FROM_PX)]))
 
 
 def _check_available(device):

@@ -98,6 +98,9 @@ class StepPlan:
 class BodyInPieces:
     """How a `ConvNet`'s body takes a training mini-batch on a CPU: `piece` images at a time, less memory.
 
+    Only for images of at least `policy.body_piece_from_px` pixels on a side (`policy.piece_for`): smaller
+    ones go through whole, which is faster for them.
+
     Installed on the model once by the step's plan (`model.pieces`); the model's forward calls it. In training
     with gradients on, the body runs on each piece without keeping its graph, and the backward pass runs it
     again one piece at a time (`_BodyPieces`, `_body_backward`): the gradients are those of the whole
@@ -109,13 +112,14 @@ class BodyInPieces:
         self.piece, self.policy = piece, policy
 
     def __call__(self, body, x):
-        if not (torch.is_grad_enabled() and body.training and self.piece < len(x)):
+        piece = self.policy.piece_for(x)                    # None for small images: whole is faster for them
+        if not (torch.is_grad_enabled() and body.training and piece and piece < len(x)):
             return body(x)
         rng = Snapshot(rng=True).take()                      # replayed when the body runs again
         params = [p for p in body.parameters() if p.requires_grad]
         if not params:                                       # a frozen body: its pieces keep no graph at all
             with torch.no_grad():
-                features = forward_in_pieces(body, x, self.piece)
+                features = forward_in_pieces(body, x, piece)
             return features.requires_grad_()
         return _BodyPieces.apply(x, body, self, rng, *params)
 
