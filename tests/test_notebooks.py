@@ -165,3 +165,16 @@ def test_notebooks_import_only_public_names(nb):
     found = [m.group(0).strip() for c in cells if c["cell_type"] == "code"
              for m in ENGINE_IMPORT.finditer("".join(c["source"]))]
     assert not found, f"{nb.name} imports lessonlib's engine: {found}; import the public name instead"
+
+
+@pytest.mark.parametrize("nb", LESSONS, ids=lambda p: str(p.relative_to(p.parents[1] if p.parent.name == "zh" else p.parent)))
+def test_every_lesson_but_the_last_ends_with_next_naming_the_next_notebook(nb):
+    lessons = sorted(nb.parent.glob("[0-9][0-9]_*.ipynb"))
+    i = lessons.index(nb)
+    last = json.loads(nb.read_text())["cells"][-1]
+    lines = [line for line in "".join(last["source"]).splitlines() if line.strip()]
+    if i == len(lessons) - 1:
+        return   # the course ends here
+    word = "下一课：" if nb.parent.name == "zh" else "Next: "
+    assert last["cell_type"] == "markdown" and lines[-1].startswith(word), f"{nb.name} does not end with {word!r}"
+    assert f"`{lessons[i + 1].name}`" in lines[-1], f"{nb.name}'s last line does not name {lessons[i + 1].name}"
