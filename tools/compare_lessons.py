@@ -15,9 +15,17 @@ The other checkout's folder is written as this one's in what it shows. In smoke 
 differ anyway (they are keyed on where the full set lies); full mode has no such difference.
 
     python tools/compare_lessons.py 29267ed 00 02 04    # writes benchmarks/results/compare_lessons.json
+
+A full-mode comparison of every lesson takes longer than one sitting: `--keep DIR` writes each executed notebook
+to DIR, named by the commit (or, for this checkout, the hash of its lessonlib/ and notebooks/ files), the mode and
+the home setting, and reads it back instead of running that side again. `--only commit` runs the commit's side
+alone (to keep it for later); a kept run made with another torch or on another machine is not reused.
 """
 import argparse
+import hashlib
+import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -37,6 +45,54 @@ def checkout(commit):
                              check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
     return where
+
+
+def tree_key(root):
+    """A hash of everything under root/lessonlib and root/notebooks that git would track (this checkout's version)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "lessonlib", "notebooks"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout.split()
+    h = hashlib.sha256()
+    for name in sorted(files):
+        path = Path(root) / name
+        if path.is_file():
+            h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def machine():
+    """What a kept run must share with this one to be compared: torch, Python, the processor."""
+    import torch
+    flags = ""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags"))
+    except (OSError, StopIteration):
+        pass
+    bf16 = any(f in flags.split() for f in ("amx_tile", "avx512_bf16"))
+    return {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "native_bf16": bf16, "precision": os.environ.get("LESSONLIB_PRECISION", "")}
+
+
+def kept_run(keep, version, root, notebook, own_home):
+    """Execute `notebook` with lessonlib from `root`, or read the run kept under `keep` for `version`."""
+    import nbformat
+    mode = ("smoke" if os.environ.get("LESSONLIB_SMOKE") == "1" else "full") + ("-own-homes" if own_home else "")
+    where = Path(keep) / f"{version}-{mode}" / notebook.name if keep else None
+    if where and where.exists():
+        nb = nbformat.read(where, as_version=4)
+        meta = nb.metadata.get("compare_lessons", {})
+        if meta.get("machine") == machine():
+            print(f"{notebook.name} at {version}: the run kept in {where} ({meta['seconds']:.0f} s)")
+            return nb, meta["seconds"], meta["home"], Path(meta["root"])
+        print(f"{notebook.name} at {version}: the kept run was made with {meta.get('machine')}, here "
+              f"{machine()}: running it again")
+    nb, seconds, home = run_with(root, notebook, own_home)
+    if where:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        nb.metadata["compare_lessons"] = {"seconds": seconds, "home": home, "root": str(root), "machine": machine()}
+        tmp = where.with_suffix(f".tmp{os.getpid()}")
+        nbformat.write(nb, tmp)
+        os.replace(tmp, where)
+    return nb, seconds, home, Path(root)
 
 
 def run_with(root, notebook, own_home=False):
@@ -67,7 +123,11 @@ def main(argv=None):
     parser.add_argument("commit", help="the commit to compare with, e.g. the one before a refactor")
     parser.add_argument("lessons", nargs="+", help="e.g. 00 02 04")
     parser.add_argument("--own-homes", action="store_true", help="a new, empty LESSONLIB_HOME for each run")
+    parser.add_argument("--keep", metavar="DIR", help="keep each executed notebook in DIR and reuse kept ones")
+    parser.add_argument("--only", choices=["commit"], help="run the commit's side only (with --keep, for later)")
     args = parser.parse_args(argv)
+    if args.only and not args.keep:
+        parser.error("--only commit keeps its runs for later: give --keep DIR too")
     commit = subprocess.run(["git", "rev-parse", "--short", args.commit], cwd=ROOT, capture_output=True, text=True,
                             check=True).stdout.strip()
     here = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -83,11 +143,16 @@ def main(argv=None):
             if not (other / "notebooks" / name).exists():
                 print(f"{name}: not in {commit}, skipped")
                 continue
-            now, now_s, now_home = run_with(ROOT, ROOT / "notebooks" / name, args.own_homes)
-            then, then_s, then_home = run_with(other, other / "notebooks" / name, args.own_homes)
+            then, then_s, then_home, then_root = kept_run(args.keep, commit, other, other / "notebooks" / name,
+                                                          args.own_homes)
+            if args.only:
+                lessons.append({"notebook": name, "commit_s": round(then_s, 1), "failed_at_commit": failed(then)})
+                continue
+            now, now_s, now_home, _ = kept_run(args.keep, f"tree-{tree_key(ROOT)}", ROOT, ROOT / "notebooks" / name,
+                                               args.own_homes)
             clocks = timing_cells(now) | timing_cells(then)   # a cell tagged since the commit is timing in both
             a, b = shown(now, clocks), shown(then, clocks)
-            b = {k: [t.replace(str(other), str(ROOT)) for t in v] for k, v in b.items()}   # its files are elsewhere
+            b = {k: [t.replace(str(then_root), str(ROOT)) for t in v] for k, v in b.items()}   # its files are elsewhere
             for side, fresh in ((a, now_home), (b, then_home)):   # and so are the two new homes
                 if fresh:
                     side.update({k: [t.replace(fresh, "$LESSONLIB_HOME") for t in v] for k, v in side.items()})
@@ -109,6 +174,10 @@ def main(argv=None):
             ok = ok and not differ and not failed(now)
     finally:
         shutil.rmtree(other, ignore_errors=True)   # its lessonlib carries the teaching sets: about 100 MB
+    if args.only:   # nothing compared yet: the runs wait in --keep
+        save_result("compare_lessons_commit_side", {"commit": commit, "own_homes": args.own_homes, "keep": args.keep,
+                                                    "lessons": lessons})
+        return 0 if not any(lesson["failed_at_commit"] for lesson in lessons) else 1
     save_result("compare_lessons", {"here": here, "commit": commit, "own_homes": args.own_homes, "lessons": lessons,
                                     "same": ok})
     return 0 if ok else 1
