@@ -218,8 +218,8 @@ def test_the_learning_rate_suggestions_are_explained_in_chinese(zh, capsys):
 
 def test_term_looks_a_word_up_both_ways():
     from lessonlib import term
-    assert term("收拢").en == "converge" and term("converge").zh.startswith("收拢")
-    assert term("收敛").en == "converge"                       # the standard word in brackets finds it too
+    assert term("收敛").en == "converge" and term("converge").zh.startswith("收敛")   # the lessons' word first
+    assert term("收拢").en == "converge"                       # the notes' own word finds it too
     assert term("Learning rate").zh == "学习率"
     assert "收拢" in repr(term("converge")) and "converge" in repr(term("收拢"))
     with pytest.raises(KeyError, match="converge"):              # a typo gets the closest terms
