@@ -30,8 +30,8 @@ from lessonlib.engine.weights import random_model
 from lessonlib.training import Objective, log_probs
 from lessonlib.transforms import tfms_from_model
 
-__all__ = ["FORMAT", "MAX_PIXELS", "VERSION", "ExportedData", "Predictor", "default_export_path", "export",
-           "load_learner", "open_photo"]
+__all__ = ["FORMAT", "MAX_PIXELS", "VERSION", "ExportedData", "Predictor", "answers_side_by_side", "default_export_path",
+           "export", "load_learner", "open_photo"]
 
 FORMAT = "lessonlib-export"   # what marks a file as an export
 VERSION = 1                   # the layout below; a lessonlib reads every version up to its own
@@ -257,3 +257,11 @@ def load_learner(path, device=None):
     tfms = tfms_from_model(state["tfms"]["arch"], state["tfms"]["sz"])
     return Predictor(model, state["arch"], ExportedData(list(state["classes"]), bool(state["is_multi"]), tfms),
                      Path(path), state["version"])
+
+
+def answers_side_by_side(probs, answer, loaded):
+    """Two lines for people: the trained learner's probabilities `probs`, then the answer and probabilities
+    (`loaded`, to 4 decimals) of the model loaded from its export in a new process."""
+    return "\n".join([say("the trained learner: {probs}", probs=probs),
+                      say("a new process:       {answer} {probs}", answer=answer,
+                          probs={c: round(p, 4) for c, p in loaded.items()})])

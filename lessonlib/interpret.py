@@ -76,10 +76,11 @@ def plot_top_losses(data, log_preds, y, n=4):
     """The `n` validation images with the highest loss, titled label / prediction / loss / probability."""
     idxs, losses = top_losses(log_preds, y, n)
     probs = np.exp(np.asarray(log_preds))
-    titles = [f"{data.classes[y[i]]} / {data.classes[probs[i].argmax()]}\nloss {l:.2f}, p {probs[i, y[i]]:.2f}"
+    titles = [say("{true} / {predicted}\nloss {loss:.2f}, p {p:.2f}", true=data.classes[y[i]],
+                  predicted=data.classes[probs[i].argmax()], loss=l, p=probs[i, y[i]])
               for i, l in zip(idxs, losses)]
     return plot_images([data.val_ds.get_image(i) for i in idxs], titles,
-                       suptitle="highest loss: true / predicted, loss, probability of the true class")
+                       suptitle=say("highest loss: true / predicted, loss, probability of the true class"))
 
 
 def grad_cam(learn, x, cls=None):
@@ -120,8 +121,8 @@ def plot_heatmaps(learn, idxs):
         big = F.interpolate(torch.as_tensor(cam)[None, None], size=x.shape[1:], mode="bilinear")[0, 0]
         ax.imshow(x.permute(1, 2, 0).numpy())
         ax.imshow(big.numpy(), cmap="jet", alpha=0.4)
-        ax.set_title(f"true: {data.classes[label]}", fontsize=10)
+        ax.set_title(say("true: {cls}", cls=data.classes[label]), fontsize=10)
         ax.axis("off")
-    fig.suptitle("where the network looked (Grad-CAM for the predicted class)")
+    fig.suptitle(say("where the network looked (Grad-CAM for the predicted class)"))
     fig.tight_layout()
     return fig

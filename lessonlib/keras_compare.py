@@ -21,9 +21,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lessonlib.engine.language import problem
+from lessonlib.engine.language import problem, say
 from lessonlib.engine.runtime import seed_everything
 from lessonlib.engine.settings import set_keras_backend
+from lessonlib.engine.tables import Table
 
 __all__ = ["Pipeline", "bn_drift_with_training_false", "compare", "import_keras", "keras_body", "keras_resnet50_available",
            "run_pipeline", "show_code", "user_code_stats"]
@@ -343,7 +344,14 @@ def compare(path, sz=224, bs=32, head_epochs=2, fine_tune_epochs=1, arch="resnet
     if keras_resnet50:
         pipelines.append(KERAS_RESNET50)
     rows = [run_pipeline(p, path, sz, bs, head_epochs, fine_tune_epochs, arch) for p in pipelines]
-    return pd.DataFrame(rows).set_index("framework")
+    labels = {"framework": say("framework"), "lines of user code": say("lines of user code"),
+              "settings chosen": say("settings chosen"), "data + model (s)": say("data + model (s)"),
+              "head: time/epoch (s)": say("head: time/epoch (s)"), "head: val accuracy": say("head: val accuracy"),
+              "fine-tune: time/epoch (s)": say("fine-tune: time/epoch (s)"),
+              "fine-tune: val accuracy": say("fine-tune: val accuracy"),
+              "BatchNorm stats moved": say("BatchNorm stats moved"),
+              "BatchNorm when unfreezing": say("BatchNorm when unfreezing")}
+    return Table(pd.DataFrame(rows).set_index("framework"), labels=labels)   # code reads the English names
 
 
 def bn_drift_with_training_false(data, arch, steps=3):

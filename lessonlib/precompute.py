@@ -88,7 +88,8 @@ class ActivationCache:
             policy.prepare(body).eval()
             with Snapshot(rng=True).kept(), memory_explained(policy.device, data.bs, data.sz):
                 # computed or read from disk, the random numbers that follow are the same
-                found = get_preds(body, data.split_loader(split), policy, desc=say("precompute {split}", split=split))
+                found = get_preds(body, data.split_loader(split), policy,
+                                  desc=say("precompute {split}", split=_split_word(split)))
             if policy.rank == 0:
                 self._store(key, found, split)
             distributed.barrier()
@@ -134,3 +135,8 @@ class TensorBatches:
         for i in range(len(self)):
             idx = order[i * self.bs:(i + 1) * self.bs]
             yield self.x[idx], self.y[idx]
+
+
+def _split_word(split):
+    """A split's name ("train", "valid", "test": the names code uses) as people read it in a progress bar."""
+    return {"train": say("train"), "valid": say("valid"), "test": say("test")}.get(split, split)

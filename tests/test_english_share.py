@@ -16,9 +16,10 @@ What is not English prose and is left out before counting:
   print (IPython's words, not lessonlib's);
 - code: text inside backticks, file paths (anything with / or \\), file names with an extension, identifiers
   (words joined by _ or ., words with digits, camelCase and CamelCase such as UserWarning), `key=value` pairs, and numbers;
+- single letters, which are symbols (w in f(w) = w², x, p);
 - names that stay English in Chinese text too: acronyms in capitals (CPU, GPU, SGDR, EXIF), units (s, ms, px, MB,
   GiB, it/s), product names (PyTorch, EfficientNet, ...) and the data sets' own class folders (cats, dogs), which
-  are the data's names, not lessonlib's words.
+  are the data's names, not lessonlib's words; the lesson's variable names lr, bs and sz (dict keys a cell shows).
 
 English words left after that are weighed as two Chinese characters each (an English word says about as much as
 a two-character Chinese word); the share is English weight / (English weight + Chinese characters).
@@ -70,10 +71,10 @@ CODE = [re.compile(p) for p in (
     r"\b[a-z]+[A-Z]\w*\b|\b[A-Z]+[a-z]+[A-Z]\w*\b",                # camelCase, CamelCase
     r"\b[A-Z]{2,}s?\b",                                            # acronyms
 )]
-KEPT_NAMES = {"s", "ms", "µs", "us", "px", "x", "kb", "mb", "gb", "mib", "gib", "kib", "b",
+KEPT_NAMES = {"ms", "µs", "us", "px", "kb", "mb", "gb", "mib", "gib", "kib",
               "pytorch", "torch", "torchvision", "timm", "python", "jupyter", "jupyterlab", "colab", "kaggle", "voila",
               "efficientnet", "resnet", "imagenet", "keras", "numpy", "pandas", "matplotlib", "linux", "windows",
-              "macos", "noto", "sans", "lessonlib", "lite0", "cats", "dogs", "cat", "dog"}
+              "macos", "noto", "sans", "lessonlib", "lite0", "cats", "dogs", "cat", "dog", "lr", "bs", "sz"}
 WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -96,7 +97,7 @@ def english_share(text):
     text = "\n".join(line for line in text.split("\n") if not _is_code(line))
     for pattern in CODE:
         text = pattern.sub(" ", text)
-    words = [w for w in WORD.findall(text) if w.lower() not in KEPT_NAMES]
+    words = [w for w in WORD.findall(text) if len(w) > 1 and w.lower() not in KEPT_NAMES]
     han = len(HAN.findall(text))
     weight = 2 * len(words)
     return (weight / (weight + han) if weight + han else 0.0), words, han
@@ -218,6 +219,10 @@ def test_doctor_tables_and_plots_speak_chinese_while_code_reads_english(monkeypa
     summary = folder_summary(tmp_path)
     assert "文件夹" in summary._repr_html_() and "（无标签）" in repr(summary)
     assert summary.loc[summary.folder == "train", "class"].tolist() == ["(unlabelled)", "cats"]
+    from lessonlib.engine.tables import Table
+    named = Table(pd.DataFrame({"framework": ["keras"], "settings chosen": [3]}).set_index("framework"),
+                  labels={"framework": "框架", "settings chosen": "要选的设置数"})
+    assert "框架" in repr(named) and "要选的设置数" in named._repr_html_() and named.loc["keras", "settings chosen"] == 3
     ax = compare_rates({"valley": {"lr": 1e-3, "losses": np.ones(3), "accuracy": 0.9},
                         "end": {"lr": 1.0, "losses": np.ones(3), "accuracy": 0.5}})
     shown = [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()] + [t.get_text() for t in ax.get_legend().get_texts()]

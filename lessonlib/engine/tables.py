@@ -34,7 +34,10 @@ class Table(pd.DataFrame):
                    for column, names in (self.cells or {}).items() if column in view.columns and names}
         if changed:
             view = view.assign(**changed)
-        return view.rename(columns={k: v for k, v in (self.labels or {}).items() if k != v})
+        labels = {k: v for k, v in (self.labels or {}).items() if k != v}
+        if view.index.name in labels:   # a named index (e.g. set_index("framework")) is labelled too
+            view = view.rename_axis(index=labels[view.index.name])
+        return view.rename(columns=labels)
 
     def __repr__(self):
         return repr(self.shown())
