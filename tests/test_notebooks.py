@@ -178,3 +178,16 @@ def test_every_lesson_but_the_last_ends_with_next_naming_the_next_notebook(nb):
     word = "下一课：" if nb.parent.name == "zh" else "Next: "
     assert last["cell_type"] == "markdown" and lines[-1].startswith(word), f"{nb.name} does not end with {word!r}"
     assert f"`{lessons[i + 1].name}`" in lines[-1], f"{nb.name}'s last line does not name {lessons[i + 1].name}"
+
+
+def test_lesson_01_computes_softmax_and_cross_entropy_by_hand_before_using_probabilities():
+    """Softmax and cross-entropy are written out (exp, divide by the sum, -log) and checked against PyTorch's before
+    the lesson turns predictions into probabilities."""
+    cells = [c for c in json.loads(NOTEBOOKS[1].read_text())["cells"] if c["cell_type"] == "code"]
+    sources = ["".join(c["source"]) for c in cells]
+    by_hand = next(i for i, s in enumerate(sources) if "torch.softmax(" in s)
+    first_probabilities = next(i for i, s in enumerate(sources) if "class_probs(" in s or "np.exp(" in s)
+    assert by_hand < first_probabilities
+    s = sources[by_hand]
+    assert ".exp()" in s and ".sum(dim=1" in s and ".log()" in s, "written out, not called"
+    assert "assert torch.allclose(" in s and "F.cross_entropy(" in s and "assert not torch.allclose(" in s
