@@ -2,7 +2,8 @@
 
 Train on mini-batches while the learning rate grows exponentially from tiny to huge, and
 record the loss. The loss first barely moves (rate too low), then falls fast, then shoots
-up (rate too high). The lesson's rule: take the rate at the loss minimum and divide it by 10.
+up (rate too high). The notes' rule: take the power of ten one order below the rate at the loss minimum
+(a minimum at 0.35 gives 1e-2); lesson 02 reads it as the minimum divided by 10.
 lessonlib's `lrf.suggestion` reads the curve with `valley` instead, measured to train better (lesson 02).
 Afterwards everything is put back exactly as it was: weights, BatchNorm statistics,
 optimizer state and random number generators, so running the finder never changes
@@ -21,8 +22,8 @@ from lessonlib.recorder import Recorder
 from lessonlib.training import train_step
 
 __all__ = ["LRFinder", "RULES", "Sweep", "compare_rates", "describe_rate", "describe_region", "find_lr", "last_losses",
-           "losses_at", "rate_name", "region_label", "rule_name", "suggest_order_below_min", "suggest_steepest",
-           "suggest_valley"]
+           "losses_at", "rate_name", "region_label", "rule_at", "rule_name", "suggest_order_below_min",
+           "suggest_power_of_ten_below_min", "suggest_steepest", "suggest_valley"]
 
 # The default is "valley". benchmarks/lr_rules.py trained each rule's rate the way the lessons train (3 SGDR
 # epochs of the head, then fine-tuning at [lr/100, lr/10, lr]), 5 seeds: read off the smoothed curve, which lags
@@ -35,6 +36,8 @@ RULES = {
     "order_below_min": "the rate at the smoothed loss minimum, divided by 10 (the lesson's rule)",
     "steepest": "where the smoothed loss falls fastest against log(learning rate)",
     "valley": "two thirds of the way down the longest stretch where the smoothed loss keeps falling",
+    "power_of_ten_below_min": "the power of ten one order below the rate at the smoothed loss minimum (the notes' "
+                              "rule: a minimum anywhere from 0.1 to 0.99 gives 1e-2)",
 }
 
 
@@ -153,6 +156,10 @@ def describe_region(lrf, lr):
     if lr > lrs[i_min]:
         return "too high", say("past the minimum: the loss rises again, training is unstable or diverges. "
                                "Choose a rate at least 10x smaller.")
+    if lr > 10 * lrf.suggestion and rule_at(lrf, lr) == "power_of_ten_below_min":
+        return "high", say("this is the notes' rule, the power of ten one order below the minimum: the loss still "
+                           "falls here, in steps more than 10x larger than at lrf.suggestion. Lesson 02's table "
+                           "compares how the two train.")
     if lr > 10 * lrf.suggestion:
         return "high", say("the loss still falls on average, but each step is large: the head may train, while "
                            "fine-tuning at such rates went wrong in lesson 02's measurement (this is where the "
@@ -219,6 +226,15 @@ def suggest_order_below_min(lrs, smoothed):
     return float(lrs[int(np.nanargmin(smoothed))] / 10)
 
 
+def suggest_power_of_ten_below_min(lrs, smoothed):
+    """The notes' rule (选择上一个指数级别的学习率): the power of ten one order below the rate where the smoothed
+    loss is lowest, i.e. 10 ** (floor(log10(lr at the minimum)) - 1). A minimum at 0.35 or at 0.89 gives 1e-2,
+    one at 0.05 gives 1e-3. NaN losses (a sweep that blew up) are ignored.
+    """
+    exponent = np.floor(np.round(np.log10(lrs[int(np.nanargmin(smoothed))]), 9))   # 1e-3 is exactly -3, not -3.0000001
+    return float(10.0 ** (exponent - 1))
+
+
 def suggest_steepest(lrs, smoothed, skip=10):
     """The learning rate where the smoothed loss falls fastest per unit of log10(learning rate).
 
@@ -246,7 +262,17 @@ def suggest_valley(lrs, smoothed):
     return float(lrs[start + int(third) + int(third / 2)])
 
 
-SUGGESTERS = {"order_below_min": suggest_order_below_min, "steepest": suggest_steepest, "valley": suggest_valley}
+SUGGESTERS = {"order_below_min": suggest_order_below_min, "steepest": suggest_steepest, "valley": suggest_valley,
+              "power_of_ten_below_min": suggest_power_of_ten_below_min}
+
+
+def rule_at(lrf, lr):
+    """The name of the suggestion in `lrf.suggestions` that `lr` is (to 0.1%), or None; where two rules give the
+    same rate, the default's name, then the notes' rule's."""
+    for name in sorted(lrf.suggestions, key=lambda name: (name != lrf.default, name != "power_of_ten_below_min")):
+        if np.isclose(lr, lrf.suggestions[name], rtol=1e-3, atol=0):
+            return name
+    return None
 
 
 def rule_name(name):
@@ -303,7 +329,7 @@ class LRFinder:
         """Print the suggestions with their rules, and any warning about the curve."""
         for name, lr in self.suggestions.items():
             mark = say("  <- default") if name == self.default else ""
-            print(f"{name:>16}: {lr:.2e}   {say(RULES[name])}{mark}")
+            print(f"{name:>22}: {lr:.2e}   {say(RULES[name])}{mark}")
         for note in self.notes:
             warnings.warn(note, stacklevel=3)
 
@@ -313,7 +339,7 @@ class LRFinder:
         ax = ax or plt.subplots(figsize=(7, 4))[1]
         self.recorder.plot(skip_start, skip_end, ax=ax, beta=self.beta, raw=True)   # the one loss-against-rate plot
         if suggestions:
-            for (name, lr), color in zip(self.suggestions.items(), ("C3", "C2", "C4")):
+            for (name, lr), color in zip(self.suggestions.items(), ("C3", "C2", "C4", "C5")):
                 y = np.interp(np.log10(lr), np.log10(self.lrs), self.smoothed)
                 ax.plot([lr], [y], "o", color=color, markersize=9,
                         label=f"{rule_name(name)}: {lr:.1e}" + (say(" (default)") if name == self.default else ""))
