@@ -9,7 +9,7 @@ import numpy as np
 
 from lessonlib.engine.language import say
 
-__all__ = ["Recorder", "smooth"]
+__all__ = ["Recorder", "group_label", "smooth"]
 
 
 def smooth(losses, beta=0.98):
@@ -71,7 +71,7 @@ class Recorder:
         import matplotlib.pyplot as plt
         ax = ax or plt.subplots(figsize=(6, 3))[1]
         for i, name in enumerate(self.group_names):
-            ax.plot([row[i] for row in self.lrs], label=name)
+            ax.plot([row[i] for row in self.lrs], label=group_label(name))
         ax.set(xlabel=say("iteration (mini-batch)"), ylabel=say("learning rate"))
         if len(self.group_names) > 1:
             ax.set_yscale("log")
@@ -85,3 +85,8 @@ class Recorder:
         ax.plot(self.losses)
         ax.set(xlabel=say("iteration (mini-batch)"), ylabel=say("training loss"))
         return ax
+
+
+def group_label(name):
+    """A layer group's name ("early body", "late body", "head": the names code uses) as people read it in a plot."""
+    return {"early body": say("early body"), "late body": say("late body"), "head": say("head")}.get(name, name)

@@ -227,6 +227,11 @@ def test_doctor_tables_and_plots_speak_chinese_while_code_reads_english(monkeypa
                         "end": {"lr": 1.0, "losses": np.ones(3), "accuracy": 0.5}})
     shown = [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()] + [t.get_text() for t in ax.get_legend().get_texts()]
     assert english_share("\n".join(shown))[0] <= LIMIT, shown
+    from lessonlib.recorder import Recorder
+    recorder = Recorder(None, ["early body", "late body", "head"])
+    recorder.lrs = [[1e-4, 1e-3, 1e-2], [2e-4, 2e-3, 2e-2]]
+    legend = [t.get_text() for t in recorder.plot_lr().get_legend().get_texts()]
+    assert legend == ["浅层主干", "深层主干", "头部"], legend
 
 
 def test_in_english_tables_show_what_a_dataframe_shows(monkeypatch):
