@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lessonlib import datasets
+from lessonlib.engine.fonts import use_cjk_font
 from lessonlib.engine.language import problem, say
 
 __all__ = ["kernel", "conv2d_valid", "conv2d_fast", "relu", "maxpool2x2", "dense", "spreadsheet_forward",
@@ -183,6 +184,7 @@ def show_grid(values, ax=None, title=None, numbers=None, cmap="RdYlGn", fmt="{:.
     scale: the colour scale's ends: None (the grid's own), (low, high), or "centered" (0 is the middle colour).
     """
     import matplotlib.pyplot as plt
+    use_cjk_font()   # text in the reader's language
     from matplotlib.patches import Rectangle
 
     try:
@@ -230,6 +232,7 @@ def explain_cell(image, kern, row, col):
     Returns (figure, value) where value = SUM(patch * kernel) before ReLU.
     """
     import matplotlib.pyplot as plt
+    use_cjk_font()   # text in the reader's language
 
     image, kern = np.asarray(image, dtype=np.float64), np.asarray(kern, dtype=np.float64)
     k = kern.shape[0]
@@ -255,6 +258,7 @@ def explain_cell(image, kern, row, col):
 def show_stages(stages):
     """Every stage of `spreadsheet_forward` side by side: input, conv1, conv2, max-pool."""
     import matplotlib.pyplot as plt
+    use_cjk_font()   # text in the reader's language
 
     grids = [(say("input"), stages["input"])]
     grids += [(say("conv1 channel {c} (ReLU)", c=c + 1), g) for c, g in enumerate(stages["conv1"])]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lessonlib.engine.fonts import use_cjk_font
 from lessonlib.engine.language import problem, say
 from lessonlib.engine.policy import memory_explained, resolve_policy
 from lessonlib.engine.snapshot import Snapshot
@@ -208,6 +209,7 @@ def compare_rates(runs, ax=None):
     """The training loss of each run in `runs` ({rate_name key: {"lr", "losses", "accuracy", ...}}), mini-batch
     by mini-batch from the same start, on a log scale: which rate trained, which went wrong."""
     import matplotlib.pyplot as plt
+    use_cjk_font()   # text in the reader's language
     ax = ax or plt.subplots(figsize=(7, 3.5))[1]
     for name, run in runs.items():
         ax.plot(run["losses"], label=say("{name} ({lr:.1e}): accuracy {accuracy:.3f}", name=rate_name(name),
@@ -336,6 +338,7 @@ class LRFinder:
     def plot(self, suggestions=True, skip_start=0, skip_end=0, ax=None):
         """Raw and smoothed loss against learning rate (log scale), with a marker per suggestion."""
         import matplotlib.pyplot as plt
+        use_cjk_font()   # text in the reader's language
         ax = ax or plt.subplots(figsize=(7, 4))[1]
         self.recorder.plot(skip_start, skip_end, ax=ax, beta=self.beta, raw=True)   # the one loss-against-rate plot
         if suggestions:

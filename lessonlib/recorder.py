@@ -7,6 +7,7 @@ iterations. A Recorder only records: the learning-rate schedule is stepped in th
 """
 import numpy as np
 
+from lessonlib.engine.fonts import use_cjk_font
 from lessonlib.engine.language import say
 
 __all__ = ["Recorder", "group_label", "smooth"]
@@ -53,6 +54,7 @@ class Recorder:
         draws each mini-batch's own loss under the smoothed curve (the finder's plot, `LRFinder.plot`).
         """
         import matplotlib.pyplot as plt
+        use_cjk_font()   # text in the reader's language
         ax = ax or plt.subplots(figsize=(6, 3.5))[1]
         n = len(self.losses)
         if n_skip + n_skip_end >= n:
@@ -69,6 +71,7 @@ class Recorder:
     def plot_lr(self, ax=None):
         """Learning rate of each layer group against iteration."""
         import matplotlib.pyplot as plt
+        use_cjk_font()   # text in the reader's language
         ax = ax or plt.subplots(figsize=(6, 3))[1]
         for i, name in enumerate(self.group_names):
             ax.plot([row[i] for row in self.lrs], label=group_label(name))
@@ -81,6 +84,7 @@ class Recorder:
     def plot_loss(self, ax=None):
         """Training loss of each mini-batch against iteration."""
         import matplotlib.pyplot as plt
+        use_cjk_font()   # text in the reader's language
         ax = ax or plt.subplots(figsize=(6, 3))[1]
         ax.plot(self.losses)
         ax.set(xlabel=say("iteration (mini-batch)"), ylabel=say("training loss"))

@@ -7,6 +7,7 @@ back up; each cycle lasts `cycle_mult` times longer than the one before.
 import numpy as np
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 
+from lessonlib.engine.fonts import use_cjk_font
 from lessonlib.engine.language import problem, say
 
 __all__ = ["one_cycle", "plot_schedules", "schedule_rates", "sgdr", "sgdr_epochs", "sgdr_rate"]
@@ -81,6 +82,7 @@ def one_cycle(optimizer, total_steps, max_lr):
 def plot_schedules(schedules, ax=None):
     """Plot {name: per-iteration rates} on one axis."""
     import matplotlib.pyplot as plt
+    use_cjk_font()   # text in the reader's language
     if not schedules:
         raise ValueError(problem("no schedules to plot: give {{name: rates per mini-batch}}, e.g. from "
                                  "schedule_rates"))

@@ -234,6 +234,25 @@ def test_doctor_tables_and_plots_speak_chinese_while_code_reads_english(monkeypa
     assert legend == ["浅层主干", "深层主干", "头部"], legend
 
 
+def test_plots_in_chinese_need_no_setup_for_their_font(monkeypatch):
+    """lessonlib's plots bring a CJK font themselves (lessonlib.engine.fonts): no empty boxes where setup() was
+    not called (a script, the command line)."""
+    import warnings
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from lessonlib.lr_finder import compare_rates
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    with matplotlib.rc_context({"font.family": ["sans-serif"]}), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ax = compare_rates({"valley": {"lr": 1e-3, "losses": np.ones(3), "accuracy": 0.9}})
+        ax.figure.canvas.draw()
+    missing = [str(w.message) for w in caught if "missing from font" in str(w.message)]
+    assert ax.get_title() == "1 个学习率，同一个起点" and not missing, missing
+
+
 def test_in_english_tables_show_what_a_dataframe_shows(monkeypatch):
     import pandas as pd
 
