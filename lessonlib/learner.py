@@ -39,9 +39,9 @@ def body_piece_for(policy, model, body_piece="auto"):
 
     `body_piece` is `learn.body_piece`: "auto" takes the policy's `body_piece` only where pieces give exactly the
     whole mini-batch's update, i.e. when no BatchNorm layer of the body trains (a frozen body, or
-    `bn_freeze(True)`), and then only for images of `policy.body_piece_from_px` pixels or more; a number forces
-    pieces of that size at every image size (BatchNorm layers that train then see one piece at a time); None
-    sends whole mini-batches. benchmarks/body_pieces.py measures when pieces are faster, micro_batches.py what
+    `bn_freeze(True)`), and then only for images large enough for pieces to be faster (`policy.piece_for`); a
+    number forces pieces of that size at every image size (BatchNorm layers that train then see one piece at a
+    time); None sends whole mini-batches. benchmarks/body_pieces.py measures when pieces are faster, micro_batches.py what
     memory they save.
     """
     if body_piece == "auto":

@@ -272,17 +272,25 @@ def test_for_training_picks_the_backprop_precision_only_where_the_body_trains(fa
 
 
 def test_the_body_takes_pieces_only_from_the_size_where_they_are_faster():
-    """benchmarks/body_pieces.py measured pieces of 8 several times slower than whole mini-batches at 32 and 64 px
-    on a CPU (benchmarks/measured/2026-12-06-cpu-amx/): small images go whole, large ones in pieces."""
-    from lessonlib.engine.policy import CPU_BODY_PIECE_FROM_PX
-    policy = resolve_policy("cpu")
-    assert policy.body_piece == CPU_BODY_PIECE and policy.body_piece_from_px == CPU_BODY_PIECE_FROM_PX
-    small = torch.zeros(16, 3, CPU_BODY_PIECE_FROM_PX - 1, CPU_BODY_PIECE_FROM_PX + 50)
-    large = torch.zeros(16, 3, CPU_BODY_PIECE_FROM_PX, CPU_BODY_PIECE_FROM_PX)
-    assert policy.piece_for(small) is None and policy.piece_for(large) == CPU_BODY_PIECE
-    assert policy.piece_for(torch.zeros(16, 1000)) is None                 # activations, not images
-    assert policy.but(body_piece_from_px=0).piece_for(small) == CPU_BODY_PIECE
-    assert policy.but(body_piece=None).piece_for(large) is None            # a GPU's policy: always whole
+    """benchmarks/body_pieces.py measured pieces of 8 slower than whole mini-batches at 32, 64 and 96 px in every stage
+    and precision on a CPU, faster from 128 px for float32 forward passes and from 224 px otherwise
+    (benchmarks/measured/2026-12-06-cpu-amx/): the policy follows that table."""
+    from lessonlib.engine.policy import CPU_PIECES_FROM_PX
+    assert CPU_PIECES_FROM_PX == {("fp32", "forward"): 128, ("fp32", "backprop"): 224,
+                                  ("bf16", "forward"): 224, ("bf16", "backprop"): 224}
+    images = lambda side: torch.zeros(16, 3, side, side + 50)
+    for precision in ("fp32", "bf16"):
+        policy = resolve_policy("cpu", precision=precision)
+        assert policy.body_piece == CPU_BODY_PIECE and policy.body_piece_from_px is None   # None: the table
+        for backprop in (False, True):
+            from_px = CPU_PIECES_FROM_PX[precision, "backprop" if backprop else "forward"]
+            assert policy.piece_for(images(from_px - 1), backprop) is None
+            assert policy.piece_for(images(from_px), backprop) == CPU_BODY_PIECE
+    policy = resolve_policy("cpu", precision="fp32")
+    assert policy.piece_for(images(128)) == CPU_BODY_PIECE and policy.piece_for(images(128), backprop=True) is None
+    assert policy.piece_for(torch.zeros(16, 1000)) is None                      # activations, not images
+    assert policy.but(body_piece_from_px=0).piece_for(images(32), backprop=True) == CPU_BODY_PIECE   # every size
+    assert policy.but(body_piece=None).piece_for(images(224)) is None           # a GPU's policy: always whole
 
 
 ALLOCATOR_FAILURES = [

@@ -112,11 +112,10 @@ def test_the_body_takes_a_training_batch_in_pieces_and_an_evaluation_batch_whole
 
 
 def test_small_images_go_through_the_body_whole_large_ones_in_pieces():
-    """The CPU policy's table (benchmarks/body_pieces.py): below `body_piece_from_px` whole mini-batches are faster,
-    in training and in predictions alike."""
+    """The CPU policy's table (benchmarks/body_pieces.py, `CPU_PIECES_FROM_PX`): small images go through the body
+    whole, large ones in pieces, in training and in predictions alike."""
     cpu = resolve_policy("cpu")
-    small, large = cpu.body_piece_from_px // 2, cpu.body_piece_from_px
-    for side, in_training, in_predictions in ((small, [10], [10]), (large, [8, 2, 8, 2], [8, 2])):
+    for side, in_training, in_predictions in ((64, [10], [10]), (224, [8, 2, 8, 2], [8, 2])):
         model = _body_and_head().train()
         model.bn_frozen = True                        # as learn.bn_freeze(True): pieces give the same update
         sizes = []

@@ -25,7 +25,7 @@ from lessonlib.engine.language import problem, say, shown_width
 from lessonlib.engine.runtime import default_device
 from lessonlib.engine.settings import PRECISIONS, settings
 
-__all__ = ["CPU_BODY_PIECE", "CPU_BODY_PIECE_FROM_PX", "OutOfMemory", "PRECISIONS", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_bf16",
+__all__ = ["CPU_BODY_PIECE", "CPU_PIECES_FROM_PX", "OutOfMemory", "PRECISIONS", "Policy", "cgroup_cpus", "cgroup_memory_mb", "cpu_bf16",
            "cpu_workers", "is_out_of_memory", "measured_cpu_bf16", "memory_explained", "resolve_policy"]
 
 # Why a CPU back-propagates through the body in float32 even where it computes bfloat16 natively: a fine-tuning
@@ -34,12 +34,17 @@ __all__ = ["CPU_BODY_PIECE", "CPU_BODY_PIECE_FROM_PX", "OutOfMemory", "PRECISION
 # forward pass without gradients ran 2.02x and 1.54x faster in bf16 (benchmarks/measured/2026-11-29-cpu-amx/).
 # benchmarks/precision.py measures both stages on any machine.
 
-# Images per piece of a mini-batch through the body on a CPU, and the smallest image side at which pieces are
-# used: at 224 px the activations of 8 images stay in the CPU's caches and fine-tuning needs a third of the
-# memory; at small sizes whole mini-batches are several times faster (benchmarks/body_pieces.py measures the
-# table per size, stage and precision; benchmarks/measured/2026-12-06-cpu-amx/body_pieces.md).
+# Images per piece of a mini-batch through the body on a CPU, and, per precision and stage, the smallest image
+# side from which pieces are used. benchmarks/body_pieces.py measured it (EfficientNet-Lite0, mini-batches of
+# 64, 2 cores with AMX; benchmarks/measured/2026-12-06-cpu-amx/body_pieces.md): at 32, 64 and 96 px whole
+# mini-batches were 1.6-4.5x faster in every stage and precision; at 128 px pieces were faster only for float32
+# without back-propagation (1.4-1.7x; float32 fine-tuning 0.8-0.9x, bfloat16 0.3-0.7x); at 224 px pieces were
+# faster or even everywhere (1.2-2.5x; bfloat16 fine-tuning 0.95x, kept for its memory: a third of the whole
+# mini-batch's). "forward": no gradient through the body (precompute, a frozen body, predictions);
+# "backprop": the body trains.
 CPU_BODY_PIECE = 8
-CPU_BODY_PIECE_FROM_PX = 128
+CPU_PIECES_FROM_PX = {("fp32", "forward"): 128, ("fp32", "backprop"): 224,
+                      ("bf16", "forward"): 224, ("bf16", "backprop"): 224}
 
 
 def _read(path):
@@ -100,7 +105,8 @@ class Policy:
     `augment_on_device` (augment whole batches on the device instead of image by image);
     `body_piece` (images per piece of a mini-batch through the body where that gives the same update;
     None: whole mini-batches) and `body_piece_from_px` (pieces only for images at least this many pixels on a
-    side: smaller ones go whole, `piece_for`); `compile_missing` (why `learn.compile()` cannot work here, or None);
+    side, smaller ones go whole; None: the measured table `CPU_PIECES_FROM_PX`, by precision and stage; 0: every
+    size; `piece_for` decides per batch); `compile_missing` (why `learn.compile()` cannot work here, or None);
     `cudnn_benchmark`; `threads` (PyTorch's CPU threads: the cores this process may use, container limits
     included); `rank`, `world_size` and `sharded` (this process's place among those `torchrun`
     started, whose mini-batches are cut into shares: `lessonlib.engine.distributed`); `reasons` (why, one line per
@@ -115,7 +121,7 @@ class Policy:
     image_cache_mb: float = 0
     augment_on_device: bool = False
     body_piece: int = None
-    body_piece_from_px: int = 0
+    body_piece_from_px: int = None
     compile_missing: str = None
     cudnn_benchmark: bool = False
     threads: int = 1
@@ -159,12 +165,17 @@ class Policy:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def piece_for(self, x):
+    def piece_for(self, x, backprop=False):
         """Images per piece of the body for the image batch `x` (None: the whole batch): `body_piece`, where the
-        images are at least `body_piece_from_px` pixels on a side."""
-        if not self.body_piece or x.dim() != 4 or min(x.shape[-2:]) < self.body_piece_from_px:
+        images are at least `body_piece_from_px` pixels on a side (by default the measured `CPU_PIECES_FROM_PX`
+        for this precision, and `backprop`: whether the body trains on this batch)."""
+        if not self.body_piece or x.dim() != 4:
             return None
-        return self.body_piece
+        from_px = self.body_piece_from_px
+        if from_px is None:
+            from_px = CPU_PIECES_FROM_PX[("bf16" if self.precision == "bf16" else "fp32",
+                                          "backprop" if backprop else "forward")]
+        return self.body_piece if min(x.shape[-2:]) >= from_px else None
 
     def prepare(self, model):
         """Move `model` to the device, its conv weights channels-last where that is faster; returns it."""
@@ -328,13 +339,15 @@ def _resolve(device):
     else:
         reasons.append(say("fp32: {why}", why=why))
     return Policy(device, "bf16" if bf16 else "fp32", "fp32", channels_last=True, num_workers=0 if cores <= 2 else min(4, cores // 2),
-                  body_piece=CPU_BODY_PIECE, body_piece_from_px=CPU_BODY_PIECE_FROM_PX, compile_missing=_compile_missing(device), threads=cores,
+                  body_piece=CPU_BODY_PIECE, compile_missing=_compile_missing(device), threads=cores,
                   reasons=tuple(reasons + [
                       say("{cores} cores: no loader workers, the model needs them all", cores=cores) if cores <= 2 else
                       say("{cores} cores: some loader workers", cores=cores),
-                      say("the body takes mini-batches of images from {from_px} px on {piece} images at a time where "
-                          "that gives the same update (less memory, and faster there; smaller images go whole, "
-                          "which is faster for them)", piece=CPU_BODY_PIECE, from_px=CPU_BODY_PIECE_FROM_PX)]))
+                      say("the body takes mini-batches of large images {piece} images at a time where that gives "
+                          "the same update (from {forward} px in float32 without back-propagation, from {other} px "
+                          "otherwise: less memory, and faster there); smaller images go whole, which is faster for "
+                          "them", piece=CPU_BODY_PIECE, forward=CPU_PIECES_FROM_PX["fp32", "forward"],
+                          other=CPU_PIECES_FROM_PX["bf16", "forward"])]))
 
 
 def _check_available(device):

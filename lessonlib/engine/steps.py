@@ -98,8 +98,8 @@ class StepPlan:
 class BodyInPieces:
     """How a `ConvNet`'s body takes a training mini-batch on a CPU: `piece` images at a time, less memory.
 
-    Only for images of at least `policy.body_piece_from_px` pixels on a side (`policy.piece_for`): smaller
-    ones go through whole, which is faster for them.
+    Only for images large enough for pieces to be faster (`policy.piece_for`: the measured table, by precision
+    and by whether the body trains); smaller ones go through whole.
 
     Installed on the model once by the step's plan (`model.pieces`); the model's forward calls it. In training
     with gradients on, the body runs on each piece without keeping its graph, and the backward pass runs it
@@ -112,11 +112,11 @@ class BodyInPieces:
         self.piece, self.policy = piece, policy
 
     def __call__(self, body, x):
-        piece = self.policy.piece_for(x)                    # None for small images: whole is faster for them
+        params = [p for p in body.parameters() if p.requires_grad]
+        piece = self.policy.piece_for(x, backprop=bool(params))   # None for small images: whole is faster there
         if not (torch.is_grad_enabled() and body.training and piece and piece < len(x)):
             return body(x)
         rng = Snapshot(rng=True).take()                      # replayed when the body runs again
-        params = [p for p in body.parameters() if p.requires_grad]
         if not params:                                       # a frozen body: its pieces keep no graph at all
             with torch.no_grad():
                 features = forward_in_pieces(body, x, piece)
