@@ -223,7 +223,7 @@ def test_a_guess_is_kept_and_put_beside_the_run(capsys):
 # ---------------------------------------------------------------- questionnaires and predict-and-explain exercises
 
 CHOICES = "abc"
-WRONG = {"01-q-cross-entropy": [0.25, 0.693, -1.386], "02-q-two-steps": [0.8, 0.6], "02-q-steps-per-decade": [10, 8],
+WRONG = {"01-q-cross-entropy": [0.25, 0.693, -1.386], "02-q-two-steps": [0.8, 0.6], "02-q-steps-per-decade": [10, 8, 100 / 7, 100 / 9],
          "03-q-zoom-crop": [80, 64], "04-q-restarts": [3, 6], "06-q-conv-weights": [9, 18, 36],
          "07-q-tta-passes": [500, 2000], "08-q-validation-steps": [0, 64], "09-q-extra-tag": [0.8, 0.556],
          "10-q-one-photo": [0.05, 20], "01-batches-per-epoch": [(12, 64), (13, 64), 13],

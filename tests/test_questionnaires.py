@@ -57,3 +57,40 @@ def test_at_most_a_third_of_the_checked_exercises_are_answered_by_copying():
               "07-submission-rows", "07-test-dog", "08-keras-freeze-100", "08-keras-sgd", "10-worst-photo"}
     assert copied <= set(EXERCISES)
     assert len(copied) <= len(EXERCISES) / 3, f"{len(copied)} of {len(EXERCISES)}"
+
+
+def test_the_keras_recompile_answer_is_what_keras_does_when_frozen_layers_are_unfrozen_without_compiling():
+    """08-q-recompile's expected choice, run: compile and fit with a frozen layer, unfreeze it, fit again."""
+    np = pytest.importorskip("numpy")
+    from lessonlib.exercises import check
+    from lessonlib.keras_compare import import_keras
+    try:
+        keras = import_keras()   # Keras 3 on PyTorch, as lesson 08 runs it
+    except ImportError:
+        pytest.skip("Keras is not installed")
+    inputs = keras.Input((4,))
+    body = keras.layers.Dense(3, name="body")
+    model = keras.Model(inputs, keras.layers.Dense(1)(body(inputs)))
+    body.trainable = False
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.random.default_rng(0).random((8, 4)), np.random.default_rng(1).random((8, 1))
+    model.fit(x, y, verbose=0)
+    body.trainable = True
+    before = [w.copy() for w in body.get_weights()]
+    try:
+        model.fit(x, y, verbose=0)
+        happened = "a" if any((a != b).any() for a, b in zip(before, body.get_weights())) else "b"
+    except ValueError:
+        happened = "c"
+    assert check("08-q-recompile", happened) is True
+
+
+def test_the_steps_per_decade_answer_of_the_finders_own_sweep_is_accepted():
+    """02-q-steps-per-decade: lesson 02's sweep has 100 rates, 1e-7 first and 10 last, so 99 factors in 8 decades;
+    the 100 / 8 of 'reaches 10 after 100 mini-batches' counts too."""
+    import numpy as np
+    from lessonlib.exercises import check
+    sweep = 1e-7 * (10 / 1e-7) ** (np.arange(100) / 99)   # lesson 02's cell
+    per_decade = np.log(10) / np.log(sweep[1] / sweep[0])
+    assert check("02-q-steps-per-decade", float(per_decade)) is True
+    assert check("02-q-steps-per-decade", 12.5) is True
