@@ -238,7 +238,7 @@ EXERCISES["05-differential-rates"] = Exercise(
     _differential_rates)
 
 
-TTA_VIEWS = [0.9, 0.8, 0.4, 0.45, 0.3]   # one photo's dog probability in each of its 5 views
+TTA_VIEWS = [0.4, 0.9, 0.8, 0.45, 0.3]   # one photo's dog probability: the photo as it is, then its 4 augmented views
 
 
 def _tta_accuracy(answer):
@@ -247,8 +247,8 @@ def _tta_accuracy(answer):
 
 
 EXERCISES["05-tta-accuracy"] = Exercise(
-    "Predict before you compute: one photo's 5 views give it a dog probability of 0.9, 0.8, 0.4, 0.45 and 0.3. "
-    "What dog probability does TTA give it?",
+    "Predict before you compute: the photo as it is gets a dog probability of 0.4, its 4 augmented views 0.9, 0.8, "
+    "0.45 and 0.3. What dog probability does TTA give it?",
     "TTA averages the probabilities of all the views, the plain one included; it does not vote.",
     "answer = np.mean([0.9, 0.8, 0.4, 0.45, 0.3])",
     _tta_accuracy)
