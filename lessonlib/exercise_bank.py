@@ -679,7 +679,7 @@ _question(
     _choice("a"))
 _question(
     "08-q-recompile",
-    "Keras 3: a model was compiled and fit with its first 140 layers frozen; you set them trainable=True and call "
+    "Keras 3 on PyTorch: a model was compiled and fit with its first 140 layers frozen; you set them trainable=True and call "
     "fit again without compiling. What happens? a) every layer trains  b) only the layers after the first 140 "
     "train  c) fit stops with an error",
     "Which weights was the optimizer built for at the first fit, and which call builds it anew?",
