@@ -7,7 +7,7 @@ import numpy as np
 from lessonlib.engine.fonts import use_cjk_font
 from lessonlib.engine.language import problem, say
 
-__all__ = ["label_text", "plot_images", "show_augmentations", "show_batch", "wrap_title"]
+__all__ = ["label_text", "plot_descent_paths", "plot_images", "show_augmentations", "show_batch", "wrap_title"]
 
 
 def wrap_title(title, size, fontsize=10):
@@ -73,3 +73,31 @@ def show_augmentations(data, idx=0, n=8, cols=4):
     titles = [say("original (validation transform)")] + [say("augmented {i}", i=i + 1) for i in range(n)]
     return plot_images(images, titles, cols=cols + 1 if (n + 1) % cols else cols,
                        suptitle=say("{name}: {n} random versions", name=ds.fnames[idx].name, n=n))
+
+
+def plot_descent_paths(curvatures, lr, paths, ax=None):
+    """The paths of gradient descent on the bowl f(w) = (c1 * w1**2 + c2 * w2**2) / 2, drawn over its contours.
+
+    `curvatures` is (c1, c2); `paths` is {momentum: array of positions, one (w1, w2) row per step}, momentum 0
+    being plain gradient descent. Example, lesson 02: `plot_descent_paths((1, 100), 0.019, {0: plain, 0.9: with_momentum})`.
+    """
+    import matplotlib.pyplot as plt
+
+    use_cjk_font()   # title and labels in the reader's language
+    c1, c2 = curvatures
+    ax = ax or plt.subplots(figsize=(8, 3.6))[1]
+    every = np.concatenate([np.asarray(path, dtype=float) for path in paths.values()])
+    w1_max, w2_max = (1.15 * np.abs(every).max(axis=0)).tolist()
+    w1, w2 = np.meshgrid(np.linspace(-w1_max, w1_max, 200), np.linspace(-w2_max, w2_max, 200))
+    ax.contour(w1, w2, (c1 * w1 ** 2 + c2 * w2 ** 2) / 2, levels=12, colors="lightgray", linewidths=0.8)
+    for momentum, path in paths.items():
+        path = np.asarray(path, dtype=float)
+        loss = (c1 * path[-1, 0] ** 2 + c2 * path[-1, 1] ** 2) / 2
+        name = say("plain gradient descent") if momentum == 0 else say("momentum {momentum}", momentum=momentum)
+        ax.plot(path[:, 0], path[:, 1], "o-", markersize=3, linewidth=1,
+                label=say("{name}: loss {loss:.3f} after {n} steps", name=name, loss=loss, n=len(path) - 1))
+    ax.plot([0], [0], "k+", markersize=10)
+    ax.set(title=say("the same learning rate ({lr}) on a long, narrow bowl", lr=lr),
+           xlabel=say("w1 (along the valley)"), ylabel=say("w2 (across the valley)"))
+    ax.legend(loc="upper right", fontsize=9)
+    return ax

@@ -1,0 +1,37 @@
+import matplotlib
+import numpy as np
+
+from lessonlib.viz import plot_descent_paths
+
+matplotlib.use("Agg")
+
+
+def _paths():
+    plain = np.array([[-1.0, 0.1], [-0.98, -0.09], [-0.96, 0.081]])
+    momentum = np.array([[-1.0, 0.1], [-0.98, -0.09], [-0.942, -0.099]])
+    return {0: plain, 0.9: momentum}
+
+
+def test_descent_paths_draws_each_path_with_its_final_loss(monkeypatch):
+    monkeypatch.setenv("LESSONLIB_LANG", "en")
+    paths = _paths()
+    ax = plot_descent_paths((1, 100), 0.019, paths)
+    traces = [line for line in ax.get_lines() if line.get_label() and not line.get_label().startswith("_")]
+    assert len(traces) == 2
+    for line, path in zip(traces, paths.values()):
+        assert np.allclose(np.column_stack(line.get_data()), path)
+    loss = [(w1 ** 2 + 100 * w2 ** 2) / 2 for w1, w2 in (p[-1] for p in paths.values())]
+    assert [line.get_label() for line in traces] == [
+        f"plain gradient descent: loss {loss[0]:.3f} after 2 steps", f"momentum 0.9: loss {loss[1]:.3f} after 2 steps"]
+    assert ax.get_title() == "the same learning rate (0.019) on a long, narrow bowl"
+    # the contours cover every point of both paths
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    assert x0 <= -1.0 and x1 >= 1.0 and y0 <= -0.1 and y1 >= 0.1
+
+
+def test_descent_paths_speaks_chinese(monkeypatch):
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    ax = plot_descent_paths((1, 100), 0.019, _paths())
+    assert ax.get_title() == "同一个学习率（0.019），在一个又长又窄的碗里"
+    assert ax.get_xlabel() == "w1（沿着谷底）" and ax.get_ylabel() == "w2（横穿山谷）"
+    assert ax.get_legend().get_texts()[1].get_text().startswith("动量 0.9：2 步后损失")
