@@ -108,15 +108,22 @@ def bootstrap_interval(values, confidence=0.95, n_resamples=10_000, seed=0):
     return tuple(float(q) for q in np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2]))
 
 
-def beside_the_notes(rows):
-    """A table putting each of the notes' 2018 numbers beside yours, with what each was measured on.
+def beside_the_notes(learn, rows):
+    """A table putting each of the notes' 2018 numbers beside yours, with the network and validation set of each.
 
-    `rows`: {name: (yours, your interval, images you measured on, the notes' number, images they measured on)}.
-    "within the noise" is True where the notes' number lies inside your 95% interval.
+    `learn`: the learner your numbers come from; its network (`learn.arch`) and validation images
+    (`len(learn.data.val_ds)`) fill your side. `rows`: {name: (yours, your 95% interval, the notes' number,
+    their network, their validation images)}; write what the notes do not say as such, e.g. "2,000 (not in the
+    notes: fast.ai's valid/ folder)". "within the noise" is True where the notes' number lies inside your interval.
+
+    Example:
+        >>> beside_the_notes(learn, {"one epoch": (0.99, (0.96, 1.0), 0.98975, "ResNet34", "2,000")})
     """
     import pandas as pd
+    n = len(learn.data.val_ds)
     table = pd.DataFrame([{"result": name, "yours": ours, "your 95% interval": f"{lo:.3f} to {hi:.3f}",
-                           "your images": n, "notes (2018)": notes, "their images": n_notes,
+                           "your network": learn.arch, "your validation images": n,
+                           "notes (2018)": notes, "their network": network, "their validation images": n_notes,
                            "one image moves yours by": 1 / n, "within the noise": bool(lo <= notes <= hi)}
-                          for name, (ours, (lo, hi), n, notes, n_notes) in rows.items()])
+                          for name, (ours, (lo, hi), notes, network, n_notes) in rows.items()])
     return table.set_index("result")

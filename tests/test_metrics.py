@@ -102,8 +102,23 @@ def test_per_image_fbeta_averages_to_the_samples_score():
 
 
 def test_beside_the_notes_says_whether_their_number_is_inside_the_noise():
+    from types import SimpleNamespace
+
     from lessonlib.metrics import beside_the_notes, binomial_interval
-    table = beside_the_notes({"a": (0.995, binomial_interval(0.995, 200), 200, 0.98975, 2000),
-                              "b": (0.80, binomial_interval(0.80, 200), 200, 0.99365, 2000)})
+    learn = SimpleNamespace(arch="efficientnet_lite0", data=SimpleNamespace(val_ds=range(200)))
+    table = beside_the_notes(learn, {"a": (0.995, binomial_interval(0.995, 200), 0.98975, "ResNet34", 2000),
+                                     "b": (0.80, binomial_interval(0.80, 200), 0.99365, "ResNet34", 2000)})
     assert table.loc["a", "within the noise"] and not table.loc["b", "within the noise"]
     assert table.loc["a", "one image moves yours by"] == 0.005
+
+
+def test_beside_the_notes_names_the_network_and_validation_size_of_each_side():
+    from types import SimpleNamespace
+
+    from lessonlib.metrics import beside_the_notes, binomial_interval
+    learn = SimpleNamespace(arch="efficientnet_lite0", data=SimpleNamespace(val_ds=range(150)))
+    table = beside_the_notes(learn, {"a": (0.99, binomial_interval(0.99, 150), 0.98975, "ResNet34", 2000)})
+    row = table.loc["a"]
+    assert (row["your network"], row["your validation images"]) == ("efficientnet_lite0", 150)
+    assert (row["their network"], row["their validation images"]) == ("ResNet34", 2000)
+    assert row["one image moves yours by"] == 1 / 150
