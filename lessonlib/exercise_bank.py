@@ -753,8 +753,8 @@ PREDICTIONS["02-batch-speed"] = Prediction(
     lambda per_second: bool(per_second[32] > 1.2 * per_second[1]),
     lambda guess, answer: bool(guess) == answer,
     "A GPU has thousands of cores that a single photo cannot keep busy: batches are many times faster per "
-    "photo. A CPU with a few cores is already busy with one photo: batches gain little (here 'faster' "
-    "means by more than 20%).")
+    "photo. On a CPU the gain depends on the processor (its cores, vector units and caches), from little to "
+    "several times: the speeds printed above are this machine's (here 'faster' means by more than 20%).")
 
 
 def _last_training_loss(runs):
