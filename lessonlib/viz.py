@@ -85,7 +85,7 @@ def plot_descent_paths(curvatures, lr, paths, ax=None):
 
     use_cjk_font()   # title and labels in the reader's language
     c1, c2 = curvatures
-    ax = ax or plt.subplots(figsize=(8, 3.6))[1]
+    ax = ax or plt.subplots(figsize=(8, 3.6), layout="constrained")[1]
     every = np.concatenate([np.asarray(path, dtype=float) for path in paths.values()])
     w1_max, w2_max = (1.15 * np.abs(every).max(axis=0)).tolist()
     w1, w2 = np.meshgrid(np.linspace(-w1_max, w1_max, 200), np.linspace(-w2_max, w2_max, 200))
@@ -99,5 +99,5 @@ def plot_descent_paths(curvatures, lr, paths, ax=None):
     ax.plot([0], [0], "k+", markersize=10)
     ax.set(title=say("the same learning rate ({lr}) on a long, narrow bowl", lr=lr),
            xlabel=say("w1 (along the valley)"), ylabel=say("w2 (across the valley)"))
-    ax.legend(loc="upper right", fontsize=9)
+    ax.legend(loc="lower right", fontsize=9)
     return ax
