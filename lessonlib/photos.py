@@ -26,6 +26,7 @@ from PIL import Image
 
 from lessonlib.datasets import open_zip, safe_extract
 from lessonlib.engine.language import problem, say
+from lessonlib.engine.tables import Table
 from lessonlib.engine.storage import atomic_write
 from lessonlib.folders import image_files, unused_files
 from lessonlib.images import display_name, load_image, readable_extensions
@@ -244,7 +245,8 @@ def sort_photos(sources, dest, valid_pct=0.2, seed=42, min_per_class=5):
     if animated:
         warnings.warn(problem("{files}: animated; only its first frame is used, as one photo",
                               files=", ".join(animated)), stacklevel=2)
-    return pd.DataFrame(rows)
+    return Table(pd.DataFrame(rows), labels={"class": say("class"), "train": say("train"), "valid": say("valid"),
+                                             "left out": say("left out")})
 
 
 def _animated(file):
@@ -345,7 +347,7 @@ def verify_images(path, min_side=64, set_aside=False):
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(problem("{path} is not a folder", path=path))
-    found, seen_bytes, kept = [], {}, []
+    found, seen_bytes, kept, shown = [], {}, [], {}
     folders = sorted(p for p in path.glob("*/*") if p.is_dir() and not p.name.startswith(".")
                      and p.parent.name != SET_ASIDE and not p.parent.name.startswith("."))
     if image_files(path):   # a flat folder of images whose labels are in a CSV (what from_csv reads)
@@ -357,8 +359,10 @@ def verify_images(path, min_side=64, set_aside=False):
     for folder in folders:
         split, cls = (folder.parent.name, folder.name) if folder != path else ("", "")
 
-        def note(file, problem, movable=True):
-            found.append({"split": split, "class": cls, "file": file, "problem": problem, "movable": movable})
+        def note(file, problem, movable=True):   # `problem`: the reader's words; the table keeps its English
+            english = getattr(problem, "english", None) or problem
+            shown[english] = str(problem)
+            found.append({"split": split, "class": cls, "file": file, "problem": english, "movable": movable})
         for reason, names in _unused(folder).items():   # what cannot be read as a photo; not Thumbs.db
             for n in names:
                 note(folder / n, reason)
@@ -367,34 +371,43 @@ def verify_images(path, min_side=64, set_aside=False):
                 digest = hashlib.sha256(f.read_bytes()).hexdigest()
                 img = load_image(f, min_side)   # decoded at a reduced size where that is enough
             except Exception as e:   # a decoder's error, whatever it is, means the file cannot be used
-                note(f, f"cannot be read ({type(e).__name__}: {e})")
+                note(f, say("cannot be read ({kind}: {e})", kind=type(e).__name__, e=e))
                 continue
             if digest in seen_bytes:
                 twin = seen_bytes[digest]
-                note(f, f"same bytes as {display_name(twin.relative_to(path))}{_leak(twin, f, path)}")
+                note(f, say("same bytes as {twin}{leak}", twin=display_name(twin.relative_to(path)),
+                            leak=_leak(twin, f, path)))
                 continue
             seen_bytes[digest] = f
             if min(img.size) < min_side:
-                note(f, f"too small: {img.size[0]}x{img.size[1]} px, under {min_side} px on its shorter side")
+                note(f, say("too small: {w}x{h} px, under {min_side} px on its shorter side", w=img.size[0],
+                            h=img.size[1], min_side=min_side))
                 continue
             h = photo_hash(img)
             close = np.flatnonzero((bits[:len(kept)] != h).sum(1) <= NEAR)
             twin = kept[close[0]] if len(close) else None
             if twin is not None:
-                note(f, f"nearly the same photo as {display_name(twin.relative_to(path))}{_leak(twin, f, path)}")
+                note(f, say("nearly the same photo as {twin}{leak}", twin=display_name(twin.relative_to(path)),
+                            leak=_leak(twin, f, path)))
                 continue
             bits[len(kept)] = h
             kept.append(f)
             orientation = _orientation(f)
             if orientation != 1:
-                note(f, f"turned upright (EXIF orientation {orientation})", movable=False)
+                note(f, say("turned upright (EXIF orientation {orientation})", orientation=orientation),
+                     movable=False)
     report = pd.DataFrame(found, columns=["split", "class", "file", "problem", "movable"])
     report["action"] = np.where(report["movable"], "set aside" if set_aside else "none (set_aside=True moves it)",
                                 "none: read upright")
     if set_aside and report["movable"].any():
         _set_aside(path, report[report["movable"]])
     report["file"] = [display_name(Path(f).relative_to(path)) for f in report["file"]]
-    return report.drop(columns="movable")
+    actions = {"set aside": say("set aside"), "none (set_aside=True moves it)": say("none (set_aside=True moves it)"),
+               "none: read upright": say("none: read upright")}
+    return Table(report.drop(columns="movable"),   # code reads the English names and problems; people, their words
+                 labels={"split": say("split"), "class": say("class"), "file": say("file"), "problem": say("problem"),
+                         "action": say("action")},
+                 cells={"split": {"train": say("train"), "valid": say("valid")}, "problem": shown, "action": actions})
 
 
 def _leak(first, copy, path):
@@ -534,10 +547,11 @@ class Cleaner:
         true_p = probs[np.arange(len(y)), y]
         loss = -np.log(np.clip(true_p, 1e-12, 1))        # the loss of each photo: highest first
         order = np.argsort(-loss, kind="stable")[:n]
-        self.candidates = pd.DataFrame({"file": [Path(files[i]) for i in order],
-                                        "true": [self.classes[y[i]] for i in order],
-                                        "predicted": [self.classes[int(probs[i].argmax())] for i in order],
-                                        "p_true": true_p[order].round(4)})
+        self.candidates = Table({"file": [Path(files[i]) for i in order],
+                                 "true": [self.classes[y[i]] for i in order],
+                                 "predicted": [self.classes[int(probs[i].argmax())] for i in order],
+                                 "p_true": true_p[order].round(4)},
+                                labels={"file": say("file"), "true": say("true"), "predicted": say("predicted")})
         self.decisions = {}
 
     def decide(self, file, choice):
@@ -583,11 +597,11 @@ class Cleaner:
         # ASCII JSON: a name of any bytes (surrogate escapes) is written and read back exactly, in any locale
         atomic_write(self.path / SET_ASIDE / f"cleaning-{number}.json",
                      lambda f: f.write(json.dumps(record, indent=1).encode("ascii")))
-        return pd.DataFrame(self._carry_out(record), columns=["from", "to", "why"])
+        return _moves_table(self._carry_out(record))
 
     def resume(self):
         """Finish the last plan after an interruption; returns the moves made now, as a table."""
-        return pd.DataFrame(self._carry_out(self._last_plan()[1]), columns=["from", "to", "why"])
+        return _moves_table(self._carry_out(self._last_plan()[1]))
 
     def undo(self):
         """Put the photos of the last plan back where they were; returns how many moved back. Called again, it
@@ -806,3 +820,10 @@ def example_inbox(dest, per_class=40, seed=0):
     load_image(cats / "IMG_0005.jpg").resize((40, 30)).save(buffer, format="PNG")
     (cats / "thumbnail.png").write_bytes(buffer.getvalue())
     return dest
+
+
+def _moves_table(record):
+    """The moves made ({from, to, why} each), as a table shown in the reader's language."""
+    return Table(pd.DataFrame(record, columns=["from", "to", "why"]),
+                 labels={"from": say("from"), "to": say("to"), "why": say("why")},
+                 cells={"why": {"set aside while cleaning": say("set aside while cleaning")}})
