@@ -336,11 +336,13 @@ def verify_images(path, min_side=64, set_aside=False):
     """Check every file of an image-folder data set; return one row per finding (a DataFrame).
 
     `path` holds `<split>/<class>/` folders (what `from_paths` reads), or is one folder of images whose labels
-    are in a CSV (what `from_csv` reads; split and class are then empty). Columns: split, class, file, problem,
-    action. Problems: "cannot be read", a format this machine cannot read,
-    "same bytes as <file>", "nearly the same photo as <file>" (resaved or resized; the split says whether the
-    copy leaks between train and valid), "too small" (shorter side under `min_side` pixels), and, not a problem,
-    "turned upright" (phone photos, by their EXIF orientation: lessonlib reads them so). With `set_aside=True`,
+    are in a CSV (what `from_csv` reads; split and class are then empty). Columns: split, class, file, kind,
+    problem, action. `kind` is what code compares (the same words in every language); `problem` says it in the
+    reader's words. Kinds: "cannot_read" (a decoder failed), "not_a_photo" (a format this machine cannot read,
+    a link to nothing, ...), "same_bytes" (as another file), "nearly_same" (the same photo resaved or resized;
+    the problem says whether the copy leaks between train and valid), "too_small" (shorter side under `min_side`
+    pixels), and, not a problem, "turned_upright" (phone photos, by their EXIF orientation: lessonlib reads them
+    so). With `set_aside=True`,
     the files with a problem move to `path/_set_aside/<split>/<class>/`, listed in `_set_aside/reasons.csv`;
     the first of two copies stays. Nothing else moves.
     """
@@ -359,44 +361,45 @@ def verify_images(path, min_side=64, set_aside=False):
     for folder in folders:
         split, cls = (folder.parent.name, folder.name) if folder != path else ("", "")
 
-        def note(file, problem, movable=True):   # `problem`: the reader's words; the table keeps its English
+        def note(file, kind, problem, movable=True):   # `problem`: the reader's words; the table keeps its English
             english = getattr(problem, "english", None) or problem
             shown[english] = str(problem)
-            found.append({"split": split, "class": cls, "file": file, "problem": english, "movable": movable})
+            found.append({"split": split, "class": cls, "file": file, "kind": kind, "problem": english,
+                          "movable": movable})
         for reason, names in _unused(folder).items():   # what cannot be read as a photo; not Thumbs.db
             for n in names:
-                note(folder / n, reason)
+                note(folder / n, "not_a_photo", reason)
         for f in image_files(folder):
             try:
                 digest = hashlib.sha256(f.read_bytes()).hexdigest()
                 img = load_image(f, min_side)   # decoded at a reduced size where that is enough
             except Exception as e:   # a decoder's error, whatever it is, means the file cannot be used
-                note(f, say("cannot be read ({kind}: {e})", kind=type(e).__name__, e=e))
+                note(f, "cannot_read", say("cannot be read ({kind}: {e})", kind=type(e).__name__, e=e))
                 continue
             if digest in seen_bytes:
                 twin = seen_bytes[digest]
-                note(f, say("same bytes as {twin}{leak}", twin=display_name(twin.relative_to(path)),
-                            leak=_leak(twin, f, path)))
+                note(f, "same_bytes", say("same bytes as {twin}{leak}", twin=display_name(twin.relative_to(path)),
+                                          leak=_leak(twin, f, path)))
                 continue
             seen_bytes[digest] = f
             if min(img.size) < min_side:
-                note(f, say("too small: {w}x{h} px, under {min_side} px on its shorter side", w=img.size[0],
-                            h=img.size[1], min_side=min_side))
+                note(f, "too_small", say("too small: {w}x{h} px, under {min_side} px on its shorter side",
+                                         w=img.size[0], h=img.size[1], min_side=min_side))
                 continue
             h = photo_hash(img)
             close = np.flatnonzero((bits[:len(kept)] != h).sum(1) <= NEAR)
             twin = kept[close[0]] if len(close) else None
             if twin is not None:
-                note(f, say("nearly the same photo as {twin}{leak}", twin=display_name(twin.relative_to(path)),
-                            leak=_leak(twin, f, path)))
+                note(f, "nearly_same", say("nearly the same photo as {twin}{leak}",
+                                           twin=display_name(twin.relative_to(path)), leak=_leak(twin, f, path)))
                 continue
             bits[len(kept)] = h
             kept.append(f)
             orientation = _orientation(f)
             if orientation != 1:
-                note(f, say("turned upright (EXIF orientation {orientation})", orientation=orientation),
-                     movable=False)
-    report = pd.DataFrame(found, columns=["split", "class", "file", "problem", "movable"])
+                note(f, "turned_upright", say("turned upright (EXIF orientation {orientation})",
+                                              orientation=orientation), movable=False)
+    report = pd.DataFrame(found, columns=["split", "class", "file", "kind", "problem", "movable"])
     report["action"] = np.where(report["movable"], "set aside" if set_aside else "none (set_aside=True moves it)",
                                 "none: read upright")
     if set_aside and report["movable"].any():
@@ -405,8 +408,8 @@ def verify_images(path, min_side=64, set_aside=False):
     actions = {"set aside": say("set aside"), "none (set_aside=True moves it)": say("none (set_aside=True moves it)"),
                "none: read upright": say("none: read upright")}
     return Table(report.drop(columns="movable"),   # code reads the English names and problems; people, their words
-                 labels={"split": say("split"), "class": say("class"), "file": say("file"), "problem": say("problem"),
-                         "action": say("action")},
+                 labels={"split": say("split"), "class": say("class"), "file": say("file"), "kind": say("kind"),
+                         "problem": say("problem"), "action": say("action")},
                  cells={"split": {"train": say("train"), "valid": say("valid")}, "problem": shown, "action": actions})
 
 

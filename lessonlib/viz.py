@@ -7,13 +7,28 @@ import numpy as np
 from lessonlib.engine.fonts import use_cjk_font
 from lessonlib.engine.language import problem, say
 
-__all__ = ["label_text", "plot_descent_paths", "plot_images", "show_augmentations", "show_batch", "wrap_title"]
+__all__ = ["label_text", "plot_descent_paths", "plot_images", "plot_photo_sizes", "show_augmentations", "show_batch",
+           "wrap_title"]
 
 
 def wrap_title(title, size, fontsize=10):
     """`title` broken into lines that fit over an image `size` inches wide (long tag lists would overlap)."""
     width = max(8, int(size * 72 / (0.6 * fontsize)))   # characters per line: a character is about 0.6 em wide
     return "\n".join(textwrap.fill(line, width, break_long_words=True) or line for line in str(title).split("\n"))
+
+
+def plot_photo_sizes(sizes, cls, size=4):
+    """A scatter of photos' (width, height) in pixels, titled "sizes of <n> <cls> photos", its title and axes in
+    the reader's language (`cls`, a class name, as the data names it). Returns the axes."""
+    import matplotlib.pyplot as plt
+    use_cjk_font()
+    widths, heights = zip(*sizes)
+    ax = plt.figure(figsize=(size, size)).gca()
+    ax.scatter(widths, heights, s=8)
+    ax.set_xlabel(say("width (px)"))
+    ax.set_ylabel(say("height (px)"))
+    ax.set_title(say("sizes of {n} {cls} photos", n=len(sizes), cls=cls))
+    return ax
 
 
 def plot_images(images, titles=None, cols=4, size=2.6, suptitle=None):

@@ -250,6 +250,10 @@ def test_verify_images_names_every_problem_and_sets_aside_only_those(tmp_path):
     assert "pillow-heif" in problems["train/dogs/iphone.heic"]
     assert problems["train/dogs/sideways.jpg"] == "turned upright (EXIF orientation 6)"
     assert len(report) == 6                    # the 16 different photos are not reported
+    assert dict(zip(report.file, report.kind)) == {   # what code compares: the same in every language
+        "train/cats/copy.jpg": "same_bytes", "valid/cats/resaved.jpg": "nearly_same",
+        "train/dogs/broken.jpg": "cannot_read", "train/dogs/tiny.png": "too_small",
+        "train/dogs/iphone.heic": "not_a_photo", "train/dogs/sideways.jpg": "turned_upright"}
     before = {p for p in (tmp_path / "pets").rglob("*") if p.is_file()}
     moved = verify_images(tmp_path / "pets", min_side=64, set_aside=True)
     after = {p for p in (tmp_path / "pets").rglob("*") if p.is_file()}
@@ -261,6 +265,7 @@ def test_verify_images_names_every_problem_and_sets_aside_only_those(tmp_path):
     assert len(reasons) == 5 and reasons.problem.str.len().min() > 10
     assert set(moved.action) == {"set aside", "none: read upright"}
     assert verify_images(tmp_path / "pets", min_side=64).problem.tolist() == ["turned upright (EXIF orientation 6)"]
+    assert verify_images(tmp_path / "pets", min_side=64).kind.tolist() == ["turned_upright"]
 
 
 def test_the_teaching_photos_verify_clean():
@@ -881,3 +886,16 @@ def test_one_zip_holding_both_classes_is_sorted_by_its_folders_or_answered_with_
     with pytest.raises(ValueError, match="would be learnt as '猫'") as e:   # ... beside real dogs: never mixed
         up.sort(tmp_path / "pets2")
     assert str(up.inbox / "猫" / archive.name) in str(e.value) and not (tmp_path / "pets2").exists()
+
+
+def test_verify_images_kinds_stay_the_same_words_in_chinese_while_people_read_chinese(tmp_path, monkeypatch):
+    """Code compares `kind` (e.g. "same_bytes") in every language; the problem is shown in the reader's words."""
+    from lessonlib.photos import verify_images
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    cats = _photos(tmp_path / "pets" / "train" / "cats", 4, seed=1, size=(128, 96))
+    _photos(tmp_path / "pets" / "valid" / "cats", 2, seed=3, size=(128, 96))
+    (tmp_path / "pets" / "train" / "cats" / "again.jpg").write_bytes(cats[1].read_bytes())
+    report = verify_images(tmp_path / "pets")
+    assert report.kind.tolist() == ["same_bytes"]
+    shown = report.to_string()
+    assert "种类" in shown and "same_bytes" in shown and "same bytes as" not in shown

@@ -35,3 +35,29 @@ def test_descent_paths_speaks_chinese(monkeypatch):
     assert ax.get_title() == "同一个学习率（0.019），在一个又长又窄的碗里"
     assert ax.get_xlabel() == "w1（沿着谷底）" and ax.get_ylabel() == "w2（横穿山谷）"
     assert ax.get_legend().get_texts()[1].get_text().startswith("动量 0.9：2 步后损失")
+
+
+def test_photo_sizes_draws_each_photo_with_labels_in_the_readers_language(monkeypatch):
+    from lessonlib.viz import plot_photo_sizes
+    sizes = [(500, 374), (320, 240), (499, 375)]
+    monkeypatch.setenv("LESSONLIB_LANG", "en")
+    ax = plot_photo_sizes(sizes, "dog")
+    assert np.array_equal(ax.collections[0].get_offsets(), np.array(sizes))
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("sizes of 3 dog photos", "width (px)", "height (px)")
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    ax = plot_photo_sizes(sizes, "dog")
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("3 张 dog 照片的尺寸", "宽（像素）", "高（像素）")
+
+
+def test_doctor_report_adds_a_line_like_its_own_and_the_first_computation_in_the_readers_language(monkeypatch):
+    import torch
+
+    from lessonlib import doctor
+    monkeypatch.setenv("LESSONLIB_LANG", "en")
+    report = doctor()
+    x = torch.arange(4.0)
+    assert report.line("SMOKE", True) == "          SMOKE: True"   # right-aligned like "smoke mode: ..."
+    assert str(report.computed(x @ x)) == "14 computed on cpu"
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    assert report.line("SMOKE", False) == "          SMOKE: 否"
+    assert str(report.computed(x @ x)) == "14，在 cpu 上算出"

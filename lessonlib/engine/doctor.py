@@ -53,6 +53,17 @@ class Report(dict):
     def __str__(self):
         return self.text()
 
+    def line(self, label, value, width=15):
+        """One more line shaped like the report's own (`label: value`, right-aligned to `width` columns), True
+        and False in the reader's words: `print(report.line("SMOKE", SMOKE))`."""
+        shown = (say("True") if value else say("False")) if isinstance(value, bool) else value
+        return f"{' ' * (width - shown_width(label))}{label}: {shown}"
+
+    @staticmethod
+    def computed(result):
+        """What a first computation gave and where it ran, in the reader's words: "14 computed on cuda:0"."""
+        return say("{result} computed on {device}", result=f"{result.item():.0f}", device=result.device)
+
 
 def _home_report():
     try:
