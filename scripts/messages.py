@@ -31,6 +31,7 @@ DYNAMIC = {
     ("folders.py", "PLUGIN_HELP[p.suffix.lower()]"): "images.PLUGIN_HELP",
     ("folders.py", "LAYOUT_HELP"): "folders.LAYOUT_HELP",
     ("photos.py", "what"): "Cleaner decisions",
+    ("interpret.py", "title"): "interpret.TITLES",
 }
 
 
@@ -50,7 +51,7 @@ def calls():
 
 def dynamic_texts():
     """{source name: [templates]} for the DYNAMIC calls."""
-    from lessonlib import exercise_bank, folders, images, lr_finder
+    from lessonlib import exercise_bank, folders, images, interpret, lr_finder
     return {
         "PREDICTIONS questions": [p.question for p in exercise_bank.PREDICTIONS.values()],
         "PREDICTIONS explanations": [p.why for p in exercise_bank.PREDICTIONS.values()],
@@ -60,6 +61,7 @@ def dynamic_texts():
         "images.PLUGIN_HELP": sorted(set(images.PLUGIN_HELP.values())),
         "folders.LAYOUT_HELP": [folders.LAYOUT_HELP],
         "Cleaner decisions": ["keep", "set aside", "relabel"],
+        "interpret.TITLES": list(interpret.TITLES),
     }
 
 

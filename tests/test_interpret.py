@@ -87,3 +87,20 @@ def test_long_titles_are_wrapped_to_the_width_of_their_image():
     boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes]
     assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:])), "titles of neighbouring images must not overlap"
     plt.close(fig)
+
+
+def test_the_notes_titles_are_shown_in_the_readers_language_and_others_as_given(monkeypatch, capsys):
+    import matplotlib
+    from types import SimpleNamespace
+
+    from lessonlib.interpret import plot_val_with_title
+    matplotlib.use("Agg")
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    data = SimpleNamespace(classes=["cats", "dogs"], val_ds=SimpleNamespace(get_image=lambda i: image))
+    monkeypatch.setenv("LESSONLIB_LANG", "en")
+    assert plot_val_with_title(data, [0], PROBS, "most uncertain")._suptitle.get_text() == "most uncertain"
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    assert plot_val_with_title(data, [0], PROBS, "most uncertain")._suptitle.get_text() == "最拿不准的"
+    assert plot_val_with_title(data, [0], PROBS, "my own title")._suptitle.get_text() == "my own title"
+    plot_val_with_title(data, [], PROBS, "incorrectly classified")
+    assert capsys.readouterr().out == "分类错误的：没有\n"
