@@ -7,7 +7,7 @@ import numpy as np
 from lessonlib.engine.fonts import use_cjk_font
 from lessonlib.engine.language import problem, say
 
-__all__ = ["label_text", "plot_descent_paths", "plot_images", "plot_photo_sizes", "show_augmentations", "show_batch",
+__all__ = ["label_text", "plot_descent_paths", "plot_images", "plot_loss_runs", "plot_photo_sizes", "show_augmentations", "show_batch",
            "wrap_title"]
 
 
@@ -15,6 +15,29 @@ def wrap_title(title, size, fontsize=10):
     """`title` broken into lines that fit over an image `size` inches wide (long tag lists would overlap)."""
     width = max(8, int(size * 72 / (0.6 * fontsize)))   # characters per line: a character is about 0.6 em wide
     return "\n".join(textwrap.fill(line, width, break_long_words=True) or line for line in str(title).split("\n"))
+
+
+# The run names lesson 03 gives plot_loss_runs: shown in the reader's language (any other name as given).
+RUN_NAMES = ("no augmentation", "augmentation")
+
+
+def plot_loss_runs(runs, figsize=(11, 3.5)):
+    """Training and validation loss per epoch, one panel per entry of `runs` ({name: [history, ...]}, one faint
+    line per history: e.g. one per seed), the panels sharing their loss axis; text in the reader's language.
+    Returns the figure."""
+    import matplotlib.pyplot as plt
+    use_cjk_font()
+    fig, axes = plt.subplots(1, len(runs), figsize=figsize, sharey=True, squeeze=False)
+    for ax, (name, histories) in zip(axes[0], runs.items()):
+        for i, h in enumerate(histories):
+            ax.plot(h.epoch, h.trn_loss, "o-", color="C0", alpha=0.5, label=say("training loss") if i == 0 else None)
+            ax.plot(h.epoch, h.val_loss, "o-", color="C1", alpha=0.5,
+                    label=say("validation loss") if i == 0 else None)
+        shown = say(name) if name in RUN_NAMES else name
+        ax.set(title=say("{name} ({n} seeds)", name=shown, n=len(histories)), xlabel=say("epoch"))
+        ax.legend()
+    axes[0][0].set_ylabel(say("loss"))
+    return fig
 
 
 def plot_photo_sizes(sizes, cls, size=4):

@@ -32,6 +32,7 @@ DYNAMIC = {
     ("folders.py", "LAYOUT_HELP"): "folders.LAYOUT_HELP",
     ("photos.py", "what"): "Cleaner decisions",
     ("interpret.py", "title"): "interpret.TITLES",
+    ("viz.py", "name"): "viz.RUN_NAMES",
 }
 
 
@@ -51,7 +52,7 @@ def calls():
 
 def dynamic_texts():
     """{source name: [templates]} for the DYNAMIC calls."""
-    from lessonlib import exercise_bank, folders, images, interpret, lr_finder
+    from lessonlib import exercise_bank, folders, images, interpret, lr_finder, viz
     return {
         "PREDICTIONS questions": [p.question for p in exercise_bank.PREDICTIONS.values()],
         "PREDICTIONS explanations": [p.why for p in exercise_bank.PREDICTIONS.values()],
@@ -62,6 +63,7 @@ def dynamic_texts():
         "folders.LAYOUT_HELP": [folders.LAYOUT_HELP],
         "Cleaner decisions": ["keep", "set aside", "relabel"],
         "interpret.TITLES": list(interpret.TITLES),
+        "viz.RUN_NAMES": list(viz.RUN_NAMES),
     }
 
 

@@ -61,3 +61,23 @@ def test_doctor_report_adds_a_line_like_its_own_and_the_first_computation_in_the
     monkeypatch.setenv("LESSONLIB_LANG", "zh")
     assert report.line("SMOKE", False) == "          SMOKE: 否"
     assert str(report.computed(x @ x)) == "14，在 cpu 上算出"
+
+
+def test_loss_runs_draws_every_history_with_text_in_the_readers_language(monkeypatch):
+    import pandas as pd
+
+    from lessonlib.viz import plot_loss_runs
+    h = pd.DataFrame({"epoch": [1, 2, 3], "trn_loss": [0.9, 0.5, 0.2], "val_loss": [0.8, 0.6, 0.7]})
+    runs = {"no augmentation": [h, h], "augmentation": [h]}
+    monkeypatch.setenv("LESSONLIB_LANG", "en")
+    fig = plot_loss_runs(runs)
+    left, right = fig.axes
+    assert len(left.get_lines()) == 4 and np.allclose(left.get_lines()[1].get_ydata(), h.val_loss)
+    assert (left.get_title(), right.get_title()) == ("no augmentation (2 seeds)", "augmentation (1 seeds)")
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["training loss", "validation loss"]
+    assert (left.get_xlabel(), left.get_ylabel()) == ("epoch", "loss")
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    fig = plot_loss_runs({**runs, "mine": [h]})   # a name of the caller's own is shown as given
+    left, right = fig.axes[0], fig.axes[2]
+    assert left.get_title() == "不做数据增强（2 个随机种子）" and right.get_title() == "mine（1 个随机种子）"
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["训练集损失值", "验证集损失值"]
