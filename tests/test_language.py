@@ -224,3 +224,12 @@ def test_term_looks_a_word_up_both_ways():
     assert "收拢" in repr(term("converge")) and "converge" in repr(term("收拢"))
     with pytest.raises(KeyError, match="converge"):              # a typo gets the closest terms
         term("convergee")
+
+
+def test_chinese_messages_use_the_glossarys_words_not_english_epoch_or_learner():
+    """The translations check keeps English epoch/learner out of the Chinese lessons; the messages lessonlib prints
+    in Chinese follow the same rule (code names such as `learn` or {learner} placeholders aside)."""
+    zh = json.loads((Path(__file__).resolve().parent.parent / "lessonlib" / "locale" / "zh.json").read_text())
+    english = re.compile(r"(?<![A-Za-z_.`{])(epoch|learner)s?(?![A-Za-z_`}])")
+    assert not [text for text in zh.values() if english.search(text)]
+    assert not [text for text in zh.values() if re.search(r"(?<!迭代)周期", text)]   # 循环 is the SGDR cycle
