@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_datasets import PROVENANCE_TAR_SHA256
-from tests.test_quoted_times import RUNS
+from tests.test_quoted_times import RUNS, zh_time
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -309,31 +309,8 @@ def test_a_command_the_readme_shows_runs(command, tmp_path):
 
 # ---------------------------------------------------------------- README.zh.md: the same figures, its own commands
 
-def zh_time(quoted):
-    """'13 min 01 s' -> '13 分 1 秒', '14 s' -> '14 秒': how README.zh.md writes a time test_quoted_times quotes."""
-    minutes, seconds = re.fullmatch(r"(?:(\d+) min )?(\d+) s", quoted).groups()
-    return f"{minutes} 分 {int(seconds)} 秒" if minutes else f"{int(seconds)} 秒"
-
-
 def test_zh_time():
     assert [zh_time(t) for t in ("11 s", "1 min 39 s", "13 min 01 s")] == ["11 秒", "1 分 39 秒", "13 分 1 秒"]
-
-
-def test_the_chinese_lesson_table_quotes_the_measured_figures():
-    rows = [line for line in README_ZH.read_text().splitlines() if re.match(r"\| `\d\d_", line)]
-    assert [r.split("`")[1] for r in rows] == [nb.name for nb in NOTEBOOKS]
-    for row in rows:
-        name, _, lite0, resnet, gpu = [cell.strip().strip("`") for cell in row.strip("|").split("|")]
-        cpu = RUNS[(name, "EfficientNet-Lite0", "cpu")]
-        assert lite0 == f"{zh_time(cpu['time'])}，{cpu['memory']}", name
-        nets = [net for net in ("ResNet34", "ResNet50") if (name, net, "cpu") in RUNS]
-        if nets:
-            got = RUNS[(name, nets[0], "cpu")]
-            assert resnet == f"{zh_time(got['time'])}，{got['memory']}（{nets[0]}）", name
-        else:
-            assert resnet in ("（本课没有 ResNet）", "未测量"), name
-        on_gpu = RUNS.get((name, "EfficientNet-Lite0", "gpu"))
-        assert gpu == (zh_time(on_gpu["time"]) if on_gpu else "未测量"), name
 
 
 def test_what_the_chinese_readme_says_comes_with_lessonlib_is_there():

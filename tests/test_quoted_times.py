@@ -82,18 +82,34 @@ def test_what_it_needs_quotes_the_measured_figures(nb):
         assert "On a GPU: not measured" in text
 
 
-def test_the_readmes_lesson_table_quotes_the_measured_figures():
-    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if re.match(r"\| `\d\d_", line)]
+def zh_time(quoted):
+    """'13 min 01 s' -> '13 分 1 秒', '14 s' -> '14 秒': how README.zh.md writes a quoted time."""
+    minutes, seconds = re.fullmatch(r"(?:(\d+) min )?(\d+) s", quoted).groups()
+    return f"{minutes} 分 {int(seconds)} 秒" if minutes else f"{int(seconds)} 秒"
+
+
+# How each README writes a row of the lesson table: (time, memory) of a run, a ResNet's row, no ResNet, no GPU run.
+TABLE_STYLES = {
+    "README.md": (lambda run: f"{run['time']}, {run['memory']}", lambda run, net: f"{run['time']}, {run['memory']} ({net})",
+                  ("(no ResNet in this lesson)", "not measured"), lambda run: run["time"], "not measured"),
+    "README.zh.md": (lambda run: f"{zh_time(run['time'])}，{run['memory']}",
+                     lambda run, net: f"{zh_time(run['time'])}，{run['memory']}（{net}）",
+                     ("（本课没有 ResNet）", "未测量"), lambda run: zh_time(run["time"]), "未测量"),
+}
+
+
+@pytest.mark.parametrize("readme", sorted(TABLE_STYLES))
+def test_the_readmes_lesson_table_quotes_the_measured_figures(readme):
+    cpu_cell, resnet_cell, no_resnet, gpu_cell, no_gpu = TABLE_STYLES[readme]
+    rows = [line for line in (ROOT / readme).read_text().splitlines() if re.match(r"\| `\d\d_", line)]
     assert [r.split("`")[1] for r in rows] == [nb.name for nb in NOTEBOOKS]
     for row in rows:
         name, _, lite0, resnet, gpu = [cell.strip().strip("`") for cell in row.strip("|").split("|")]
-        cpu = RUNS[(name, "EfficientNet-Lite0", "cpu")]
-        assert lite0 == f"{cpu['time']}, {cpu['memory']}", name
+        assert lite0 == cpu_cell(RUNS[(name, "EfficientNet-Lite0", "cpu")]), name
         nets = [net for net in ("ResNet34", "ResNet50") if (name, net, "cpu") in RUNS]
         if nets:
-            got = RUNS[(name, nets[0], "cpu")]
-            assert resnet == f"{got['time']}, {got['memory']} ({nets[0]})", name
+            assert resnet == resnet_cell(RUNS[(name, nets[0], "cpu")], nets[0]), name
         else:
-            assert resnet in ("(no ResNet in this lesson)", "not measured"), name
+            assert resnet in no_resnet, name
         on_gpu = RUNS.get((name, "EfficientNet-Lite0", "gpu"))
-        assert gpu == (on_gpu["time"] if on_gpu else "not measured"), name
+        assert gpu == (gpu_cell(on_gpu) if on_gpu else no_gpu), name
