@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from lessonlib.engine.language import problem, say
+from lessonlib.engine.tables import Table
 
 __all__ = ["accuracy", "fbeta", "f2", "best_threshold", "per_tag_report", "binomial_interval", "bootstrap_interval",
            "beside_the_notes", "right_of"]
@@ -121,9 +122,16 @@ def beside_the_notes(learn, rows):
     """
     import pandas as pd
     n = len(learn.data.val_ds)
-    table = pd.DataFrame([{"result": name, "yours": ours, "your 95% interval": f"{lo:.3f} to {hi:.3f}",
+    table = pd.DataFrame([{"result": name, "yours": ours,
+                           "your 95% interval": say("{low:.3f} to {high:.3f}", low=lo, high=hi),
                            "your network": learn.arch, "your validation images": n,
                            "notes (2018)": notes, "their network": network, "their validation images": n_notes,
                            "one image moves yours by": 1 / n, "within the noise": bool(lo <= notes <= hi)}
                           for name, (ours, (lo, hi), notes, network, n_notes) in rows.items()])
-    return table.set_index("result")
+    labels = {"result": say("result"), "yours": say("yours"), "your 95% interval": say("your 95% interval"),
+              "your network": say("your network"), "your validation images": say("your validation images"),
+              "notes (2018)": say("notes (2018)"), "their network": say("their network"),
+              "their validation images": say("their validation images"),
+              "one image moves yours by": say("one image moves yours by"), "within the noise": say("within the noise")}
+    return Table(table.set_index("result"), labels=labels,   # code reads the English names; people, their words
+                 cells={"within the noise": {True: say("True"), False: say("False")}})

@@ -122,3 +122,27 @@ def test_beside_the_notes_names_the_network_and_validation_size_of_each_side():
     assert (row["your network"], row["your validation images"]) == ("efficientnet_lite0", 150)
     assert (row["their network"], row["their validation images"]) == ("ResNet34", 2000)
     assert row["one image moves yours by"] == 1 / 150
+
+
+def test_beside_the_notes_speaks_the_readers_language_while_code_reads_english(monkeypatch):
+    from types import SimpleNamespace
+
+    from lessonlib.metrics import beside_the_notes, binomial_interval
+    learn = SimpleNamespace(arch="efficientnet_lite0", data=SimpleNamespace(val_ds=range(200)))
+    rows = {"a": (0.995, binomial_interval(0.995, 200), 0.98975, "ResNet34", 2000),
+            "b": (0.80, binomial_interval(0.80, 200), 0.99365, "ResNet34", 2000)}
+    monkeypatch.setenv("LESSONLIB_LANG", "en")
+    english = beside_the_notes(learn, rows)
+    assert "your 95% interval" in repr(english) and "0.972 to 0.999" in english.to_string()
+    assert "True" in english._repr_html_() and "False" in english._repr_html_()
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    table = beside_the_notes(learn, rows)
+    shown = table.shown()
+    assert shown.index.name == "结果" and list(shown.columns) == [
+        "你的数值", "你的 95% 置信区间", "你的网络", "你的验证集图片数", "笔记（2018 年）", "笔记的网络", "笔记的验证集图片数",
+        "一张图片让你的数值变动", "在噪声范围内"]
+    assert shown["在噪声范围内"].tolist() == ["是", "否"] and shown.loc["a", "你的 95% 置信区间"] == "0.972 到 0.999"
+    assert "在噪声范围内" in table._repr_html_() and "否" in repr(table) and "to" not in table.to_string().split()
+    # code reads the English names and the truth values, in Chinese too
+    assert table.loc["a", "within the noise"] and not table.loc["b", "within the noise"]
+    assert table.loc["a", "your validation images"] == 200 and table["within the noise"].dtype == bool

@@ -7,14 +7,20 @@ notebook, `print` or `to_string` — puts the columns' labels and chosen cells i
 
     >>> Table({"images": [3]}, labels={"images": say("images")})   # shown as 图片数 under LESSONLIB_LANG=zh
 """
+import numpy as np
 import pandas as pd
 
 __all__ = ["Table"]
 
 
+def _named(value):
+    """Whether a cell's value can be shown by name: a text, or a truth value (not 1 or 0, which equal True and False)."""
+    return isinstance(value, (str, bool, np.bool_))
+
+
 class Table(pd.DataFrame):
     """A DataFrame shown in the reader's language (see above). `labels`: {column: label}; `cells`:
-    {column: {English value: how it is shown}}. Both travel with the rows a selection keeps."""
+    {column: {English value, or True/False: how it is shown}}. Both travel with the rows a selection keeps."""
 
     _metadata = ["labels", "cells"]
 
@@ -30,7 +36,7 @@ class Table(pd.DataFrame):
     def shown(self):
         """A plain DataFrame of what people see: the labels for the columns, the cells as they are shown."""
         view = pd.DataFrame(self)
-        changed = {column: view[column].map(lambda v, names=names: names.get(v, v) if isinstance(v, str) else v)
+        changed = {column: view[column].map(lambda v, names=names: names.get(v, v) if _named(v) else v)
                    for column, names in (self.cells or {}).items() if column in view.columns and names}
         if changed:
             view = view.assign(**changed)
