@@ -10,6 +10,7 @@ it, so `glossary()` shows the one that comes with lessonlib.
 import difflib
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 
 from lessonlib.engine.language import language, problem
@@ -86,23 +87,23 @@ class Term:
     not_used: str = ""     # words the Chinese lessons never use for it, comma-separated
     meaning_zh: str = ""   # the explanation in Chinese (glossary.zh.md)
 
-    @property
+    @cached_property   # a check reads them for every cell of every lesson
     def words(self):
         """The Chinese lessons' word(s) for it: '冻结 / 解冻 [x] (the notes: y)' -> ['冻结', '解冻']."""
         bare = re.sub(r"\[[^\]]*\]|\(the notes:[^)]*(?:\([^)]*\))?[^)]*\)|\([^)]*\)", "", self.zh)
         return [w.strip() for w in bare.split(" / ") if w.strip()]
 
-    @property
+    @cached_property
     def notes(self):
         """What the notes say instead, where they differ."""
         return [w.strip() for m in re.findall(r"\(the notes: ([^)]*)\)", self.zh) for w in m.split(" / ")]
 
-    @property
+    @cached_property
     def standard(self):
         """The standard term of other Chinese material, where it differs."""
         return [w.strip() for m in re.findall(r"\[([^\]]+)\]", self.zh) for w in m.split(" / ")]
 
-    @property
+    @cached_property
     def others(self):
         """Every other word for the same idea: the notes', the standard one and the ones listed as not used. A
         Chinese lesson names one of them only in brackets after the word, at its first use."""

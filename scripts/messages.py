@@ -33,6 +33,10 @@ DYNAMIC = {
     ("photos.py", "what"): "Cleaner decisions",
     ("interpret.py", "title"): "interpret.TITLES",
     ("viz.py", "name"): "viz.RUN_NAMES",
+    ("viz.py", "suptitle"): "viz.SUPTITLES",
+    ("viz.py", "when"): "metrics.NOTES_TEXTS",
+    ("metrics.py", "text"): "metrics.NOTES_TEXTS",
+    ("metrics.py", "name"): "metrics.ACCURACY_NAMES",
 }
 
 
@@ -52,7 +56,7 @@ def calls():
 
 def dynamic_texts():
     """{source name: [templates]} for the DYNAMIC calls."""
-    from lessonlib import exercise_bank, folders, images, interpret, lr_finder, viz
+    from lessonlib import exercise_bank, folders, images, interpret, lr_finder, metrics, viz
     return {
         "PREDICTIONS questions": [p.question for p in exercise_bank.PREDICTIONS.values()],
         "PREDICTIONS explanations": [p.why for p in exercise_bank.PREDICTIONS.values()],
@@ -64,6 +68,9 @@ def dynamic_texts():
         "Cleaner decisions": ["keep", "set aside", "relabel"],
         "interpret.TITLES": list(interpret.TITLES),
         "viz.RUN_NAMES": list(viz.RUN_NAMES),
+        "viz.SUPTITLES": list(viz.SUPTITLES),
+        "metrics.NOTES_TEXTS": list(metrics.NOTES_TEXTS),
+        "metrics.ACCURACY_NAMES": list(metrics.ACCURACY_NAMES),
     }
 
 

@@ -17,6 +17,8 @@ code cells are the English ones, byte for byte. `check` fails (exit 1, naming ea
   them (BatchNorm（批归一化）), at most once per idea and lesson, and at the idea's first use there; so English "epoch" or "learner" in the prose
   (outside `code`) fails, and so does 周期 (the SGDR cycle is 循环; 周期 inside 迭代周期 is the epoch's word);
 - a Chinese lesson writes a multiplier as "10x" rather than "10 倍";
+- one of lessonlib's own Chinese messages (`lessonlib/locale/zh.json`) breaks those two rules, each message read on its
+  own as a lesson is (its {fields} are not words);
 - `notebooks/zh/` differs from what `build` writes (a Chinese notebook edited by hand, a code cell changed).
 
     python scripts/translations.py build            # after editing a translation (make translations)
@@ -26,7 +28,9 @@ code cells are the English ones, byte for byte. `check` fails (exit 1, naming ea
 import hashlib
 import json
 import re
+import string
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 from lessonlib.glossary import glossary_rows as _glossary_rows
@@ -37,6 +41,7 @@ NOTEBOOKS = ROOT / "notebooks"
 TRANSLATIONS = ROOT / "translations" / "zh"
 OUT = NOTEBOOKS / "zh"
 GLOSSARY = ROOT / "lessonlib" / "glossary.md"
+MESSAGES = ROOT / "lessonlib" / "locale" / "zh.json"
 
 BACKTICKED = re.compile(r"`([^`\n]+)`")
 FORMULA = re.compile(r"\$\$?[^$]+\$\$?")
@@ -96,34 +101,42 @@ def glosses(text, row):
     """[(start, end)] of the bracket glosses of `row` in `text`: the word then, in brackets, an English name or one
     of its other words (迭代周期（epoch）, 收敛 [收拢]); or an English name or other word then the word in brackets
     (BatchNorm（批归一化）, **dropout [丢弃法]**)."""
+    pattern = _gloss_pattern(row)
+    return [m.span() for m in pattern.finditer(text)] if pattern else []
+
+
+@lru_cache(maxsize=None)
+def _gloss_pattern(row):
+    """The regex `glosses` looks for, made once per row of the glossary (None where the row has no words)."""
     english = [w for w in re.split(r"[^A-Za-z-]+", re.sub(r"\(.*?\)", "", row.en)) if len(w) > 2]
     english += [n for n in re.findall(r"`([A-Za-z]+)`", row.lessonlib)]   # a layer's name: BatchNorm（批归一化）
     names = "|".join(_word(w) for w in sorted(set(row.others + english), key=len, reverse=True))
     words = "|".join(re.escape(w) for w in sorted(row.words, key=len, reverse=True))
     if not names or not words:
-        return []
+        return None
     inside = rf"[^{CLOSE}\n]{{0,40}}"
     forward = rf"(?:{words})\**\s?[{OPEN}]\**(?={inside}(?:{names}))({inside})[{CLOSE}]"
     backward = rf"(?:{names})\**\s?[{OPEN}]\**(?:{words})\**[{CLOSE}]"
-    return [m.span() for m in re.finditer(f"{forward}|{backward}", text, re.IGNORECASE)]
+    return re.compile(f"{forward}|{backward}", re.IGNORECASE)
 
 
-def word_problems(translation, rows=None):
-    """One word per idea in one Chinese lesson: other words only as one gloss per idea; multipliers as 倍."""
+def word_problems(translation, rows=None, unit="cell"):
+    """One word per idea in one Chinese lesson: other words only as one gloss per idea; multipliers as 倍.
+    `unit`: what a problem names its place by ('cell', or 'message' for `message_problems`)."""
     rows = glossary_rows() if rows is None else rows
     found, glossed, seen = [], {}, {}
     chosen = sorted({w for row in rows for w in row.words if len(w) > 1}, key=len, reverse=True)
     for cell_id, cell in translation["cells"].items():
         text = prose(cell["zh"])
         for m in MULTIPLIER.finditer(text):
-            found.append(f"cell {cell_id}: '{m.group().strip()}': a multiplier is written 倍 ('10 倍', not '10x')")
+            found.append(f"{unit} {cell_id}: '{m.group().strip()}': a multiplier is written 倍 ('10 倍', not '10x')")
         spans = []
         for row in rows:
             word, uses = row.words[0] if row.words else "", [text.find(w) for w in row.words if w in text]
             for start, end in glosses(text, row):
                 if word not in glossed and (word in seen or any(u < start for u in uses)):
-                    found.append(f"cell {cell_id}: '{word}' is glossed in brackets after its first use "
-                                 f"(cell {seen.get(word, cell_id)}): gloss it there")
+                    found.append(f"{unit} {cell_id}: '{word}' is glossed in brackets after its first use "
+                                 f"({unit} {seen.get(word, cell_id)}): gloss it there")
                 glossed.setdefault(word, []).append(cell_id)
                 spans.append((start, end))
             if uses:
@@ -135,13 +148,24 @@ def word_problems(translation, rows=None):
         for row in rows:
             for other in row.others:
                 for m in re.finditer(_word(other), text, re.IGNORECASE):
-                    found.append(f"cell {cell_id}: '{m.group()}' is another word for {row.en}: the lessons say "
+                    found.append(f"{unit} {cell_id}: '{m.group()}' is another word for {row.en}: the lessons say "
                                  f"{' / '.join(row.words)} (the glossary's word; {other} only in brackets, once, "
                                  f"at its first use)")
     for word, where in glossed.items():
         if len(where) > 1:
-            found.append(f"cells {', '.join(where)}: '{word}' is glossed in brackets {len(where)} times: only at its "
+            found.append(f"{unit}s {', '.join(where)}: '{word}' is glossed in brackets {len(where)} times: only at its "
                          f"first use in a lesson, then the word alone")
+    return found
+
+
+def message_problems(messages, rows=None):
+    """The same rule for lessonlib's own Chinese messages ({English template: Chinese}, `lessonlib/locale/zh.json`):
+    each message is read on its own, as a lesson is, with its {fields} left out ({epoch} is a number, not a word)."""
+    rows = glossary_rows() if rows is None else rows
+    found = []
+    for english, zh in messages.items():
+        text = " ".join(literal for literal, *_ in string.Formatter().parse(zh))   # {{ }} are text, {x} not
+        found += word_problems({"cells": {repr(english): {"zh": text}}}, rows, unit="message")
     return found
 
 
@@ -210,6 +234,7 @@ def check():
                        f"(edited by hand, or not rebuilt): run `python scripts/translations.py build`")
     stray = sorted({p.name for p in OUT.glob("*.ipynb")} - {e.name for e, _ in lessons()})
     bad += [f"notebooks/zh/{name}: no translation file builds it" for name in stray]
+    bad += [f"lessonlib/locale/zh.json: {p}" for p in message_problems(json.loads(MESSAGES.read_text(encoding="utf-8")))]
     print("\n".join(bad) if bad else f"{len(lessons())} Chinese lesson(s) in step with the English")
     return 1 if bad else 0
 

@@ -233,3 +233,18 @@ def test_chinese_messages_use_the_glossarys_words_not_english_epoch_or_learner()
     english = re.compile(r"(?<![A-Za-z_.`{])(epoch|learner)s?(?![A-Za-z_`}])")
     assert not [text for text in zh.values() if english.search(text)]
     assert not [text for text in zh.values() if re.search(r"(?<!迭代)周期", text)]   # 循环 is the SGDR cycle
+
+
+def test_chinese_messages_keep_one_word_per_idea_as_the_lessons_do():
+    """lessonlib's Chinese messages follow the glossary by the translations check's own rule (one word per idea; a
+    second word only as a bracket gloss at its first use; 倍 for multipliers), each message read on its own."""
+    spec = importlib.util.spec_from_file_location("translations", ROOT / "scripts" / "translations.py")
+    translations = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(translations)
+    assert translations.message_problems(catalog("zh")) == []
+    planted = {"a": "主体的权重不变", "b": "主干（主体）的权重不变", "c": "第 {epoch} 个迭代周期：{{批量归一化: 1}}",
+               "d": "学习率小了 10x", "e": "把 learner 存下来", "f": "每个周期 2 个迭代周期", "g": "层 {layer}：`learner.fit`"}
+    found = translations.message_problems(planted)
+    assert [f.split(":")[0] for f in found] == ["message 'a'", "message 'c'", "message 'd'", "message 'e'",
+                                                 "message 'f'"], found
+    assert "主体" in found[0] and "批量归一化" in found[1] and "倍" in found[2] and "学习器" in found[3] and "循环" in found[4]
