@@ -359,9 +359,12 @@ class ImageClassifierData:
         return resized
 
     def __repr__(self):
-        test = f", test {len(self.test_ds)}" if self.test_ds is not None else ""
-        return (f"ImageClassifierData({self.path}: classes {self.classes}; train {len(self.trn_ds)}, "
-                f"valid {len(self.val_ds)}{test} images; sz={self.sz}, bs={self.bs})")
+        train, valid = len(self.trn_ds), len(self.val_ds)
+        shown = (say("train {train}, valid {valid}, test {test} images", train=train, valid=valid,
+                     test=len(self.test_ds))
+                 if self.test_ds is not None else say("train {train}, valid {valid} images", train=train, valid=valid))
+        return say("ImageClassifierData({path}: classes {classes}; {sizes}; sz={sz}, bs={bs})", path=self.path,
+                   classes=self.classes, sizes=shown, sz=self.sz, bs=self.bs)
 
     @classmethod
     def from_paths(cls, path, tfms, bs=64, trn_name="train", val_name="valid", test_name=None, num_workers=None,

@@ -5,8 +5,8 @@ from lessonlib.engine.fonts import use_cjk_font
 from lessonlib.engine.language import say
 from lessonlib.viz import plot_images
 
-__all__ = ["class_probs", "grad_cam", "most_by_correct", "most_uncertain", "plot_confusion_matrix", "plot_heatmaps",
-           "plot_top_losses", "plot_val_with_title", "random_by_correct", "top_losses"]
+__all__ = ["class_probs", "confusion_table", "grad_cam", "most_by_correct", "most_uncertain", "plot_confusion_matrix", "plot_heatmaps",
+           "plot_top_losses", "plot_val_with_title", "random_by_correct", "softmax_table", "top_losses"]
 
 
 def class_probs(log_preds):
@@ -60,6 +60,23 @@ def plot_val_with_title(data, idxs, probs, title):
     return plot_images(images, titles, suptitle=title)
 
 
+def softmax_table(scores, probs, target, loss, classes):
+    """A table for people of softmax worked by hand: each row's raw `scores` and `probs` per class, its right
+    class (`target`, indices) and `loss`, rounded to 3 places; column names in the reader's language."""
+    import pandas as pd
+    return pd.DataFrame({**{say("score {cls}", cls=c): scores[:, i] for i, c in enumerate(classes)},
+                         **{say("prob {cls}", cls=c): probs[:, i] for i, c in enumerate(classes)},
+                         say("right class"): [classes[t] for t in target], say("loss"): loss}).round(3)
+
+
+def confusion_table(counts, classes):
+    """The confusion matrix `counts` (true class in rows, predicted in columns, as scikit-learn's
+    `confusion_matrix` gives it) as a table with its rows and columns named for people."""
+    import pandas as pd
+    return pd.DataFrame(counts, index=[say("true {cls}", cls=c) for c in classes],
+                        columns=[say("predicted {cls}", cls=c) for c in classes])
+
+
 def plot_confusion_matrix(y, preds, classes, ax=None):
     """Counts of true class (rows) against predicted class (columns), drawn by scikit-learn."""
     import matplotlib.pyplot as plt
@@ -69,6 +86,7 @@ def plot_confusion_matrix(y, preds, classes, ax=None):
     ax = ax or plt.subplots(figsize=(3.5, 3.5))[1]
     ConfusionMatrixDisplay.from_predictions(y, preds, display_labels=classes, ax=ax, colorbar=False,
                                             cmap="Blues")
+    ax.set(xlabel=say("Predicted label"), ylabel=say("True label"))
     return ax
 
 

@@ -21,15 +21,16 @@ from lessonlib import models, training
 from lessonlib.data import data_signature
 from lessonlib.engine import checkpoints, distributed
 from lessonlib.engine.language import problem, say
+from lessonlib.engine.tables import Table
 from lessonlib.engine.policy import resolve_policy
 from lessonlib.engine.weights import create_body
 from lessonlib.lr_finder import Sweep, find_lr, losses_at
 from lessonlib.metrics import accuracy, f2
 from lessonlib.precompute import ActivationCache, TensorBatches
-from lessonlib.recorder import Recorder
+from lessonlib.recorder import Recorder, group_label
 from lessonlib.schedules import sgdr, sgdr_epochs
 
-__all__ = ["ConvLearner", "GROUP_NAMES", "body_piece_for"]
+__all__ = ["ConvLearner", "GROUP_NAMES", "body_piece_for", "describe_start", "layer_groups_table"]
 
 GROUP_NAMES = ["early body", "late body", "head"]
 
@@ -52,6 +53,27 @@ def body_piece_for(policy, model, body_piece="auto"):
         raise ValueError(problem('learn.body_piece = {body_piece!r}: use "auto", None, or a whole number of images '
                                  "such as 16", body_piece=body_piece))
     return body_piece
+
+
+def layer_groups_table(learn, lr):
+    """A table of `learn`'s layer groups: how many parameters each holds, whether they all train, and the learning
+    rate `lr` gives it (one per group). Code reads the English columns (`table.trains`); people read their words."""
+    table = pd.DataFrame({"layer group": GROUP_NAMES,
+                          "parameters": [sum(p.numel() for p in g.parameters()) for g in learn.layer_groups],
+                          "trains": [all(p.requires_grad for p in g.parameters()) for g in learn.layer_groups],
+                          "learning_rate": np.broadcast_to(np.asarray(lr, dtype=float), (len(GROUP_NAMES),))})
+    return Table(table, labels={"layer group": say("layer group"), "parameters": say("parameters"),
+                                "trains": say("trains"), "learning_rate": say("learning rate")},
+                 cells={"layer group": {name: group_label(name) for name in GROUP_NAMES},
+                        "trains": {True: say("True"), False: say("False")}})
+
+
+def describe_start(lesson, loaded):
+    """One line for people: whether lesson `lesson`'s saved weights were `loaded`, or the head is trained first."""
+    if loaded:
+        return say("starting from lesson {lesson}'s weights", lesson=lesson)
+    return say("lesson {lesson}'s weights are not here (or are for another network): training the head first, "
+               "with precompute", lesson=lesson)
 
 
 class ConvLearner:

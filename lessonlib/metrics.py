@@ -14,7 +14,7 @@ from lessonlib.engine.language import problem, say
 from lessonlib.engine.tables import Table
 
 __all__ = ["accuracy", "fbeta", "f2", "best_threshold", "per_tag_report", "binomial_interval", "bootstrap_interval",
-           "beside_the_notes", "right_of"]
+           "beside_the_notes", "right_of", "accuracies", "seeds_spread", "wrong_of"]
 
 
 def accuracy(log_preds, y):
@@ -100,6 +100,33 @@ def right_of(right, n, low, high):
                right=right, n=n, accuracy=right / n, low=low, high=high)
 
 
+def wrong_of(wrong, n):
+    """One line for people: `wrong` of `n` validation images are wrong."""
+    return say("{wrong} of {n} validation images are wrong", wrong=wrong, n=n)
+
+
+# The results lessons 01, 04 and 05 name when they print accuracies: shown in the reader's language (any other
+# name, such as "TTA", as given).
+ACCURACY_NAMES = ("accuracy after one epoch", "precompute only", "after 3 epochs of SGDR with augmentation",
+                  "validation accuracy with only the head trained", "head only", "fine-tuned", "plain")
+
+
+def accuracies(named, n=None):
+    """Accuracies side by side, one line for people: {name: accuracy} -> 'head only: 0.990; fine-tuned: 0.995'.
+    With `n`, the number of validation images, it adds what one image is worth: '(200 photos: one is 0.5%)'."""
+    shown = say("; ").join(say("{name}: {accuracy:.3f}", name=say(name) if name in ACCURACY_NAMES else name,
+                               accuracy=accuracy) for name, accuracy in named.items())
+    return say("{accuracies} ({n} photos: one is {one:.1%})", accuracies=shown, n=n, one=1 / n) if n else shown
+
+
+def seeds_spread(accuracies_by_seed, n):
+    """One line for people on how far runs that differ only in their seed land apart, on `n` validation images:
+    '5 seeds: 0.975 to 0.990, 3 photos apart of 200'."""
+    values = np.asarray(accuracies_by_seed, dtype=float)
+    return say("{k} seeds: {low:.3f} to {high:.3f}, {apart} photos apart of {n}", k=len(values), low=values.min(),
+               high=values.max(), apart=round((values.max() - values.min()) * n), n=n)
+
+
 def bootstrap_interval(values, confidence=0.95, n_resamples=10_000, seed=0):
     """(low, high) of the mean of `values` (one score per image, or one result per run), by resampling them."""
     values = np.asarray(values, dtype=float)
@@ -107,6 +134,14 @@ def bootstrap_interval(values, confidence=0.95, n_resamples=10_000, seed=0):
         raise ValueError(problem("need at least 2 values in a flat list, got shape {shape}", shape=values.shape))
     means = np.random.default_rng(seed).choice(values, (n_resamples, len(values))).mean(1)
     return tuple(float(q) for q in np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2]))
+
+
+# What lessons 01, 04 and 09 write beside the notes (the results' names, the notes' network and validation set):
+# shown in the reader's language, any other text as given.
+NOTES_TEXTS = ("after one precompute epoch", "resnet34 (the lecture's)",
+               "2,000 (the lecture's valid/; not in the notes)", "precompute, 1 epoch",
+               "then 3 epochs of SGDR with augmentation", "resnet34 (fast.ai's notebook; not in the notes)",
+               "8,095 (a fifth of 40,479; not in the notes)")
 
 
 def beside_the_notes(learn, rows):
@@ -134,4 +169,6 @@ def beside_the_notes(learn, rows):
               "their validation images": say("their validation images"),
               "one image moves yours by": say("one image moves yours by"), "within the noise": say("within the noise")}
     return Table(table.set_index("result"), labels=labels,   # code reads the English names; people, their words
-                 cells={"within the noise": {True: say("True"), False: say("False")}})
+                 cells={"within the noise": {True: say("True"), False: say("False")},
+                        **{column: {text: say(text) for text in NOTES_TEXTS}
+                           for column in ("result", "their network", "their validation images")}})

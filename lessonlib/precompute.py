@@ -29,7 +29,8 @@ from lessonlib.engine.snapshot import Snapshot
 from lessonlib.engine.storage import atomic_write, load_or_none
 from lessonlib.training import get_preds
 
-__all__ = ["ActivationCache", "TensorBatches", "weights_digest"]
+__all__ = ["ActivationCache", "TensorBatches", "describe_head_inputs", "describe_routes", "describe_rows",
+           "describe_speedup", "describe_stored_row", "weights_digest"]
 
 
 def weights_digest(module):
@@ -140,3 +141,45 @@ class TensorBatches:
 def _split_word(split):
     """A split's name ("train", "valid", "test": the names code uses) as people read it in a progress bar."""
     return {"train": say("train"), "valid": say("valid"), "test": say("test")}.get(split, split)
+
+
+# ---------------------------------------------------------------- what lessons 01, 03 and 04 measure, in words
+
+def describe_rows(arch, features, split):
+    """One line for people on the stored activations of `split` ("train" or "valid"): `features`, one row per
+    image, from the body of `arch`."""
+    n, k = features.shape[0], features.shape[1]
+    if split == "train":
+        return say("{arch}: {k} numbers per photo, stored for {n} training photos", arch=arch, k=k, n=n)
+    return say("{arch}: {k} numbers per photo, stored for {n} validation photos", arch=arch, k=k, n=n)
+
+
+def describe_speedup(head_seconds, full_seconds):
+    """One line for people: an epoch on the stored activations against one through the whole network."""
+    return say("one epoch on cached activations: {head:.3f} s; one epoch through the whole network: {full:.1f} s; "
+               "precompute is {times:.0f}x faster here", head=head_seconds, full=full_seconds,
+               times=full_seconds / head_seconds)
+
+
+def describe_routes(precision, apart):
+    """One line for people: how far the probabilities from the stored activations and from the whole network lie
+    apart (`apart`), in the precision the body ran in."""
+    return say("precision {precision}: the two routes differ by at most {apart:.1e} in probability",
+               precision=precision, apart=apart)
+
+
+def describe_stored_row(to_plain, to_augmented, policy):
+    """Two lines for people: how far a stored row lies from the body's output on the plain photo and on an
+    augmented version (relative distances), and how much rounding `policy`'s precision allows."""
+    return (say("stored row vs the body on the plain photo: {to_plain:.1e} apart; on an augmented version: "
+                "{to_augmented:.2f}", to_plain=to_plain, to_augmented=to_augmented) + "\n" +
+            say("precision {precision}: rounding up to {rounding:.0e}", precision=policy.precision,
+                rounding=policy.rounding))
+
+
+def describe_head_inputs(same_with_precompute, same_without):
+    """One line for people: whether the head got the same inputs in two epochs, with precompute on and off."""
+    def word(same):
+        return say("identical") if same else say("different")
+    return say("precompute on: the head's inputs in two epochs are {on}; off: {off}",
+               on=word(same_with_precompute), off=word(same_without))

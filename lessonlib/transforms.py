@@ -11,10 +11,10 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from lessonlib.engine.language import problem
+from lessonlib.engine.language import problem, say
 from lessonlib.models import ARCHS, arch_name
 
-__all__ = ["BatchAugment", "RandomDihedral", "Tfms", "tfms_from_model", "transforms_basic",
+__all__ = ["BatchAugment", "RandomDihedral", "Tfms", "describe_augmented", "tfms_from_model", "transforms_basic",
            "transforms_side_on", "transforms_top_down"]
 
 
@@ -181,3 +181,8 @@ class BatchAugment:
                 raise ValueError(problem("{kind} has no batch version; use the per-image transforms",
                                          kind=type(t).__name__))
         return cls(**kwargs)
+
+
+def describe_augmented(batch):
+    """One line for people: how many images `batch_augment` augmented at once, and on which device."""
+    return say("augmented {n} images on {device} in one call", n=len(batch), device=batch.device)

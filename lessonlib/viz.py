@@ -6,9 +6,10 @@ import numpy as np
 
 from lessonlib.engine.fonts import use_cjk_font
 from lessonlib.engine.language import problem, say
+from lessonlib.metrics import NOTES_TEXTS
 
-__all__ = ["label_text", "plot_descent_paths", "plot_images", "plot_loss_runs", "plot_photo_sizes", "show_augmentations", "show_batch",
-           "wrap_title"]
+__all__ = ["describe_gaps", "label_text", "plot_descent_paths", "plot_images", "plot_loss_runs", "plot_photo_sizes",
+           "plot_seed_spread", "show_augmentations", "show_batch", "wrap_title"]
 
 
 def wrap_title(title, size, fontsize=10):
@@ -40,6 +41,30 @@ def plot_loss_runs(runs, figsize=(11, 3.5)):
     return fig
 
 
+def describe_gaps(gaps):
+    """One line for people: {run name: validation loss - training loss at the last epoch, mean over seeds}, the
+    lesson's run names (`RUN_NAMES`) in the reader's language."""
+    shown = {say(name) if name in RUN_NAMES else name: round(gap, 3) for name, gap in gaps.items()}
+    return say("validation loss - training loss, last epoch, mean over seeds:") + " " + str(shown)
+
+
+def plot_seed_spread(accuracies_by_seed, interval, notes, n, when="after one precompute epoch"):
+    """Runs that differ only in their seed, as dots on the accuracy axis, over the 95% interval of your run (on `n`
+    validation photos) and beside the notes' number; text in the reader's language (`when`, one of
+    `metrics.NOTES_TEXTS` or your own words, ends the axis label). Returns the axes."""
+    import matplotlib.pyplot as plt
+    use_cjk_font()
+    values = np.asarray(accuracies_by_seed, dtype=float)
+    low, high = interval
+    ax = plt.subplots(figsize=(7, 1.8))[1]
+    ax.axvspan(low, high, color="C0", alpha=0.15, label=say("95% interval of your run ({n} photos)", n=n))
+    ax.plot(values, np.zeros_like(values), "o", color="C0", label=say("{k} seeds", k=len(values)))
+    ax.axvline(notes, color="C3", label=say("the notes (2018)"))
+    ax.set(yticks=[], xlabel=say("validation accuracy {when}", when=say(when) if when in NOTES_TEXTS else when))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    return ax
+
+
 def plot_photo_sizes(sizes, cls, size=4):
     """A scatter of photos' (width, height) in pixels, titled "sizes of <n> <cls> photos", its title and axes in
     the reader's language (`cls`, a class name, as the data names it). Returns the axes."""
@@ -52,6 +77,10 @@ def plot_photo_sizes(sizes, cls, size=4):
     ax.set_ylabel(say("height (px)"))
     ax.set_title(say("sizes of {n} {cls} photos", n=len(sizes), cls=cls))
     return ax
+
+
+# The titles lesson 03 gives plot_images: shown in the reader's language (any other title as given).
+SUPTITLES = ("a satellite tile: every version is a valid tile", "a cat, top_down: half of these never happen")
 
 
 def plot_images(images, titles=None, cols=4, size=2.6, suptitle=None):
@@ -75,7 +104,7 @@ def plot_images(images, titles=None, cols=4, size=2.6, suptitle=None):
         if titles is not None:
             ax.set_title(titles[i], fontsize=10)
     if suptitle:
-        fig.suptitle(suptitle)
+        fig.suptitle(say(suptitle) if suptitle in SUPTITLES else suptitle)
     fig.tight_layout()
     return fig
 

@@ -104,3 +104,27 @@ def test_the_notes_titles_are_shown_in_the_readers_language_and_others_as_given(
     assert plot_val_with_title(data, [0], PROBS, "my own title")._suptitle.get_text() == "my own title"
     plot_val_with_title(data, [], PROBS, "incorrectly classified")
     assert capsys.readouterr().out == "分类错误的：没有\n"
+
+
+def test_the_softmax_and_confusion_tables_name_their_rows_and_columns_in_the_readers_language(monkeypatch):
+    from sklearn.metrics import confusion_matrix
+
+    from lessonlib.interpret import confusion_table, softmax_table
+    scores = torch.tensor([[1.0, 2.0], [3.0, 0.0]])
+    probs = torch.softmax(scores, dim=1)
+    target = torch.tensor([1, 0])
+    loss = -probs[torch.arange(2), target].log()
+    monkeypatch.setenv("LESSONLIB_LANG", "en")
+    table = softmax_table(scores, probs, target, loss, ["cats", "dogs"])
+    assert list(table.columns) == ["score cats", "score dogs", "prob cats", "prob dogs", "right class", "loss"]
+    assert table["right class"].tolist() == ["dogs", "cats"] and np.allclose(table["loss"], [0.313, 0.049])
+    counts = confusion_matrix(Y, PROBS.argmax(1))
+    cm = confusion_table(counts, ["cats", "dogs"])
+    assert list(cm.index) == ["true cats", "true dogs"] and cm.loc["true cats", "predicted dogs"] == 1
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    assert list(softmax_table(scores, probs, target, loss, ["cats", "dogs"]).columns) == [
+        "得分 cats", "得分 dogs", "概率 cats", "概率 dogs", "正确类别", "损失值"]
+    cm = confusion_table(counts, ["cats", "dogs"])
+    assert list(cm.columns) == ["预测为 cats", "预测为 dogs"] and (cm.values == counts).all()
+    ax = plot_confusion_matrix(Y, PROBS.argmax(1), ["cats", "dogs"])
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("预测的类别", "真实类别")

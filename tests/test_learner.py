@@ -312,3 +312,44 @@ def test_compile_trains_the_same_modules_in_place(data, monkeypatch):
     learn.policy = learn.policy.but(compile_missing="no C++ compiler here")
     with pytest.raises(RuntimeError, match="no C\\+\\+ compiler here"):
         learn.compile()
+
+
+def test_the_layer_groups_table_counts_every_parameter_and_speaks_the_readers_language(data, monkeypatch):
+    from lessonlib.learner import describe_start, layer_groups_table
+    learn = ConvLearner.pretrained("efficientnet_lite0", data)
+    lr = np.array([1e-4, 1e-3, 1e-2])
+    frozen = layer_groups_table(learn, lr)
+    assert frozen.trains.tolist() == [False, False, True]   # the body is frozen at first
+    learn.unfreeze()
+    monkeypatch.setenv("LESSONLIB_LANG", "en")
+    table = layer_groups_table(learn, lr)
+    assert table.trains.all() and table.parameters.sum() == sum(p.numel() for p in learn.model.parameters())
+    assert list(table.shown().columns) == ["layer group", "parameters", "trains", "learning rate"]
+    assert table.learning_rate.tolist() == lr.tolist() and table["layer group"].tolist() == ["early body", "late body", "head"]
+    assert describe_start("04", loaded=True) == "starting from lesson 04's weights"
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    shown = layer_groups_table(learn, lr).shown()
+    assert list(shown.columns) == ["层组", "参数个数", "参与训练", "学习率"]
+    assert shown["层组"].tolist() == ["浅层主干", "深层主干", "头部"] and shown["参与训练"].tolist() == ["是", "是", "是"]
+    assert describe_start("04", loaded=False).startswith("第 04 课的权重不在这里")
+
+
+def test_the_precompute_lines_speak_the_readers_language(data, monkeypatch):
+    from types import SimpleNamespace
+
+    from lessonlib.precompute import describe_head_inputs, describe_rows, describe_speedup, describe_stored_row
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    features, _ = learn.activations("valid")
+    monkeypatch.setenv("LESSONLIB_LANG", "en")
+    assert describe_rows(learn.arch, features, "valid") == (
+        f"efficientnet_lite0: 2560 numbers per photo, stored for {len(data.val_ds)} validation photos")
+    assert describe_speedup(0.5, 10.0).endswith("precompute is 20x faster here")
+    assert describe_head_inputs(True, False) == "precompute on: the head's inputs in two epochs are identical; off: different"
+    assert repr(data).startswith(f"ImageClassifierData({data.path}: classes ['cats', 'dogs']; train 24, valid ")
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    assert describe_rows(learn.arch, learn.activations("train")[0], "train") == (
+        "efficientnet_lite0：每张照片 2560 个数，为 24 张训练照片存了下来")
+    assert describe_speedup(0.5, 10.0).endswith("在这里预计算快 20 倍")
+    assert describe_stored_row(1e-7, 0.25, SimpleNamespace(precision="fp32", rounding=1e-6)).split("\n") == [
+        "存下的那一行与主干在原图上的输出相差 1.0e-07；与增强后的版本相差 0.25", "数值精度 fp32：舍入误差最多 1e-06"]
+    assert "训练集 24 张" in repr(data) and "classes" not in repr(data)

@@ -146,3 +146,38 @@ def test_beside_the_notes_speaks_the_readers_language_while_code_reads_english(m
     # code reads the English names and the truth values, in Chinese too
     assert table.loc["a", "within the noise"] and not table.loc["b", "within the noise"]
     assert table.loc["a", "your validation images"] == 200 and table["within the noise"].dtype == bool
+
+
+def test_the_lessons_result_lines_speak_the_readers_language(monkeypatch):
+    """The lines lessons 01, 04 and 05 print about their accuracies, in English as they read before and in Chinese;
+    a name lessonlib does not know is shown as given."""
+    from lessonlib.metrics import accuracies, seeds_spread, wrong_of
+    monkeypatch.setenv("LESSONLIB_LANG", "en")
+    assert accuracies({"head only": 0.99, "fine-tuned": 0.995}) == "head only: 0.990; fine-tuned: 0.995"
+    assert accuracies({"plain": 0.99, "TTA": 0.995}, n=200) == "plain: 0.990; TTA: 0.995 (200 photos: one is 0.5%)"
+    assert seeds_spread([0.975, 0.99, 0.98], 200) == "3 seeds: 0.975 to 0.990, 3 photos apart of 200"
+    assert wrong_of(2, 16) == "2 of 16 validation images are wrong"
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    assert accuracies({"head only": 0.99, "fine-tuned": 0.995}) == "只训练头部：0.990；微调后：0.995"
+    assert accuracies({"plain": 0.99, "TTA": 0.995}, n=200) == "直接预测：0.990；TTA：0.995（200 张照片：一张占 0.5%）"
+    assert accuracies({"a name of yours": 0.5}) == "a name of yours：0.500"
+    assert seeds_spread([0.975, 0.99, 0.98], 200) == "3 个随机种子：0.975 到 0.990，200 张照片中相差 3 张"
+
+
+def test_beside_the_notes_shows_the_lessons_rows_in_the_readers_words_while_code_reads_english(monkeypatch):
+    from types import SimpleNamespace
+
+    from lessonlib.metrics import beside_the_notes, binomial_interval
+    learn = SimpleNamespace(arch="efficientnet_lite0", data=SimpleNamespace(val_ds=range(200)))
+    rows = {"after one precompute epoch": (0.99, binomial_interval(0.99, 200), 0.98975, "resnet34 (the lecture's)",
+                                           "2,000 (the lecture's valid/; not in the notes)"),
+            "mine": (0.9, binomial_interval(0.9, 200), 0.98975, "ResNet34", 2000)}
+    monkeypatch.setenv("LESSONLIB_LANG", "en")
+    assert beside_the_notes(learn, rows).shown().index.tolist() == ["after one precompute epoch", "mine"]
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    table = beside_the_notes(learn, rows)
+    shown = table.shown()
+    assert shown.index.tolist() == ["预计算训练一个迭代周期之后", "mine"]
+    assert shown["笔记的网络"].tolist() == ["resnet34（课上用的）", "ResNet34"]
+    assert shown["笔记的验证集图片数"].tolist() == ["2,000（课上的 valid/；笔记里没有写）", 2000]
+    assert table.loc["after one precompute epoch", "their network"] == "resnet34 (the lecture's)"   # code: English

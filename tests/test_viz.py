@@ -81,3 +81,24 @@ def test_loss_runs_draws_every_history_with_text_in_the_readers_language(monkeyp
     left, right = fig.axes[0], fig.axes[2]
     assert left.get_title() == "不做数据增强（2 个随机种子）" and right.get_title() == "mine（1 个随机种子）"
     assert [t.get_text() for t in left.get_legend().get_texts()] == ["训练集损失值", "验证集损失值"]
+
+
+def test_the_seed_spread_plot_and_the_gap_line_speak_the_readers_language(monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    from lessonlib.viz import describe_gaps, plot_seed_spread
+    monkeypatch.setenv("LESSONLIB_LANG", "en")
+    ax = plot_seed_spread([0.9, 0.95, 1.0], (0.8, 0.99), 0.98975, 16)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "95% interval of your run (16 photos)", "3 seeds", "the notes (2018)"]
+    assert ax.get_xlabel() == "validation accuracy after one precompute epoch"
+    assert sorted(ax.lines[0].get_xdata()) == [0.9, 0.95, 1.0] and ax.lines[1].get_xdata()[0] == 0.98975
+    assert describe_gaps({"no augmentation": 0.12345, "augmentation": 0.05}) == (
+        "validation loss - training loss, last epoch, mean over seeds: {'no augmentation': 0.123, 'augmentation': 0.05}")
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    ax = plot_seed_spread([0.9, 0.95, 1.0], (0.8, 0.99), 0.98975, 16)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "你这次运行的 95% 置信区间（16 张照片）", "3 个随机种子", "笔记（2018 年）"]
+    assert ax.get_xlabel() == "预计算训练一个迭代周期之后的验证准确率"
+    assert "不做数据增强" in describe_gaps({"no augmentation": 0.1}) and "no augmentation" not in describe_gaps(
+        {"no augmentation": 0.1})

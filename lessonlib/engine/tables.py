@@ -40,6 +40,9 @@ class Table(pd.DataFrame):
                    for column, names in (self.cells or {}).items() if column in view.columns and names}
         if changed:
             view = view.assign(**changed)
+        names = (self.cells or {}).get(view.index.name)
+        if names:   # a named index's values, as a column's (set_index("result"))
+            view.index = view.index.map(lambda v: names.get(v, v) if _named(v) else v).rename(view.index.name)
         labels = {k: v for k, v in (self.labels or {}).items() if k != v}
         if view.index.name in labels:   # a named index (e.g. set_index("framework")) is labelled too
             view = view.rename_axis(index=labels[view.index.name])
