@@ -151,8 +151,9 @@ def test_beside_the_notes_speaks_the_readers_language_while_code_reads_english(m
 def test_the_lessons_result_lines_speak_the_readers_language(monkeypatch):
     """The lines lessons 01, 04 and 05 print about their accuracies, in English as they read before and in Chinese;
     a name lessonlib does not know is shown as given."""
-    from lessonlib.metrics import accuracies, seeds_spread, wrong_of
+    from lessonlib.metrics import accuracies, difference_in_photos, seeds_spread, wrong_of
     monkeypatch.setenv("LESSONLIB_LANG", "en")
+    assert difference_in_photos(0.99365, 0.99316, 2000) == "0.99365 - 0.99316 = 0.00049: 1.0 of about 2,000 photos"
     assert accuracies({"head only": 0.99, "fine-tuned": 0.995}) == "head only: 0.990; fine-tuned: 0.995"
     assert accuracies({"plain": 0.99, "TTA": 0.995}, n=200) == "plain: 0.990; TTA: 0.995 (200 photos: one is 0.5%)"
     assert seeds_spread([0.975, 0.99, 0.98], 200) == "3 seeds: 0.975 to 0.990, 3 photos apart of 200"
@@ -162,6 +163,7 @@ def test_the_lessons_result_lines_speak_the_readers_language(monkeypatch):
     assert accuracies({"plain": 0.99, "TTA": 0.995}, n=200) == "直接预测：0.990；TTA：0.995（200 张照片：一张占 0.5%）"
     assert accuracies({"a name of yours": 0.5}) == "a name of yours：0.500"
     assert seeds_spread([0.975, 0.99, 0.98], 200) == "3 个随机种子：0.975 到 0.990，200 张照片中相差 3 张"
+    assert difference_in_photos(0.99365, 0.99316, 2000) == "0.99365 - 0.99316 = 0.00049：约 2,000 张照片中的 1.0 张"
 
 
 def test_beside_the_notes_shows_the_lessons_rows_in_the_readers_words_while_code_reads_english(monkeypatch):
