@@ -18,7 +18,9 @@ from lessonlib.engine.language import problem, say
 
 __all__ = ["kernel", "conv2d_valid", "conv2d_fast", "relu", "maxpool2x2", "dense", "spreadsheet_forward",
            "spreadsheet_filters", "mnist_digits", "load_digit_image", "show_grid", "explain_cell",
-           "show_stages", "to_xlsx", "strongest_responses"]
+           "show_stages", "to_xlsx", "strongest_responses", "kernel_name", "digit_title", "photo_title", "show_digit",
+           "describe_cell", "describe_difference", "describe_formula", "show_filters", "describe_responses",
+           "show_responses"]
 
 # Image kernels (filters), named as in the lesson by where their positive weights sit: "top_edge"
 # (the spreadsheet's first filter) fires where bright pixels lie above dark ones, "left_edge"
@@ -43,6 +45,13 @@ def kernel(name):
         raise ValueError(problem("unknown kernel {name!r}: choose one of {KERNELS}",
                                  name=name, KERNELS=sorted(KERNELS)))
     return np.array(KERNELS[name], dtype=np.float64)
+
+
+def kernel_name(name):
+    """A kernel of `KERNELS` named as people read it: 'blur' (模糊 under LESSONLIB_LANG=zh); names with an
+    underscore ('top_edge') are shown as a student types them (`editor.set_kernel("top_edge")`), any other as given."""
+    words = {"identity": say("identity"), "blur": say("blur"), "sharpen": say("sharpen"), "emboss": say("emboss")}
+    return words.get(name, name)
 
 
 def _channels(x):
@@ -151,6 +160,31 @@ def load_digit_image(path):
 
 # ---------------------------------------------------------------- what a deeper layer responds to
 
+def describe_responses(top, responses):
+    """One line for people on what `strongest_responses` found (`top`, `responses`: what it returned)."""
+    return say("{channels} channels in this layer; for {n} of them, the {k} photos (of {images}) they respond to "
+               "most:", channels=responses.shape[1], n=len(top), k=len(next(iter(top.values()), [])),
+               images=responses.shape[0])
+
+
+def show_responses(images, top):
+    """One row per channel of `top` ({channel: image indices}, from `strongest_responses`): the images (CHW
+    tensors, `images[i]`) it responds to most, the channel named on the left. Returns the figure."""
+    import matplotlib.pyplot as plt
+    use_cjk_font()   # text in the reader's language
+    k = max(len(picks) for picks in top.values())
+    fig, axes = plt.subplots(len(top), k, figsize=(9, 1.9 * len(top)), squeeze=False)
+    for row, (channel, picks) in zip(axes, top.items()):
+        for ax, i in zip(row, picks):
+            ax.imshow(images[i].permute(1, 2, 0))
+        for ax in row:
+            ax.set_xticks([]); ax.set_yticks([]); ax.grid(False)
+        row[0].set_ylabel(say("channel {channel}", channel=channel))
+    fig.suptitle(say("what {n} channels of a deep layer respond to most", n=len(top)), y=1.0)
+    fig.tight_layout()
+    return fig
+
+
 def strongest_responses(model, layer, images, k=5, n_channels=4, bs=32):
     """Which images make `layer`'s channels respond most: ({channel: indices of its top `k` images}, responses).
 
@@ -176,6 +210,62 @@ def strongest_responses(model, layer, images, k=5, n_channels=4, bs=32):
 
 
 # ---------------------------------------------------------------- spreadsheet-style views
+
+def digit_title(digit):
+    """A digit image's name for people: 'digit 7'."""
+    return say("digit {digit}", digit=digit)
+
+
+def photo_title(cls):
+    """A photo's name for people by its class folder: 'a cat' ('cats' or 'cat'), 'a dog'; other classes as given."""
+    names = {"cat": say("a cat"), "cats": say("a cat"), "dog": say("a dog"), "dogs": say("a dog")}
+    return names.get(cls, cls)
+
+
+def show_digit(digit, label, rows, cols):
+    """A digit whole, titled by what it is and its size ('a 7, 28x28'), beside the crop `rows` x `cols` (each a
+    (first, end) pair, end excluded) with its pixel values written in. Returns the figure."""
+    import matplotlib.pyplot as plt
+    use_cjk_font()   # text in the reader's language
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    show_grid(digit, axes[0], say("a {label}, {h}x{w}", label=label, h=digit.shape[0], w=digit.shape[1]),
+              numbers=False, cmap="Greys_r")
+    show_grid(digit[rows[0]:rows[1], cols[0]:cols[1]], axes[1],
+              say("rows {first}-{last}, columns {first_col}-{last_col}", first=rows[0], last=rows[1] - 1,
+                  first_col=cols[0], last_col=cols[1] - 1), numbers=True, cmap="Greys_r")
+    return fig
+
+
+def describe_cell(conv, value):
+    """One line for people: the feature map's shape and the value of the cell `explain_cell` computed."""
+    return say("the whole feature map: {shape}; this cell: {value:.2f}", shape=conv.shape, value=value)
+
+
+def describe_difference(ours, theirs, name="PyTorch"):
+    """One line for people: the largest difference between two arrays, `theirs` computed by `name`."""
+    return say("max difference from {name}: {difference}", name=name,
+               difference=np.abs(np.asarray(ours) - np.asarray(theirs)).max())
+
+
+def describe_formula(layer, formula):
+    """One line for people: the formula of the first cell of `layer` in the workbook `to_xlsx` wrote."""
+    return say("first {layer} cell: {formula}", layer=layer, formula=formula)
+
+
+def show_filters(learned, names):
+    """Learned first-layer filters (top row, 'learned 1', ...) above the hand-made kernels `names` (bottom row,
+    named as `kernel_name` says), drawn alike. Returns the figure."""
+    import matplotlib.pyplot as plt
+    use_cjk_font()   # text in the reader's language
+    cols = max(len(learned), len(names))
+    fig, axes = plt.subplots(2, cols, figsize=(1.75 * cols, 4), squeeze=False)
+    for ax, f, i in zip(axes[0], learned, range(cols)):
+        show_grid(f, ax, say("learned {i}", i=i + 1), numbers=False, cmap="RdBu_r")
+    for ax, name in zip(axes[1], names):
+        show_grid(kernel(name), ax, kernel_name(name), numbers=False, cmap="RdBu_r")
+    fig.suptitle(say("first-layer filters: learned (top) and hand-made (bottom)"))
+    return fig
+
 
 def show_grid(values, ax=None, title=None, numbers=None, cmap="RdYlGn", fmt="{:.1f}", highlight=None, scale=None):
     """A grid coloured like a spreadsheet's colour scale; the numbers are written in when it is small.

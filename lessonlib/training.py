@@ -27,7 +27,7 @@ from lessonlib.engine.steps import StepPlan, forward_in_pieces
 from lessonlib.engine.tables import Table
 from lessonlib.metrics import accuracy
 
-__all__ = ["EpochTable", "Objective", "batch_speeds", "evaluate", "fit", "get_preds", "group_rates", "history_table", "log_probs", "train_epoch",
+__all__ = ["EpochTable", "Objective", "accuracy_after", "batch_speeds", "evaluate", "fit", "get_preds", "group_rates", "history_table", "log_probs", "train_epoch",
            "train_step"]
 
 
@@ -175,6 +175,12 @@ def batch_speeds(per_second):
     """{batch size: images per second} as people read it: {'batch of 8': '12 images/s', ...}."""
     return {say("batch of {size}", size=size): say("{speed:.0f} images/s", speed=speed)
             for size, speed in per_second.items()}
+
+
+def accuracy_after(history):
+    """One line for people: the validation accuracy after the epochs of `history` (what `fit` returned)."""
+    return say("validation accuracy after {n} epochs: {accuracy:.1%}", n=len(history),
+               accuracy=history.accuracy.iloc[-1])
 
 
 def history_table(df):

@@ -208,11 +208,12 @@ class KernelEditor:
         import matplotlib.pyplot as plt
         from IPython.display import display
 
-        from lessonlib.convviz import KERNELS
+        from lessonlib.convviz import KERNELS, kernel_name
 
         cells = [[w.FloatText(value=float(self.kernel[i, j]), step=0.5, layout=w.Layout(width="70px"))
                   for j in range(3)] for i in range(3)]
-        presets = w.ToggleButtons(options=list(KERNELS), value=None, style={"button_width": "90px"})
+        presets = w.ToggleButtons(options=[(kernel_name(k), k) for k in KERNELS], value=None,   # labels: people's words
+                                  style={"button_width": "90px"})
         chooser = w.Dropdown(options=[(t, i) for i, t in enumerate(self.titles)], value=self.index,
                              description=say("image"))
         out = w.Output()
