@@ -27,7 +27,8 @@ from lessonlib.engine.steps import StepPlan, forward_in_pieces
 from lessonlib.engine.tables import Table
 from lessonlib.metrics import accuracy
 
-__all__ = ["EpochTable", "Objective", "accuracy_after", "batch_speeds", "evaluate", "fit", "get_preds", "group_rates", "history_table", "log_probs", "train_epoch",
+__all__ = ["EpochTable", "Objective", "accuracy_after", "batch_speeds", "describe_fine_tuning", "describe_tta",
+           "evaluate", "fit", "get_preds", "group_rates", "history_table", "log_probs", "recipe_took", "train_epoch",
            "train_step"]
 
 
@@ -181,6 +182,23 @@ def accuracy_after(history):
     """One line for people: the validation accuracy after the epochs of `history` (what `fit` returned)."""
     return say("validation accuracy after {n} epochs: {accuracy:.1%}", n=len(history),
                accuracy=history.accuracy.iloc[-1])
+
+
+def describe_fine_tuning(head_accuracy, accuracy, n_valid):
+    """One line for people: the validation accuracy after training the head, then after fine-tuning, and what one
+    of the `n_valid` validation photos is worth."""
+    return say("after the head: {head:.3f}; after fine-tuning: {final:.3f} (one photo is {photo:.1%})",
+               head=head_accuracy, final=accuracy, photo=1 / n_valid)
+
+
+def describe_tta(plain, tta):
+    """One line for people: the validation accuracy of the plain predictions and of their average with TTA."""
+    return say("validation accuracy: plain {plain:.3f}, with TTA {tta:.3f}", plain=plain, tta=tta)
+
+
+def recipe_took(minutes):
+    """One line for people: how long a whole recipe took on this machine."""
+    return say("the whole recipe took {minutes:.1f} minutes on this machine", minutes=minutes)
 
 
 def history_table(df):

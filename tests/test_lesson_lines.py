@@ -60,3 +60,15 @@ def test_the_kernel_editor_labels_its_presets_for_people_and_keeps_their_names_f
     presets = editor.widget().children[1]
     assert list(presets._options_values) == list(convviz.KERNELS)
     assert ("模糊" in presets._options_labels) == (lang == "zh") and "top_edge" in presets._options_labels
+
+
+def test_lesson_07_lines(lang):
+    lines = [training.describe_fine_tuning(0.99, 0.995, 200), training.describe_tta(0.99, 1.0),
+             training.recipe_took(4.53)]
+    if lang == "en":
+        assert lines == ["after the head: 0.990; after fine-tuning: 0.995 (one photo is 0.5%)",
+                         "validation accuracy: plain 0.990, with TTA 1.000",
+                         "the whole recipe took 4.5 minutes on this machine"]
+    else:
+        assert lines == ["只训练头部后：0.990；微调后：0.995（一张照片占 0.5%）",
+                         "验证准确率：直接预测 0.990，使用 TTA 1.000", "整个流程在这台机器上用了 4.5 分钟"]
