@@ -2,6 +2,8 @@
 and processes started with a deadline."""
 import errno
 import faulthandler
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -111,29 +113,44 @@ class FileServer:
 PROCESS_DEADLINE = 300   # seconds; the multi-process tests take 10 to 60 s here, with other jobs on the cores
 
 
-def _within(rank, fn, deadline, *args):
+STARTUP_LIMIT = 900   # seconds for the processes to start (import torch and this module); slow only under load
+
+
+def _within(rank, started, fn, deadline, *args):
     faulthandler.dump_traceback_later(deadline, exit=True)   # stuck: every thread's stack to stderr, then exit 1
+    Path(started, str(rank)).touch()
     fn(rank, *args)
 
 
 def spawn_processes(fn, args, nprocs, deadline=PROCESS_DEADLINE):
     """`torch.multiprocessing.start_processes(fn, args, nprocs, start_method="spawn")`, bounded.
 
-    A process still running after `deadline` seconds prints where each of its threads is (pytest shows it
-    with the failure) and exits, so the test fails with that instead of waiting for ever; one that does not
-    even manage that is killed a little later. Returns nothing; raises as `start_processes` does.
+    A process still running `deadline` seconds after it started (imported torch and this module) prints where
+    each of its threads is (pytest shows it with the failure) and exits, so the test fails with that instead of
+    waiting for ever; one that does not even manage that is killed 30 s later. The clock starts when the last
+    process has started, not at the spawn: on a loaded machine starting an interpreter that imports torch took
+    over 35 s here. Returns nothing; raises as `start_processes` does.
     """
     import pytest
     import torch.multiprocessing as mp
 
-    context = mp.start_processes(_within, args=(fn, deadline, *args), nprocs=nprocs, start_method="spawn",
-                                 join=False)
-    give_up = time.monotonic() + deadline + 30
-    while not context.join(timeout=1):
-        if time.monotonic() > give_up:
-            for process in context.processes:
-                process.kill()
-            pytest.fail(f"{nprocs} process(es) of {fn.__name__} still running after {deadline + 30} s; killed")
+    started = Path(tempfile.mkdtemp(prefix="lessonlib-started-"))
+    try:
+        context = mp.start_processes(_within, args=(str(started), fn, deadline, *args), nprocs=nprocs,
+                                     start_method="spawn", join=False)
+        give_up = time.monotonic() + STARTUP_LIMIT + deadline + 30
+        all_started = False
+        while not context.join(timeout=1):
+            if not all_started and len(list(started.iterdir())) == nprocs:
+                all_started, give_up = True, time.monotonic() + deadline + 30
+            if time.monotonic() > give_up:
+                for process in context.processes:
+                    process.kill()
+                pytest.fail(f"{nprocs} process(es) of {fn.__name__} still running "
+                            f"{deadline + 30 if all_started else STARTUP_LIMIT + deadline + 30} s after "
+                            f"{'they started' if all_started else 'the spawn'}; killed")
+    finally:
+        shutil.rmtree(started, ignore_errors=True)
 
 
 def csv_set(root, rows, n=None):

@@ -152,6 +152,7 @@ def processes(device=None):
         # After a failure the other processes may be gone already, and taking the group down would wait for them
         # (seen with torch 2.6's Gloo: the first process hung there after the second had exited): leave it to exit.
         if started_here and not (failed and run.policy.world_size > 1):
+            barrier()   # all arrive before any leaves: Gloo's teardown can hang when one process is already gone
             dist.destroy_process_group()
         if store is not None:   # the one-process group's rendezvous folder: nothing left in the temporary folder
             shutil.rmtree(store, ignore_errors=True)
