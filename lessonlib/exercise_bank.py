@@ -112,7 +112,8 @@ def _one_step(answer):
 EXERCISES["02-one-step"] = Exercise(
     "Gradient descent on f(w) = w**2 starting at w = 1: which learning rate reaches the bottom (w = 0) "
     "in exactly one step?",
-    "One step is w - lr * f'(w) with f'(w) = 2w. Set 1 - lr * 2 * 1 = 0 and solve for lr.",
+    "One step is w - lr * f'(w) with f'(w) = 2w. Which lr makes that step end exactly at 0 when it starts "
+    "from w = 1?",
     "answer = 0.5",
     _one_step)
 
@@ -193,7 +194,7 @@ def _sgdr_epochs(answer):
 
 EXERCISES["04-sgdr-epochs"] = Exercise(
     "How many epochs does learn.fit(1e-2, 3, cycle_len=1, cycle_mult=2) train?",
-    "3 cycles; the first lasts cycle_len = 1 epoch and each next one cycle_mult = 2 times longer.",
+    "The 3 counts cycles, not epochs. How long is each cycle, given cycle_len and cycle_mult?",
     "answer = 1 + 2 + 4",
     _sgdr_epochs)
 
@@ -206,7 +207,8 @@ def _mid_cycle(answer):
 
 EXERCISES["04-mid-cycle"] = Exercise(
     "With learn.fit(1e-2, 1, cycle_len=1), what is the learning rate half way through the epoch?",
-    "The cosine goes from lr to 0: lr * (1 + cos(pi * t / T)) / 2, with t / T = 1/2.",
+    "Within a cycle the rate follows half a cosine, from lr at its start down to 0 at its end. Draw it: which"
+    " value does it pass exactly half way?",
     "answer = 1e-2 * (1 + np.cos(np.pi / 2)) / 2",
     _mid_cycle)
 
@@ -249,7 +251,8 @@ def _tta_accuracy(answer):
 EXERCISES["05-tta-accuracy"] = Exercise(
     "Predict before you compute: the photo as it is gets a dog probability of 0.4, its 4 augmented views 0.9, 0.8, "
     "0.45 and 0.3. What dog probability does TTA give it?",
-    "TTA averages the probabilities of all the views, the plain one included; it does not vote.",
+    "How many views does TTA show the model of this photo, and how does the lesson's TTA cell combine what "
+    "the model says about them?",
     "answer = np.mean([0.9, 0.8, 0.4, 0.45, 0.3])",
     _tta_accuracy)
 
@@ -363,16 +366,22 @@ EXERCISES["07-test-dog"] = Exercise(
 
 
 def _valid_count(answer):
+    """A pair of photo counts: whole numbers, 5.0 as well as 5 (np.round gives floats); 4.6 is not a count of
+    photos, and int() would quietly cut 5.4 to 5, so it is not used."""
     try:   # sort_photos(valid_pct=0.2): round(0.2 * 23) = 5, round(0.2 * 12) = 2 (test_exercises runs sort_photos)
-        return tuple(int(v) for v in answer) == (5, 2)
+        counts = [v for v in answer]
     except TypeError:   # not a pair
         return False
+    return (len(counts) == 2 and all(not isinstance(v, (bool, str)) and isinstance(v, (int, float, np.number))
+                                     and float(v).is_integer() for v in counts)
+            and tuple(int(v) for v in counts) == (5, 2))
 
 
 EXERCISES["10-valid-count"] = Exercise(
     "Predict: sort_photos keeps 20% of each class apart for validation. One class has 23 photos, another 12: how "
     "many of each go to valid? Answer a pair.",
-    "20% of a class's photos, rounded to the nearest whole photo, and never fewer than one.",
+    "20% of a class is rarely a whole number of photos, and a photo cannot be split. What would you do with "
+    "the fraction? Then test your rule on your own folders (the exercise's second half).",
     "answer = (round(0.2 * 23), round(0.2 * 12))",
     _valid_count)
 
@@ -470,8 +479,8 @@ def _pool_shape(answer):
 EXERCISES["06-maxpool-shape"] = Exercise(
     "Predict: the spreadsheet's network gets a 32x32 image instead of 28x28. What shape comes out of its 2x2 "
     "max-pool? Answer a tuple.",
-    "Each 3x3 convolution without padding takes 2 off the height and the width; max-pooling keeps the channels "
-    "and halves the height and the width.",
+    "Follow the spreadsheet's 28x28 image through its layers first, and check that you get the shape the "
+    "lesson shows; then do the same from 32x32.",
     "answer = (2, (32 - 2 - 2) // 2, (32 - 2 - 2) // 2)",
     _pool_shape)
 
@@ -623,8 +632,7 @@ _question(
 _question(
     "04-q-restarts",
     "During learn.fit(1e-2, 3, cycle_len=2), how many times does the rate jump back up to 1e-2?",
-    "Each cycle starts at the top rate; the very first start is not a jump back. How many cycles are there, "
-    "whatever their length?",
+    "Sketch the rate over the whole training, epoch by epoch: where does it rise again?",
     "n_cycle = 3\nanswer = n_cycle - 1",
     _close_to(2, 0))
 _question(
@@ -636,12 +644,13 @@ _question(
     _choice("c"))
 _question(
     "05-q-unfreeze-first",
-    "unfreeze() right after creating the learner, before the head trained: the risk? a) none, the rates are "
-    "small  b) none, the body stays frozen  c) the random head's gradients damage the body's pretrained weights",
-    "What does unfreeze() change, and what do the gradients that reach the body depend on while the head is "
-    "still random?",
-    'answer = "c"',
-    _choice("c"))
+    "unfreeze() right after creating the learner, and every group trains before the head has: all three are true, "
+    "which one is why this can damage the pretrained body? a) the early body's rate is 100 times smaller than the "
+    "head's  b) the gradients that reach the body pass back through the head's weights, still random  c) an epoch "
+    "through the whole network is much slower than one on stored activations",
+    "Ask of each statement: would it make training the body early do harm, or only make it slower or gentler?",
+    'answer = "b"',
+    _choice("b"))
 _question(
     "05-q-bn-frozen-parts",
     "With bn_freeze(True) on an unfrozen learner, what in the body's BatchNorm layers still changes? a) the weights "
@@ -653,7 +662,7 @@ _question(
 _question(
     "06-q-conv-weights",
     "A convolution with 3x3 kernels, 2 input channels and 4 output channels, no bias: how many weights?",
-    "Each output channel has one filter: one 3x3 kernel per input channel.",
+    "Count kernels first: how many does one output channel need? Then count the numbers in one kernel.",
     "answer = 4 * 2 * 3 * 3",
     _close_to(72, 0))
 _question(
@@ -666,7 +675,7 @@ _question(
 _question(
     "07-q-tta-passes",
     "TTA with the plain image and 4 augmented views: how many images go through the network for 500 test images?",
-    "Every test image is shown once as it is and once per augmented view.",
+    "How many times does one test image go through the network with TTA?",
     "answer = 500 * (1 + 4)",
     _close_to(2500, 0))
 _question(
@@ -689,7 +698,7 @@ _question(
     "08-q-validation-steps",
     "validation_steps = n // batch_size with 200 validation images and batch_size 64: how many images are never "
     "scored?",
-    "// rounds down: count the whole batches of 64 in 200 and the images they cover.",
+    "`//` rounds down: what does validation_steps leave out?",
     "answer = 200 - (200 // 64) * 64",
     _close_to(8, 0))
 _question(
@@ -708,14 +717,14 @@ _question(
 _question(
     "10-q-one-photo",
     "20 validation photos in all: by how many percentage points does one photo move the accuracy?",
-    "Accuracy is the photos classified right divided by all the validation photos; one photo is one such share.",
+    "Write the accuracy as a fraction. What changes in it when one more photo is classified right?",
     "answer = 100 / 20",
     _close_to(5, 1e-6))
 _question(
     "10-q-leak",
     "A photo in train and its resized copy in valid: the measured validation accuracy? a) looks worse than the "
     "model is  b) looks better  c) unchanged",
-    "The model has trained on that very photo. How well does a model do on a photo it has already learned?",
+    "What is the validation accuracy meant to estimate? Is that photo still a fair test of it?",
     'answer = "b"',
     _choice("b"))
 

@@ -228,7 +228,8 @@ WRONG = {"01-q-cross-entropy": [0.25, 0.693, -1.386], "02-q-two-steps": [0.8, 0.
          "07-q-tta-passes": [500, 2000], "08-q-validation-steps": [0, 64], "09-q-extra-tag": [0.8, 0.556],
          "10-q-one-photo": [0.05, 20], "01-batches-per-epoch": [(12, 64), (13, 64), 13],
          "05-differential-rates": [[1e-4, 1e-3, 1e-2], [3e-3] * 3], "05-tta-accuracy": [0.9, 0.4, 1],
-         "06-maxpool-shape": [(2, 12, 12), (2, 16, 16), 14], "10-valid-count": [(4, 2), (5, 3), 5]}
+         "06-maxpool-shape": [(2, 12, 12), (2, 16, 16), 14],
+         "10-valid-count": [(4, 2), (5, 3), 5, (5.4, 2.0), (4.6, 2.4), ("5", "2"), (5, 2, 0)]}
 CHANGED = ["01-batches-per-epoch", "05-differential-rates", "05-tta-accuracy", "06-maxpool-shape", "08-freeze-to",
            "09-best-threshold", "10-valid-count"]
 
@@ -274,6 +275,18 @@ def test_the_valid_count_prediction_is_what_sort_photos_does(tmp_path):
     sort_photos(sources, tmp_path / "sorted")
     counted = tuple(len(list((tmp_path / "sorted" / "valid" / cls).iterdir())) for cls in ("a", "b"))
     assert check("10-valid-count", counted) is True
+
+
+def test_the_valid_count_takes_counts_of_photos_whole_in_any_number_type():
+    """A count of photos is a whole number: 5 and 5.0 (np.round's) are the same count; 5.4 is not a count, and
+    int() once cut it quietly to 5 and accepted it."""
+    assert check("10-valid-count", (5, 2)) is True
+    assert check("10-valid-count", (5.0, 2.0)) is True
+    assert check("10-valid-count", tuple(np.round([0.2 * 23, 0.2 * 12]))) is True
+    assert check("10-valid-count", (np.int64(5), np.int64(2))) is True
+    assert check("10-valid-count", (5.4, 2.0)) is False
+    assert check("10-valid-count", (5.9, 2.3)) is False
+    assert check("10-valid-count", (0.2 * 23, 0.2 * 12)) is False   # 4.6 and 2.4 photos: not yet rounded
 
 
 def test_the_batches_per_epoch_prediction_is_what_the_loader_does():
