@@ -26,8 +26,10 @@ from lessonlib.engine.runtime import seed_everything
 from lessonlib.engine.settings import set_keras_backend
 from lessonlib.engine.tables import Table
 
-__all__ = ["Pipeline", "bn_drift_with_training_false", "compare", "import_keras", "keras_body", "keras_resnet50_available",
-           "run_pipeline", "show_code", "user_code_stats"]
+__all__ = ["KERAS", "KERAS_LOW_RATE", "KERAS_RESNET50", "LESSONLIB", "Pipeline", "bn_drift_with_training_false",
+           "compare", "describe_code", "describe_comparison", "describe_drift", "describe_keras", "import_keras",
+           "keras_body", "keras_resnet50_available", "pipeline_name", "plot_comparison", "run_pipeline", "show_code",
+           "side_by_side", "user_code_stats"]
 
 
 def import_keras():
@@ -43,6 +45,12 @@ def import_keras():
                                    "`%env KERAS_BACKEND=torch` before the first import",
                                    backend=keras.backend.backend()))
     return keras
+
+
+def describe_keras(keras):
+    """One line for people: the Keras version and the backend it runs on."""
+    return say("Keras {version} on the {backend} backend", version=keras.__version__,
+               backend=keras.backend.backend())
 
 
 # ====================================================================== lessonlib: what a student types
@@ -206,6 +214,32 @@ KERAS_RESNET50 = Pipeline("Keras 3, keras.applications.ResNet50", keras_data, ke
                           keras_train_head, keras_resnet50_fine_tune,
                           "trainable=False on every BatchNormalization layer (Keras 3 then runs it in "
                           "inference mode)")
+PIPELINES = (LESSONLIB, KERAS, KERAS_LOW_RATE, KERAS_RESNET50)
+
+
+def _bn_handling_shown():
+    """{a pipeline's `bn_handling`: how people read it}."""
+    return {"learn.bn_freeze(True): the body's BatchNorm layers stay in eval mode":
+            say("learn.bn_freeze(True): the body's BatchNorm layers stay in eval mode"),
+            "a TorchModuleWrapper subclass that always calls the body with training=False":
+            say("a TorchModuleWrapper subclass that always calls the body with training=False"),
+            "trainable=False on every BatchNormalization layer (Keras 3 then runs it in inference mode)":
+            say("trainable=False on every BatchNormalization layer (Keras 3 then runs it in inference mode)")}
+
+
+def pipeline_name(name):
+    """A pipeline's name (the table's row, `Pipeline.name`) as people read it; code keeps the English name."""
+    names = {"Keras 3 (torch backend)": say("Keras 3 (torch backend)"),
+             "Keras 3, fine-tune at 1e-5": say("Keras 3, fine-tune at 1e-5"),
+             "Keras 3, keras.applications.ResNet50": say("Keras 3, keras.applications.ResNet50")}
+    return names.get(name, name)
+
+
+def describe_code(pipeline):
+    """One line for people: how many lines and literal settings a pipeline's user code has, and the settings."""
+    lines, settings = user_code_stats(pipeline)
+    return say("{name}: {lines} lines, {n} settings: {settings}", name=pipeline_name(pipeline.name), lines=lines,
+               n=len(settings), settings=settings)
 
 
 def show_code(pipeline):
@@ -351,7 +385,69 @@ def compare(path, sz=224, bs=32, head_epochs=2, fine_tune_epochs=1, arch="resnet
               "fine-tune: val accuracy": say("fine-tune: val accuracy"),
               "BatchNorm stats moved": say("BatchNorm stats moved"),
               "BatchNorm when unfreezing": say("BatchNorm when unfreezing")}
-    return Table(pd.DataFrame(rows).set_index("framework"), labels=labels)   # code reads the English names
+    cells = {"BatchNorm stats moved": {True: say("True"), False: say("False")},
+             "BatchNorm when unfreezing": _bn_handling_shown()}
+    return Table(pd.DataFrame(rows).set_index("framework"), labels=labels,   # code reads the English names
+                 cells=cells)
+
+
+def side_by_side(table):
+    """`compare`'s table turned on its side (one column per framework), as people read it: its labels, cells and
+    the frameworks' names in the reader's language. For display only: code reads `table`."""
+    shown = table.shown() if isinstance(table, Table) else table
+    return shown.rename(index=pipeline_name).T
+
+
+def describe_comparison(table):
+    """Two lines for people on `compare`'s table: where the lesson's Keras code ends up after fine-tuning (and with
+    the gentler rate), and how many times the lines, the settings and the head's epoch time of lessonlib's."""
+    ours, theirs, gentle = table.loc[LESSONLIB.name], table.loc[KERAS.name], table.loc[KERAS_LOW_RATE.name]
+    return "\n".join([
+        say("after fine-tuning with rmsprop's default rate the lesson's Keras code is at {tuned:.3f} validation "
+            "accuracy (head alone: {head:.3f}); at 1e-5: {gentle:.3f}", tuned=theirs["fine-tune: val accuracy"],
+            head=theirs["head: val accuracy"], gentle=gentle["fine-tune: val accuracy"]),
+        say("Keras needs {lines:.1f}x the lines and {settings:.1f}x the settings; its head epoch takes {time:.2f}x "
+            "lessonlib's time.", lines=theirs["lines of user code"] / ours["lines of user code"],
+            settings=theirs["settings chosen"] / ours["settings chosen"],
+            time=theirs["head: time/epoch (s)"] / ours["head: time/epoch (s)"])])
+
+
+def plot_comparison(table):
+    """Three bar charts of `compare`'s table, one group of bars per framework: what you type (lines, settings),
+    seconds per epoch (head, fine-tuning) and validation accuracy (head, fine-tuning); text in the reader's
+    language. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from lessonlib.engine.fonts import use_cjk_font
+    use_cjk_font()   # text in the reader's language
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    names = [pipeline_name(n).replace(" (torch backend)", "\n(torch backend)").replace(", ", ",\n")
+             .replace("（", "\n（").replace("，", "，\n") for n in table.index]
+    for ax, cols, title in [
+        (axes[0], ["lines of user code", "settings chosen"], say("what you type")),
+        (axes[1], ["head: time/epoch (s)", "fine-tune: time/epoch (s)"], say("seconds per epoch")),
+        (axes[2], ["head: val accuracy", "fine-tune: val accuracy"], say("validation accuracy")),
+    ]:
+        pd.DataFrame(table[cols]).rename(columns=table.labels or {}).set_axis(names).plot.bar(ax=ax, rot=0,
+                                                                                            title=title)
+        ax.legend(fontsize=8)
+    axes[2].set_ylim(0.4, 1.0)
+    fig.tight_layout()
+    return fig
+
+
+def describe_drift(drift, version, steps):
+    """Lines for people on what `bn_drift_with_training_false` measured (`drift`, after `steps` mini-batches, with
+    Keras `version`): whether this Keras still has the BatchNorm trap."""
+    measured = say("Keras {version}: largest change of a BatchNorm running statistic after {steps} mini-batches: "
+                   "{drift:.4f}", version=version, steps=steps, drift=drift)
+    if drift > 0:
+        verdict = say("This Keras still has the trap: with training=False alone, fit() updates the torch body's "
+                      "BatchNorm.")
+    else:
+        verdict = say("This Keras keeps the torch body's BatchNorm fixed with training=False: the trap is fixed in "
+                      "this version. The TorchBody wrapper below is then a belt and braces; older versions need it.")
+    return f"{measured}\n{verdict}"
 
 
 def bn_drift_with_training_false(data, arch, steps=3):

@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lessonlib import convviz, training
+from lessonlib import convviz, keras_compare, training
+from lessonlib.engine.language import say
+from lessonlib.engine.tables import Table
 
 matplotlib.use("Agg")
 
@@ -72,3 +74,56 @@ def test_lesson_07_lines(lang):
     else:
         assert lines == ["只训练头部后：0.990；微调后：0.995（一张照片占 0.5%）",
                          "验证准确率：直接预测 0.990，使用 TTA 1.000", "整个流程在这台机器上用了 4.5 分钟"]
+
+
+def _comparison():
+    """A table shaped like keras_compare.compare's, with made-up times and accuracies (no training)."""
+    rows = []
+    for p, tuned in [(keras_compare.LESSONLIB, 0.9), (keras_compare.KERAS, 0.5),
+                     (keras_compare.KERAS_LOW_RATE, 0.85)]:
+        lines, settings = keras_compare.user_code_stats(p)
+        rows.append({"framework": p.name, "lines of user code": lines, "settings chosen": len(settings),
+                     "data + model (s)": 1.0, "head: time/epoch (s)": 2.0 if p is keras_compare.LESSONLIB else 1.6,
+                     "head: val accuracy": 0.5, "fine-tune: time/epoch (s)": 3.0, "fine-tune: val accuracy": tuned,
+                     "BatchNorm stats moved": False, "BatchNorm when unfreezing": p.bn_handling})
+    return Table(pd.DataFrame(rows).set_index("framework"), labels={c: say(c) for c in rows[0]},
+                 cells={"BatchNorm stats moved": {True: say("True"), False: say("False")},
+                        "BatchNorm when unfreezing": keras_compare._bn_handling_shown()})
+
+
+def test_lesson_08_table_lines_and_plot(lang):
+    table = _comparison()
+    side = keras_compare.side_by_side(table)
+    fig = keras_compare.plot_comparison(table)
+    lines = (keras_compare.describe_comparison(table).split("\n")
+             + keras_compare.describe_drift(65.9, "3.15.1", 3).split("\n"))
+    code = keras_compare.describe_code(keras_compare.KERAS)
+    if lang == "en":   # what `table.T`, the lesson's prints and its plot showed
+        assert side.to_string() == pd.DataFrame(table).T.to_string()
+        assert lines == ["after fine-tuning with rmsprop's default rate the lesson's Keras code is at 0.500 validation "
+                         "accuracy (head alone: 0.500); at 1e-5: 0.850",
+                         "Keras needs 3.1x the lines and 3.2x the settings; its head epoch takes 0.80x lessonlib's "
+                         "time.",
+                         "Keras 3.15.1: largest change of a BatchNorm running statistic after 3 mini-batches: 65.9000",
+                         "This Keras still has the trap: with training=False alone, fit() updates the torch body's "
+                         "BatchNorm."]
+        assert code.startswith("Keras 3 (torch backend): 28 lines, 29 settings: ['/train', '/valid'")
+        assert [ax.get_title() for ax in fig.axes] == ["what you type", "seconds per epoch", "validation accuracy"]
+        assert [t.get_text() for t in fig.axes[0].get_xticklabels()][1] == "Keras 3\n(torch backend)"
+    else:
+        assert list(side.columns) == ["lessonlib", "Keras 3（torch 后端）", "Keras 3，以 1e-5 微调"]
+        assert side.loc["批归一化统计量变了"].tolist() == ["否"] * 3 and "主干" in side.iloc[-1, 0]
+        assert lines[1] == ("Keras 需要 3.1 倍的代码行数和 3.2 倍的设置；它训练头部的一个迭代周期用时是 lessonlib 的 "
+                            "0.80 倍。")
+        assert code.startswith("Keras 3（torch 后端）：28 行，29 个设置：")
+        assert [ax.get_title() for ax in fig.axes] == ["你要写的", "每个迭代周期的秒数", "验证集准确率"]
+        assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["用户代码行数", "要选的设置数"]
+    assert table.loc[keras_compare.KERAS.name, "fine-tune: val accuracy"] == 0.5   # code reads English names
+
+
+def test_every_pipeline_is_shown_in_chinese(monkeypatch):
+    monkeypatch.setenv("LESSONLIB_LANG", "zh")
+    shown = keras_compare._bn_handling_shown()
+    for p in keras_compare.PIPELINES:
+        assert p.bn_handling in shown and shown[p.bn_handling] != p.bn_handling
+        assert p is keras_compare.LESSONLIB or keras_compare.pipeline_name(p.name) != p.name
