@@ -1,12 +1,14 @@
 """What did the model get right and wrong? Pick images by correctness and confidence, and show them."""
 import numpy as np
+import torch
 
 from lessonlib.engine.fonts import use_cjk_font
-from lessonlib.engine.language import say
+from lessonlib.engine.language import problem, say
+from lessonlib.training import get_preds, log_probs
 from lessonlib.viz import plot_images
 
 __all__ = ["class_probs", "confusion_table", "grad_cam", "most_by_correct", "most_uncertain", "plot_confusion_matrix", "plot_heatmaps",
-           "plot_top_losses", "plot_val_with_title", "random_by_correct", "softmax_table", "top_losses"]
+           "plot_top_losses", "plot_tta_views", "tta_views", "plot_val_with_title", "random_by_correct", "softmax_table", "top_losses"]
 
 
 def class_probs(log_preds):
@@ -152,3 +154,40 @@ def plot_heatmaps(learn, idxs):
     fig.suptitle(say("where the network looked (Grad-CAM for the predicted class)"))
     fig.tight_layout()
     return fig
+
+
+def tta_views(learn, i, n_aug=4):
+    """The views of validation photo `i` that `learn.TTA(n_aug)` averages, and the model's probabilities for each.
+
+    Returns `(views, probs)`: `views` (n_aug + 1, 3, sz, sz), uint8 images as the model receives them: the photo as
+    it is (the validation transform, what `learn.predict()` sees), then `n_aug` copies drawn from
+    `learn.data.tfms.tta`, the transform TTA draws its copies from (random: each call draws new ones); `probs`
+    (n_aug + 1, classes), the model's probabilities for each view. TTA's answer for the photo is `probs.mean(0)`.
+    """
+    if learn.objective.to_preds is not log_probs:
+        raise ValueError(problem("tta_views shows a learner with one class per photo; for tags, average "
+                                 "learn.TTA()'s tag probabilities with np.mean(log_preds, 0)"))
+    photo, tfms = learn.data.val_ds.get_image(i), learn.data.tfms
+    views = torch.stack([tfms.valid(photo)] + [tfms.tta(photo) for _ in range(n_aug)])
+    model = learn.policy.prepare(learn.model).eval()
+    out, _ = get_preds(model, [(views, torch.zeros(len(views), dtype=torch.long))], learn.policy)
+    return views, np.exp(log_probs(out).numpy())
+
+
+def plot_tta_views(learn, i, n_aug=4):
+    """Validation photo `i` as TTA shows it to the model (`tta_views`): each view titled with the model's
+    probability for the class TTA predicts, the average of them all above. Returns `(figure, probs)`.
+
+    Example:
+        >>> fig, probs = plot_tta_views(learn, 0)
+        >>> probs.mean(0)       # what TTA predicts for photo 0
+    """
+    views, probs = tta_views(learn, i, n_aug)
+    mean = probs.mean(0)
+    cls = int(mean.argmax())
+    name = learn.data.classes[cls]
+    titles = [say("as it is\n{cls} {p:.3f}", cls=name, p=probs[0, cls])]
+    titles += [say("view {k}\n{cls} {p:.3f}", k=k, cls=name, p=p) for k, p in enumerate(probs[1:, cls], start=1)]
+    fig = plot_images(list(views), titles, cols=len(views),
+                      suptitle=say("TTA averages the {n} views: {cls} {p:.3f}", n=len(views), cls=name, p=mean[cls]))
+    return fig, probs

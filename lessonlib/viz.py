@@ -8,7 +8,7 @@ from lessonlib.engine.fonts import use_cjk_font
 from lessonlib.engine.language import problem, say
 from lessonlib.metrics import NOTES_TEXTS
 
-__all__ = ["describe_gaps", "label_text", "plot_descent_paths", "plot_images", "plot_loss_runs", "plot_photo_sizes",
+__all__ = ["describe_gaps", "plot_body_and_head", "label_text", "plot_descent_paths", "plot_images", "plot_loss_runs", "plot_photo_sizes",
            "plot_seed_spread", "show_augmentations", "show_batch", "wrap_title"]
 
 
@@ -167,4 +167,52 @@ def plot_descent_paths(curvatures, lr, paths, ax=None):
     ax.set(title=say("the same learning rate ({lr}) on a long, narrow bowl", lr=lr),
            xlabel=say("w1 (along the valley)"), ylabel=say("w2 (across the valley)"))
     ax.legend(loc="lower right", fontsize=9)
+    return ax
+
+
+def plot_body_and_head(learn):
+    """`learn`'s network as its three layer groups, from the photo to the classes: each group a box as wide as its
+    share of the parameters (a sliver at the least), with its parameter count and whether it trains now, and the
+    place where precompute stores the body's output (`learn.body.n_features` numbers per photo). Drawn from the
+    learner itself: run it again after `unfreeze()` and the body trains. Returns the axes.
+
+    Example:
+        >>> learn = ConvLearner.pretrained("resnet34", data, precompute=True)
+        >>> plot_body_and_head(learn)      # the body frozen, the head trains, precompute between them
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    use_cjk_font()   # labels in the reader's language
+    names = [say("early body"), say("late body"), say("head")]   # the layer groups, as people read them
+    sizes = [sum(p.numel() for p in g.parameters()) for g in learn.layer_groups]
+    grads = [[p.requires_grad for p in g.parameters()] for g in learn.layer_groups]
+    trains = [all(g) for g in grads]
+    states = [say("trains") if all(g) else say("frozen") if not any(g) else say("partly trains") for g in grads]
+    widths = [max(0.5, 8.0 * s / sum(sizes)) for s in sizes]
+    gap = 2.2                                            # between the body and the head: where precompute stores
+    left = [1.4, 1.4 + widths[0], 1.4 + widths[0] + widths[1] + gap]
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    for name, x, w, size, state, on in zip(names, left, widths, sizes, states, trains):
+        ax.add_patch(Rectangle((x, 0), w, 1, facecolor="tab:orange" if on else "lightgrey", edgecolor="black"))
+        ax.text(x + w / 2, -0.12, say("{group}\n{n:,} parameters\n{state}", group=name, n=size,
+                                      state=state), ha="center", va="top", fontsize=9)
+    body_end = left[1] + widths[1]
+    ax.text(0.7, 0.5, say("photo"), ha="center", va="center", fontsize=10)
+    ax.text(left[0] + (body_end - left[0]) / 2, 1.12, say("body (pretrained on ImageNet)"), ha="center", fontsize=10)
+    head_end = left[2] + widths[2]
+    ax.text(head_end + 0.9, 0.5, say("{c} classes", c=learn.data.c), ha="center", va="center", fontsize=10)
+    for x0, x1 in ((1.0, left[0]), (body_end, left[2]), (head_end, head_end + 0.5)):
+        ax.annotate("", xy=(x1, 0.5), xytext=(x0, 0.5), arrowprops=dict(arrowstyle="->"))
+    store = body_end + gap / 2
+    ax.plot([store, store], [0.05, 0.95], linestyle="--", color="tab:blue")
+    stored = (say("precompute stores\nthis: {n:,} numbers\nper photo", n=learn.body.n_features) if learn.precompute
+              else say("precompute off:\nevery photo goes\nthrough the body"))
+    ax.text(store, 1.12, stored, ha="center", va="bottom", fontsize=9, color="tab:blue")
+    ax.set_xlim(0, head_end + 1.6)
+    ax.set_ylim(-1.0, 2.0)
+    ax.axis("off")
+    ax.set_title(say("{arch}: box widths are shares of the {n:,} parameters", arch=learn.arch, n=sum(sizes)),
+                 fontsize=10)
+    fig.tight_layout()
     return ax

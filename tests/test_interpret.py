@@ -128,3 +128,33 @@ def test_the_softmax_and_confusion_tables_name_their_rows_and_columns_in_the_rea
     assert list(cm.columns) == ["预测为 cats", "预测为 dogs"] and (cm.values == counts).all()
     ax = plot_confusion_matrix(Y, PROBS.argmax(1), ["cats", "dogs"])
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("预测的类别", "真实类别")
+
+
+def test_tta_views_are_the_plain_photo_and_copies_drawn_as_tta_draws_them_with_the_models_probabilities(learn, monkeypatch):
+    """plot_tta_views draws n_aug + 1 views; each title is the model's probability for that view, and the title
+    above is their mean, which is what TTA takes for the photo."""
+    import re
+
+    from lessonlib.interpret import plot_tta_views, tta_views
+    monkeypatch.setenv("LESSONLIB_LANG", "en")
+    tfms, photo = learn.data.tfms, learn.data.val_ds.get_image(1)
+    torch.manual_seed(7)
+    views, probs = tta_views(learn, 1, n_aug=3)
+    torch.manual_seed(7)
+    drawn = [tfms.valid(photo)] + [tfms.tta(photo) for _ in range(3)]   # the transforms TTA uses, same draws
+    assert views.shape[0] == 4 and all(torch.equal(v, d) for v, d in zip(views, drawn))
+    with torch.no_grad():
+        direct = torch.softmax(learn.model.eval()(views).float(), 1).numpy()
+    assert np.allclose(probs, direct, atol=learn.policy.rounding)
+    plain = np.exp(learn.TTA(n_aug=1)[0][0, 1])   # TTA's first slice: the photo as it is
+    assert np.allclose(probs[0], plain, atol=learn.policy.rounding)
+
+    fig, shown = plot_tta_views(learn, 1, n_aug=3)
+    pictures = [ax for ax in fig.axes if ax.get_images()]
+    assert len(pictures) == 4
+    cls = int(shown.mean(0).argmax())
+    titled = [float(re.search(r"([\d.]+)$", ax.get_title()).group(1)) for ax in pictures]
+    assert np.allclose(titled, shown[:, cls], atol=5e-4)
+    above = float(re.search(r"([\d.]+)$", fig._suptitle.get_text()).group(1))
+    assert above == pytest.approx(shown[:, cls].mean(), abs=5e-4)
+    assert fig._suptitle.get_text().startswith("TTA averages the 4 views: " + learn.data.classes[cls])

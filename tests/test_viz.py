@@ -102,3 +102,39 @@ def test_the_seed_spread_plot_and_the_gap_line_speak_the_readers_language(monkey
     assert ax.get_xlabel() == "预计算训练一个迭代周期之后的验证准确率"
     assert "不做数据增强" in describe_gaps({"no augmentation": 0.1}) and "no augmentation" not in describe_gaps(
         {"no augmentation": 0.1})
+
+
+def test_body_and_head_are_drawn_from_the_learners_layer_groups(tmp_path, monkeypatch):
+    """Each layer group's box is as wide as its share of the parameters (a sliver at the least), labelled with its
+    count and whether it trains; the stored activations are marked between the body and the head."""
+    import torch
+    from matplotlib.patches import Rectangle
+
+    from lessonlib import ConvLearner, ImageClassifierData, tfms_from_model, transforms_side_on
+    from lessonlib.viz import plot_body_and_head
+    from tests.helpers import make_folders
+
+    monkeypatch.setenv("LESSONLIB_LANG", "en")
+    monkeypatch.setenv("LESSONLIB_HOME", str(tmp_path / "home"))
+    make_folders(tmp_path / "pets", n_train=8, n_valid=3)
+    data = ImageClassifierData.from_paths(tmp_path / "pets", bs=8,
+                                          tfms=tfms_from_model("efficientnet_lite0", 32, aug_tfms=transforms_side_on))
+    torch.manual_seed(0)
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, precompute=True)
+    sizes = [sum(p.numel() for p in g.parameters()) for g in learn.layer_groups]
+
+    ax = plot_body_and_head(learn)
+    boxes = [p for p in ax.patches if isinstance(p, Rectangle)]
+    widths = np.array([b.get_width() for b in boxes])
+    assert len(boxes) == 3 and np.allclose(widths, np.maximum(0.5, 8.0 * np.array(sizes) / sum(sizes)))
+    texts = [t.get_text() for t in ax.texts]
+    labels = [t for t in texts if "parameters" in t]
+    assert labels == [f"{g}\n{n:,} parameters\n{s}" for g, n, s in
+                      zip(["early body", "late body", "head"], sizes, ["frozen", "frozen", "trains"])]
+    assert any(f"{learn.body.n_features:,} numbers" in t for t in texts)
+
+    learn.precompute = False
+    learn.unfreeze()
+    texts = [t.get_text() for t in plot_body_and_head(learn).texts]
+    assert [t.rsplit("\n", 1)[1] for t in texts if "parameters" in t] == ["trains"] * 3
+    assert not any("numbers" in t for t in texts) and any("precompute off" in t for t in texts)
