@@ -10,11 +10,13 @@ Averages over a multi-label set:
 import numpy as np
 import torch
 
-from lessonlib.engine.language import problem, say
+from lessonlib.engine.language import language, problem, say
 from lessonlib.engine.tables import Table
 
 __all__ = ["accuracy", "fbeta", "f2", "best_threshold", "per_tag_report", "binomial_interval", "bootstrap_interval",
-           "beside_the_notes", "right_of", "accuracies", "difference_in_photos", "seeds_spread", "wrong_of"]
+           "beside_the_notes", "right_of", "accuracies", "difference_in_photos", "seeds_spread", "wrong_of",
+           "describe_baseline", "describe_common_and_rare", "describe_predicting_nothing", "describe_resizing",
+           "describe_tags_per_image"]
 
 
 def accuracy(log_preds, y):
@@ -71,8 +73,46 @@ def per_tag_report(preds, targs, classes, thresh=0.2):
     t = np.asarray(targs) > 0.5
     p = np.asarray(preds) > thresh
     precision, recall, f, support = precision_recall_fscore_support(t, p, beta=2, zero_division=0)
-    return pd.DataFrame({"tag": classes, "images": support, "precision": precision, "recall": recall,
-                         "f2": f}).sort_values("images", ascending=False, ignore_index=True)
+    report = pd.DataFrame({"tag": classes, "images": support, "precision": precision, "recall": recall,
+                           "f2": f}).sort_values("images", ascending=False, ignore_index=True)
+    # In English the columns show their names; elsewhere "precision" needs its own template, since say("precision")
+    # is the numbers' precision (fp32, bf16) of lessonlib's policy.
+    precision = "precision" if language() == "en" else say("precision of the predicted tags")
+    return Table(report, labels={"tag": say("tag"), "images": say("images"), "precision": precision,
+                                 "recall": say("recall")})   # code reads the English columns (`report.f2`)
+
+
+def describe_tags_per_image(per_image):
+    """One line for people: how many tags the images carry (`per_image`: one count per image)."""
+    per_image = np.asarray(per_image)
+    return say("tags per chip: {low} to {high}, {mean:.1f} on average", low=per_image.min(), high=per_image.max(),
+               mean=per_image.mean())
+
+
+def describe_predicting_nothing(nothing, targs):
+    """One line for people: the per-tag accuracy and the F2 of predicting no tag at all (`nothing`: zeros)."""
+    return say("per-tag accuracy of predicting nothing: {accuracy:.1%}; its F2: {f2:.2f}",
+               accuracy=(np.asarray(nothing) == np.asarray(targs)).mean(), f2=fbeta(nothing, targs))
+
+
+def describe_resizing(first_sz, first_f2, sz, f2_after):
+    """One line for people: F2 after training at `first_sz` px, then after going on at `sz` px."""
+    return say("F2 at {first_sz} px: {first:.3f}; after {sz} px: {after:.3f}", first_sz=first_sz, first=first_f2,
+               sz=sz, after=f2_after)
+
+
+def describe_baseline(tags, baseline_f2, model_f2):
+    """One line for people: the F2 of always predicting `tags` (the most common ones) beside the model's."""
+    return say("always '{tags}': F2 = {baseline:.3f}; the model: F2 = {model:.3f}", tags=" ".join(tags),
+               baseline=baseline_f2, model=model_f2)
+
+
+def describe_common_and_rare(common, rare, min_images=10):
+    """One line for people: the mean F2 of the tags on `min_images` or more images (`common`, rows of
+    `per_tag_report`) and of the rarer ones (`rare`)."""
+    return say("mean F2 of the {n_common} tags on {min_images} or more chips: {common:.2f}; of the {n_rare} rarer "
+               "ones: {rare:.2f}", n_common=len(common), min_images=min_images, common=common.f2.mean(),
+               n_rare=len(rare), rare=rare.f2.mean())
 
 
 # ---------------------------------------------------------------- how much a number measured on n images is worth

@@ -203,8 +203,10 @@ def recipe_took(minutes):
 
 def history_table(df):
     """`df` (rows of the training table) as a `Table`: code reads `epoch`, `trn_loss`, `val_loss`, ...; people
-    read `epoch`, `accuracy` and `time` in their language (`trn_loss` and `val_loss` are the lesson's own names)."""
-    labels = {"fit": say("fit"), "epoch": say("epoch"), "accuracy": say("accuracy"), "time": say("time")}
+    read `epoch`, `accuracy`, `recall` (lesson 09's metric) and `time` in their language (`trn_loss`, `val_loss`
+    and `f2` are the lessons' own names)."""
+    labels = {"fit": say("fit"), "epoch": say("epoch"), "accuracy": say("accuracy"), "recall": say("recall"),
+              "time": say("time")}
     return Table(df, labels=labels)
 
 

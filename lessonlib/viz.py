@@ -9,7 +9,8 @@ from lessonlib.engine.language import problem, say
 from lessonlib.metrics import NOTES_TEXTS
 
 __all__ = ["describe_gaps", "plot_body_and_head", "label_text", "plot_descent_paths", "plot_images", "plot_loss_runs", "plot_photo_sizes",
-           "plot_seed_spread", "show_augmentations", "show_batch", "wrap_title"]
+           "plot_seed_spread", "show_augmentations", "show_batch", "wrap_title",
+           "describe_targets", "plot_tag_counts", "plot_threshold_scores", "tag_titles"]
 
 
 def wrap_title(title, size, fontsize=10):
@@ -119,7 +120,43 @@ def label_text(classes, y):
     """A class name, or for a multi-label 0/1 vector the names of the tags present."""
     if np.ndim(y) == 0:
         return classes[int(y)]
-    return " ".join(c for c, v in zip(classes, np.asarray(y)) if v > 0.5) or "(none)"
+    return " ".join(c for c, v in zip(classes, np.asarray(y)) if v > 0.5) or say("(none)")
+
+
+def describe_targets(classes, y, which="the first chip"):
+    """One line for people: a multi-label target vector `y` (a tensor or array) and the tags it names ('targets of
+    the first chip: [0.0, 1.0, ...] -> clear primary')."""
+    return say("targets of {which}: {targets} -> {tags}", which=say("the first chip") if which == "the first chip"
+               else which, targets=y.tolist(), tags=label_text(classes, y))
+
+
+def tag_titles(classes, targs, preds):
+    """Titles for images with several tags: the true tags (`targs`, 0/1 rows) over the predicted ones (`preds`,
+    True/False rows), e.g. 'true: clear primary' / 'pred: primary'."""
+    return [say("true: {true}\npred: {pred}", true=label_text(classes, t), pred=label_text(classes, p))
+            for t, p in zip(targs, preds)]
+
+
+def plot_tag_counts(tag_counts, n_images):
+    """How many of `n_images` images carry each tag (`tag_counts`: a pandas Series, tag -> count, most common
+    first), as horizontal bars, the most common at the top. Returns the axes."""
+    use_cjk_font()   # text in the reader's language
+    ax = tag_counts.plot.barh(figsize=(6, 4), title=say("{n} chips, {k} tags", n=n_images, k=len(tag_counts)))
+    ax.set_ylabel(say("tags"))
+    ax.invert_yaxis()
+    return ax
+
+
+def plot_threshold_scores(thresholds, scores, best_thresh, best):
+    """F2 on the validation set against the threshold, the best threshold marked. Returns the axes."""
+    import matplotlib.pyplot as plt
+    use_cjk_font()   # text in the reader's language
+    ax = plt.figure(figsize=(6, 3)).gca()
+    ax.plot(thresholds, scores)
+    ax.axvline(best_thresh, color="k", linestyle="--")
+    ax.set(xlabel=say("threshold"), ylabel=say("F2 (validation)"),
+           title=say("best: {best:.3f} at {thresh:.2f}", best=best, thresh=best_thresh))
+    return ax
 
 
 def show_batch(data, n=8, split="train"):

@@ -9,6 +9,9 @@ import torch
 from lessonlib import convviz, keras_compare, training
 from lessonlib.engine.language import say
 from lessonlib.engine.tables import Table
+from lessonlib.metrics import (describe_baseline, describe_common_and_rare, describe_predicting_nothing,
+                               describe_resizing, describe_tags_per_image, per_tag_report)
+from lessonlib.viz import describe_targets, plot_tag_counts, plot_threshold_scores, tag_titles
 
 matplotlib.use("Agg")
 
@@ -127,3 +130,44 @@ def test_every_pipeline_is_shown_in_chinese(monkeypatch):
     for p in keras_compare.PIPELINES:
         assert p.bn_handling in shown and shown[p.bn_handling] != p.bn_handling
         assert p is keras_compare.LESSONLIB or keras_compare.pipeline_name(p.name) != p.name
+
+
+def test_lesson_09_lines_tables_and_plots(lang):
+    classes = ["clear", "haze", "primary"]
+    targs = np.array([[1, 0, 1], [0, 1, 1], [1, 0, 1]])
+    probs = np.array([[0.9, 0.1, 0.9], [0.1, 0.9, 0.1], [0.1, 0.1, 0.9]])
+    report = per_tag_report(probs, targs, classes, 0.2)
+    common, rare = report[report.images >= 2], report[(report.images > 0) & (report.images < 2)]
+    lines = [describe_targets(classes, torch.tensor([1.0, 0.0, 1.0])), describe_tags_per_image([1, 2, 4]),
+             describe_predicting_nothing(np.zeros_like(targs), targs), describe_resizing(64, 0.5, 128, 0.6),
+             describe_baseline(pd.Index(["primary", "clear"]), 0.7, 0.8),
+             describe_common_and_rare(common, rare, min_images=2)]
+    titles = tag_titles(classes, targs[:2], np.array([[True, False, False], [False, False, False]]))
+    counts = plot_tag_counts(pd.Series({"primary": 30, "clear": 20, "haze": 3}).rename_axis("tags"), 40)
+    sweep = plot_threshold_scores(np.arange(0.05, 0.95, 0.01), np.zeros(90), 0.2, 0.8)
+    shown = report.round(2).to_string()
+    history = training.history_table(pd.DataFrame([{"epoch": 0, "trn_loss": 0.3, "val_loss": 0.2, "f2": 0.8,
+                                                     "recall": 0.9, "time": 1.5}]))
+    if lang == "en":
+        assert lines == ["targets of the first chip: [1.0, 0.0, 1.0] -> clear primary",
+                         "tags per chip: 1 to 4, 2.3 on average",
+                         "per-tag accuracy of predicting nothing: 33.3%; its F2: 0.00",
+                         "F2 at 64 px: 0.500; after 128 px: 0.600",
+                         "always 'primary clear': F2 = 0.700; the model: F2 = 0.800",
+                         "mean F2 of the 2 tags on 2 or more chips: 0.63; of the 1 rarer ones: 1.00"]
+        assert titles == ["true: clear primary\npred: clear", "true: haze primary\npred: (none)"]
+        assert (counts.get_title(), counts.get_ylabel()) == ("40 chips, 3 tags", "tags")
+        assert (sweep.get_title(), sweep.get_xlabel(), sweep.get_ylabel()) == ("best: 0.800 at 0.20", "threshold",
+                                                                               "F2 (validation)")
+        assert shown == pd.DataFrame(report).round(2).to_string()
+        assert repr(history) == repr(pd.DataFrame(history))
+    else:
+        assert lines[0] == "第一张图块的目标：[1.0, 0.0, 1.0] -> clear primary"   # tags: the data's own names
+        assert lines[2] == "什么标签都不预测时，逐个标签的准确率：33.3%；它的 F2：0.00"
+        assert titles[1] == "真实：haze primary\n预测：（无）"
+        assert (counts.get_title(), counts.get_ylabel()) == ("40 张图块，3 种标签", "标签")
+        assert (sweep.get_xlabel(), sweep.get_ylabel()) == ("阈值", "F2（验证集）")
+        assert shown.split("\n")[0].split() == ["标签", "图片数", "精确率", "召回率", "f2"]
+        assert repr(history).split("\n")[0].split() == ["迭代周期", "trn_loss", "val_loss", "f2", "召回率", "用时"]
+    assert [t.get_text() for t in counts.get_yticklabels()] == ["primary", "clear", "haze"]
+    assert list(report.columns) == ["tag", "images", "precision", "recall", "f2"]   # code reads English names
