@@ -18,7 +18,7 @@ told) with its interval, and what one run of 200 photos can resolve (Wilson's 95
 Writes JSON to benchmarks/results/ after every seed, so an interrupted run keeps what it measured.
 
     python benchmarks/lr_rules.py [--seeds 0 1 2 3 4] [--arch efficientnet_lite0] [--sz 224] [--stages head finetune]
-                                  [--baseline power_of_ten_below_min]
+                                  [--baseline power_of_ten_below_min] [--rules power_of_ten_below_min valley]
 """
 import argparse
 import os
@@ -31,14 +31,16 @@ from scipy import stats
 
 from _results import save_result   # benchmarks/_results.py
 from lessonlib import ConvLearner, ImageClassifierData, datasets, setup, tfms_from_model, transforms_side_on
+from lessonlib.lr_finder import RULES
 
 FIXED = {"notes' 1e-2": 1e-2}
 BASELINE = "power_of_ten_below_min"   # the paired differences are taken from this rule's runs
 
 
-def rates_to_train(lrf):
-    """{rule: rate} for every rule of `lrf.suggestions` and FIXED, and {rate: [rules]}: each rate is trained once."""
-    rates = {**lrf.suggestions, **FIXED}
+def rates_to_train(lrf, only=None):
+    """{rule: rate} for every rule of `lrf.suggestions` and FIXED (or those named in `only`), and {rate: [rules]}:
+    each rate is trained once."""
+    rates = {rule: lr for rule, lr in {**lrf.suggestions, **FIXED}.items() if only is None or rule in only}
     runs = {}
     for rule, lr in rates.items():
         runs.setdefault(lr, []).append(rule)
@@ -110,7 +112,13 @@ def main():
     parser.add_argument("--bs", type=int, default=64)
     parser.add_argument("--stages", nargs="+", default=["head", "finetune"], choices=["head", "finetune"])
     parser.add_argument("--baseline", default=BASELINE, help="the rule the paired differences are taken from")
+    parser.add_argument("--rules", nargs="+", metavar="RULE",
+                        help="train only these rules' rates (default: every rule and the notes' 1e-2); "
+                             "e.g. --rules power_of_ten_below_min valley, half the time of all of them")
     args = parser.parse_args()
+    known = {*FIXED, *RULES}
+    if args.rules and (set(args.rules) - known or args.baseline not in args.rules):
+        parser.error(f"--rules takes some of {sorted(known)}, the --baseline ({args.baseline}) among them")
     os.environ.setdefault("LESSONLIB_HOME", tempfile.mkdtemp(prefix="lessonlib-lr-rules-"))
     path = datasets.get("dogscats-mini", smoke=False)
     tfms = tfms_from_model(args.arch, args.sz, aug_tfms=transforms_side_on, max_zoom=1.1)
@@ -119,7 +127,7 @@ def main():
         setup(seed)
         data = ImageClassifierData.from_paths(path, tfms=tfms, bs=args.bs)
         lrf = ConvLearner.pretrained(args.arch, data, precompute=True).lr_find()
-        rates, by_rate = rates_to_train(lrf)
+        rates, by_rate = rates_to_train(lrf, args.rules)
         print(f"seed {seed}: " + ", ".join(f"{rule} {lr:.2e}" for rule, lr in rates.items()), flush=True)
         for lr, rules in by_rate.items():
             runs, valid_images, arch = train(path, tfms, args, seed, lr, args.stages)
