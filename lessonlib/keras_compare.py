@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from lessonlib.engine.fonts import use_cjk_font
 from lessonlib.engine.language import problem, say
 from lessonlib.engine.runtime import seed_everything
 from lessonlib.engine.settings import set_keras_backend
@@ -417,8 +418,6 @@ def plot_comparison(table):
     seconds per epoch (head, fine-tuning) and validation accuracy (head, fine-tuning); text in the reader's
     language. Returns the figure."""
     import matplotlib.pyplot as plt
-
-    from lessonlib.engine.fonts import use_cjk_font
     use_cjk_font()   # text in the reader's language
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
     names = [pipeline_name(n).replace(" (torch backend)", "\n(torch backend)").replace(", ", ",\n")
