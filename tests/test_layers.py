@@ -27,7 +27,8 @@ ENGINE_LAYERS = [
     ["engine.checkpoints", "engine.doctor"],                  # learn.save/load; python -m lessonlib doctor
 ]
 LESSON_LAYERS = [
-    ["models", "metrics", "schedules", "recorder", "viz", "images"],
+    ["metrics"],                                              # the lesson's measures and the notes' numbers
+    ["models", "schedules", "recorder", "viz", "images"],
     ["transforms", "folders"],
     ["data"],
     ["datasets", "training"],
