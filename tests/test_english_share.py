@@ -1,5 +1,5 @@
-"""How much English a Chinese lesson shows (issue 43): lessons 00, 02 and 10 of `notebooks/zh/` run in smoke mode, and
-the English share of everything they show is at most 15%.
+"""How much English a Chinese lesson shows (issue 43): the lessons of `notebooks/zh/` (all but 08 for now, see LESSONS)
+run in smoke mode, and the English share of everything they show is at most 15%.
 
 What counts as shown, cell by cell (the code itself is not: it is the same in both editions):
 - printed text (stdout and stderr; of a line a progress bar rewrote, only its last state);
@@ -18,16 +18,17 @@ What is not English prose and is left out before counting:
   (words joined by _ or ., words with digits, camelCase and CamelCase such as UserWarning), `key=value` pairs, and numbers;
 - single letters, which are symbols (w in f(w) = w², x, p);
 - names that stay English in Chinese text too: acronyms in capitals (CPU, GPU, SGDR, EXIF), units (s, ms, px, MB,
-  GiB, it/s), product names (PyTorch, EfficientNet, ...) and the data sets' own class folders (cats, dogs), which
-  are the data's names, not lessonlib's words; the lesson's variable names lr, bs and sz (dict keys a cell shows).
+  GiB, it/s), product names (PyTorch, EfficientNet, ...) and the data sets' own class names (dogs vs cats' folders
+  cats and dogs; Planet's tags: clear, primary, haze, ...), which are the data's names, not lessonlib's words; the
+  lesson's variable names lr, bs and sz (dict keys a cell shows).
 
 English words left after that are weighed as two Chinese characters each (an English word says about as much as
 a two-character Chinese word); the share is English weight / (English weight + Chinese characters).
 
 The lessons run here with nbclient (as tools/compare_editions.py runs them), in smoke mode, with one cell
 added before them that records the plots' text and one after them that prints it; a cell that raises fails the test,
-as nbval's run would, and conftest.py leaves these three notebooks out of nbval's run when this test runs, so a
-full `pytest` executes each of them once.
+as nbval's run would, and conftest.py leaves the notebooks measured here out of nbval's run when this test runs, so
+a full `pytest` executes each of them once (`pytest tests/` alone, as .ci/compat runs it, runs them here only).
 
     python tests/test_english_share.py 00 02 10     # the numbers, per lesson, without the assert
     SAVE_TEXT=dir ENGLISH=1 python tests/test_english_share.py 02   # what the English lesson shows, to compare
@@ -42,7 +43,9 @@ from pathlib import Path
 import pytest
 
 ZH = Path(__file__).resolve().parent.parent / "notebooks" / "zh"
-LESSONS = ("00", "02", "10")
+# Every Chinese lesson but 08, which shows 37% English in smoke mode (2026-12-07): the source code of its pipelines,
+# printed (show_code, inspect.getsource), and Keras's own shuffle warning; until then nbval runs it, as before.
+LESSONS = tuple(sorted(p.name[:2] for p in ZH.glob("[0-9][0-9]_*.ipynb") if not p.name.startswith("08")))
 LIMIT = 0.15
 
 RECORD_PLOTS = '''\
@@ -74,7 +77,10 @@ CODE = [re.compile(p) for p in (
 KEPT_NAMES = {"ms", "µs", "us", "px", "kb", "mb", "gb", "mib", "gib", "kib",
               "pytorch", "torch", "torchvision", "timm", "python", "jupyter", "jupyterlab", "colab", "kaggle", "voila",
               "efficientnet", "resnet", "imagenet", "keras", "numpy", "pandas", "matplotlib", "linux", "windows",
-              "macos", "noto", "sans", "lessonlib", "lite0", "cats", "dogs", "cat", "dog", "lr", "bs", "sz"}
+              "macos", "noto", "sans", "lessonlib", "lite0", "cats", "dogs", "cat", "dog", "lr", "bs", "sz",
+              # Planet's tags (lesson 09's classes; partly_cloudy and the like are left out as identifiers)
+              "agriculture", "blooming", "clear", "cloudy", "cultivation", "habitation", "haze", "primary", "road",
+              "water"}
 WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -191,6 +197,7 @@ def test_the_measure_counts_what_it_says():
     share, words, han = english_share("87 mini-batches in 12.98 s：用时")
     assert words == ["mini", "batches", "in"] and han == 2 and share == 6 / 8
     assert english_share("`learn.fit(lr, 3)` 在 /tmp/a b/c.jpg 上 lrf.suggestion CPU 64px cats 2.5 GiB 张")[1] == []
+    assert english_share("primary clear haze water: 标签")[1] == [] and english_share("clear the cache")[1] == ["the", "cache"]
     warning = "/x/y.py:3: UserWarning: 有些文件没有复制\n(English: some files\nwere not copied)\n  t = f({c: c for c in x})\n"
     assert english_share(warning)[1:] == ([], 8)
 
