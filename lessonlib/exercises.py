@@ -31,11 +31,10 @@ def guess(key, value):
     print(say(PREDICTIONS[key].question))
     if value is None:
         print(say("Write your guess above (replace `None`) and run this cell before the experiment below."))
-        return False
+        return   # nothing shown under the cell but the lines above (a returned False read like an answer)
     GUESSES[key] = _plain(value)
     print(say("Your guess is kept: {value!r}. Now run the experiment; `reveal` puts the answer beside it.",
               value=value))
-    return True
 
 
 def reveal(key, **context):
