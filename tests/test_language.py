@@ -248,3 +248,19 @@ def test_chinese_messages_keep_one_word_per_idea_as_the_lessons_do():
     assert [f.split(":")[0] for f in found] == ["message 'a'", "message 'c'", "message 'd'", "message 'e'",
                                                  "message 'f'"], found
     assert "主体" in found[0] and "批量归一化" in found[1] and "倍" in found[2] and "学习器" in found[3] and "循环" in found[4]
+
+
+def test_chinese_tables_printed_after_setup_line_up(zh):
+    """pandas counts a Chinese character as one column unless told otherwise, and the columns of a printed table
+    with Chinese names drift apart; setup() tells it, in a language other than English."""
+    import pandas as pd
+    from lessonlib import setup
+    from lessonlib.engine.language import shown_width
+    from lessonlib.interpret import softmax_table
+    with pd.option_context("display.unicode.east_asian_width", False):   # restored after the test
+        setup()
+        table = softmax_table(np.array([[2.0, -1.0], [0.5, 0.25]]), np.array([[0.95, 0.05], [0.56, 0.44]]),
+                              [0, 1], np.array([0.05, 0.82]), ["猫", "狗"])
+        lines = str(table).splitlines()
+        assert any(shown_width(line) != len(line) for line in lines)   # Chinese in it
+        assert len({shown_width(line) for line in lines}) == 1, lines   # every line as wide on screen

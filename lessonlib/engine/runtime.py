@@ -117,7 +117,8 @@ def seed_everything(seed):
 
 def setup(seed=42):
     """Seed every random generator, pick plot defaults (with a font for Chinese, Japanese and Korean text); call
-    it in the first cell of a notebook.
+    it in the first cell of a notebook. In a language other than English, printed pandas tables pad Chinese
+    characters as two columns wide, so their columns line up.
 
     Returns True in smoke mode, so a notebook can write `SMOKE = setup()`.
     """
@@ -128,4 +129,7 @@ def setup(seed=42):
         use_cjk_font()
     except ImportError:
         pass
+    if settings().lang != "en":
+        import pandas as pd
+        pd.set_option("display.unicode.east_asian_width", True)
     return smoke_mode()
