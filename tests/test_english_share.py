@@ -38,6 +38,7 @@ import json
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,7 @@ def run_lesson(number, folder=ZH):
     kernel, with its plots' text recorded."""
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError
     path = next(Path(folder).glob(f"{number}_*.ipynb"))
     nb = nbformat.read(path, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_code_cell(RECORD_PLOTS))
@@ -183,12 +185,24 @@ def run_lesson(number, folder=ZH):
     old = os.environ.copy()
     os.environ.update(env)
     try:
-        NotebookClient(nb, timeout=900, kernel_name="python3", store_widget_state=True,
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        for attempt in (1, 2):
+            ran = nbformat.from_dict(nb)   # a fresh copy: a second attempt starts from the unexecuted notebook
+            try:
+                NotebookClient(ran, timeout=900, kernel_name="python3", store_widget_state=True,
+                               resources={"metadata": {"path": str(path.parent)}}).execute()
+                break
+            except CellTimeoutError as e:
+                # Seen once in CI (2026-12-07, lesson 02's `explorer.widget()` cell): the kernel had run the cell
+                # and sat idle, answering a new connection at once, while nbclient waited for a reply that never
+                # came (nbclient#312: cells with widgets sometimes block). One more run in a fresh kernel; a cell
+                # that really hangs times out twice and fails.
+                if attempt == 2:
+                    raise
+                warnings.warn(f"lesson {number}: a cell timed out, run again in a fresh kernel: {str(e)[:300]}")
     finally:
         os.environ.clear()
         os.environ.update(old)
-    return nb
+    return ran
 
 
 def test_the_measure_counts_what_it_says():
