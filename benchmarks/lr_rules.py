@@ -2,7 +2,7 @@
 
 On dogscats-mini (800 training photos, 200 validation photos), for each seed: build the learner with precompute
 and run `learn.lr_find()` (100 mini-batches, smoothing 0.98). The rules are those of `lrf.suggestions`
-(lessonlib.lr_finder.RULES): `valley` (the default), `steepest`, the minimum / 10 (`order_below_min`) and the notes'
+(lessonlib.lr_finder.RULES): `valley`, `steepest`, the minimum / 10 (`order_below_min`) and the notes'
 rule, the power of ten one order below the minimum (`power_of_ten_below_min`); beside them the notes' fixed 1e-2.
 Then, for each distinct rate, start again from the same head (same seed) and train as lessons 04, 05 and 07 do
 (rules that pick the same rate share one run: the notes' rule gives 1e-2 whenever the minimum lies in 0.1-0.99):
@@ -83,7 +83,7 @@ def summarize(table, valid_images, baseline=BASELINE):
     for (stage, rule), group in table.groupby(["stage", "rule"], sort=False):
         base = table[(table.stage == stage) & (table.rule == baseline)].set_index("seed")
         mine = group.set_index("seed")
-        paired = mine.join(base, rsuffix="_baseline", how="inner")
+        paired = mine.join(base.add_suffix("_baseline"), how="inner")
         acc, acc_lo, acc_hi = bootstrap(group.accuracy)
         loss, loss_lo, loss_hi = bootstrap(group.val_loss)
         d_loss = bootstrap(paired.val_loss - paired.val_loss_baseline)

@@ -134,15 +134,17 @@ EXERCISES["02-min-lr"] = Exercise(
     _min_lr)
 
 
-def _lesson_rule(answer, lrf):
-    return _within(answer, lrf.min_loss_lr / 10)
+def _notes_rule(answer, lrf):
+    power = 10.0 ** (np.floor(np.log10(lrf.min_loss_lr) + 1e-9) - 1)   # 1e-3 is exactly -3, not -3.0000001
+    return _within(answer, power, factor=1.01)
 
 
-EXERCISES["02-lesson-rule"] = Exercise(
-    "Apply the lesson's rule to the same curve: which learning rate do you pick?",
-    "The lesson takes the rate one order of magnitude below the loss minimum: the minimum's rate / 10.",
-    "answer = lrf.lrs[np.argmin(lrf.smoothed)] / 10",
-    _lesson_rule)
+EXERCISES["02-notes-rule"] = Exercise(
+    "Apply the notes' rule to the same curve: which learning rate do you pick?",
+    "Write the rate at the lowest point of the smoothed curve (exercise 2) as a × 10^k, with a between 1 and 10; "
+    "the notes' rule picks 10^(k-1). A minimum at 0.35 = 3.5 × 10^-1 gives 1e-2.",
+    "answer = 10.0 ** (np.floor(np.log10(lrf.min_loss_lr)) - 1)",
+    _notes_rule)
 
 
 def _satellite_set(answer):

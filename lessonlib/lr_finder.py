@@ -2,9 +2,9 @@
 
 Train on mini-batches while the learning rate grows exponentially from tiny to huge, and
 record the loss. The loss first barely moves (rate too low), then falls fast, then shoots
-up (rate too high). The notes' rule: take the power of ten one order below the rate at the loss minimum
-(a minimum at 0.35 gives 1e-2); lesson 02 reads it as the minimum divided by 10.
-lessonlib's `lrf.suggestion` reads the curve with `valley` instead, measured to train better (lesson 02).
+up (rate too high). The notes' rule: take the power of ten one order below the rate at the loss minimum (a
+minimum at 0.35 gives 1e-2), `lrf.suggestions["power_of_ten_below_min"]`. lessonlib's single number,
+`lrf.suggestion`, reads the curve with `valley` (fastai's default today) instead: lesson 02 measures why.
 Afterwards everything is put back exactly as it was: weights, BatchNorm statistics,
 optimizer state and random number generators, so running the finder never changes
 what training does next.
@@ -26,15 +26,18 @@ __all__ = ["LRFinder", "RULES", "Sweep", "compare_rates", "describe_rate", "desc
            "losses_at", "rate_name", "region_label", "rule_at", "rule_name", "suggest_order_below_min",
            "suggest_power_of_ten_below_min", "suggest_steepest", "suggest_valley"]
 
-# The default is "valley". benchmarks/lr_rules.py trained each rule's rate the way the lessons train (3 SGDR
-# epochs of the head, then fine-tuning at [lr/100, lr/10, lr]), 5 seeds: read off the smoothed curve, which lags
-# the raw loss, the lesson's rule ("order_below_min") picked 0.035 to 0.089 and broke one fine-tuning run of
-# five; "valley" never had more than 1 photo of 200 wrong. Lesson 02 shows the table
-# (benchmarks/measured/2026-11-29-cpu-amx/).
+# The default is "valley". benchmarks/lr_rules.py trained each rule's rate the way the lessons train (3 SGDR epochs
+# of the head, then fine-tuning at [lr/100, lr/10, lr]), EfficientNet-Lite0 on dogscats-mini, 224 px, 5 seeds. On
+# an AMX CPU in bfloat16 (benchmarks/measured/2026-11-29-cpu-amx/) every minimum lay in 0.35-0.89, the notes' rule
+# gave 1e-2 each time and tied "valley" (0 or 1 photo of 200 wrong). In float32 on an AVX-512 CPU
+# (benchmarks/measured/2026-12-07-cpu-avx512/) one seed's minimum lay at 1.07: the notes' rule jumped to 0.1 and
+# fine-tuning broke (100 of 200 wrong), while "valley" moves with the curve and got at most 1 wrong on every seed.
+# The minimum / 10 ("order_below_min"), read off the smoothed curve, which lags the raw loss, picked 0.035 to 0.089
+# and broke one fine-tuning run of five.
 DEFAULT_SUGGESTION = "valley"
 REGIONS = ("too high", "high", "good", "low", "too low")   # describe_region's labels, steepest rate first
 RULES = {
-    "order_below_min": "the rate at the smoothed loss minimum, divided by 10 (the lesson's rule)",
+    "order_below_min": "the rate at the smoothed loss minimum, divided by 10 (a continuous reading of the notes' rule)",
     "steepest": "where the smoothed loss falls fastest against log(learning rate)",
     "valley": "two thirds of the way down the longest stretch where the smoothed loss keeps falling",
     "power_of_ten_below_min": "the power of ten one order below the rate at the smoothed loss minimum (the notes' "
@@ -143,9 +146,10 @@ def losses_at(model, optimizer, loss_fn, train_batches, lr, num_it, device=None)
 def describe_region(lrf, lr):
     """(label, sentence) saying what training at `lr` would do, read off the finder's curve.
 
-    Past the smoothed minimum: too high. Within 10x of the default suggestion (`lrf.suggestion`, `valley`):
-    good. Between the two: high (still learning, but risky for fine-tuning). Below: "low" once the loss has come a fifth of the
-    way down from its early plateau (median of the first tenth) to its minimum for good, else "too low".
+    Past the smoothed minimum: too high. Above the default suggestion (`lrf.suggestion`), more than 10 times above
+    it or within 10 times of the minimum: high (still learning, but fine-tuning at such rates broke runs in lesson
+    02's measurement). From a tenth of the suggestion up to there: good. Below: "low" once the loss has come a fifth
+    of the way down from its early plateau (median of the first tenth) to its minimum for good, else "too low".
     """
     if not (isinstance(lr, (int, float, np.number)) and np.isfinite(lr) and lr > 0):
         raise ValueError(problem("lr={lr!r}: a learning rate is a positive number, such as 1e-2", lr=lr))
@@ -157,14 +161,10 @@ def describe_region(lrf, lr):
     if lr > lrs[i_min]:
         return "too high", say("past the minimum: the loss rises again, training is unstable or diverges. "
                                "Choose a rate at least 10x smaller.")
-    if lr > 10 * lrf.suggestion and rule_at(lrf, lr) == "power_of_ten_below_min":
-        return "high", say("this is the notes' rule, the power of ten one order below the minimum: the loss still "
-                           "falls here, in steps more than 10x larger than at lrf.suggestion. Lesson 02's table "
-                           "compares how the two train.")
-    if lr > 10 * lrf.suggestion:
+    if lr > lrf.suggestion * (1 + 1e-9) and (lr > 10 * lrf.suggestion or lr >= lrs[i_min] / 10 * (1 - 1e-9)):
         return "high", say("the loss still falls on average, but each step is large: the head may train, while "
-                           "fine-tuning at such rates went wrong in lesson 02's measurement (this is where the "
-                           "lesson's rule, the minimum / 10, often lands on this smoothed curve).")
+                           "fine-tuning at such rates broke runs in lesson 02's measurement (the minimum / 10 lands "
+                           "here, and so does the notes' rule when the minimum lies just above a power of ten).")
     if lr >= lrf.suggestion / 10:
         return "good", say("the loss falls quickly and steadily: a rate to train with.")
     if lr >= first_moving:
@@ -182,10 +182,12 @@ def rate_name(name, lr=None):
     """The name people read for a rate the lessons try, with `lr` in brackets when given.
 
     `name` is a key code uses: a region of the curve ("too low", "good", ...), a rule of `lrf.suggestions`
-    ("valley", "order_below_min"), "tiny", "suggested", or the sweep's last rate ("end", "last").
+    ("valley", "power_of_ten_below_min", "order_below_min"), "tiny", "suggested", or the sweep's last rate ("end",
+    "last").
     Example: `rate_name("good", 0.4)` is 'good (0.4)' (好（0.4）under LESSONLIB_LANG=zh).
     """
-    names = {"valley": say("lrf.suggestion (valley)"), "order_below_min": say("the lesson's rule"),
+    names = {"valley": say("lrf.suggestion (valley)"), "power_of_ten_below_min": say("the notes' rule"),
+             "order_below_min": say("the minimum / 10"),
              "end": say("the sweep's end"), "last": say("the sweep's last"), "tiny": say("tiny"),
              "suggested": say("suggested")}
     shown = names[name] if name in names else region_label(name)
@@ -206,14 +208,16 @@ def last_losses(end, n=5):
 
 
 def compare_rates(runs, ax=None):
-    """The training loss of each run in `runs` ({rate_name key: {"lr", "losses", "accuracy", ...}}), mini-batch
-    by mini-batch from the same start, on a log scale: which rate trained, which went wrong."""
+    """The training loss of each run in `runs` ({rate_name key: {"lr", "losses", "val_loss", "accuracy"}}),
+    mini-batch by mini-batch from the same start, on a log scale: which rate trained, which went wrong; the legend
+    gives each run's validation loss and accuracy at the end."""
     import matplotlib.pyplot as plt
     use_cjk_font()   # text in the reader's language
     ax = ax or plt.subplots(figsize=(7, 3.5))[1]
     for name, run in runs.items():
-        ax.plot(run["losses"], label=say("{name} ({lr:.1e}): accuracy {accuracy:.3f}", name=rate_name(name),
-                                         lr=run["lr"], accuracy=run["accuracy"]))
+        ax.plot(run["losses"], label=say("{name} ({lr:.1e}): validation loss {val_loss:.3f}, accuracy {accuracy:.3f}",
+                                         name=rate_name(name), lr=run["lr"], val_loss=run["val_loss"],
+                                         accuracy=run["accuracy"]))
     title = (say("three learning rates, same start") if len(runs) == 3 else
              say("{n} learning rates, same start", n=len(runs)))
     ax.set(xlabel=say("mini-batch"), ylabel=say("training loss"), yscale="log", title=title)
@@ -224,7 +228,8 @@ def compare_rates(runs, ax=None):
 # ---------------------------------------------------------------- reading the curve
 
 def suggest_order_below_min(lrs, smoothed):
-    """The lesson's rule: the learning rate at the smoothed-loss minimum, divided by 10."""
+    """The minimum / 10: the learning rate at the smoothed-loss minimum, divided by 10 (a continuous reading of the
+    notes' rule; on a smoothed curve, which lags the raw loss, it lands high)."""
     return float(lrs[int(np.nanargmin(smoothed))] / 10)
 
 
@@ -288,7 +293,7 @@ class LRFinder:
 
     `lrs` are the last layer group's rates (the head's); `losses` the raw losses; `smoothed`
     their bias-corrected moving average; `suggestions` one rate per rule in `RULES`;
-    `suggestion` the default rule's ("valley": see DEFAULT_SUGGESTION for why not the lesson's rule).
+    `suggestion` the default rule's ("valley": see DEFAULT_SUGGESTION for why not the notes' rule).
     """
     recorder: Recorder
     beta: float = 0.98

@@ -188,14 +188,14 @@ def run_lesson(number, folder=ZH):
         for attempt in (1, 2):
             ran = nbformat.from_dict(nb)   # a fresh copy: a second attempt starts from the unexecuted notebook
             try:
-                NotebookClient(ran, timeout=900, kernel_name="python3", store_widget_state=True,
+                NotebookClient(ran, timeout=600, kernel_name="python3", store_widget_state=True,
                                resources={"metadata": {"path": str(path.parent)}}).execute()
                 break
             except CellTimeoutError as e:
                 # Seen once in CI (2026-12-07, lesson 02's `explorer.widget()` cell): the kernel had run the cell
                 # and sat idle, answering a new connection at once, while nbclient waited for a reply that never
                 # came (nbclient#312: cells with widgets sometimes block). One more run in a fresh kernel; a cell
-                # that really hangs times out twice and fails.
+                # that really hangs times out twice and fails. 600 s per cell, nbval's limit (pyproject.toml).
                 if attempt == 2:
                     raise
                 warnings.warn(f"lesson {number}: a cell timed out, run again in a fresh kernel: {str(e)[:300]}")
@@ -244,8 +244,8 @@ def test_doctor_tables_and_plots_speak_chinese_while_code_reads_english(monkeypa
     named = Table(pd.DataFrame({"framework": ["keras"], "settings chosen": [3]}).set_index("framework"),
                   labels={"framework": "框架", "settings chosen": "要选的设置数"})
     assert "框架" in repr(named) and "要选的设置数" in named._repr_html_() and named.loc["keras", "settings chosen"] == 3
-    ax = compare_rates({"valley": {"lr": 1e-3, "losses": np.ones(3), "accuracy": 0.9},
-                        "end": {"lr": 1.0, "losses": np.ones(3), "accuracy": 0.5}})
+    ax = compare_rates({"valley": {"lr": 1e-3, "losses": np.ones(3), "val_loss": 0.2, "accuracy": 0.9},
+                        "end": {"lr": 1.0, "losses": np.ones(3), "val_loss": 0.7, "accuracy": 0.5}})
     shown = [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()] + [t.get_text() for t in ax.get_legend().get_texts()]
     assert english_share("\n".join(shown))[0] <= LIMIT, shown
     from lessonlib.recorder import Recorder
@@ -268,7 +268,7 @@ def test_plots_in_chinese_need_no_setup_for_their_font(monkeypatch):
     monkeypatch.setenv("LESSONLIB_LANG", "zh")
     with matplotlib.rc_context({"font.family": ["sans-serif"]}), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ax = compare_rates({"valley": {"lr": 1e-3, "losses": np.ones(3), "accuracy": 0.9}})
+        ax = compare_rates({"valley": {"lr": 1e-3, "losses": np.ones(3), "val_loss": 0.2, "accuracy": 0.9}})
         ax.figure.canvas.draw()
     missing = [str(w.message) for w in caught if "missing from font" in str(w.message)]
     assert ax.get_title() == "1 个学习率，同一个起点" and not missing, missing

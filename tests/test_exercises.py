@@ -58,7 +58,7 @@ def context(tmp_path, request):
     return {"00-count-dogs": {"path": path}, "00-valid-cats": {"path": path},
             "01-batches-per-epoch": {},
             "01-error-rate": {"log_preds": log_preds, "y": y}, "01-most-wrong": {"log_preds": log_preds, "y": y},
-            "02-one-step": {}, "02-min-lr": {"lrf": FINDER}, "02-lesson-rule": {"lrf": FINDER},
+            "02-one-step": {}, "02-min-lr": {"lrf": FINDER}, "02-notes-rule": {"lrf": FINDER},
             "04-sgdr-epochs": {}, "04-mid-cycle": {},
             "05-bn-freeze": {"learn": request.getfixturevalue("learner")} if "05-" in request.node.name else {},
             "05-unfreeze": {"learn": request.getfixturevalue("learner")} if "05-" in request.node.name else {},
@@ -116,7 +116,7 @@ def test_wrong_answers_are_rejected_with_the_hint(context, capsys):
     assert check("06-maxpool-shape", (2, 24, 24)) is False and check("06-cell-by-hand", 0) is False
     assert check("09-best-threshold", "a") is False and check("09-best-threshold", 0.2) is False
     assert check("02-min-lr", 1e-1, lrf=FINDER) is False and check("02-min-lr", 1.2e-2, lrf=FINDER) is True
-    assert check("02-lesson-rule", 1e-2, lrf=FINDER) is False and check("02-lesson-rule", 1e-3, lrf=FINDER) is True
+    assert check("02-notes-rule", 1e-2, lrf=FINDER) is False and check("02-notes-rule", 1e-3, lrf=FINDER) is True
 
 
 def test_no_mistakes_means_minus_one(context):

@@ -213,7 +213,7 @@ def test_the_learning_rate_suggestions_are_explained_in_chinese(zh, capsys):
         rec.record([lr], loss)
     LRFinder(rec, beta=0.0).report()
     out = capsys.readouterr().out
-    assert "本课的规则" in out and "<- 默认" in out and "the lesson's rule" not in out
+    assert "笔记的规则" in out and "除以 10" in out and "<- 默认" in out and "divided by 10" not in out
 
 
 def test_term_looks_a_word_up_both_ways():
