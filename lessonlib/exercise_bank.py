@@ -135,8 +135,8 @@ EXERCISES["02-min-lr"] = Exercise(
 
 
 def _notes_rule(answer, lrf):
-    power = 10.0 ** (np.floor(np.log10(lrf.min_loss_lr) + 1e-9) - 1)   # 1e-3 is exactly -3, not -3.0000001
-    return _within(answer, power, factor=1.01)
+    from lessonlib.lr_finder import suggest_power_of_ten_below_min   # the finder's own rule, on the minimum read
+    return _within(answer, suggest_power_of_ten_below_min(np.array([lrf.min_loss_lr]), np.zeros(1)), factor=1.01)
 
 
 EXERCISES["02-notes-rule"] = Exercise(
