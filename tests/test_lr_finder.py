@@ -382,3 +382,68 @@ def test_the_rule_benchmark_trains_the_notes_rule_and_pairs_against_it(monkeypat
     assert summary["valley"]["wrong_minus_baseline"] == 1
     assert summary["power_of_ten_below_min"]["val_loss_minus_baseline"] == 0
     sys.modules.pop("lr_rules", None)
+
+
+# ---------------------------------------------------------------- lesson 02 quotes the measured comparison
+
+def _close(printed, value):
+    """A figure as a lesson prints it matches the measured value to the digits it shows."""
+    decimals = len(printed.split(".")[1]) if "." in printed else 0
+    return abs(float(printed) - value) <= 0.5 * 10 ** -decimals + 1e-12
+
+
+def test_lesson_02_quotes_the_measured_rule_comparison():
+    """Every number of lesson 02's table of rules (and of its 128 px sentence) is the one benchmarks/lr_rules.py
+    measured: the JSON files of benchmarks/measured/, to the digits the lesson prints."""
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    measured = root / "benchmarks" / "measured"
+    runs = {"AMX": json.loads((measured / "2026-11-29-cpu-amx" / "lr_rules_efficientnet_lite0_224.json").read_text()),
+            "AVX-512": json.loads((measured / "2026-12-07-cpu-avx512" / "lr_rules_efficientnet_lite0_224.json").read_text())}
+    at_128 = json.loads((measured / "2026-12-07-cpu-avx512" / "lr_rules_efficientnet_lite0_128.json").read_text())
+    cells = json.loads((root / "notebooks" / "02_learning_rate_finder.ipynb").read_text())["cells"]
+    text = next("".join(c["source"]) for c in cells if "## 4. Reading the plot" in "".join(c["source"]))
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "`" in line.split("|")[1]]
+    assert len(rows) == 6
+    figure = re.compile(r"(\d+(?:\.\d+)?) \((\d+(?:\.\d+)?) to (\d+(?:\.\d+)?)\)")
+    for row in rows:
+        name, cpu, rates, head, finetune, wrong = [cell.strip() for cell in row.strip("|").split("|")]
+        run = runs[cpu]
+        rule = next(r for r in ("power_of_ten_below_min", "order_below_min", "steepest", "valley") if f"`{r}`" in name)
+        if rule == "power_of_ten_below_min" and cpu == "AMX":
+            rule = "notes' 1e-2"   # that run trained the notes' 1e-2 on every seed, which is what the rule gave there
+        summary = {r["stage"]: r for r in run["summary"] if r["rule"] == rule}
+        for stage, cell in (("head", head), ("finetune", finetune)):
+            (acc, acc_lo, acc_hi), (loss, loss_lo, loss_hi) = figure.findall(cell)
+            s = summary[stage]
+            for printed, value in ((acc, s["accuracy_mean"]), (acc_lo, s["accuracy_ci95"][0]), (acc_hi, s["accuracy_ci95"][1]),
+                                   (loss, s["val_loss_mean"]), (loss_lo, s["val_loss_ci95"][0]), (loss_hi, s["val_loss_ci95"][1])):
+                assert _close(printed, value), (cpu, rule, stage, printed, value)
+        seeds = sorted((r["seed"], r["wrong"]) for r in run["runs"] if r["rule"] == rule and r["stage"] == "finetune")
+        wrong_per_seed = [w for _, w in seeds]
+        if "," in wrong:
+            assert [int(w) for w in wrong.split(",")] == wrong_per_seed, (cpu, rule)
+        else:
+            low, high = (int(w) for w in re.split(r" or | to ", wrong))
+            assert (low, high) == (min(wrong_per_seed), max(wrong_per_seed)), (cpu, rule)
+        head_runs = [r for r in run["runs"] if r["rule"] == rule and r["stage"] == "head"]
+        if m := re.fullmatch(r"(\d+(?:\.\d+)?) to (\d+(?:\.\d+)?)", rates):
+            lrs = [r["lr"] for r in head_runs]
+            assert _close(m[1], min(lrs)) and _close(m[2], max(lrs)), (cpu, rule, rates, min(lrs), max(lrs))
+        if m := re.search(r"minimum lay between (\d+(?:\.\d+)?) and (\d+(?:\.\d+)?)", rates):
+            minima = [r["min_loss_lr"] for r in head_runs]
+            assert _close(m[1], min(minima)) and _close(m[2], max(minima)), (cpu, rule, rates)
+        if m := re.search(r"(\d+(?:\.\d+)?) on one, whose minimum lay at (\d+(?:\.\d+)?)", rates):
+            odd = [r for r in head_runs if abs(r["lr"] - float(m[1])) < 1e-9]
+            assert len(odd) == 1 and _close(m[2], odd[0]["min_loss_lr"]), (cpu, rule, rates)
+    sentence = re.search(r"accuracy (\d+(?:\.\d+)?) against (\d+(?:\.\d+)?) for `valley`, validation loss (\d+(?:\.\d+)?) against (\d+(?:\.\d+)?)",
+                         " ".join(text.split()))
+    final = {r["rule"]: r for r in at_128["summary"] if r["stage"] == "finetune"}
+    assert at_128["sz"] == 128 and at_128["seeds_done"] == [0, 1, 2, 3, 4]
+    assert _close(sentence[1], final["power_of_ten_below_min"]["accuracy_mean"])
+    assert _close(sentence[2], final["valley"]["accuracy_mean"])
+    assert _close(sentence[3], final["power_of_ten_below_min"]["val_loss_mean"])
+    assert _close(sentence[4], final["valley"]["val_loss_mean"])
