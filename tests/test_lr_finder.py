@@ -447,3 +447,6 @@ def test_lesson_02_quotes_the_measured_rule_comparison():
     assert _close(sentence[2], final["valley"]["accuracy_mean"])
     assert _close(sentence[3], final["power_of_ten_below_min"]["val_loss_mean"])
     assert _close(sentence[4], final["valley"]["val_loss_mean"])
+    low, high = re.search(r"128 px .*?every minimum lay between (\d+(?:\.\d+)?) and (\d+(?:\.\d+)?)", " ".join(text.split())).groups()
+    minima = [r["min_loss_lr"] for r in at_128["runs"] if r["stage"] == "head"]
+    assert _close(low, min(minima)) and _close(high, max(minima))
