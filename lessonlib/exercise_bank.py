@@ -135,8 +135,8 @@ EXERCISES["02-min-lr"] = Exercise(
 
 
 def _notes_rule(answer, lrf):
-    from lessonlib.lr_finder import suggest_power_of_ten_below_min   # the finder's own rule, on the minimum read
-    return _within(answer, suggest_power_of_ten_below_min(np.array([lrf.min_loss_lr]), np.zeros(1)), factor=1.01)
+    from lessonlib.lr_finder import power_of_ten_below   # the finder's own rule, on the minimum it read
+    return _within(answer, power_of_ten_below(lrf.min_loss_lr), factor=1.01)
 
 
 EXERCISES["02-notes-rule"] = Exercise(

@@ -23,7 +23,7 @@ from lessonlib.recorder import Recorder
 from lessonlib.training import train_step
 
 __all__ = ["LRFinder", "RULES", "Sweep", "compare_rates", "describe_rate", "describe_region", "find_lr", "last_losses",
-           "losses_at", "rate_name", "region_label", "rule_at", "rule_name", "suggest_order_below_min",
+           "losses_at", "power_of_ten_below", "rate_name", "region_label", "rule_at", "rule_name", "suggest_order_below_min",
            "suggest_power_of_ten_below_min", "suggest_steepest", "suggest_valley"]
 
 # The default is "valley". benchmarks/lr_rules.py trained each rule's rate the way the lessons train (3 SGDR epochs
@@ -233,13 +233,18 @@ def suggest_order_below_min(lrs, smoothed):
     return float(lrs[int(np.nanargmin(smoothed))] / 10)
 
 
+def power_of_ten_below(lr):
+    """The power of ten one order of magnitude below `lr`: 10 ** (floor(log10(lr)) - 1). 0.35 and 0.89 give 1e-2,
+    0.05 gives 1e-3, 1.07 gives 0.1."""
+    exponent = np.floor(np.round(np.log10(lr), 9))   # 1e-3 is exactly -3, not -3.0000001
+    return float(10.0 ** (exponent - 1))
+
+
 def suggest_power_of_ten_below_min(lrs, smoothed):
     """The notes' rule (选择上一个指数级别的学习率): the power of ten one order below the rate where the smoothed
-    loss is lowest, i.e. 10 ** (floor(log10(lr at the minimum)) - 1). A minimum at 0.35 or at 0.89 gives 1e-2,
-    one at 0.05 gives 1e-3. NaN losses (a sweep that blew up) are ignored.
+    loss is lowest (`power_of_ten_below`). NaN losses (a sweep that blew up) are ignored.
     """
-    exponent = np.floor(np.round(np.log10(lrs[int(np.nanargmin(smoothed))]), 9))   # 1e-3 is exactly -3, not -3.0000001
-    return float(10.0 ** (exponent - 1))
+    return power_of_ten_below(lrs[int(np.nanargmin(smoothed))])
 
 
 def suggest_steepest(lrs, smoothed, skip=10):

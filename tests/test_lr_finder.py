@@ -1,6 +1,9 @@
 import copy
 import inspect
+import json
 import random
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -364,7 +367,6 @@ def test_the_notes_rule_is_high_where_the_minimum_lies_just_above_a_power_of_ten
 def test_the_rule_benchmark_trains_the_notes_rule_and_pairs_against_it(monkeypatch):
     import importlib
     import sys
-    from pathlib import Path
     import pandas as pd
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
     lr_rules = importlib.import_module("lr_rules")
@@ -386,6 +388,9 @@ def test_the_rule_benchmark_trains_the_notes_rule_and_pairs_against_it(monkeypat
 
 # ---------------------------------------------------------------- lesson 02 quotes the measured comparison
 
+NUMBER = r"(\d+(?:\.\d+)?)"   # a figure as the lessons print it: 0.963, 100
+
+
 def _close(printed, value):
     """A figure as a lesson prints it matches the measured value to the digits it shows."""
     decimals = len(printed.split(".")[1]) if "." in printed else 0
@@ -395,10 +400,6 @@ def _close(printed, value):
 def test_lesson_02_quotes_the_measured_rule_comparison():
     """Every number of lesson 02's table of rules (and of its 128 px sentence) is the one benchmarks/lr_rules.py
     measured: the JSON files of benchmarks/measured/, to the digits the lesson prints."""
-    import json
-    import re
-    from pathlib import Path
-
     root = Path(__file__).resolve().parent.parent
     measured = root / "benchmarks" / "measured"
     runs = {"AMX": json.loads((measured / "2026-11-29-cpu-amx" / "lr_rules_efficientnet_lite0_224.json").read_text()),
@@ -406,9 +407,10 @@ def test_lesson_02_quotes_the_measured_rule_comparison():
     at_128 = json.loads((measured / "2026-12-07-cpu-avx512" / "lr_rules_efficientnet_lite0_128.json").read_text())
     cells = json.loads((root / "notebooks" / "02_learning_rate_finder.ipynb").read_text())["cells"]
     text = next("".join(c["source"]) for c in cells if "## 4. Reading the plot" in "".join(c["source"]))
+    flat = " ".join(text.split())   # the prose as one line, whatever its wrapping
     rows = [line for line in text.splitlines() if line.startswith("| ") and "`" in line.split("|")[1]]
     assert len(rows) == 6
-    figure = re.compile(r"(\d+(?:\.\d+)?) \((\d+(?:\.\d+)?) to (\d+(?:\.\d+)?)\)")
+    figure = re.compile(rf"{NUMBER} \({NUMBER} to {NUMBER}\)")
     for row in rows:
         name, cpu, rates, head, finetune, wrong = [cell.strip() for cell in row.strip("|").split("|")]
         run = runs[cpu]
@@ -430,23 +432,23 @@ def test_lesson_02_quotes_the_measured_rule_comparison():
             low, high = (int(w) for w in re.split(r" or | to ", wrong))
             assert (low, high) == (min(wrong_per_seed), max(wrong_per_seed)), (cpu, rule)
         head_runs = [r for r in run["runs"] if r["rule"] == rule and r["stage"] == "head"]
-        if m := re.fullmatch(r"(\d+(?:\.\d+)?) to (\d+(?:\.\d+)?)", rates):
+        if m := re.fullmatch(rf"{NUMBER} to {NUMBER}", rates):
             lrs = [r["lr"] for r in head_runs]
             assert _close(m[1], min(lrs)) and _close(m[2], max(lrs)), (cpu, rule, rates, min(lrs), max(lrs))
-        if m := re.search(r"minimum lay between (\d+(?:\.\d+)?) and (\d+(?:\.\d+)?)", rates):
+        if m := re.search(rf"minimum lay between {NUMBER} and {NUMBER}", rates):
             minima = [r["min_loss_lr"] for r in head_runs]
             assert _close(m[1], min(minima)) and _close(m[2], max(minima)), (cpu, rule, rates)
-        if m := re.search(r"(\d+(?:\.\d+)?) on one, whose minimum lay at (\d+(?:\.\d+)?)", rates):
+        if m := re.search(rf"{NUMBER} on one, whose minimum lay at {NUMBER}", rates):
             odd = [r for r in head_runs if abs(r["lr"] - float(m[1])) < 1e-9]
             assert len(odd) == 1 and _close(m[2], odd[0]["min_loss_lr"]), (cpu, rule, rates)
-    sentence = re.search(r"accuracy (\d+(?:\.\d+)?) against (\d+(?:\.\d+)?) for `valley`, validation loss (\d+(?:\.\d+)?) against (\d+(?:\.\d+)?)",
-                         " ".join(text.split()))
+    sentence = re.search(rf"accuracy {NUMBER} against {NUMBER} for `valley`, validation loss {NUMBER} against {NUMBER}",
+                         flat)
     final = {r["rule"]: r for r in at_128["summary"] if r["stage"] == "finetune"}
     assert at_128["sz"] == 128 and at_128["seeds_done"] == [0, 1, 2, 3, 4]
     assert _close(sentence[1], final["power_of_ten_below_min"]["accuracy_mean"])
     assert _close(sentence[2], final["valley"]["accuracy_mean"])
     assert _close(sentence[3], final["power_of_ten_below_min"]["val_loss_mean"])
     assert _close(sentence[4], final["valley"]["val_loss_mean"])
-    low, high = re.search(r"128 px .*?every minimum lay between (\d+(?:\.\d+)?) and (\d+(?:\.\d+)?)", " ".join(text.split())).groups()
+    low, high = re.search(rf"128 px .*?every minimum lay between {NUMBER} and {NUMBER}", flat).groups()
     minima = [r["min_loss_lr"] for r in at_128["runs"] if r["stage"] == "head"]
     assert _close(low, min(minima)) and _close(high, max(minima))
